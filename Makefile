@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make serve` and `make test`. Everything else is a step they call.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+REPOSITORY ?= model_repository
+
+.PHONY: setup repository serve test bench config clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned: any other spec makes pip pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(STAMP)
+
+$(REPOSITORY)/.built: | $(STAMP)
+	$(PY) -m export.build --repository $(REPOSITORY)
+	touch $@
+
+# Rebuild on demand; `make serve` builds only when the repository is missing.
+repository: $(STAMP)
+	$(PY) -m export.build --repository $(REPOSITORY)
+	touch $(REPOSITORY)/.built
+
+serve: $(STAMP) $(REPOSITORY)/.built
+	$(PY) -m serve run --repository $(REPOSITORY)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP) $(REPOSITORY)/.built
+	$(PY) -m loadtest.bench --repository $(REPOSITORY)
+
+config: $(STAMP) $(REPOSITORY)/.built
+	$(PY) -m serve config --repository $(REPOSITORY) --output serve_config.yaml
+
+clean:
+	rm -rf $(REPOSITORY) serve_config.yaml .pytest_cache

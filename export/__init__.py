@@ -1,0 +1,1 @@
+"""Trained models -> ONNX / TorchScript files -> a Triton-layout model repository."""

@@ -1,0 +1,1 @@
+"""Model definitions and training, one folder per family. Serving never imports this package."""

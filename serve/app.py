@@ -1,0 +1,74 @@
+"""The Ray Serve application: one ingress (HTTP + gRPC adapters over the data plane) and one
+deployment per served model version. `serve.app:build_app` is the import path in the Serve config.
+"""
+from pathlib import Path
+
+from ray import serve
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
+
+from .config import INGRESS_NAME, deployment_name, deployment_options, ingress_options
+from .dataplane import DataPlane
+from .errors import Overloaded
+from .grpc_servicer import GRPCInferenceServicer
+from .model import ModelWorker
+from .repository import ModelRepository
+from . import rest
+from .settings import ServerSettings
+
+
+class RayModelBackend:
+    """A model version reached through its deployment handle; a full queue becomes a clean 503."""
+
+    def __init__(self, handle: DeploymentHandle, name: str):
+        self.handle, self.name = handle, name
+
+    async def infer(self, inputs):
+        try:
+            return await self.handle.infer.remote(inputs)
+        except BackPressureError:
+            raise Overloaded(f"model {self.name!r} is at capacity; retry later") from None
+
+    async def stream(self, inputs):
+        try:
+            async for outputs in self.handle.options(stream=True).stream.remote(inputs):
+                yield outputs
+        except BackPressureError:
+            raise Overloaded(f"model {self.name!r} is at capacity; retry later") from None
+
+    async def ready(self):
+        return await self.handle.ready.remote()
+
+
+@serve.deployment(name=INGRESS_NAME)
+@serve.ingress(rest.app)
+class Ingress(GRPCInferenceServicer):
+    def __init__(self, repository: str, models: dict[str, DeploymentHandle]):
+        settings = ServerSettings()  # the token and limits come from the environment, never the config file
+        backends = {}
+        for key, handle in models.items():
+            name, version = key.rsplit("/", 1)
+            backends[(name, int(version))] = RayModelBackend(handle, name)
+        self.plane = DataPlane(ModelRepository(repository), backends, settings.auth_token, settings.max_request_bytes)
+        rest.attach(self.plane)
+
+
+ModelDeployment = serve.deployment(ModelWorker)
+
+
+def build_app(args: dict) -> serve.Application:
+    """Application builder: `args` is the Serve config's `args` (at least `repository`)."""
+    settings = ServerSettings(**{k: v for k, v in args.items() if k in ServerSettings.model_fields})
+    repository = ModelRepository(settings.repository)
+    root = str(Path(settings.repository).resolve())
+    models = {}
+    for spec in repository:
+        for version in spec.versions:
+            options = deployment_options(spec, settings)
+            models[f"{spec.name}/{version}"] = ModelDeployment.options(
+                name=deployment_name(spec.name, version), **options
+            ).bind(root, spec.name, version)
+    return Ingress.options(**ingress_options(settings)).bind(root, models)
+
+
+__all__ = ["build_app", "Ingress", "ModelDeployment"]

@@ -1,0 +1,189 @@
+"""The transport-free core: model lookup, request validation, readiness, authentication and metrics.
+
+The HTTP and gRPC adapters each decode a request once into `InferRequest` and call the same methods
+here; a model version is reached through a `ModelBackend` (a Ray Serve handle in production, the
+worker object itself in unit tests).
+"""
+import asyncio
+import hmac
+import time
+import uuid
+from collections import Counter
+from typing import AsyncIterator, Protocol
+
+import numpy as np
+
+from . import __version__, metrics
+from .datatypes import from_numpy
+from .errors import InvalidInput, Unauthenticated
+from .repository import ModelRepository, ModelSpec
+from .types import InferRequest, InferResponse
+
+SERVER_NAME = "streamserve"
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics_unavailable"]
+_LOOPBACK_PEERS = ("ipv4:127.", "ipv6:[::1]", "ipv6:%5B::1%5D", "unix:")
+
+
+class ModelBackend(Protocol):
+    async def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def stream(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]: ...
+
+    async def ready(self) -> bool: ...
+
+
+class DataPlane:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        backends: dict[tuple[str, int], ModelBackend],
+        auth_token: str | None = None,
+        max_request_bytes: int = 64 * 2**20,
+    ):
+        self.repository = repository
+        self.backends = backends
+        self.auth_token = auth_token
+        self.max_request_bytes = max_request_bytes
+        self._in_flight: Counter = Counter()
+
+    # -- access ---------------------------------------------------------------------------------
+    def authenticate(self, authorization: str | None, peer: str | None = None) -> None:
+        """Bearer-token check when a token is configured; otherwise only loopback peers (gRPC passes its peer)."""
+        if self.auth_token:
+            scheme, _, token = (authorization or "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.auth_token.encode()):
+                raise Unauthenticated("missing or invalid bearer token (send 'authorization: Bearer <token>')")
+        elif peer is not None and not peer.startswith(_LOOPBACK_PEERS):
+            raise Unauthenticated("calls from other hosts need a token: start the server with STREAMSERVE_AUTH_TOKEN set")
+
+    # -- health and metadata -------------------------------------------------------------------
+    def live(self) -> bool:
+        return True
+
+    async def ready(self) -> bool:
+        checks = [self.model_ready(spec.name, v) for spec in self.repository for v in spec.versions]
+        return all(await asyncio.gather(*checks))
+
+    async def model_ready(self, name: str, version: str | int | None = None) -> bool:
+        spec, number = self.model(name, version)  # unknown model or version: NOT_FOUND, not "not ready"
+        try:
+            return bool(await asyncio.wait_for(self.backends[(name, number)].ready(), timeout=5))
+        except Exception:  # a replica that cannot answer in time is not ready
+            return False
+
+    def server_metadata(self) -> dict:
+        return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
+
+    def model(self, name: str, version: str | int | None = None) -> tuple[ModelSpec, int]:
+        spec = self.repository.get(name)
+        return spec, spec.resolve(version)
+
+    def model_metadata(self, name: str, version: str | int | None = None) -> dict:
+        spec, _ = self.model(name, version)
+
+        def tensors(specs):
+            return [{"name": t.name, "datatype": t.datatype, "shape": t.shape(spec.max_batch_size)} for t in specs]
+
+        return {
+            "name": spec.name,
+            "versions": [str(v) for v in spec.versions],
+            "platform": spec.platform,
+            "inputs": tensors(spec.inputs),
+            "outputs": tensors(spec.outputs),
+        }
+
+    # -- inference ------------------------------------------------------------------------------
+    async def infer(self, request: InferRequest, protocol: str) -> InferResponse:
+        spec, version = self.model(request.model, request.version)
+        if spec.decoupled:
+            raise InvalidInput(f"model {spec.name!r} is decoupled (it streams many responses per request); call it with ModelStreamInfer")
+        self.validate(spec, request)
+        async with self._track(spec.name, version, protocol):
+            outputs = await self.backends[(spec.name, version)].infer(request.inputs)
+        return self._response(spec, version, request, outputs)
+
+    async def stream(self, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
+        """Responses for one request: one for an ordinary model, one per rollout step for a decoupled one."""
+        spec, version = self.model(request.model, request.version)
+        self.validate(spec, request)
+        if not spec.decoupled:
+            yield await self.infer(request, protocol)
+            return
+        steps = int(request.inputs[spec.rollout.steps_input].ravel()[0])
+        async with self._track(spec.name, version, protocol):
+            step = 0
+            async for outputs in self.backends[(spec.name, version)].stream(request.inputs):
+                step += 1
+                response = self._response(spec, version, request, outputs)
+                response.parameters.update(rollout_step=step, rollout_steps=steps)
+                if step == steps:
+                    response.parameters["triton_final_response"] = True
+                yield response
+
+    def validate(self, spec: ModelSpec, request: InferRequest) -> None:
+        declared = {t.name: t for t in spec.inputs}
+        missing = [n for n, t in declared.items() if n not in request.inputs and not t.optional]
+        unexpected = [n for n in request.inputs if n not in declared]
+        if missing or unexpected:
+            problems = [f"missing input(s) {missing}"] * bool(missing) + [f"unexpected input(s) {unexpected}"] * bool(unexpected)
+            raise InvalidInput(f"model {spec.name!r}: {'; '.join(problems)}; expected {list(declared)}")
+        batch_sizes = set()
+        for name, array in request.inputs.items():
+            tensor = declared[name]
+            datatype = from_numpy(array.dtype)
+            if datatype != tensor.datatype:
+                raise InvalidInput(f"input {name!r}: datatype {datatype} does not match the model's {tensor.datatype}")
+            expected = tensor.shape(spec.max_batch_size)
+            if len(array.shape) != len(expected) or any(e not in (-1, a) for e, a in zip(expected, array.shape)):
+                raise InvalidInput(f"input {name!r}: shape {list(array.shape)} does not match the model's {expected} (-1 = any)")
+            if spec.max_batch_size > 0:
+                if not 1 <= array.shape[0] <= spec.max_batch_size:
+                    raise InvalidInput(f"input {name!r}: batch size {array.shape[0]} must be between 1 and max_batch_size {spec.max_batch_size}")
+                batch_sizes.add(array.shape[0])
+        if len(batch_sizes) > 1:
+            raise InvalidInput(f"model {spec.name!r}: inputs disagree on the batch size: {sorted(batch_sizes)}")
+        known_outputs = [t.name for t in spec.outputs]
+        for name in request.outputs or []:
+            if name not in known_outputs:
+                raise InvalidInput(f"model {spec.name!r}: unknown output {name!r}; outputs are {known_outputs}")
+        if spec.rollout:
+            steps = request.inputs[spec.rollout.steps_input]
+            if steps.size != 1 or not 1 <= int(steps.ravel()[0]) <= spec.rollout.max_steps:
+                raise InvalidInput(f"input {spec.rollout.steps_input!r}: one value between 1 and {spec.rollout.max_steps} expected")
+
+    def _response(self, spec: ModelSpec, version: int, request: InferRequest, outputs: dict) -> InferResponse:
+        wanted = request.outputs or [t.name for t in spec.outputs]
+        declared = {t.name: t.datatype for t in spec.outputs}
+        for name in wanted:  # the runtime must honour the config: a mismatch is ours, not the client's
+            if from_numpy(outputs[name].dtype) != declared[name]:
+                raise RuntimeError(f"model {spec.name} output {name} is {outputs[name].dtype}, config says {declared[name]}")
+        return InferResponse(spec.name, str(version), {n: outputs[n] for n in wanted}, id=request.id or "")
+
+    def _track(self, model: str, version: int, protocol: str):
+        return _Tracked(self, {"model": model, "version": str(version)}, protocol)
+
+    @staticmethod
+    def new_request_id() -> str:
+        return uuid.uuid4().hex
+
+
+class _Tracked:
+    """Counts a request in flight and records its latency and outcome, whatever happens inside."""
+
+    def __init__(self, plane: DataPlane, tags: dict, protocol: str):
+        self.plane, self.tags, self.protocol = plane, tags, protocol
+
+    async def __aenter__(self):
+        self.started = time.perf_counter()
+        key = (self.tags["model"], self.tags["version"])
+        self.plane._in_flight[key] += 1
+        metrics.in_flight().set(self.plane._in_flight[key], tags=self.tags)
+
+    async def __aexit__(self, exc_type, exc, tb):
+        key = (self.tags["model"], self.tags["version"])
+        self.plane._in_flight[key] -= 1
+        metrics.in_flight().set(self.plane._in_flight[key], tags=self.tags)
+        tags = self.tags | {"protocol": self.protocol}
+        metrics.request_latency_ms().observe((time.perf_counter() - self.started) * 1000, tags=tags)
+        metrics.requests().inc(tags=tags | {"outcome": "success" if exc is None else "failure"})
+        return False

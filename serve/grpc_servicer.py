@@ -1,0 +1,183 @@
+"""gRPC adapter: `inference.GRPCInferenceService` (KServe v2 in Triton's dialect) over the data plane.
+
+Written against Ray Serve's gRPC ingress: each RPC is a method of the same name taking the request
+message and a `grpc_context`; errors are reported by setting the status on that context and returning
+an empty response. Every RPC of the service is defined, so an unsupported one answers UNIMPLEMENTED
+instead of Serve's INTERNAL with a traceback.
+"""
+import logging
+
+import grpc
+import numpy as np
+
+from proto import RPC_NAMES, model_config_pb2, service_pb2 as pb
+
+from .codecs import decode_contents, decode_raw, encode_raw
+from .dataplane import DataPlane
+from .datatypes import from_numpy
+from .errors import InferenceError, InvalidInput
+from .types import InferRequest, InferResponse
+
+logger = logging.getLogger("streamserve.grpc")
+Tensor = pb.ModelInferResponse.InferOutputTensor
+
+
+def decode_infer_request(request: pb.ModelInferRequest) -> InferRequest:
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; use raw for all inputs or none")
+    inputs = {}
+    for i, tensor in enumerate(request.inputs):
+        if tensor.name in inputs:
+            raise InvalidInput(f"input {tensor.name!r} appears twice")
+        shape = list(tensor.shape)
+        if raw:
+            inputs[tensor.name] = decode_raw(raw[i], tensor.datatype, shape, tensor.name)
+        else:
+            inputs[tensor.name] = decode_contents(tensor.contents, tensor.datatype, shape, tensor.name)
+    for output in request.outputs:
+        if output.parameters.get("classification") and output.parameters["classification"].int64_param:
+            raise InvalidInput("the classification extension is not supported; request the raw output")
+    return InferRequest(
+        request.model_name, request.model_version or None, inputs,
+        [o.name for o in request.outputs] or None, id=request.id,
+    )
+
+
+def encode_infer_response(response: InferResponse) -> pb.ModelInferResponse:
+    """Outputs always travel raw: tritonclient's `as_numpy` reads only `raw_output_contents`."""
+    message = pb.ModelInferResponse(model_name=response.model, model_version=response.version, id=response.id)
+    for name, array in response.outputs.items():
+        message.outputs.append(Tensor(name=name, datatype=from_numpy(array.dtype), shape=list(array.shape)))
+        message.raw_output_contents.append(encode_raw(np.asarray(array)))
+    for key, value in response.parameters.items():
+        parameter = message.parameters[key]
+        if isinstance(value, bool):
+            parameter.bool_param = value
+        elif isinstance(value, int):
+            parameter.int64_param = value
+        else:
+            parameter.string_param = str(value)
+    return message
+
+
+def _fail(context, code: grpc.StatusCode, message: str, empty):
+    context.set_code(code)
+    context.set_details(message)
+    return empty
+
+
+class GRPCInferenceServicer:
+    """Mixed into the Ray Serve ingress, which sets `self.plane`."""
+
+    plane: DataPlane
+
+    def _authenticate(self, context) -> None:
+        metadata = dict(context.invocation_metadata())
+        self.plane.authenticate(metadata.get("authorization"), context.peer())
+
+    async def _unary(self, context, empty, call, authenticate=True):
+        try:
+            if authenticate:
+                self._authenticate(context)
+            return await call()
+        except InferenceError as e:
+            return _fail(context, e.grpc_code, e.message, empty)
+        except Exception as e:
+            logger.exception("unhandled error in gRPC call")
+            return _fail(context, grpc.StatusCode.INTERNAL, f"internal error ({type(e).__name__}); see the server log", empty)
+
+    async def ServerLive(self, request, grpc_context):
+        async def call():
+            return pb.ServerLiveResponse(live=self.plane.live())
+
+        return await self._unary(grpc_context, pb.ServerLiveResponse(), call, authenticate=False)
+
+    async def ServerReady(self, request, grpc_context):
+        async def call():
+            return pb.ServerReadyResponse(ready=await self.plane.ready())
+
+        return await self._unary(grpc_context, pb.ServerReadyResponse(), call, authenticate=False)
+
+    async def ModelReady(self, request, grpc_context):
+        async def call():
+            return pb.ModelReadyResponse(ready=await self.plane.model_ready(request.name, request.version or None))
+
+        return await self._unary(grpc_context, pb.ModelReadyResponse(), call)
+
+    async def ServerMetadata(self, request, grpc_context):
+        async def call():
+            return pb.ServerMetadataResponse(**self.plane.server_metadata())
+
+        return await self._unary(grpc_context, pb.ServerMetadataResponse(), call)
+
+    async def ModelMetadata(self, request, grpc_context):
+        async def call():
+            meta = self.plane.model_metadata(request.name, request.version or None)
+            tensor = pb.ModelMetadataResponse.TensorMetadata
+            return pb.ModelMetadataResponse(
+                name=meta["name"], versions=meta["versions"], platform=meta["platform"],
+                inputs=[tensor(**t) for t in meta["inputs"]], outputs=[tensor(**t) for t in meta["outputs"]],
+            )
+
+        return await self._unary(grpc_context, pb.ModelMetadataResponse(), call)
+
+    async def ModelConfig(self, request, grpc_context):
+        async def call():
+            spec, _ = self.plane.model(request.name, request.version or None)
+            return pb.ModelConfigResponse(config=model_config_pb2.ModelConfig.FromString(spec.config.SerializeToString()))
+
+        return await self._unary(grpc_context, pb.ModelConfigResponse(), call)
+
+    async def RepositoryIndex(self, request, grpc_context):
+        async def call():
+            index = pb.RepositoryIndexResponse.ModelIndex
+            return pb.RepositoryIndexResponse(
+                models=[index(name=s.name, version=str(v), state="READY") for s in self.plane.repository for v in s.versions]
+            )
+
+        return await self._unary(grpc_context, pb.RepositoryIndexResponse(), call)
+
+    async def ModelInfer(self, request, grpc_context):
+        async def call():
+            if request.ByteSize() > self.plane.max_request_bytes:
+                raise InvalidInput(f"request of {request.ByteSize()} bytes exceeds the limit of {self.plane.max_request_bytes} bytes")
+            response = await self.plane.infer(decode_infer_request(request), protocol="grpc")
+            return encode_infer_response(response)
+
+        return await self._unary(grpc_context, pb.ModelInferResponse(), call)
+
+    async def ModelStreamInfer(self, request_iterator, grpc_context):
+        """Bidirectional: each request gets its response(s); a bad request gets an error message in the
+        stream, which stays open (Triton's behaviour). The call ends when the client half-closes."""
+        try:
+            self._authenticate(grpc_context)
+        except InferenceError as e:
+            grpc_context.set_code(e.grpc_code)
+            grpc_context.set_details(e.message)
+            return
+        async for request in request_iterator:
+            try:
+                async for response in self.plane.stream(decode_infer_request(request), protocol="grpc"):
+                    yield pb.ModelStreamInferResponse(infer_response=encode_infer_response(response))
+            except InferenceError as e:
+                yield pb.ModelStreamInferResponse(error_message=e.message, infer_response=pb.ModelInferResponse(id=request.id))
+            except Exception as e:
+                logger.exception("unhandled error in ModelStreamInfer")
+                yield pb.ModelStreamInferResponse(error_message=f"internal error ({type(e).__name__}); see the server log")
+
+
+def _unimplemented(rpc: str):
+    response_type = getattr(pb, pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name[rpc].output_type.name)
+
+    async def method(self, request, grpc_context):
+        return _fail(grpc_context, grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not supported by this server", response_type())
+
+    method.__name__ = rpc
+    return method
+
+
+# The rest of the service (statistics, shared memory, model load/unload, tracing, logging).
+for _rpc in RPC_NAMES:
+    if not hasattr(GRPCInferenceServicer, _rpc):
+        setattr(GRPCInferenceServicer, _rpc, _unimplemented(_rpc))

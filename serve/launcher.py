@@ -1,0 +1,95 @@
+"""The embedded single-node mode: start Ray on loopback, deploy the generated Serve config, wait.
+
+This is what `serve run serve_config.yaml` does, plus the settings a single machine needs: Ray held to
+127.0.0.1, no dashboard, a fixed metrics port, and gRPC messages capped. Deploying a config file
+without the dashboard's REST API takes Serve's own `serve_start` + `deploy_apps`, as `serve run` uses.
+"""
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .settings import ServerSettings
+
+
+def prepare_environment(settings: ServerSettings) -> None:
+    """Environment Ray reads at start; replicas inherit it (that is how they get the auth token)."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # makes Ray bind 127.0.0.1
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # everything Ray opens is on loopback here
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_metrics_report_interval_ms", "2000")
+    # The proxy drops messages past twice our limit; between the two the ingress answers INVALID_ARGUMENT.
+    os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(min(2 * settings.max_request_bytes, 2**31 - 1)))
+    for field in ("auth_token", "max_request_bytes"):
+        value = getattr(settings, field)
+        if value is not None:
+            os.environ[f"STREAMSERVE_{field.upper()}"] = str(value)
+
+
+def run(settings: ServerSettings, config: dict, ready_file: str | None = None) -> None:
+    prepare_environment(settings)
+    import ray
+    from ray import serve
+    from ray.serve._private import api as serve_api
+    from ray.serve.config import gRPCOptions
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(config)
+    started = time.perf_counter()
+    ray.init(
+        include_dashboard=False,
+        namespace="serve",
+        _metrics_export_port=settings.metrics_port,
+        _temp_dir=settings.temp_dir,
+        logging_level="WARNING",
+        log_to_driver=True,
+    )
+    client = serve_api.serve_start(
+        http_options=schema.http_options.model_dump(),
+        grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),
+        proxy_location=schema.proxy_location,
+        global_logging_config=schema.logging_config,
+    )
+    client.deploy_apps(schema, _blocking=False)
+    _wait_running(serve, timeout_s=600)
+    print(banner(settings, time.perf_counter() - started), flush=True)
+    if ready_file:
+        Path(ready_file).write_text("ready\n")
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("shutting down ...", flush=True)
+    serve.shutdown()
+    ray.shutdown()
+    print("stopped", flush=True)
+
+
+def _wait_running(serve, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        apps = serve.status().applications
+        statuses = {name: str(app.status) for name, app in apps.items()}
+        if apps and all(s.endswith("RUNNING") for s in statuses.values()):
+            return
+        failed = {n: apps[n].message for n, s in statuses.items() if s.endswith(("DEPLOY_FAILED", "UNHEALTHY"))}
+        if failed:
+            sys.exit(f"deployment failed: {failed}")
+        time.sleep(0.5)
+    sys.exit(f"applications not running after {timeout_s:.0f}s: {serve.status().applications}")
+
+
+def banner(settings: ServerSettings, seconds: float) -> str:
+    auth = "bearer token required" if settings.auth_token else "no token: other hosts are refused"
+    return "\n".join(
+        [
+            f"streamserve ready in {seconds:.1f}s (Ctrl-C stops it)",
+            f"  HTTP     http://{settings.http_host}:{settings.http_port}/v2  (KServe v2 REST)",
+            f"  gRPC     [::]:{settings.grpc_port}  inference.GRPCInferenceService ({auth})",
+            f"  metrics  http://127.0.0.1:{settings.metrics_port}/metrics  (Prometheus)",
+            f"  models   {Path(settings.repository).resolve()}",
+        ]
+    )

@@ -1,0 +1,59 @@
+"""Per-model Prometheus metrics, exported through Ray's metrics agent beside Ray Serve's own.
+
+Ray aggregates the metrics of every replica and serves them on the node's metrics export port
+(`settings.metrics_port`), so one scrape sees the proxy, Serve and these. Names get Ray's `ray_` prefix.
+Stages are timed where they happen: latency and in-flight in the ingress, queue and compute time and
+batch size in the model replica.
+"""
+from functools import cache
+
+from ray.serve import metrics
+
+_MS_BUCKETS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
+_BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+_MODEL_TAGS = ("model", "version")
+
+
+@cache
+def requests() -> metrics.Counter:
+    return metrics.Counter(
+        "streamserve_requests", description="Inference requests by model, version, protocol and outcome.",
+        tag_keys=_MODEL_TAGS + ("protocol", "outcome"),
+    )
+
+
+@cache
+def request_latency_ms() -> metrics.Histogram:
+    return metrics.Histogram(
+        "streamserve_request_latency_ms", description="Inference latency in the ingress, decode to encode.",
+        boundaries=_MS_BUCKETS, tag_keys=_MODEL_TAGS + ("protocol",),
+    )
+
+
+@cache
+def in_flight() -> metrics.Gauge:
+    return metrics.Gauge("streamserve_in_flight_requests", description="Inference requests being served.", tag_keys=_MODEL_TAGS)
+
+
+@cache
+def queue_time_ms() -> metrics.Histogram:
+    return metrics.Histogram(
+        "streamserve_queue_time_ms", description="Time a request waited in the model replica before its batch ran.",
+        boundaries=_MS_BUCKETS, tag_keys=_MODEL_TAGS,
+    )
+
+
+@cache
+def compute_time_ms() -> metrics.Histogram:
+    return metrics.Histogram(
+        "streamserve_compute_time_ms", description="Runtime time per executed batch.",
+        boundaries=_MS_BUCKETS, tag_keys=_MODEL_TAGS,
+    )
+
+
+@cache
+def batch_size() -> metrics.Histogram:
+    return metrics.Histogram(
+        "streamserve_batch_size", description="Rows per executed batch (requests may carry several rows).",
+        boundaries=_BATCH_BUCKETS, tag_keys=_MODEL_TAGS,
+    )

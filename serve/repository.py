@@ -1,0 +1,236 @@
+"""The model repository: Triton's folder layout, read and validated against Triton's own ModelConfig.
+
+    <root>/<model>/config.pbtxt            ModelConfig in protobuf text format
+    <root>/<model>/<version>/model.onnx    or model.pt (TorchScript), or `default_model_filename`
+    <root>/<model>/card.md                 how it was trained, on what, measured how
+
+A folder that loads here loads in a Triton server too: parsing goes through tritonclient's compiled
+`model_config.proto`, so an unknown field or a misspelt enum fails here exactly as it would there.
+Everything is checked when the repository is read, so a bad folder fails at startup, naming the file
+and the field, instead of on the first request.
+"""
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from google.protobuf import json_format, text_format
+
+from proto import model_config_pb2
+
+from .datatypes import from_config
+from .errors import ModelNotFound, RepositoryError
+
+MC = model_config_pb2.ModelConfig
+
+# platform -> (backend, default model file); Triton accepts either `platform` or `backend`.
+RUNTIMES = {
+    "onnxruntime_onnx": ("onnxruntime", "model.onnx"),
+    "pytorch_libtorch": ("pytorch", "model.pt"),
+}
+_PLATFORM_OF_BACKEND = {backend: platform for platform, (backend, _) in RUNTIMES.items()}
+CARD_FILES = ("card.md", "card.json")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output as the model declares it; `dims` exclude the batch dimension."""
+
+    name: str
+    datatype: str
+    dims: tuple[int, ...]
+    optional: bool = False
+
+    def shape(self, max_batch_size: int) -> list[int]:
+        """The full shape a client sees: a leading -1 batch dimension when the model batches."""
+        return ([-1] if max_batch_size > 0 else []) + list(self.dims)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A decoupled model that streams a rollout: `state` maps each output fed back to the input it becomes."""
+
+    state: dict[str, str]
+    steps_input: str
+    max_steps: int
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    path: Path
+    config: MC = field(repr=False)
+    versions: tuple[int, ...]
+    """Versions served under the version policy, ascending."""
+
+    @property
+    def platform(self) -> str:
+        return self.config.platform
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.config.max_batch_size
+
+    @property
+    def decoupled(self) -> bool:
+        return self.config.model_transaction_policy.decoupled
+
+    @property
+    def dynamic_batching(self) -> bool:
+        return self.max_batch_size > 0 and self.config.HasField("dynamic_batching")
+
+    @property
+    def max_queue_delay_s(self) -> float:
+        return self.config.dynamic_batching.max_queue_delay_microseconds / 1e6
+
+    @cached_property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return tuple(_tensor(t, optional=t.optional) for t in self.config.input)
+
+    @cached_property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return tuple(_tensor(t) for t in self.config.output)
+
+    @cached_property
+    def rollout(self) -> Rollout | None:
+        params = {k: v.string_value for k, v in self.config.parameters.items()}
+        if "rollout_state" not in params:
+            return None
+        state = dict(pair.split("=", 1)[::-1] for pair in params["rollout_state"].split(","))
+        return Rollout(state=state, steps_input=params["rollout_steps_input"], max_steps=int(params.get("rollout_max_steps", "1000")))
+
+    @property
+    def latest(self) -> int:
+        return self.versions[-1]
+
+    def resolve(self, version: str | int | None) -> int:
+        """The served version a request means: the latest when it names none."""
+        if version in (None, "", -1):
+            return self.latest
+        try:
+            number = int(version)
+        except (TypeError, ValueError):
+            raise ModelNotFound(f"model {self.name!r} has no version {version!r}; versions are integers") from None
+        if number not in self.versions:
+            raise ModelNotFound(f"model {self.name!r} does not serve version {number}; served: {list(self.versions)}")
+        return number
+
+    def model_file(self, version: int) -> Path:
+        filename = self.config.default_model_filename or RUNTIMES[self.platform][1]
+        return self.path / str(version) / filename
+
+    @property
+    def card(self) -> Path | None:
+        return next((self.path / n for n in CARD_FILES if (self.path / n).is_file()), None)
+
+    def config_json(self) -> dict:
+        """Triton's `GET .../config` answer: the ModelConfig as JSON with proto field names."""
+        return json_format.MessageToDict(self.config, preserving_proto_field_name=True)
+
+
+def _tensor(t, optional: bool = False) -> TensorSpec:
+    return TensorSpec(t.name, from_config(model_config_pb2.DataType.Name(t.data_type)), tuple(t.dims), optional)
+
+
+class ModelRepository:
+    """All models under one root folder, validated once at construction."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise RepositoryError(f"model repository {self.root} does not exist; build it with `make repository`")
+        self.models: dict[str, ModelSpec] = {}
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+            self.models[folder.name] = load_model(folder)
+        if not self.models:
+            raise RepositoryError(f"model repository {self.root} holds no model folders")
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ModelNotFound(f"unknown model {name!r}; served models: {sorted(self.models)}") from None
+
+    def __iter__(self):
+        return iter(self.models.values())
+
+
+def parse_config(text: str, source: str = "config.pbtxt") -> MC:
+    try:
+        return text_format.Parse(text, MC())
+    except text_format.ParseError as e:
+        raise RepositoryError(f"{source}: {e}") from None
+
+
+def load_model(folder: Path) -> ModelSpec:
+    config_path = folder / "config.pbtxt"
+    if not config_path.is_file():
+        raise RepositoryError(f"{folder}: no config.pbtxt")
+    config = parse_config(config_path.read_text(), str(config_path))
+    where = str(config_path)
+    if not config.name:
+        config.name = folder.name
+    if config.name != folder.name:
+        raise RepositoryError(f"{where}: name {config.name!r} differs from its folder {folder.name!r}")
+    if not config.platform and config.backend in _PLATFORM_OF_BACKEND:
+        config.platform = _PLATFORM_OF_BACKEND[config.backend]
+    if config.platform not in RUNTIMES:
+        raise RepositoryError(f"{where}: platform {config.platform or config.backend!r} is not served; supported: {sorted(RUNTIMES)}")
+    if config.max_batch_size < 0:
+        raise RepositoryError(f"{where}: max_batch_size must be >= 0")
+    if config.HasField("dynamic_batching") and config.max_batch_size == 0:
+        raise RepositoryError(f"{where}: dynamic_batching needs max_batch_size > 0")
+    _check_tensors(config.input, "input", where)
+    _check_tensors(config.output, "output", where)
+    versions = _served_versions(folder, config, where)
+    spec = ModelSpec(config.name, folder, config, versions)
+    for version in versions:
+        if not spec.model_file(version).is_file():
+            raise RepositoryError(f"{folder / str(version)}: missing model file {spec.model_file(version).name}")
+    if spec.decoupled != (spec.rollout is not None):
+        raise RepositoryError(f"{where}: a decoupled model needs rollout_state/rollout_steps_input parameters, and only one may have them")
+    if spec.rollout:
+        _check_rollout(spec, where)
+    return spec
+
+
+def _check_tensors(tensors, kind: str, where: str) -> None:
+    if not tensors:
+        raise RepositoryError(f"{where}: no {kind} declared")
+    seen = set()
+    for t in tensors:
+        if not t.name or t.name in seen:
+            raise RepositoryError(f"{where}: {kind} names must be non-empty and unique (got {t.name!r})")
+        seen.add(t.name)
+        if t.data_type in (model_config_pb2.TYPE_INVALID, model_config_pb2.TYPE_BF16):
+            raise RepositoryError(f"{where}: {kind} {t.name!r} has unsupported data_type {model_config_pb2.DataType.Name(t.data_type)}")
+        if any(d == 0 or d < -1 for d in t.dims):
+            raise RepositoryError(f"{where}: {kind} {t.name!r} dims {list(t.dims)}: each must be -1 or positive")
+
+
+def _served_versions(folder: Path, config: MC, where: str) -> tuple[int, ...]:
+    on_disk = sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+    if not on_disk:
+        raise RepositoryError(f"{folder}: no numeric version folders")
+    policy = config.version_policy.WhichOneof("policy_choice")
+    if policy == "all":
+        served = on_disk
+    elif policy == "specific":
+        missing = set(config.version_policy.specific.versions) - set(on_disk)
+        if missing:
+            raise RepositoryError(f"{where}: version_policy names versions {sorted(missing)} with no folder")
+        served = sorted(config.version_policy.specific.versions)
+    else:  # Triton's default: the latest one
+        count = config.version_policy.latest.num_versions if policy == "latest" else 1
+        served = on_disk[-max(count, 1) :]
+    return tuple(served)
+
+
+def _check_rollout(spec: ModelSpec, where: str) -> None:
+    inputs = {t.name: t for t in spec.inputs}
+    outputs = {t.name for t in spec.outputs}
+    rollout = spec.rollout
+    if rollout.steps_input not in inputs or inputs[rollout.steps_input].datatype not in ("INT32", "INT64"):
+        raise RepositoryError(f"{where}: rollout_steps_input {rollout.steps_input!r} must name an INT32/INT64 input")
+    for output, state_input in rollout.state.items():
+        if output not in outputs or state_input not in inputs:
+            raise RepositoryError(f"{where}: rollout_state pair {state_input}={output} must name an input and an output")

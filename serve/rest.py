@@ -1,0 +1,245 @@
+"""HTTP adapter: the v2 REST routes, JSON tensors and Triton's binary tensor extension.
+
+A request body is either JSON, or (binary extension) a JSON header of `Inference-Header-Content-Length`
+bytes followed by the raw data of each input whose `parameters.binary_data_size` says so, in order.
+Outputs come back binary when the client asks (per output `binary_data`, or request-level
+`binary_data_output`), which is what `tritonclient.http` does by default.
+"""
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .codecs import decode_json, decode_raw, encode_json, encode_raw
+from .dataplane import DataPlane
+from .datatypes import from_numpy, numpy_dtype
+from .errors import InferenceError, InvalidInput
+from .types import InferRequest, InferResponse
+
+logger = logging.getLogger("streamserve.rest")
+HEADER_LENGTH = "inference-header-content-length"
+
+app = FastAPI(title="streamserve v2 inference", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+# -- wire models (the v2 spec's $request_input / $inference_request) --------------------------------
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestInput(_Wire):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: Any = None  # validated by the codec, element by element would be too slow here
+
+
+class RequestOutput(_Wire):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequestBody(_Wire):
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput]
+    outputs: list[RequestOutput] | None = None
+
+
+# The data plane this process serves. A module global, not `app.state`: Ray Serve runs a pickled
+# copy of `app` in the replica, while route functions (pickled by reference) see this module.
+_plane: DataPlane | None = None
+
+
+def attach(data_plane: DataPlane) -> None:
+    global _plane
+    _plane = data_plane
+
+
+def plane(request: Request) -> DataPlane:
+    return _plane
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+@app.exception_handler(InferenceError)
+async def _inference_error(request: Request, exc: InferenceError):
+    return _error(exc.http_status, exc.message)
+
+
+@app.exception_handler(404)
+async def _no_route(request: Request, exc):
+    return _error(404, f"no route {request.method} {request.url.path}")
+
+
+@app.exception_handler(405)
+async def _wrong_method(request: Request, exc):
+    return _error(405, f"{request.method} is not allowed on {request.url.path}")
+
+
+@app.exception_handler(Exception)
+async def _server_error(request: Request, exc: Exception):
+    logger.exception("unhandled error on %s", request.url.path)
+    return _error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+
+def authenticate(request: Request) -> None:
+    peer = request.client.host if request.client else None
+    plane(request).authenticate(request.headers.get("authorization"), None if peer is None else _peer(peer))
+
+
+def _peer(host: str) -> str:
+    return f"ipv6:[{host}]" if ":" in host else f"ipv4:{host}"
+
+
+# -- health and metadata ------------------------------------------------------------------------------
+@app.get("/v2/health/live")
+async def live(request: Request):
+    return {"live": plane(request).live()}
+
+
+@app.get("/v2/health/ready")
+async def ready(request: Request):
+    is_ready = await plane(request).ready()
+    return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
+
+
+@app.get("/v2")
+async def server_metadata(request: Request):
+    authenticate(request)
+    return plane(request).server_metadata()
+
+
+@app.get("/v2/models/{model}")
+@app.get("/v2/models/{model}/versions/{version}")
+async def model_metadata(request: Request, model: str, version: str | None = None):
+    authenticate(request)
+    return plane(request).model_metadata(model, version)
+
+
+@app.get("/v2/models/{model}/ready")
+@app.get("/v2/models/{model}/versions/{version}/ready")
+async def model_ready(request: Request, model: str, version: str | None = None):
+    authenticate(request)
+    is_ready = await plane(request).model_ready(model, version)
+    return JSONResponse({"name": model, "ready": is_ready}, status_code=200 if is_ready else 503)
+
+
+@app.get("/v2/models/{model}/config")
+@app.get("/v2/models/{model}/versions/{version}/config")
+async def model_config(request: Request, model: str, version: str | None = None):
+    authenticate(request)
+    spec, _ = plane(request).model(model, version)
+    return spec.config_json()
+
+
+@app.post("/v2/repository/index")
+async def repository_index(request: Request):
+    authenticate(request)
+    return [
+        {"name": spec.name, "version": str(v), "state": "READY"}
+        for spec in plane(request).repository
+        for v in spec.versions
+    ]
+
+
+# -- inference ----------------------------------------------------------------------------------------
+@app.post("/v2/models/{model}/infer")
+@app.post("/v2/models/{model}/versions/{version}/infer")
+async def infer(request: Request, model: str, version: str | None = None):
+    authenticate(request)
+    data_plane = plane(request)
+    body = await _read_body(request, data_plane.max_request_bytes)
+    wire, binary = _split_binary(body, request.headers.get(HEADER_LENGTH))
+    infer_request = decode_request(model, version, wire, binary)
+    response = await data_plane.infer(infer_request, protocol="http")
+    return encode_response(response, wire)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise InvalidInput(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    if request.headers.get("content-encoding", "identity") != "identity":
+        raise InvalidInput(f"content-encoding {request.headers['content-encoding']!r} is not supported; send the body uncompressed")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidInput(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _split_binary(body: bytes, header_length: str | None) -> tuple[InferenceRequestBody, bytes]:
+    if header_length is None:
+        json_part, binary = body, b""
+    else:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise InvalidInput(f"Inference-Header-Content-Length {header_length!r} must be an integer no larger than the body ({len(body)} bytes)")
+        json_part, binary = body[: int(header_length)], body[int(header_length) :]
+    try:
+        document = json.loads(json_part)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"request body is not valid JSON: {e}") from None
+    try:
+        return InferenceRequestBody.model_validate(document), binary
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in e.errors()[:5])
+        raise InvalidInput(f"invalid inference request: {problems}") from None
+
+
+def decode_request(model: str, version: str | None, wire: InferenceRequestBody, binary: bytes) -> InferRequest:
+    inputs, offset = {}, 0
+    for tensor in wire.inputs:
+        if tensor.name in inputs:
+            raise InvalidInput(f"input {tensor.name!r} appears twice")
+        numpy_dtype(tensor.datatype)  # unknown datatype: named before anything else
+        size = (tensor.parameters or {}).get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or size < 0:
+                raise InvalidInput(f"input {tensor.name!r}: binary_data_size must be a non-negative integer")
+            if tensor.data is not None:
+                raise InvalidInput(f"input {tensor.name!r}: has both 'data' and binary_data_size")
+            if offset + size > len(binary):
+                raise InvalidInput(f"input {tensor.name!r}: binary_data_size {size} runs past the binary body ({len(binary) - offset} bytes left)")
+            inputs[tensor.name] = decode_raw(binary[offset : offset + size], tensor.datatype, tensor.shape, tensor.name)
+            offset += size
+        elif tensor.data is None:
+            raise InvalidInput(f"input {tensor.name!r}: no 'data' and no binary_data_size")
+        else:
+            inputs[tensor.name] = decode_json(tensor.data, tensor.datatype, tensor.shape, tensor.name)
+    if offset != len(binary):
+        raise InvalidInput(f"binary body has {len(binary)} bytes but the inputs' binary_data_size add up to {offset}")
+    outputs = [o.name for o in wire.outputs] if wire.outputs else None
+    return InferRequest(model, version, inputs, outputs, id=wire.id or "", parameters=wire.parameters or {})
+
+
+def encode_response(response: InferResponse, wire: InferenceRequestBody) -> Response:
+    binary_default = bool((wire.parameters or {}).get("binary_data_output", False))
+    per_output = {o.name: (o.parameters or {}).get("binary_data", binary_default) for o in wire.outputs or []}
+    if (wire.parameters or {}).get("classification") or any((o.parameters or {}).get("classification") for o in wire.outputs or []):
+        raise InvalidInput("the classification extension is not supported; request the raw output")
+    outputs, buffers = [], []
+    for name, array in response.outputs.items():
+        entry = {"name": name, "datatype": from_numpy(array.dtype), "shape": list(array.shape)}
+        if per_output.get(name, binary_default):
+            buffer = encode_raw(array)
+            entry["parameters"] = {"binary_data_size": len(buffer)}
+            buffers.append(buffer)
+        else:
+            entry["data"] = encode_json(array)
+        outputs.append(entry)
+    document = {"model_name": response.model, "model_version": response.version, "outputs": outputs}
+    if response.id:
+        document["id"] = response.id
+    header = json.dumps(document, separators=(",", ":")).encode()
+    if not buffers:
+        return Response(header, media_type="application/json")
+    return Response(header + b"".join(buffers), media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(len(header))})

@@ -1,0 +1,43 @@
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import RepositoryError
+from .base import Runtime
+
+# Preferred order when a replica holds a GPU; ORT skips any provider its build lacks.
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+class OnnxRuntime(Runtime):
+    """ONNX Runtime; CUDA/TensorRT providers are used when this build offers them and the replica has a GPU."""
+
+    def __init__(self, model_file, input_names, output_names, num_threads, device):
+        super().__init__(model_file, input_names, output_names, num_threads, device)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.num_threads
+        options.inter_op_num_threads = 1
+        available = ort.get_available_providers()
+        providers = [p for p in GPU_PROVIDERS if p in available] if device == "cuda" else []
+        self.session = ort.InferenceSession(str(model_file), options, providers=providers + ["CPUExecutionProvider"])
+        graph_inputs = {i.name for i in self.session.get_inputs()}
+        graph_outputs = {o.name for o in self.session.get_outputs()}
+        if not set(self.input_names) <= graph_inputs or not set(self.output_names) <= graph_outputs:
+            raise RepositoryError(
+                f"{model_file}: config names inputs {self.input_names} / outputs {self.output_names}, "
+                f"the graph has {sorted(graph_inputs)} / {sorted(graph_outputs)}"
+            )
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {name: _onnx_value(array) for name, array in inputs.items()}
+        results = self.session.run(self.output_names, feeds)
+        return dict(zip(self.output_names, results))
+
+    def describe(self) -> dict:
+        return super().describe() | {"providers": self.session.get_providers()}
+
+
+def _onnx_value(array: np.ndarray) -> np.ndarray:
+    # ONNX string tensors are numpy object arrays of str, not bytes.
+    if array.dtype == object:
+        return np.vectorize(lambda b: b.decode("utf-8", errors="replace") if isinstance(b, bytes) else b, otypes=[object])(array)
+    return array

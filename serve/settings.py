@@ -1,0 +1,34 @@
+"""Server settings: typed, each overridable by a `STREAMSERVE_<FIELD>` environment variable.
+
+The same values reach `make serve`, the generated Serve config and the replicas (which read the
+environment Ray gives them), so there is one place a default is written.
+"""
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMSERVE_", extra="ignore")
+
+    repository: str = "model_repository"
+    """Folder of the model repository (Triton layout)."""
+    http_host: str = "127.0.0.1"
+    """HTTP bind address. Loopback by default: exposing it is a deliberate choice."""
+    http_port: int = 8000
+    grpc_port: int = 9000
+    """Ray Serve's gRPC proxy binds every interface ([::]); see `auth_token`."""
+    metrics_port: int = 8080
+    """Prometheus endpoint of Ray's metrics agent: Serve's metrics and ours."""
+    auth_token: str | None = Field(default=None, repr=False)
+    """When set, every inference and metadata call needs `Authorization: Bearer <token>` (HTTP header or
+    gRPC metadata). When unset, gRPC calls from other hosts are refused, since the gRPC port is open."""
+    max_request_bytes: int = 64 * 2**20
+    """Largest accepted request body or gRPC message."""
+    request_timeout_s: float = 60.0
+    """Serve's end-to-end limit per request (504 / DEADLINE_EXCEEDED past it)."""
+    ingress_replicas: int = 1
+    ingress_num_cpus: float = 0.2
+    model_num_cpus: float = 0.2
+    """CPU share reserved by each model replica; also sizes its intra-op thread pool (at least one thread).
+    Small by default so a 2-core machine holds every model of the repository."""
+    temp_dir: str = "/tmp/streamserve"

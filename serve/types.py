@@ -1,0 +1,28 @@
+"""The platform's own request and response: what every transport decodes into and encodes from.
+
+Tensors are numpy arrays whose dtype carries the v2 datatype (BYTES = object arrays of bytes), so no
+second description of a tensor travels beside it.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class InferRequest:
+    model: str
+    version: str | None
+    inputs: dict[str, np.ndarray]
+    outputs: list[str] | None = None
+    """Names of the outputs asked for; None asks for all of them."""
+    id: str = ""
+    parameters: dict = field(default_factory=dict)
+
+
+@dataclass
+class InferResponse:
+    model: str
+    version: str
+    outputs: dict[str, np.ndarray]
+    id: str = ""
+    parameters: dict = field(default_factory=dict)

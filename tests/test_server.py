@@ -1,0 +1,262 @@
+"""The real server, called by unmodified tritonclient HTTP and gRPC clients."""
+import json
+import queue
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from prometheus_client.parser import text_string_to_metric_families
+from tritonclient.utils import InferenceServerException
+
+from models.examples.heat1d import reference_step
+from models.digits.data import load_splits
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    client = httpclient.InferenceServerClient(server.http, concurrency=4)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def grpc(server):
+    client = grpcclient.InferenceServerClient(server.grpc)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_splits()["test"][0][:5]
+
+
+def in_process(repository, model, version, feeds):
+    session = ort.InferenceSession(str(repository / model / str(version) / "model.onnx"))
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+
+
+def simple_inputs(module, a, b, binary=True):
+    inputs = [module.InferInput("INPUT0", list(a.shape), "INT32"), module.InferInput("INPUT1", list(b.shape), "INT32")]
+    for tensor, data in zip(inputs, (a, b)):
+        if module is httpclient:
+            tensor.set_data_from_numpy(data, binary_data=binary)
+        else:
+            tensor.set_data_from_numpy(data)
+    return inputs
+
+
+# -- health, metadata, config ------------------------------------------------------------------------
+def test_health_and_server_metadata(http, grpc):
+    assert http.is_server_live() and http.is_server_ready()
+    assert grpc.is_server_live() and grpc.is_server_ready()
+    assert http.get_server_metadata()["name"] == "streamserve"
+    assert "binary_tensor_data" in grpc.get_server_metadata().extensions
+
+
+def test_model_metadata_and_config(http, grpc):
+    meta = http.get_model_metadata("simple")
+    assert meta["inputs"][0] == {"name": "INPUT0", "datatype": "INT32", "shape": [-1, 16]}
+    assert grpc.get_model_metadata("digits_cnn").versions == ["1", "2"]
+    config = http.get_model_config("simple")
+    assert config["max_batch_size"] == 8 and config["input"][1]["name"] == "INPUT1"
+    assert grpc.get_model_config("digits_cnn", model_version="1").config.dynamic_batching.max_queue_delay_microseconds == 5000
+    assert http.is_model_ready("digits_cnn", "1") and grpc.is_model_ready("heat1d")
+    index = {(m["name"], m["version"]) for m in http.get_model_repository_index()}
+    assert ("digits_cnn", "2") in index and ("simple", "1") in index
+
+
+# -- inference ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("binary", [True, False])
+def test_simple_over_http(http, binary):
+    a, b = np.arange(32, dtype=np.int32).reshape(2, 16), np.full((2, 16), 3, np.int32)
+    outputs = [httpclient.InferRequestedOutput(n, binary_data=binary) for n in ("OUTPUT0", "OUTPUT1")]
+    result = http.infer("simple", simple_inputs(httpclient, a, b, binary), outputs=outputs)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+    wire = result.get_response()["outputs"][0]
+    assert ("binary_data_size" in wire.get("parameters", {})) == binary and ("data" in wire) != binary
+
+
+def test_binary_outputs_on_the_wire(server):
+    """tritonclient accepts JSON outputs silently, so look at the bytes: binary asked, binary sent."""
+    header = json.dumps({
+        "inputs": [{"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": list(range(16))},
+                   {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32", "parameters": {"binary_data_size": 64}}],
+        "parameters": {"binary_data_output": True},
+    }).encode()
+    body = header + np.ones(16, "<i4").tobytes()
+    request = urllib.request.Request(f"http://{server.http}/v2/models/simple/infer", body, {"Inference-Header-Content-Length": str(len(header))})
+    with urllib.request.urlopen(request) as response:
+        length = int(response.headers["Inference-Header-Content-Length"])
+        raw = response.read()
+    document = json.loads(raw[:length])
+    assert [o["parameters"]["binary_data_size"] for o in document["outputs"]] == [64, 64]
+    np.testing.assert_array_equal(np.frombuffer(raw[length : length + 64], "<i4"), np.arange(16) + 1)
+
+
+def test_digits_match_in_process_model_over_both_protocols(server, http, grpc, digits):
+    expected = in_process(server.repository, "digits_cnn", 2, {"image": digits})
+    h = httpclient.InferInput("image", list(digits.shape), "FP32")
+    h.set_data_from_numpy(digits)
+    g = grpcclient.InferInput("image", list(digits.shape), "FP32")
+    g.set_data_from_numpy(digits)
+    for result in (http.infer("digits_cnn", [h]), grpc.infer("digits_cnn", [g])):
+        np.testing.assert_allclose(result.as_numpy("probabilities"), expected["probabilities"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(result.as_numpy("label"), expected["label"])
+
+
+def test_versions_are_addressable(server, grpc, digits):
+    g = grpcclient.InferInput("image", list(digits.shape), "FP32")
+    g.set_data_from_numpy(digits)
+    latest = grpc.infer("digits_cnn", [g])
+    assert latest.get_response().model_version == "2"
+    first = grpc.infer("digits_cnn", [g], model_version="1")
+    assert first.get_response().model_version == "1"
+    expected = in_process(server.repository, "digits_cnn", 1, {"image": digits})
+    np.testing.assert_allclose(first.as_numpy("probabilities"), expected["probabilities"], rtol=1e-5, atol=1e-6)
+
+
+def test_torchscript_runtime_agrees_with_onnx(grpc, digits):
+    g = grpcclient.InferInput("image", list(digits.shape), "FP32")
+    g.set_data_from_numpy(digits)
+    onnx_result = grpc.infer("digits_cnn", [g], model_version="2")
+    ts_result = grpc.infer("digits_cnn_torchscript", [g])
+    np.testing.assert_allclose(ts_result.as_numpy("probabilities"), onnx_result.as_numpy("probabilities"), atol=1e-5)
+
+
+def test_typed_grpc_contents_are_accepted(server):
+    """Inputs in `contents.int_contents` instead of raw bytes (other v2 gRPC clients send these)."""
+    from proto import service_pb2, service_pb2_grpc
+    import grpc as grpclib
+
+    request = service_pb2.ModelInferRequest(model_name="simple")
+    for name in ("INPUT0", "INPUT1"):
+        tensor = request.inputs.add(name=name, datatype="INT32", shape=[1, 16])
+        tensor.contents.int_contents.extend(range(16))
+    with grpclib.insecure_channel(server.grpc) as channel:
+        response = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+    assert np.frombuffer(response.raw_output_contents[0], "<i4").tolist() == [2 * i for i in range(16)]
+
+
+def test_application_metadata_key_is_optional(server):
+    with_key = grpcclient.InferenceServerClient(server.grpc)
+    a = np.ones((1, 16), np.int32)
+    result = with_key.infer("simple", simple_inputs(grpcclient, a, a), headers={"application": "streamserve"})
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), 2 * a)
+    with_key.close()
+
+
+# -- streaming ---------------------------------------------------------------------------------------
+def collect_stream(server, requests, timeout_s=30.0, expected=None):
+    client = grpcclient.InferenceServerClient(server.grpc)
+    results: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    for model, inputs, request_id in requests:
+        client.async_stream_infer(model, inputs, request_id=request_id)
+    got, deadline = [], time.monotonic() + timeout_s
+    while len(got) < expected and time.monotonic() < deadline:
+        try:
+            got.append(results.get(timeout=1))
+        except queue.Empty:
+            pass
+    client.stop_stream()
+    client.close()
+    return got
+
+
+def heat_inputs(u, steps):
+    state = grpcclient.InferInput("U", list(u.shape), "FP32")
+    state.set_data_from_numpy(u)
+    count = grpcclient.InferInput("STEPS", [1], "INT32")
+    count.set_data_from_numpy(np.array([steps], np.int32))
+    return [state, count]
+
+
+def test_stream_rollout_equals_reference_solver(server):
+    u = np.random.default_rng(0).random((3, 64), dtype=np.float32)
+    got = collect_stream(server, [("heat1d", heat_inputs(u, 6), "roll")], expected=6)
+    assert all(error is None for _, error in got)
+    steps = [r.get_response().parameters["rollout_step"].int64_param for r, _ in got]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert got[-1][0].get_response().parameters["triton_final_response"].bool_param
+    expected = u
+    for result, _ in got:
+        expected = reference_step(expected)
+        np.testing.assert_allclose(result.as_numpy("U_NEXT"), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[-1][0].as_numpy("U_NEXT").sum(axis=1), u.sum(axis=1), rtol=1e-5)
+
+
+def test_stream_errors_stay_in_the_stream(server, digits):
+    image = grpcclient.InferInput("image", list(digits.shape), "FP32")
+    image.set_data_from_numpy(digits)
+    a = np.ones((1, 16), np.int32)
+    got = collect_stream(
+        server,
+        [("simple", [image], "bad"), ("simple", simple_inputs(grpcclient, a, a), "good"), ("nope", [image], "unknown")],
+        expected=3,
+    )
+    errors = [str(e) for _, e in got if e is not None]
+    assert len(got) == 3 and len(errors) == 2
+    assert any("unexpected input(s) ['image']" in e for e in errors) and any("unknown model 'nope'" in e for e in errors)
+    ok = [r for r, e in got if e is None]
+    np.testing.assert_array_equal(ok[0].as_numpy("OUTPUT0"), 2 * a)
+
+
+def test_decoupled_model_refuses_unary_infer(grpc):
+    with pytest.raises(InferenceServerException, match="decoupled"):
+        grpc.infer("heat1d", heat_inputs(np.zeros((1, 8), np.float32), 2))
+
+
+# -- batching and metrics ----------------------------------------------------------------------------
+def batch_histogram(server, model):
+    buckets = {}
+    for family in text_string_to_metric_families(server.metrics_text()):
+        if family.name == "ray_streamserve_batch_size":
+            for sample in family.samples:
+                if sample.labels.get("model") == model and sample.name.endswith("_bucket"):
+                    le = float(sample.labels["le"])
+                    buckets[le] = buckets.get(le, 0) + sample.value
+    return buckets
+
+
+def test_sixteen_clients_are_batched_and_each_gets_its_own_answer(server):
+    clients, per_client, errors = 16, 25, []
+    barrier = threading.Barrier(clients)
+
+    def worker(k):
+        client = httpclient.InferenceServerClient(server.http)
+        barrier.wait()
+        for i in range(per_client):
+            a = np.full((1, 16), 1000 * k + i, np.int32)
+            b = np.arange(16, dtype=np.int32)[None]
+            result = client.infer("simple", simple_inputs(httpclient, a, b))
+            if not np.array_equal(result.as_numpy("OUTPUT0"), a + b) or not np.array_equal(result.as_numpy("OUTPUT1"), a - b):
+                errors.append((k, i))
+        client.close()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert errors == []
+    deadline = time.monotonic() + 30  # Ray's metrics agent reports every couple of seconds
+    while time.monotonic() < deadline:
+        buckets = batch_histogram(server, "simple")
+        if buckets and buckets[float("inf")] - buckets[1.0] > 0:
+            break
+        time.sleep(1)
+    assert buckets, "no batch-size histogram for 'simple' in the metrics scrape"
+    assert buckets[float("inf")] - buckets[1.0] > 0, f"no batch larger than 1: {buckets}"
+
+
+def test_metrics_scrape_has_our_families_beside_serves(server):
+    names = {family.name for family in text_string_to_metric_families(server.metrics_text())}
+    for ours in ("ray_streamserve_requests", "ray_streamserve_request_latency_ms", "ray_streamserve_queue_time_ms",
+                 "ray_streamserve_compute_time_ms", "ray_streamserve_batch_size", "ray_streamserve_in_flight_requests"):
+        assert ours in names, ours
+    assert any(name.startswith("ray_serve_") for name in names)
