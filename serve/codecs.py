@@ -35,6 +35,11 @@ CONTENTS_FIELDS = {
     "BYTES": "bytes_contents",
 }
 
+_FIELD_DTYPES = {
+    "bool_contents": np.bool_, "int_contents": np.int32, "int64_contents": np.int64, "uint_contents": np.uint32,
+    "uint64_contents": np.uint64, "fp32_contents": np.float32, "fp64_contents": np.float64,
+}
+
 
 def element_count(shape, name: str) -> int:
     for dim in shape:
@@ -46,7 +51,7 @@ def element_count(shape, name: str) -> int:
 def decode_raw(buffer: bytes, datatype: str, shape, name: str) -> np.ndarray:
     """A raw buffer (row-major, little-endian; BYTES as 4-byte length + data per element) -> array."""
     count = element_count(shape, name)
-    dtype = numpy_dtype(datatype)
+    dtype = numpy_dtype(datatype, name)
     if datatype == "BYTES":
         return _decode_bytes_elements(buffer, count, name).reshape(shape)
     expected = count * itemsize(datatype)
@@ -88,25 +93,42 @@ def encode_raw(array: np.ndarray) -> bytes:
 def decode_json(data, datatype: str, shape, name: str) -> np.ndarray:
     """A JSON `data` list (flat row-major, or nested) -> array of the declared datatype and shape."""
     count = element_count(shape, name)
-    dtype = numpy_dtype(datatype)
+    dtype = numpy_dtype(datatype, name)
     if not isinstance(data, list):
         raise InvalidInput(f"tensor {name!r}: 'data' must be a list, got {type(data).__name__}")
     try:
-        values = np.asarray(data)
+        values = np.asarray(data).reshape(-1)
     except ValueError:
         raise InvalidInput(f"tensor {name!r}: 'data' is a ragged nested list") from None
-    values = values.reshape(-1)
     if values.size != count:
         raise InvalidInput(f"tensor {name!r}: 'data' has {values.size} elements, shape {list(shape)} needs {count}")
+    if dtype.kind in "iu" and values.dtype.kind in "fO":
+        # numpy falls back to float (losing digits) or object for integers beyond int64: redo exactly.
+        exact = _flatten(data)
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in exact):
+            values = np.array(exact, dtype=object)
+            _check_range(values, dtype, datatype, name)
+            return values.astype(dtype).reshape(shape)
     if values.size and values.dtype.kind not in _JSON_KINDS[datatype]:
         raise InvalidInput(f"tensor {name!r}: 'data' holds {_json_kind_name(values)} values, expected {datatype}")
     if datatype == "BYTES":
         return np.array([v.encode() for v in values.tolist()] or [], dtype=object).reshape(shape)
-    if values.dtype.kind in "iu" and dtype.kind in "iu" and values.size:
-        info = np.iinfo(dtype)
-        if values.min() < info.min or values.max() > info.max:
-            raise InvalidInput(f"tensor {name!r}: values outside the {datatype} range [{info.min}, {info.max}]")
+    if values.dtype.kind in "iu" and dtype.kind in "iu":
+        _check_range(values, dtype, datatype, name)
     return values.astype(dtype).reshape(shape)
+
+
+def _flatten(data) -> list:
+    out = []
+    for item in data:
+        out.extend(_flatten(item) if isinstance(item, list) else [item])
+    return out
+
+
+def _check_range(values: np.ndarray, dtype: np.dtype, datatype: str, name: str) -> None:
+    info = np.iinfo(dtype)
+    if values.size and (values.min() < info.min or values.max() > info.max):
+        raise InvalidInput(f"tensor {name!r}: values outside the {datatype} range [{info.min}, {info.max}]")
 
 
 def _json_kind_name(values: np.ndarray) -> str:
@@ -124,18 +146,17 @@ def encode_json(array: np.ndarray) -> list:
 def decode_contents(contents, datatype: str, shape, name: str) -> np.ndarray:
     """gRPC `InferTensorContents` (the typed repeated field of the datatype) -> array."""
     count = element_count(shape, name)
+    numpy_dtype(datatype, name)
     field = CONTENTS_FIELDS.get(datatype)
     if field is None:
         raise InvalidInput(f"tensor {name!r}: {datatype} has no typed contents field; send it in raw_input_contents")
     values = getattr(contents, field)
     if len(values) != count:
         raise InvalidInput(f"tensor {name!r}: {field} has {len(values)} elements, shape {list(shape)} needs {count}")
-    dtype = numpy_dtype(datatype)
+    dtype = numpy_dtype(datatype, name)
     if datatype == "BYTES":
         return np.array(list(values), dtype=object).reshape(shape)
-    array = np.array(values, dtype=np.int64 if dtype.kind in "iu" and dtype != np.uint64 else None)
-    if dtype.kind in "iu" and array.size:
-        info = np.iinfo(dtype)
-        if array.min() < info.min or array.max() > info.max:
-            raise InvalidInput(f"tensor {name!r}: values outside the {datatype} range [{info.min}, {info.max}]")
+    array = np.array(values, dtype=_FIELD_DTYPES[field])  # the field's own width; narrower types checked below
+    if dtype.kind in "iu":
+        _check_range(array, dtype, datatype, name)
     return array.astype(dtype).reshape(shape)

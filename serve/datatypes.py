@@ -30,11 +30,12 @@ _CONFIG_NAMES = {name: f"TYPE_{name}" for name in DATATYPES} | {"BYTES": "TYPE_S
 _FROM_CONFIG = {config: name for name, config in _CONFIG_NAMES.items()}
 
 
-def numpy_dtype(datatype: str) -> np.dtype:
+def numpy_dtype(datatype: str, tensor: str | None = None) -> np.dtype:
     try:
         return NUMPY_DTYPES[datatype]
     except KeyError:
-        raise InvalidInput(f"unknown datatype {datatype!r}; expected one of {', '.join(DATATYPES)}") from None
+        where = f"tensor {tensor!r}: " if tensor else ""
+        raise InvalidInput(f"{where}unknown datatype {datatype!r}; expected one of {', '.join(DATATYPES)}") from None
 
 
 def from_numpy(dtype: np.dtype) -> str:

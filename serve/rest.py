@@ -200,7 +200,7 @@ def decode_request(model: str, version: str | None, wire: InferenceRequestBody, 
     for tensor in wire.inputs:
         if tensor.name in inputs:
             raise InvalidInput(f"input {tensor.name!r} appears twice")
-        numpy_dtype(tensor.datatype)  # unknown datatype: named before anything else
+        numpy_dtype(tensor.datatype, tensor.name)  # unknown datatype: named before anything else
         size = (tensor.parameters or {}).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0:

@@ -1,0 +1,30 @@
+"""The Serve config generated from the repository is valid for Ray Serve and carries config.pbtxt's rules."""
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from serve.config import build_serve_config, write_serve_config
+from serve.settings import ServerSettings
+
+
+def test_generated_config_is_a_valid_serve_deploy_schema(repository, tmp_path):
+    settings = ServerSettings(repository=str(repository))
+    path = tmp_path / "serve_config.yaml"
+    write_serve_config(path, settings, repository_path="/models")
+    config = yaml.safe_load(path.read_text())
+    schema = ServeDeploySchema.model_validate(config)
+    app = schema.applications[0]
+    assert app.import_path == "serve.app:build_app" and app.args == {"repository": "/models"}
+    names = {d.name for d in app.deployments}
+    assert names == {"Ingress", "simple_v1", "heat1d_v1", "digits_cnn_v1", "digits_cnn_v2", "digits_cnn_torchscript_v1"}
+    assert config["http_options"]["host"] == "127.0.0.1"
+    assert config["grpc_options"]["grpc_servicer_functions"] == ["proto.add_servicer_to_server"]
+
+
+def test_deployment_options_follow_config_pbtxt(repository):
+    config = build_serve_config(ServerSettings(repository=str(repository), model_num_cpus=0.3))
+    deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
+    digits = deployments["digits_cnn_v2"]
+    assert digits["max_ongoing_requests"] >= 32  # max_batch_size 32: a batch can fill
+    assert digits["autoscaling_config"]["max_replicas"] == 2  # instance_group count 2
+    assert digits["ray_actor_options"] == {"num_cpus": 0.3, "num_gpus": 0.0}
+    assert deployments["simple_v1"]["autoscaling_config"]["max_replicas"] == 1
