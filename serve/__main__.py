@@ -10,6 +10,9 @@ from .errors import RepositoryError
 from .settings import ServerSettings
 
 
+_ARG_TYPES = {int: int, float: float, bool: lambda text: text.lower() in ("1", "true", "yes", "on")}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -22,7 +25,7 @@ def main(argv=None) -> None:
     for sub in (run, config):
         for name, field in ServerSettings.model_fields.items():
             if name != "auth_token":  # a secret belongs in the environment, not in shell history
-                sub.add_argument(f"--{name.replace('_', '-')}", type=field.annotation if field.annotation in (int, float) else str, default=None, help=field.description)
+                sub.add_argument(f"--{name.replace('_', '-')}", type=_ARG_TYPES.get(field.annotation, str), default=None, help=field.description)
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k in ServerSettings.model_fields and v is not None}
     settings = ServerSettings(**overrides)

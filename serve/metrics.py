@@ -10,7 +10,9 @@ from functools import cache
 from ray.serve import metrics
 
 _MS_BUCKETS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
-_BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+# One bucket per size up to 32, so batch sizes can be read back exactly: Ray's exporter reports a
+# histogram's _sum from bucket midpoints, not from the observed values.
+_BATCH_BUCKETS = list(range(1, 33)) + [48, 64, 96, 128, 256]
 _MODEL_TAGS = ("model", "version")
 
 

@@ -1,0 +1,159 @@
+"""Served vs in-process benchmark for the digits CNN: `python -m loadtest.bench [--duration 5]`.
+
+Starts the real server on loopback, drives it with tritonclient's asyncio clients (HTTP and gRPC) at
+concurrency 1, 8 and 32 (closed loop: each of N clients sends its next one-image request when the
+previous answer arrives), and runs the same ONNX file in this process with ONNX Runtime at batch 1, 8
+and 32, with the replica's thread count. Prints throughput and p50/p99 side by side and as ratios
+served / in-process, and writes them to loadtest/results/. The client shares the 2 cores with the
+server: a ratio, not an absolute number, is what carries over between runs.
+"""
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import tritonclient.grpc.aio as grpc_aio
+import tritonclient.http.aio as http_aio
+from prometheus_client.parser import text_string_to_metric_families
+
+from .server import start_server, stop_server
+
+MODEL, VERSION = "digits_cnn", "2"
+CONCURRENCY = (1, 8, 32)
+RESULTS = Path(__file__).parent / "results"
+
+
+def percentile(values, q):
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def summarize(latencies_s, items, wall_s):
+    ms = [x * 1000 for x in latencies_s]
+    return {"throughput": items / wall_s, "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "requests": len(ms)}
+
+
+def in_process(model_file: Path, images: np.ndarray, batch: int, duration_s: float, threads: int) -> dict:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+    x = images[:batch]
+    for _ in range(20):
+        session.run(None, {"image": x})
+    latencies, started = [], time.perf_counter()
+    while time.perf_counter() - started < duration_s:
+        t = time.perf_counter()
+        session.run(None, {"image": x})
+        latencies.append(time.perf_counter() - t)
+    return summarize(latencies, batch * len(latencies), time.perf_counter() - started)
+
+
+async def served(protocol: str, address: str, images: np.ndarray, concurrency: int, duration_s: float) -> dict:
+    module = http_aio if protocol == "http" else grpc_aio
+    client = module.InferenceServerClient(address)
+    image = images[:1]
+
+    def request():
+        tensor = module.InferInput("image", [1, 1, 8, 8], "FP32")
+        tensor.set_data_from_numpy(image)
+        return [tensor]
+
+    async def call():
+        result = await client.infer(MODEL, request(), model_version=VERSION)
+        assert result.as_numpy("label").shape == (1, 1)
+
+    for _ in range(10):
+        await call()
+    latencies, errors = [], 0
+    started = time.perf_counter()
+    deadline = started + duration_s
+
+    async def worker():
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            try:
+                await call()
+                latencies.append(time.perf_counter() - t)
+            except Exception:
+                errors += 1
+
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    wall = time.perf_counter() - started
+    await client.close()
+    return summarize(latencies, len(latencies), wall) | {"errors": errors}
+
+
+def batch_totals(server) -> tuple[float, float]:
+    """(batches, rows) run so far by the benchmarked model version, from the Prometheus scrape.
+
+    Rows come from the buckets (one per size up to 32), not from `_sum`, which Ray's exporter
+    approximates by bucket midpoints."""
+    cumulative = {}
+    for family in text_string_to_metric_families(server.metrics_text()):
+        if family.name == "ray_streamserve_batch_size":
+            for s in family.samples:
+                if s.name.endswith("_bucket") and s.labels.get("model") == MODEL and s.labels.get("version") == VERSION:
+                    le = float(s.labels["le"])
+                    cumulative[le] = cumulative.get(le, 0.0) + s.value
+    bounds = sorted(b for b in cumulative if b <= 32)
+    batches = cumulative.get(float("inf"), 0.0)
+    rows, previous = 0.0, 0.0
+    for bound in bounds:
+        rows += bound * (cumulative[bound] - previous)
+        previous = cumulative[bound]
+    return batches, rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell")
+    parser.add_argument("--threads", type=int, default=1, help="in-process intra-op threads (the replica's share)")
+    parser.add_argument("--proxy", action="store_true", help="serve through Serve's classic proxy instead of direct ingress")
+    args = parser.parse_args(argv)
+    from models.digits.data import load_splits
+
+    images = np.ascontiguousarray(load_splits()["test"][0][:32])
+    model_file = args.repository / MODEL / VERSION / "model.onnx"
+    rows = []
+    env = {"STREAMSERVE_DIRECT_INGRESS": "0"} if args.proxy else {}
+    server = start_server(args.repository.resolve(), Path(tempfile.mkdtemp(prefix="bench-")), env)
+    try:
+        for concurrency in CONCURRENCY:
+            local = in_process(model_file, images, concurrency, args.duration, args.threads)
+            for protocol, address in (("http", server.http), ("grpc", server.grpc)):
+                before = batch_totals(server)
+                result = asyncio.run(served(protocol, address, images, concurrency, args.duration))
+                time.sleep(2.5)  # Ray's metrics agent reports every 2 s
+                after = batch_totals(server)
+                batches = after[0] - before[0]
+                result["mean_batch"] = (after[1] - before[1]) / batches if batches else float("nan")
+                rows.append({"protocol": protocol, "concurrency": concurrency, "served": result, "in_process": local})
+    finally:
+        stop_server(server.process)
+    print_table(rows, "proxy" if args.proxy else "direct ingress")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"bench_core_{'proxy' if args.proxy else 'direct'}.json").write_text(json.dumps(rows, indent=2))
+
+
+def print_table(rows, mode: str) -> None:
+    print(f"\n{MODEL} v{VERSION}: served ({mode}; 1 image per request, N concurrent clients) vs in-process ONNX Runtime (batch N)")
+    header = f"{'proto':5} {'N':>3} | {'served/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} {'err':>4} | {'local/s':>9} {'p50 ms':>8} {'p99 ms':>8} | {'thru x':>7} {'p50 x':>7} {'p99 x':>7}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        s, l = r["served"], r["in_process"]
+        print(
+            f"{r['protocol']:5} {r['concurrency']:>3} | {s['throughput']:9.1f} {s['p50_ms']:8.2f} {s['p99_ms']:8.2f} {s['mean_batch']:6.2f} {s['errors']:4d} | "
+            f"{l['throughput']:9.1f} {l['p50_ms']:8.2f} {l['p99_ms']:8.2f} | {s['throughput'] / l['throughput']:7.3f} {s['p50_ms'] / l['p50_ms']:7.1f} {s['p99_ms'] / l['p99_ms']:7.1f}"
+        )
+    print("thru x = served / in-process throughput; p50 x, p99 x = served / in-process latency.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Start `python -m serve run` as a subprocess on free ports and stop it like Ctrl-C.
+
+Shared by the tests and the benchmarks, so both measure the server users actually run.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    http: str
+    grpc: str
+    metrics: str
+    repository: Path
+    log: Path
+    process: subprocess.Popen
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=10) as r:
+            return r.read().decode()
+
+
+def start_server(repository: Path, workdir: Path, env: dict | None = None, timeout_s: float = 240) -> Server:
+    """Returns once every application is RUNNING; raises with the log tail if it never gets there."""
+    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+    workdir.mkdir(parents=True, exist_ok=True)
+    ready, log = workdir / "ready", workdir / "server.log"
+    ready.unlink(missing_ok=True)
+    cmd = [
+        sys.executable, "-m", "serve", "run", "--repository", str(repository),
+        "--http-port", str(ports["http"]), "--grpc-port", str(ports["grpc"]), "--metrics-port", str(ports["metrics"]),
+        # Ray's socket paths must stay short: a temp dir of our own per server, under /tmp.
+        "--temp-dir", f"/tmp/sst-{ports['http']}", "--ready-file", str(ready),
+    ]
+    process = subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout_s
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_server(process)
+            raise RuntimeError(f"server did not start (exit {process.poll()}); log tail:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    host = "127.0.0.1"
+    return Server(f"{host}:{ports['http']}", f"{host}:{ports['grpc']}", f"{host}:{ports['metrics']}", repository, log, process)
+
+
+def stop_server(process: subprocess.Popen, timeout_s: float = 90) -> int | None:
+    """SIGINT (what Ctrl-C sends), then the whole process group if it does not exit in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode
