@@ -30,11 +30,14 @@ class RayModelBackend:
             raise Overloaded(f"model {self.name!r} is at capacity; retry later") from None
 
     async def stream(self, inputs):
+        responses = self.handle.options(stream=True).stream.remote(inputs)
         try:
-            async for outputs in self.handle.options(stream=True).stream.remote(inputs):
+            async for outputs in responses:
                 yield outputs
         except BackPressureError:
             raise Overloaded(f"model {self.name!r} is at capacity; retry later") from None
+        finally:
+            responses.cancel()  # a consumer that stopped early (client gone) stops the replica's rollout
 
     async def ready(self):
         return await self.handle.ready.remote()

@@ -94,24 +94,35 @@ class DataPlane:
 
     # -- inference ------------------------------------------------------------------------------
     async def infer(self, request: InferRequest, protocol: str) -> InferResponse:
+        """One response. For a rollout model, the whole rollout: each output gains a step axis (after the
+        batch dimension when the model batches, first otherwise)."""
         spec, version = self.model(request.model, request.version)
-        if spec.decoupled:
-            raise InvalidInput(f"model {spec.name!r} is decoupled (it streams many responses per request); call it with ModelStreamInfer")
         self.validate(spec, request)
+        if spec.rollout:
+            steps = [response async for response in self._rollout(spec, version, request, protocol)]
+            axis = 1 if spec.max_batch_size > 0 else 0
+            outputs = {name: np.stack([r.outputs[name] for r in steps], axis=axis) for name in steps[0].outputs}
+            return InferResponse(spec.name, str(version), outputs, id=request.id, parameters={"rollout_steps": len(steps)})
         async with self._track(spec.name, version, protocol):
             outputs = await self.backends[(spec.name, version)].infer(request.inputs)
         return self._response(spec, version, request, outputs)
 
     async def stream(self, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
-        """Responses for one request: one for an ordinary model, one per rollout step for a decoupled one."""
+        """Responses for one request: one for an ordinary model, one per step, as computed, for a rollout."""
         spec, version = self.model(request.model, request.version)
         self.validate(spec, request)
-        if not spec.decoupled:
+        if not spec.rollout:
             yield await self.infer(request, protocol)
             return
+        async for response in self._rollout(spec, version, request, protocol):
+            yield response
+
+    async def _rollout(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
         steps = int(request.inputs[spec.rollout.steps_input].ravel()[0])
         async with self._track(spec.name, version, protocol):
             step = 0
+            # Leaving this loop early (client gone, stream cancelled) closes the backend's generator,
+            # which stops the rollout in the model replica.
             async for outputs in self.backends[(spec.name, version)].stream(request.inputs):
                 step += 1
                 response = self._response(spec, version, request, outputs)
@@ -136,6 +147,11 @@ class DataPlane:
             expected = tensor.shape(spec.max_batch_size)
             if len(array.shape) != len(expected) or any(e not in (-1, a) for e, a in zip(expected, array.shape)):
                 raise InvalidInput(f"input {name!r}: shape {list(array.shape)} does not match the model's {expected} (-1 = any)")
+            minimum = spec.min_shapes.get(name)
+            if minimum and any(a < m for a, m in zip(array.shape, minimum)):
+                raise InvalidInput(f"input {name!r}: shape {list(array.shape)} is below the model's minimum {list(minimum)}")
+            if spec.reject_non_finite and array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise InvalidInput(f"input {name!r}: holds NaN or infinite values")
             if spec.max_batch_size > 0:
                 if not 1 <= array.shape[0] <= spec.max_batch_size:
                     raise InvalidInput(f"input {name!r}: batch size {array.shape[0]} must be between 1 and max_batch_size {spec.max_batch_size}")
@@ -147,9 +163,12 @@ class DataPlane:
             if name not in known_outputs:
                 raise InvalidInput(f"model {spec.name!r}: unknown output {name!r}; outputs are {known_outputs}")
         if spec.rollout:
-            steps = request.inputs[spec.rollout.steps_input]
-            if steps.size != 1 or not 1 <= int(steps.ravel()[0]) <= spec.rollout.max_steps:
-                raise InvalidInput(f"input {spec.rollout.steps_input!r}: one value between 1 and {spec.rollout.max_steps} expected")
+            steps = np.unique(request.inputs[spec.rollout.steps_input])
+            if steps.size != 1 or not 1 <= int(steps[0]) <= spec.rollout.max_steps:
+                raise InvalidInput(
+                    f"input {spec.rollout.steps_input!r}: one step count between 1 and {spec.rollout.max_steps} expected "
+                    f"(every row the same), got {steps.tolist()}"
+                )
 
     def _response(self, spec: ModelSpec, version: int, request: InferRequest, outputs: dict) -> InferResponse:
         wanted = request.outputs or [t.name for t in spec.outputs]

@@ -40,6 +40,14 @@ def replica_resources() -> tuple[int, str]:
     return max(1, math.ceil(cpus)), ("cuda" if gpus > 0 else "cpu")
 
 
+def _in_serve_replica() -> bool:
+    try:
+        serve.get_replica_context()
+        return True
+    except Exception:
+        return False
+
+
 class ModelWorker:
     def __init__(self, repository: str, model: str, version: int):
         self.spec = load_model(Path(repository) / model)
@@ -51,7 +59,9 @@ class ModelWorker:
             [t.name for t in self.spec.inputs if not self._is_control_input(t.name)],
             [t.name for t in self.spec.outputs], threads, device,
         )
-        if self.spec.dynamic_batching:
+        # Serve's batch queue lives in a replica; elsewhere (tests, scripts) each call is its own batch.
+        self.batching = self.spec.dynamic_batching and _in_serve_replica()
+        if self.batching:
             self._infer_batched.set_max_batch_size(self.spec.max_batch_size)
             self._infer_batched.set_batch_wait_timeout_s(self.spec.max_queue_delay_s)
 
@@ -62,7 +72,7 @@ class ModelWorker:
         return {"model": self.spec.name, "version": self.version, "pid": os.getpid()} | self.runtime.describe()
 
     async def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.spec.dynamic_batching:
+        if self.batching:
             return await self._infer_batched((time.perf_counter(), inputs))
         return (await self._run_batch([(time.perf_counter(), inputs)]))[0]
 
@@ -99,12 +109,13 @@ class ModelWorker:
         return outputs
 
     async def stream(self, inputs: dict[str, np.ndarray]):
-        """A decoupled model's rollout: run the step `steps` times, feeding declared outputs back as inputs."""
+        """A rollout: run the step `steps` times, feeding declared outputs back as inputs. Each step goes
+        through the batch queue, so concurrent rollouts are batched step by step."""
         rollout = self.spec.rollout
         state = dict(inputs)
         steps = int(np.asarray(state.pop(rollout.steps_input)).ravel()[0])
         for _ in range(steps):
-            outputs = await self._compute(state)
+            outputs = await self.infer(state)
             yield outputs
             for output, state_input in rollout.state.items():
                 state[state_input] = outputs[output]

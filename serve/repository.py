@@ -98,6 +98,21 @@ class ModelSpec:
         state = dict(pair.split("=", 1)[::-1] for pair in params["rollout_state"].split(","))
         return Rollout(state=state, steps_input=params["rollout_steps_input"], max_steps=int(params.get("rollout_max_steps", "1000")))
 
+    @cached_property
+    def min_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-input minimum sizes, from `min_shape.<INPUT>` parameters ("1,10,16"): e.g. a spectral model
+        needs at least as many grid points as the Fourier modes it keeps."""
+        prefix = "min_shape."
+        return {
+            key[len(prefix):]: tuple(int(v) for v in value.string_value.split(","))
+            for key, value in self.config.parameters.items() if key.startswith(prefix)
+        }
+
+    @property
+    def reject_non_finite(self) -> bool:
+        """`reject_non_finite: "true"`: NaN or infinite inputs are a client error, not a model input."""
+        return self.config.parameters["reject_non_finite"].string_value.lower() == "true" if "reject_non_finite" in self.config.parameters else False
+
     @property
     def latest(self) -> int:
         return self.versions[-1]

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .codecs import decode_json, decode_raw, encode_json, encode_raw
@@ -162,18 +162,66 @@ async def infer(request: Request, model: str, version: str | None = None):
     return encode_response(response, wire)
 
 
+@app.post("/v2/models/{model}/generate_stream")
+@app.post("/v2/models/{model}/versions/{version}/generate_stream")
+async def infer_stream(request: Request, model: str, version: str | None = None):
+    """Server-sent events: the body is a v2 inference request (JSON tensors); each response (one per
+    rollout step, or the single answer of an ordinary model) is sent as one `data:` event the moment it
+    is computed. An error after the stream has started arrives as an `event: error`. Closing the
+    connection stops the rollout."""
+    authenticate(request)
+    data_plane = plane(request)
+    body = await _read_body(request, data_plane.max_request_bytes)
+    wire, binary = _split_binary(body, request.headers.get(HEADER_LENGTH))
+    infer_request = decode_request(model, version, wire, binary)
+    spec, _ = data_plane.model(model, version)
+    data_plane.validate(spec, infer_request)  # a client error is a 4xx, before the stream's 200 starts
+
+    async def events():
+        try:
+            async for response in data_plane.stream(infer_request, protocol="http"):
+                document = _response_document(response, {name: _as_json(array) for name, array in response.outputs.items()})
+                document["parameters"] = response.parameters
+                yield f"data: {json.dumps(document, separators=(',', ':'))}\n\n"
+        except InferenceError as e:
+            yield f"event: error\ndata: {json.dumps({'error': e.message})}\n\n"
+        except Exception as e:  # the 200 is already sent: report in-band, log the rest
+            logger.exception("unhandled error in generate_stream")
+            yield f"event: error\ndata: {json.dumps({'error': f'internal error ({type(e).__name__}); see the server log'})}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def _as_json(array) -> dict:
+    return {"datatype": from_numpy(array.dtype), "shape": list(array.shape), "data": encode_json(array)}
+
+
+def _response_document(response: InferResponse, outputs: dict[str, dict]) -> dict:
+    document = {"model_name": response.model, "model_version": response.version,
+                "outputs": [{"name": name} | entry for name, entry in outputs.items()]}
+    if response.id:
+        document["id"] = response.id
+    return document
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, up to `limit` bytes. A body somewhat over the limit is read to its end and dropped, so
+    the client (still sending) gets the 400 instead of a broken pipe; one far over is not read at all."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise InvalidInput(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    too_large = InvalidInput(f"request body of {declared or 'more than ' + str(limit)} bytes exceeds the limit of {limit} bytes")
+    if declared and declared.isdigit() and int(declared) > 2 * limit:
+        raise too_large
     if request.headers.get("content-encoding", "identity") != "identity":
         raise InvalidInput(f"content-encoding {request.headers['content-encoding']!r} is not supported; send the body uncompressed")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise InvalidInput(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > 2 * limit:
+            break
+    if size > limit:
+        raise too_large
     return b"".join(chunks)
 
 
@@ -226,19 +274,15 @@ def encode_response(response: InferResponse, wire: InferenceRequestBody) -> Resp
     per_output = {o.name: (o.parameters or {}).get("binary_data", binary_default) for o in wire.outputs or []}
     if (wire.parameters or {}).get("classification") or any((o.parameters or {}).get("classification") for o in wire.outputs or []):
         raise InvalidInput("the classification extension is not supported; request the raw output")
-    outputs, buffers = [], []
+    outputs, buffers = {}, []
     for name, array in response.outputs.items():
-        entry = {"name": name, "datatype": from_numpy(array.dtype), "shape": list(array.shape)}
         if per_output.get(name, binary_default):
             buffer = encode_raw(array)
-            entry["parameters"] = {"binary_data_size": len(buffer)}
+            outputs[name] = {"datatype": from_numpy(array.dtype), "shape": list(array.shape), "parameters": {"binary_data_size": len(buffer)}}
             buffers.append(buffer)
         else:
-            entry["data"] = encode_json(array)
-        outputs.append(entry)
-    document = {"model_name": response.model, "model_version": response.version, "outputs": outputs}
-    if response.id:
-        document["id"] = response.id
+            outputs[name] = _as_json(array)
+    document = _response_document(response, outputs)
     header = json.dumps(document, separators=(",", ":")).encode()
     if not buffers:
         return Response(header, media_type="application/json")

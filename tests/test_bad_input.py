@@ -38,6 +38,13 @@ def binary_body(raw: bytes, declared: int | None = None, header_length_delta: in
 
 RAW16 = np.arange(16, dtype="<i4").tobytes()
 
+
+def heat(rows=1, steps=(2,), values=(0.0, 1.0, 0.0, 0.0)):
+    return json.dumps({"inputs": [
+        {"name": "U", "shape": [rows, len(values)], "datatype": "FP32", "data": list(values) * rows},
+        {"name": "STEPS", "shape": [rows, 1], "datatype": "INT32", "data": list(steps) * (rows // len(steps))},
+    ]}).encode()  # Python's json writes NaN, which the server's parser reads
+
 HTTP_CASES = [
     # (id, path, body, headers, status, message fragment)
     ("unknown model", "/v2/models/nope/infer", simple_json(), {}, 404, "unknown model 'nope'"),
@@ -77,9 +84,11 @@ HTTP_CASES = [
     ("compressed body", "/v2/models/simple/infer", simple_json(), {"Content-Encoding": "gzip"}, 400, "content-encoding 'gzip' is not supported"),
     ("body above the size limit", "/v2/models/simple/infer", b"x" * (LIMIT + 1), {}, 400, f"exceeds the limit of {LIMIT} bytes"),
     ("classification extension", "/v2/models/simple/infer", simple_json(outputs=[{"name": "OUTPUT0", "parameters": {"classification": 3}}]), {}, 400, "classification"),
-    ("decoupled model over HTTP", "/v2/models/heat1d/infer", json.dumps({"inputs": [
-        {"name": "U", "shape": [1, 4], "datatype": "FP32", "data": [0, 0, 0, 0]},
-        {"name": "STEPS", "shape": [1], "datatype": "INT32", "data": [2]}]}).encode(), {}, 400, "decoupled"),
+    ("rollout: zero steps", "/v2/models/heat1d/infer", heat(steps=[0]), {}, 400, "one step count between 1 and 1000"),
+    ("rollout: too many steps", "/v2/models/heat1d/infer", heat(steps=[1001]), {}, 400, "between 1 and 1000"),
+    ("rollout: steps differ by row", "/v2/models/heat1d/infer", heat(rows=2, steps=[3, 4]), {}, 400, "every row the same"),
+    ("rollout: non-finite state", "/v2/models/heat1d/infer", heat(values=[0.0, float("nan"), 1.0, 0.0]), {}, 400, "NaN or infinite"),
+    ("rollout: grid too small", "/v2/models/heat1d/infer", heat(values=[0.0, 1.0]), {}, 400, "below the model's minimum [1, 3]"),
 ]
 
 

@@ -3,6 +3,7 @@ import json
 import queue
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -170,12 +171,20 @@ def collect_stream(server, requests, timeout_s=30.0, expected=None):
     return got
 
 
-def heat_inputs(u, steps):
-    state = grpcclient.InferInput("U", list(u.shape), "FP32")
+def heat_inputs(u, steps, module=grpcclient):
+    state = module.InferInput("U", list(u.shape), "FP32")
     state.set_data_from_numpy(u)
-    count = grpcclient.InferInput("STEPS", [1], "INT32")
-    count.set_data_from_numpy(np.array([steps], np.int32))
+    count = module.InferInput("STEPS", [u.shape[0], 1], "INT32")
+    count.set_data_from_numpy(np.full((u.shape[0], 1), steps, np.int32))
     return [state, count]
+
+
+def reference_rollout(u, steps):
+    frames = []
+    for _ in range(steps):
+        u = reference_step(u)
+        frames.append(u)
+    return np.stack(frames, axis=1)  # [rows, steps, points]
 
 
 def test_stream_rollout_equals_reference_solver(server):
@@ -208,9 +217,106 @@ def test_stream_errors_stay_in_the_stream(server, digits):
     np.testing.assert_array_equal(ok[0].as_numpy("OUTPUT0"), 2 * a)
 
 
-def test_decoupled_model_refuses_unary_infer(grpc):
-    with pytest.raises(InferenceServerException, match="decoupled"):
-        grpc.infer("heat1d", heat_inputs(np.zeros((1, 8), np.float32), 2))
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_unary_call_returns_the_whole_rollout(http, grpc, protocol):
+    u = np.random.default_rng(1).random((2, 16), dtype=np.float32)
+    client, module = (http, httpclient) if protocol == "http" else (grpc, grpcclient)
+    result = client.infer("heat1d", heat_inputs(u, 7, module))
+    np.testing.assert_allclose(result.as_numpy("U_NEXT"), reference_rollout(u, 7), rtol=1e-5, atol=1e-6)
+
+
+def sse_events(server, body: dict, read_timeout=30):
+    """(arrival time, event name, payload) for each server-sent event of a generate_stream call."""
+    request = urllib.request.Request(f"http://{server.http}/v2/models/heat1d/generate_stream", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    events, name, started = [], "message", time.perf_counter()
+    with urllib.request.urlopen(request, timeout=read_timeout) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((time.perf_counter() - started, name, json.loads(line[5:])))
+                name = "message"
+    return events
+
+
+def heat_body(u, steps):
+    return {"inputs": [
+        {"name": "U", "shape": list(u.shape), "datatype": "FP32", "data": u.ravel().tolist()},
+        {"name": "STEPS", "shape": [u.shape[0], 1], "datatype": "INT32", "data": [steps] * u.shape[0]},
+    ]}
+
+
+def test_http_event_stream_sends_each_step_in_order(server):
+    u = np.random.default_rng(2).random((1, 4096), dtype=np.float32)
+    events = sse_events(server, heat_body(u, 40))
+    assert [e[1] for e in events] == ["message"] * 40
+    assert [e[2]["parameters"]["rollout_step"] for e in events] == list(range(1, 41))
+    expected = reference_rollout(u, 40)
+    for step, (_, _, document) in enumerate(events):
+        got = np.array(document["outputs"][0]["data"], np.float32).reshape(document["outputs"][0]["shape"])
+        np.testing.assert_allclose(got, expected[:, step], rtol=1e-4, atol=1e-5)
+    arrivals = [t for t, _, _ in events]
+    assert arrivals[-1] - arrivals[0] > 0.01, "all steps arrived together: not streamed"
+
+
+def test_http_event_stream_rejects_bad_input_before_streaming(server):
+    body = heat_body(np.zeros((1, 8), np.float32), 0)
+    request = urllib.request.Request(f"http://{server.http}/v2/models/heat1d/generate_stream", json.dumps(body).encode())
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 400 and "between 1 and 1000" in json.loads(caught.value.read())["error"]
+
+
+def metric_total(server, family_name, model, suffix="_count"):
+    total = 0.0
+    for family in text_string_to_metric_families(server.metrics_text()):
+        if family.name == family_name:
+            total += sum(s.value for s in family.samples if s.name.endswith(suffix) and s.labels.get("model") == model)
+    return total
+
+
+def test_cancelled_stream_stops_the_rollout(server):
+    """A client that leaves mid-rollout frees the replica: the step count stops well short of 1000."""
+    before = metric_total(server, "ray_streamserve_compute_time_ms", "heat1d")
+    client = grpcclient.InferenceServerClient(server.grpc)
+    got: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: got.put(error))
+    client.async_stream_infer("heat1d", heat_inputs(np.ones((1, 20000), np.float32), 1000))
+    for _ in range(5):
+        assert got.get(timeout=30) is None
+    client.stop_stream(cancel_requests=True)
+    client.close()
+    time.sleep(5)  # the cancellation reaches the replica, then metrics are reported (every 2 s)
+    settled = metric_total(server, "ray_streamserve_compute_time_ms", "heat1d")
+    time.sleep(3)
+    assert metric_total(server, "ray_streamserve_compute_time_ms", "heat1d") == settled, "rollout still running"
+    assert settled - before < 900, f"{settled - before} steps ran for a stream cancelled after 5"
+
+
+def test_concurrent_rollouts_are_batched_step_by_step(server):
+    before = batch_histogram(server, "heat1d")
+    u = np.random.default_rng(3).random((1, 64), dtype=np.float32)
+    results = []
+
+    def one(k):
+        results.append((k, collect_stream(server, [("heat1d", heat_inputs(u + k, 30), f"r{k}")], expected=30)))
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for k, got in results:
+        assert len(got) == 30 and all(e is None for _, e in got)
+        np.testing.assert_allclose(got[-1][0].as_numpy("U_NEXT"), reference_rollout(u + k, 30)[:, -1], rtol=1e-4, atol=1e-5)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        after = batch_histogram(server, "heat1d")
+        multi = (after.get(float("inf"), 0) - after.get(1.0, 0)) - (before.get(float("inf"), 0) - before.get(1.0, 0))
+        if multi > 0:
+            break
+        time.sleep(1)
+    assert multi > 0, "no step of the four rollouts shared a batch"
 
 
 # -- batching and metrics ----------------------------------------------------------------------------

@@ -16,23 +16,28 @@ MAX_STEPS = 1000
 CONFIG = f"""
 name: "heat1d"
 platform: "onnxruntime_onnx"
-max_batch_size: 0
+max_batch_size: 8
 input [
-  {{ name: "U" data_type: TYPE_FP32 dims: [ -1, -1 ] }},
+  {{ name: "U" data_type: TYPE_FP32 dims: [ -1 ] }},
   {{ name: "STEPS" data_type: TYPE_INT32 dims: [ 1 ] }}
 ]
-output [ {{ name: "U_NEXT" data_type: TYPE_FP32 dims: [ -1, -1 ] }} ]
+output [ {{ name: "U_NEXT" data_type: TYPE_FP32 dims: [ -1 ] }} ]
+dynamic_batching {{ max_queue_delay_microseconds: 1000 }}
 model_transaction_policy {{ decoupled: true }}
 parameters {{ key: "rollout_state" value {{ string_value: "U=U_NEXT" }} }}
 parameters {{ key: "rollout_steps_input" value {{ string_value: "STEPS" }} }}
 parameters {{ key: "rollout_max_steps" value {{ string_value: "{MAX_STEPS}" }} }}
 parameters {{ key: "diffusion_number" value {{ string_value: "{DIFFUSION_NUMBER}" }} }}
+parameters {{ key: "min_shape.U" value {{ string_value: "1,3" }} }}
+parameters {{ key: "reject_non_finite" value {{ string_value: "true" }} }}
 """
 CARD = f"""# heat1d
 
 One explicit finite-difference step of the periodic 1-D heat equation (diffusion number r = {DIFFUSION_NUMBER}),
-served as a decoupled model: a request carries `U` [rows, points] and `STEPS`; the server streams one
-response per step over `ModelStreamInfer`.
+served as a decoupled model: a request carries `U` [rows, points] (at least 3 points, finite) and `STEPS`
+[rows, 1]; the server streams one response per step over `ModelStreamInfer` or server-sent events
+(`generate_stream`), or returns the whole rollout [rows, steps, points] from a unary `infer`. Concurrent
+rollouts are batched step by step (max_batch_size 8 rows).
 
 - Data / training: none; the graph is written by `models/examples/heat1d.py` (`make repository`).
 - Check: the stream equals `reference_rollout` (numpy) to float32 precision and conserves the sum of U,

@@ -17,13 +17,13 @@ from serve.repository import ModelRepository
 
 
 class LocalBackend:
-    """A ModelWorker called directly (Serve's batch queue needs a replica, so each call is its own batch)."""
+    """A ModelWorker called directly (outside a replica, each call is its own batch)."""
 
     def __init__(self, worker: ModelWorker):
         self.worker = worker
 
     async def infer(self, inputs):
-        return (await self.worker._run_batch([(0.0, inputs)]))[0]
+        return await self.worker.infer(inputs)
 
     def stream(self, inputs):
         return self.worker.stream(inputs)
@@ -108,7 +108,7 @@ def test_grpc_stream_keeps_going_after_an_error(plane):
     heat = pb.ModelInferRequest(model_name="heat1d", id="h")
     heat.inputs.add(name="U", datatype="FP32", shape=[1, 4])
     heat.raw_input_contents.append(np.array([1, 0, 0, 0], "<f4").tobytes())
-    heat.inputs.add(name="STEPS", datatype="INT32", shape=[1])
+    heat.inputs.add(name="STEPS", datatype="INT32", shape=[1, 1])
     heat.raw_input_contents.append(np.array([3], "<i4").tobytes())
 
     async def requests():
