@@ -43,6 +43,8 @@ def prepare_environment(settings: ServerSettings) -> None:
     # and "direct ingress": the ingress replica itself listens on the HTTP and gRPC ports, no proxy hop.
     # On this 2-core machine that is ~4x the throughput of the proxy path (loadtest/BENCH.md).
     os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    # Serve keeps a stopping ingress listening 30 s for load balancers to notice; none sits in front here.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", str(settings.http_port))
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT", str(settings.http_port + settings.ingress_replicas))
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT", str(settings.grpc_port))
