@@ -39,7 +39,9 @@ def deployment_options(spec: ModelSpec, settings: ServerSettings) -> dict:
         "autoscaling_config": {
             "min_replicas": 1,
             "max_replicas": max_replicas,
-            "target_ongoing_requests": max(batch, 2),
+            # Half a batch in flight per replica before another one starts: batches still fill, and
+            # a burst gets a second replica before the queue builds up.
+            "target_ongoing_requests": max(batch // 2, 2),
             "upscale_delay_s": 3.0,
             "downscale_delay_s": 30.0,
         },

@@ -23,6 +23,7 @@ input [
 ]
 output [ {{ name: "U_NEXT" data_type: TYPE_FP32 dims: [ -1 ] }} ]
 dynamic_batching {{ max_queue_delay_microseconds: 1000 }}
+instance_group [ {{ count: 2 kind: KIND_CPU }} ]
 model_transaction_policy {{ decoupled: true }}
 parameters {{ key: "rollout_state" value {{ string_value: "U=U_NEXT" }} }}
 parameters {{ key: "rollout_steps_input" value {{ string_value: "STEPS" }} }}
