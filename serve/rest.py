@@ -70,7 +70,10 @@ def _error(status: int, message: str) -> JSONResponse:
 
 @app.exception_handler(InferenceError)
 async def _inference_error(request: Request, exc: InferenceError):
-    return _error(exc.http_status, exc.message)
+    response = _error(exc.http_status, exc.message)
+    if exc.http_status == 503:  # overloaded or not ready: tell well-behaved clients when to come back
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 @app.exception_handler(404)

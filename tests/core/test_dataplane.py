@@ -159,3 +159,16 @@ def test_token_is_enforced_on_both_adapters_but_not_on_health(plane):
     assert context.code == grpc.StatusCode.UNAUTHENTICATED
     context = FakeContext(metadata=[("authorization", "Bearer s3cret")])
     assert asyncio.run(Servicer(gate).ModelInfer(simple_grpc_request(), context)).model_name == "simple"
+
+
+def test_overload_is_a_503_with_retry_after(plane):
+    from serve.errors import Overloaded
+
+    class Full:
+        async def infer(self, inputs):
+            raise Overloaded("model 'simple' is at capacity; retry later")
+
+    rest.attach(DataPlane(plane.repository, plane.backends | {("simple", 1): Full()}))
+    response = TestClient(rest.app, client=("127.0.0.1", 5000)).post("/v2/models/simple/infer", json=simple_body())
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert "at capacity" in response.json()["error"]
