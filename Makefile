@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REPOSITORY ?= model_repository
 
-.PHONY: setup repository serve test bench config clean
+.PHONY: setup repository serve test bench config k8s clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ bench: $(STAMP) $(REPOSITORY)/.built
 
 config: $(STAMP) $(REPOSITORY)/.built
 	$(PY) -m serve config --repository $(REPOSITORY) --output serve_config.yaml
+
+# Re-render deploy/k8s/ from the repository (a test fails when the committed manifests drift).
+k8s: $(STAMP) $(REPOSITORY)/.built
+	$(PY) deploy/k8s/generate.py --repository $(REPOSITORY)
+	$(PY) deploy/k8s/validate.py
 
 clean:
 	rm -rf $(REPOSITORY) serve_config.yaml .pytest_cache
