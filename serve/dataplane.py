@@ -152,6 +152,8 @@ class DataPlane:
                 raise InvalidInput(f"input {name!r}: shape {list(array.shape)} is below the model's minimum {list(minimum)}")
             if spec.reject_non_finite and array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise InvalidInput(f"input {name!r}: holds NaN or infinite values")
+            if name in spec.text_limits:
+                _check_text(name, array, *spec.text_limits[name])
             if spec.max_batch_size > 0:
                 if not 1 <= array.shape[0] <= spec.max_batch_size:
                     raise InvalidInput(f"input {name!r}: batch size {array.shape[0]} must be between 1 and max_batch_size {spec.max_batch_size}")
@@ -184,6 +186,16 @@ class DataPlane:
     @staticmethod
     def new_request_id() -> str:
         return uuid.uuid4().hex
+
+
+def _check_text(name: str, array: np.ndarray, max_bytes: int | None, max_words: int | None) -> None:
+    for index, item in enumerate(array.ravel()):
+        if not item.strip():
+            raise InvalidInput(f"input {name!r}: element {index} is empty; text expected")
+        if max_bytes is not None and len(item) > max_bytes:
+            raise InvalidInput(f"input {name!r}: element {index} has {len(item)} bytes, the limit is {max_bytes}")
+        if max_words is not None and len(item.split()) > max_words:
+            raise InvalidInput(f"input {name!r}: element {index} has {len(item.split())} words, the limit is {max_words}")
 
 
 class _Tracked:

@@ -108,6 +108,17 @@ class ModelSpec:
             for key, value in self.config.parameters.items() if key.startswith(prefix)
         }
 
+    @cached_property
+    def text_limits(self) -> dict[str, tuple[int | None, int | None]]:
+        """BYTES inputs holding text: (max UTF-8 bytes, max space-separated words) per element, from
+        `max_bytes.<INPUT>` / `max_words.<INPUT>` parameters. Such inputs must also not be blank."""
+        limits: dict[str, list] = {}
+        for key, value in self.config.parameters.items():
+            kind, _, name = key.partition(".")
+            if kind in ("max_bytes", "max_words") and name:
+                limits.setdefault(name, [None, None])[kind == "max_words"] = int(value.string_value)
+        return {name: tuple(pair) for name, pair in limits.items()}
+
     @property
     def reject_non_finite(self) -> bool:
         """`reject_non_finite: "true"`: NaN or infinite inputs are a client error, not a model input."""

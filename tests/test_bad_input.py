@@ -39,6 +39,13 @@ def binary_body(raw: bytes, declared: int | None = None, header_length_delta: in
 RAW16 = np.arange(16, dtype="<i4").tobytes()
 
 
+def caption(texts, side=16):
+    return json.dumps({"inputs": [
+        {"name": "image", "shape": [len(texts), 3, side, side], "datatype": "FP32", "data": [0.0] * (len(texts) * 3 * side * side)},
+        {"name": "text", "shape": [len(texts), 1], "datatype": "BYTES", "data": texts},
+    ]}).encode()
+
+
 def heat(rows=1, steps=(2,), values=(0.0, 1.0, 0.0, 0.0)):
     return json.dumps({"inputs": [
         {"name": "U", "shape": [rows, len(values)], "datatype": "FP32", "data": list(values) * rows},
@@ -84,6 +91,12 @@ HTTP_CASES = [
     ("compressed body", "/v2/models/simple/infer", simple_json(), {"Content-Encoding": "gzip"}, 400, "content-encoding 'gzip' is not supported"),
     ("body above the size limit", "/v2/models/simple/infer", b"x" * (LIMIT + 1), {}, 400, f"exceeds the limit of {LIMIT} bytes"),
     ("classification extension", "/v2/models/simple/infer", simple_json(outputs=[{"name": "OUTPUT0", "parameters": {"classification": 3}}]), {}, 400, "classification"),
+    ("caption: empty text", "/v2/models/caption_match/infer", caption(["   "]), {}, 400, "element 0 is empty; text expected"),
+    ("caption: text above the byte limit", "/v2/models/caption_match/infer", caption(["red " * 70]), {}, 400, "bytes, the limit is 256"),
+    ("caption: more words than the model reads", "/v2/models/caption_match/infer", caption(["a " * 40]), {}, 400, "40 words, the limit is 32"),
+    ("caption: wrong image size", "/v2/models/caption_match/infer", caption(["a red one"], side=8), {}, 400, "does not match the model's [-1, 3, 16, 16]"),
+    ("shortcut_audit: wrong channels", "/v2/models/shortcut_audit/infer", json.dumps({"inputs": [
+        {"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}]}).encode(), {}, 400, "does not match the model's [-1, 3, 8, 8]"),
     ("rollout: zero steps", "/v2/models/heat1d/infer", heat(steps=[0]), {}, 400, "one step count between 1 and 1000"),
     ("rollout: too many steps", "/v2/models/heat1d/infer", heat(steps=[1001]), {}, 400, "between 1 and 1000"),
     ("rollout: steps differ by row", "/v2/models/heat1d/infer", heat(rows=2, steps=[3, 4]), {}, 400, "every row the same"),

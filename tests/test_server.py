@@ -366,3 +366,28 @@ def test_metrics_scrape_has_our_families_beside_serves(server):
                  "ray_streamserve_compute_time_ms", "ray_streamserve_batch_size", "ray_streamserve_in_flight_requests"):
         assert ours in names, ours
     assert any(name.startswith("ray_serve_") for name in names)
+
+
+# -- research endpoints served by the core ------------------------------------------------------------
+def test_shortcut_audit_matches_in_process_model(server, grpc):
+    images = np.random.default_rng(4).random((5, 3, 8, 8), dtype=np.float32)
+    tensor = grpcclient.InferInput("image", list(images.shape), "FP32")
+    tensor.set_data_from_numpy(images)
+    result = grpc.infer("shortcut_audit", [tensor])
+    expected = in_process(server.repository, "shortcut_audit", 1, {"image": images})
+    for name in ("core_probability", "shortcut_probability"):
+        np.testing.assert_allclose(result.as_numpy(name), expected[name], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(result.as_numpy("disagree"), expected["disagree"])
+
+
+def test_caption_match_tokenises_text_in_the_graph(server, http):
+    images = np.random.default_rng(5).random((2, 3, 16, 16), dtype=np.float32)
+    captions = np.array([[b"a small thick red seven slanted left"], [b"a large thin green one upright"]], dtype=object)
+    image = httpclient.InferInput("image", list(images.shape), "FP32")
+    image.set_data_from_numpy(images)
+    text = httpclient.InferInput("text", [2, 1], "BYTES")
+    text.set_data_from_numpy(captions)
+    result = http.infer("caption_match", [image, text])
+    expected = in_process(server.repository, "caption_match", 1, {"image": images, "text": captions.astype(str).astype(object)})
+    np.testing.assert_allclose(result.as_numpy("similarity"), expected["similarity"], rtol=1e-5, atol=1e-6)
+    assert np.all(np.abs(result.as_numpy("similarity")) <= 1.0001)

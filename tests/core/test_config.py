@@ -3,6 +3,7 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from serve.config import build_serve_config, write_serve_config
+from serve.repository import ModelRepository
 from serve.settings import ServerSettings
 
 
@@ -15,7 +16,9 @@ def test_generated_config_is_a_valid_serve_deploy_schema(repository, tmp_path):
     app = schema.applications[0]
     assert app.import_path == "serve.app:build_app" and app.args == {"repository": "/models"}
     names = {d.name for d in app.deployments}
-    assert names == {"Ingress", "simple_v1", "heat1d_v1", "digits_cnn_v1", "digits_cnn_v2", "digits_cnn_torchscript_v1"}
+    versions = [f"{spec.name}_v{v}" for spec in ModelRepository(repository) for v in spec.versions]
+    assert names == {"Ingress", *versions} and len(names) == 1 + len(versions)
+    assert {"simple_v1", "heat1d_v1", "digits_cnn_v1", "digits_cnn_v2", "digits_cnn_torchscript_v1"} <= names
     assert config["http_options"]["host"] == "127.0.0.1"
     assert config["grpc_options"]["grpc_servicer_functions"] == ["proto.add_servicer_to_server"]
 
