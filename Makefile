@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REPOSITORY ?= model_repository
 
-.PHONY: setup repository serve test bench config k8s clean
+.PHONY: setup repository serve test bench config k8s reports clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ config: $(STAMP) $(REPOSITORY)/.built
 k8s: $(STAMP) $(REPOSITORY)/.built
 	$(PY) deploy/k8s/generate.py --repository $(REPOSITORY)
 	$(PY) deploy/k8s/validate.py
+
+# Issue 8's reports in one command: Chroma-VAE (5 seeds x 2 shortcuts, traversals) and MixGen (sizes x 5 seeds,
+# plot). Real training: tens of minutes on two cores.
+reports: $(STAMP)
+	$(PY) -m models.shortcut.evaluate
+	$(PY) -m models.augment.experiment --save
 
 clean:
 	rm -rf $(REPOSITORY) serve_config.yaml .pytest_cache

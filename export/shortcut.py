@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 import torch
 from safetensors.torch import load_file
 
@@ -26,11 +28,15 @@ CONFIG = f"""
 name: "{NAME}"
 platform: "onnxruntime_onnx"
 max_batch_size: 32
-input [ {{ name: "image" data_type: TYPE_FP32 dims: [ 3, 8, 8 ] }} ]
+input [
+  {{ name: "image" data_type: TYPE_FP32 dims: [ 3, 8, 8 ] }},
+  {{ name: "label" data_type: TYPE_INT64 dims: [ 1 ] optional: true }}
+]
 output [
   {{ name: "core_probability" data_type: TYPE_FP32 dims: [ 1 ] }},
   {{ name: "shortcut_probability" data_type: TYPE_FP32 dims: [ 1 ] }},
-  {{ name: "disagree" data_type: TYPE_BOOL dims: [ 1 ] }}
+  {{ name: "disagree" data_type: TYPE_BOOL dims: [ 1 ] }},
+  {{ name: "shortcut_only" data_type: TYPE_BOOL dims: [ 1 ] }}
 ]
 dynamic_batching {{ max_queue_delay_microseconds: 2000 }}
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
@@ -59,7 +65,37 @@ def load_trained(kind: str = KIND, seed: int = SEED, path: Path | None = None) -
 
 def export(model: ShortcutAudit, images: np.ndarray) -> tuple[bytes, dict]:
     onnx_bytes = export_onnx(model, (torch.from_numpy(images[:2]),), INPUTS, OUTPUTS)
-    return onnx_bytes, check_parity(model, onnx_bytes, {"image": images})
+    errors = check_parity(model, onnx_bytes, {"image": images})
+    return with_optional_labels(onnx_bytes), errors
+
+
+def with_optional_labels(onnx_bytes: bytes) -> bytes:
+    """Add the optional `label` input (0/1 per image) and the `shortcut_only` output: the label is known,
+    the core (z2) prediction misses it and the shortcut (z1) prediction gets it. The input defaults to
+    -1 ("unknown") through an initializer of the same name, ONNX's way to make an input optional, so a
+    request without labels gets `shortcut_only` all false."""
+    model = onnx.load_from_string(onnx_bytes)
+    graph = model.graph
+    graph.input.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["label_rows", 1]))  # 1 row by default
+    graph.initializer.extend([
+        numpy_helper.from_array(np.full((1, 1), -1, np.int64), "label"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        numpy_helper.from_array(np.array(1, np.int64), "one"),
+    ])
+    graph.node.extend([
+        helper.make_node("Greater", ["core_probability", "half"], ["core_says_1"]),
+        helper.make_node("Greater", ["shortcut_probability", "half"], ["shortcut_says_1"]),
+        helper.make_node("Equal", ["label", "one"], ["label_is_1"]),
+        helper.make_node("GreaterOrEqual", ["label", "zero"], ["label_known"]),
+        helper.make_node("Xor", ["core_says_1", "label_is_1"], ["core_wrong"]),
+        helper.make_node("Equal", ["shortcut_says_1", "label_is_1"], ["shortcut_right"]),
+        helper.make_node("And", ["label_known", "core_wrong"], ["known_core_wrong"]),
+        helper.make_node("And", ["known_core_wrong", "shortcut_right"], ["shortcut_only"]),
+    ])
+    graph.output.append(helper.make_tensor_value_info("shortcut_only", TensorProto.BOOL, ["batch", 1]))
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
 
 
 def card(metrics: dict, errors: dict, flips: float) -> str:
@@ -74,7 +110,9 @@ Chroma-VAE (Yang et al., NeurIPS 2022, arXiv:2211.15231) trained on coloured sci
 (blue empty), 8×8 pixels, exactly the format of `models/shortcut/data.py` (`render`, kind "colour").
 **Outputs** `core_probability` FP32 [batch, 1]: P(digit < 5) from the z2 classifier ({served}, chosen on validation);
 `shortcut_probability` FP32 [batch, 1]: P(digit < 5) from the z1 head (the shortcut side);
-`disagree` BOOL [batch, 1]: the two fall on different sides of 0.5. Labels are not an input: compare them client-side.
+`disagree` BOOL [batch, 1]: the two fall on different sides of 0.5. Optional input `label` INT64 [batch, 1] (0/1):
+with it, `shortcut_only` BOOL [batch, 1] flags images the shortcut side gets right and the core side gets wrong
+(all false without labels).
 
 - Data (`models/shortcut/data.py`): sklearn digits, label = digit < 5 with exactly 25 % of labels flipped; colour
   agrees with the noisy label in exactly 90 % of train/validation images and 10 % of test images. Stratified split

@@ -378,6 +378,15 @@ def test_shortcut_audit_matches_in_process_model(server, grpc):
     for name in ("core_probability", "shortcut_probability"):
         np.testing.assert_allclose(result.as_numpy(name), expected[name], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(result.as_numpy("disagree"), expected["disagree"])
+    assert not result.as_numpy("shortcut_only").any()  # no labels sent: nothing can be flagged
+
+    labels = np.array([[0], [1], [0], [1], [1]], np.int64)
+    label = grpcclient.InferInput("label", [5, 1], "INT64")
+    label.set_data_from_numpy(labels)
+    labelled = grpc.infer("shortcut_audit", [tensor, label])
+    core_right = (labelled.as_numpy("core_probability") > 0.5) == (labels == 1)
+    shortcut_right = (labelled.as_numpy("shortcut_probability") > 0.5) == (labels == 1)
+    np.testing.assert_array_equal(labelled.as_numpy("shortcut_only"), ~core_right & shortcut_right)
 
 
 def test_caption_match_tokenises_text_in_the_graph(server, http):

@@ -19,7 +19,8 @@ class OnnxRuntime(Runtime):
         available = ort.get_available_providers()
         providers = [p for p in GPU_PROVIDERS if p in available] if device == "cuda" else []
         self.session = ort.InferenceSession(str(model_file), options, providers=providers + ["CPUExecutionProvider"])
-        graph_inputs = {i.name for i in self.session.get_inputs()}
+        # Inputs with a default (an initializer of the same name: ONNX's optional inputs) count too.
+        graph_inputs = {i.name for i in [*self.session.get_inputs(), *self.session.get_overridable_initializers()]}
         graph_outputs = {o.name for o in self.session.get_outputs()}
         if not set(self.input_names) <= graph_inputs or not set(self.output_names) <= graph_outputs:
             raise RepositoryError(

@@ -92,9 +92,13 @@ def test_two_stage_training_tiny_run_and_export(tmp_path):
     onnx_bytes, errors = export(model, images)  # raises if any output differs from PyTorch
     assert set(errors) == {"core_probability", "shortcut_probability", "disagree"}
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    core, shortcut, disagree = session.run(None, {"image": images[:7]})
+    core, shortcut, disagree, shortcut_only = session.run(None, {"image": images[:7]})
     assert core.shape == shortcut.shape == disagree.shape == (7, 1) and disagree.dtype == np.bool_
     assert np.array_equal(disagree, (core > 0.5) != (shortcut > 0.5))
+    assert not shortcut_only.any()  # no labels: the optional input defaults to "unknown"
+    labels = np.array([[0], [1], [1], [0], [1], [0], [1]], np.int64)
+    core, shortcut, _, shortcut_only = session.run(None, {"image": images[:7], "label": labels})
+    assert np.array_equal(shortcut_only, ((core > 0.5) != (labels == 1)) & ((shortcut > 0.5) == (labels == 1)))
     write_model(tmp_path / "repo", NAME, CONFIG, {1: ("model.onnx", onnx_bytes)}, "# card")
 
 
