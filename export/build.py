@@ -8,7 +8,7 @@ from pathlib import Path
 
 from models.examples import heat1d, simple
 
-from . import caption, digits, shortcut
+from . import caption, digits, koopman, shortcut
 from .repository import write_model
 
 
@@ -17,7 +17,7 @@ def build_examples(root: Path) -> None:
         write_model(root, example.NAME, example.CONFIG, {1: ("model.onnx", example.build().SerializeToString())}, example.CARD)
 
 
-BUILDERS = {"examples": build_examples, "digits": digits.build, "shortcut": shortcut.build, "caption": caption.build}
+BUILDERS = {"examples": build_examples, "digits": digits.build, "shortcut": shortcut.build, "caption": caption.build, "koopman": koopman.build}
 
 
 def main(argv=None) -> None:

@@ -46,6 +46,13 @@ def caption(texts, side=16):
     ]}).encode()
 
 
+def kno(points=64, value=0.0, steps=2):
+    return json.dumps({"inputs": [
+        {"name": "WINDOW", "shape": [1, 10, points], "datatype": "FP32", "data": [value] * (10 * points)},
+        {"name": "STEPS", "shape": [1, 1], "datatype": "INT32", "data": [steps]},
+    ]}).encode()
+
+
 def heat(rows=1, steps=(2,), values=(0.0, 1.0, 0.0, 0.0)):
     return json.dumps({"inputs": [
         {"name": "U", "shape": [rows, len(values)], "datatype": "FP32", "data": list(values) * rows},
@@ -97,6 +104,10 @@ HTTP_CASES = [
     ("caption: wrong image size", "/v2/models/caption_match/infer", caption(["a red one"], side=8), {}, 400, "does not match the model's [-1, 3, 16, 16]"),
     ("shortcut_audit: wrong channels", "/v2/models/shortcut_audit/infer", json.dumps({"inputs": [
         {"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}]}).encode(), {}, 400, "does not match the model's [-1, 3, 8, 8]"),
+    ("kno: grid below the kept modes", "/v2/models/kno_burgers/infer", kno(points=16), {}, 400, "below the model's minimum [1, 10, 32]"),
+    ("kno: non-finite window", "/v2/models/kno_burgers/infer", kno(value=float("inf")), {}, 400, "NaN or infinite"),
+    ("kno: wrong rank", "/v2/models/kno_ns2d/infer", kno(), {}, 400, "does not match the model's [-1, 10, -1, -1]"),
+    ("kno: steps above the limit", "/v2/models/kno_burgers/infer", kno(steps=201), {}, 400, "between 1 and 200"),
     ("rollout: zero steps", "/v2/models/heat1d/infer", heat(steps=[0]), {}, 400, "one step count between 1 and 1000"),
     ("rollout: too many steps", "/v2/models/heat1d/infer", heat(steps=[1001]), {}, 400, "between 1 and 1000"),
     ("rollout: steps differ by row", "/v2/models/heat1d/infer", heat(rows=2, steps=[3, 4]), {}, 400, "every row the same"),

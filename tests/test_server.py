@@ -400,3 +400,43 @@ def test_caption_match_tokenises_text_in_the_graph(server, http):
     expected = in_process(server.repository, "caption_match", 1, {"image": images, "text": captions.astype(str).astype(object)})
     np.testing.assert_allclose(result.as_numpy("similarity"), expected["similarity"], rtol=1e-5, atol=1e-6)
     assert np.all(np.abs(result.as_numpy("similarity")) <= 1.0001)
+
+
+def onnx_rollout(repository, model, window, steps):
+    session = ort.InferenceSession(str(repository / model / "1" / "model.onnx"))
+    frames = []
+    for _ in range(steps):
+        next_frames, window = session.run(["FRAMES", "WINDOW_NEXT"], {"WINDOW": window})
+        frames.append(next_frames)
+    return frames
+
+
+def test_kno_burgers_streams_the_in_process_rollout(server):
+    x = np.linspace(0, 1, 64, endpoint=False, dtype=np.float32)
+    window = np.stack([np.sin(2 * np.pi * x) * np.exp(-0.1 * t) for t in range(10)])[None].astype(np.float32)
+    state = grpcclient.InferInput("WINDOW", list(window.shape), "FP32")
+    state.set_data_from_numpy(window)
+    count = grpcclient.InferInput("STEPS", [1, 1], "INT32")
+    count.set_data_from_numpy(np.array([[5]], np.int32))
+    got = collect_stream(server, [("kno_burgers", [state, count], "kno")], expected=5)
+    assert [e for _, e in got] == [None] * 5
+    expected = onnx_rollout(server.repository, "kno_burgers", window, 5)
+    for (result, _), frames in zip(got, expected):
+        np.testing.assert_allclose(result.as_numpy("FRAMES"), frames, rtol=1e-4, atol=1e-5)
+
+
+def test_kno_ns2d_over_server_sent_events(server):
+    window = np.random.default_rng(6).standard_normal((1, 10, 32, 32)).astype(np.float32) * 0.2
+    body = {"inputs": [
+        {"name": "WINDOW", "shape": list(window.shape), "datatype": "FP32", "data": window.ravel().tolist()},
+        {"name": "STEPS", "shape": [1, 1], "datatype": "INT32", "data": [3]},
+    ], "outputs": [{"name": "FRAMES"}]}
+    request = urllib.request.Request(f"http://{server.http}/v2/models/kno_ns2d/generate_stream", json.dumps(body).encode())
+    with urllib.request.urlopen(request, timeout=60) as response:
+        events = [json.loads(line[5:]) for line in (raw.decode() for raw in response) if line.startswith("data:")]
+    assert [e["parameters"]["rollout_step"] for e in events] == [1, 2, 3]
+    assert [o["name"] for o in events[0]["outputs"]] == ["FRAMES"]
+    expected = onnx_rollout(server.repository, "kno_ns2d", window, 3)
+    for event, frames in zip(events, expected):
+        got = np.array(event["outputs"][0]["data"], np.float32).reshape(event["outputs"][0]["shape"])
+        np.testing.assert_allclose(got, frames, rtol=1e-4, atol=1e-5)

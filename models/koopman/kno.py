@@ -1,0 +1,198 @@
+r"""Koopman neural operators (KNO) for 1-D and 2-D rollouts, and a CNN-encoder variant.
+
+Tensors are channels-first: a window of ``T_in`` snapshots is ``[B, T_in, X]`` (1-D) or
+``[B, T_in, X, Y]`` (2-D); time is the channel axis, so the encoder "Linear(T_in → o) at each grid
+point" of the paper is a 1×1 convolution, and nothing depends on the grid size.
+
+The complex spectral weights are stored as two real tensors and multiplied in real arithmetic
+between ``rfft`` and ``irfft``: the ONNX (dynamo) exporter handles the FFTs but not complex
+parameters or complex ``einsum`` (see ``export/koopman.py``).
+"""
+import torch
+from torch import nn
+
+
+def _conv(dims: int):
+    return nn.Conv1d if dims == 1 else nn.Conv2d
+
+
+class KoopmanOperator(nn.Module):
+    r"""One Fourier-space Koopman operator :math:`\mathcal{K}` (Xiong et al., KoopmanLab,
+    https://arxiv.org/abs/2301.01104):
+
+    .. math::
+        \mathcal{K}(z) = \mathcal{F}^{-1}\big(\,K_k\,\mathcal{F}(z)_k \text{ for } |k_i| < m,\ 0 \text{ otherwise}\big),
+
+    with one complex ``o × o`` matrix :math:`K_k` per retained mode. In 2-D the lowest ``m`` rows of
+    both signs of the first axis and the lowest ``m`` columns of the half-spectrum second axis are kept,
+    and both corners share the same matrices (as in KoopmanLab, which gives the published 526,026
+    parameters of the NS demo).
+
+    Args:
+        channels (int): latent width ``o``.
+        modes (int): Fourier modes ``m`` kept per axis; the grid needs at least ``2m`` points on the
+            first 2-D axis and ``2m - 2`` on the half-spectrum axis.
+        dims (int): 1 or 2.
+
+    Shapes:
+        - **input / output:** :math:`(B, o, X)` or :math:`(B, o, X, Y)`
+    """
+
+    def __init__(self, channels: int, modes: int, dims: int = 2):
+        super().__init__()
+        if dims not in (1, 2):
+            raise ValueError(f"dims must be 1 or 2, got {dims}")
+        self.channels, self.modes, self.dims = channels, modes, dims
+        shape = (channels, channels) + (modes,) * dims
+        self.weight_real = nn.Parameter(torch.empty(shape))
+        self.weight_imag = nn.Parameter(torch.empty(shape))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # KoopmanLab: scale * U(0, 1) with scale = 1 / (o * o), for the real and imaginary parts.
+        scale = 1.0 / (self.channels * self.channels)
+        nn.init.uniform_(self.weight_real, 0.0, scale)
+        nn.init.uniform_(self.weight_imag, 0.0, scale)
+
+    def _mix(self, z: torch.Tensor) -> torch.Tensor:
+        # z: [B, o, *modes, 2] (real, imag) -> same, times the per-mode complex matrix.
+        eq = "bix,iox->box" if self.dims == 1 else "bixy,ioxy->boxy"
+        zr, zi = z[..., 0], z[..., 1]
+        real = torch.einsum(eq, zr, self.weight_real) - torch.einsum(eq, zi, self.weight_imag)
+        imag = torch.einsum(eq, zr, self.weight_imag) + torch.einsum(eq, zi, self.weight_real)
+        return torch.stack([real, imag], dim=-1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        m = self.modes
+        if self.dims == 1:
+            n = z.shape[-1]
+            z_ft = torch.view_as_real(torch.fft.rfft(z, dim=-1))        # [B, o, n//2+1, 2]
+            low = self._mix(z_ft[:, :, :m])
+            rest = z_ft[:, :, m:] * 0.0                                  # zeros of the dynamic remaining size
+            out = torch.cat([low, rest], dim=2)
+            return torch.fft.irfft(torch.view_as_complex(out.contiguous()), n=n, dim=-1)
+        nx, ny = z.shape[-2], z.shape[-1]
+        z_ft = torch.view_as_real(torch.fft.rfft2(z, dim=(-2, -1)))     # [B, o, nx, ny//2+1, 2]
+        top = self._mix(z_ft[:, :, :m, :m])
+        bottom = self._mix(z_ft[:, :, -m:, :m])
+        middle = z_ft[:, :, m:-m, :m] * 0.0
+        cols = torch.cat([top, middle, bottom], dim=2)                   # [B, o, nx, m, 2]
+        out = torch.cat([cols, z_ft[:, :, :, m:] * 0.0], dim=3)
+        return torch.fft.irfft2(torch.view_as_complex(out.contiguous()), s=(nx, ny), dim=(-2, -1))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(channels={self.channels}, modes={self.modes}, dims={self.dims})"
+
+
+class KNO(nn.Module):
+    r"""Koopman neural operator (Xiong et al., "Koopman neural operator as a mesh-free solver of
+    non-linear partial differential equations", https://arxiv.org/abs/2301.10022; KoopmanLab,
+    https://arxiv.org/abs/2301.01104):
+
+    .. math::
+        z_0 = \tanh(E\,u_{t-T_{in}+1:t}), \qquad z_{j+1} = z_j + \mathcal{K}(z_j)\ (j < r), \qquad
+        \hat u = D\,\tanh(W_0 z_0 + z_r), \qquad \tilde u = D\,z_0,
+
+    where :math:`E` is Linear(T_in → o) and :math:`D` Linear(o → T_in) at every grid point,
+    :math:`W_0` a 1×1 convolution and :math:`\mathcal{K}` the :class:`KoopmanOperator`.
+    :math:`\hat u` is the window advanced in time; its first ``step`` frames are the prediction
+    (the remaining channels are not trained), :math:`\tilde u` the reconstruction of the input window.
+    Train with :math:`5\,\mathrm{MSE}(\hat u_{:step}, u_{t+1:t+step}) + 0.5\,\mathrm{MSE}(\tilde u, u_{window})`
+    (:func:`kno_loss`).
+
+    Args:
+        t_in (int): input window length ``T_in``.
+        width (int): latent width ``o`` (32 in the NS demo).
+        modes (int): Fourier modes ``m`` (16).
+        depth (int): Koopman applications ``r`` (8).
+        dims (int): 1 or 2.
+        step (int): frames predicted per call (``1 ≤ step ≤ t_in``); rollouts slide the window by ``step``.
+        encoder (str): ``"linear"`` (the paper) or ``"cnn"`` (the variant: two 3×3 circular
+            convolutions with a GELU between them instead of the pointwise linear map).
+
+    Shapes:
+        - **input:** window :math:`(B, T_{in}, X)` or :math:`(B, T_{in}, X, Y)`
+        - **output:** (advanced window :math:`\hat u`, reconstruction :math:`\tilde u`), both shaped like the input
+    """
+
+    def __init__(self, t_in: int = 10, width: int = 32, modes: int = 16, depth: int = 8, dims: int = 2,
+                 step: int = 1, encoder: str = "linear"):
+        super().__init__()
+        if not 1 <= step <= t_in:
+            raise ValueError(f"step must be in [1, t_in={t_in}], got {step}")
+        if encoder not in ("linear", "cnn"):
+            raise ValueError(f"encoder must be 'linear' or 'cnn', got {encoder!r}")
+        self.t_in, self.width, self.modes, self.depth, self.dims, self.step, self.encoder_kind = t_in, width, modes, depth, dims, step, encoder
+        conv = _conv(dims)
+        if encoder == "linear":
+            self.encoder = conv(t_in, width, 1)
+        else:
+            self.encoder = nn.Sequential(conv(t_in, width, 3, padding=1, padding_mode="circular"), nn.GELU(),
+                                         conv(width, width, 3, padding=1, padding_mode="circular"))
+        self.decoder = conv(width, t_in, 1)
+        self.skip = conv(width, width, 1)  # W_0
+        self.koopman = KoopmanOperator(width, modes, dims)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+                module.reset_parameters()
+        self.koopman.reset_parameters()
+
+    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z0 = torch.tanh(self.encoder(window))
+        z = z0
+        for _ in range(self.depth):
+            z = z + self.koopman(z)
+        advanced = self.decoder(torch.tanh(self.skip(z0) + z))
+        return advanced, self.decoder(z0)
+
+    def predict(self, window: torch.Tensor) -> torch.Tensor:
+        """The next ``step`` frames ``[B, step, ...]``."""
+        return self(window)[0][:, : self.step]
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(t_in={self.t_in}, width={self.width}, modes={self.modes}, depth={self.depth}, "
+                f"dims={self.dims}, step={self.step}, encoder={self.encoder_kind!r})")
+
+
+def kno_loss(model: KNO, window: torch.Tensor, target: torch.Tensor, w_pred: float = 5.0, w_rec: float = 0.5) -> torch.Tensor:
+    """KoopmanLab's loss for one call: 5·MSE(prediction) + 0.5·MSE(reconstruction of the input window)."""
+    advanced, reconstruction = model(window)
+    pred = advanced[:, : target.shape[1]]
+    return w_pred * nn.functional.mse_loss(pred, target) + w_rec * nn.functional.mse_loss(reconstruction, window)
+
+
+def rollout(model: nn.Module, window: torch.Tensor, frames: int) -> torch.Tensor:
+    """Predict ``frames`` snapshots autoregressively: predict ``model.step`` frames, slide the window, repeat.
+
+    Works for any model with ``predict(window) -> [B, step, ...]`` (KNO and the FNO baseline)."""
+    out = []
+    produced = 0
+    while produced < frames:
+        new = model.predict(window)
+        out.append(new)
+        produced += new.shape[1]
+        window = torch.cat([window[:, new.shape[1]:], new], dim=1)
+    return torch.cat(out, dim=1)[:, :frames]
+
+
+class OneStep(nn.Module):
+    """The served graph: ``WINDOW -> (FRAMES, WINDOW_NEXT)``, one call of ``model.predict``.
+
+    The server feeds ``WINDOW_NEXT`` back as ``WINDOW`` (rollout_state), so a stream of STEPS calls is
+    exactly :func:`rollout`."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        frames = self.model.predict(window)
+        return frames, torch.cat([window[:, frames.shape[1]:], frames], dim=1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
