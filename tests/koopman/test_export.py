@@ -19,11 +19,13 @@ def test_tiny_kno_exports_with_dynamic_batch_and_grid(tmp_path):
     assert set(errors) == {"32", "8", "100"}
     assert max(e for grid in errors.values() for e in grid.values()) < 1e-5
 
-    folder = write_model(tmp_path, "kno_tiny", config("kno_tiny", 4, 1, 1, 0.02), {1: ("model.onnx", onnx_bytes)}, "# tiny")
+    folder = write_model(tmp_path, "kno_tiny", config("kno_tiny", 4, 1, 1, 0.02, min_grid=8), {1: ("model.onnx", onnx_bytes)}, "# tiny")
     spec = load_model(folder)
     assert spec.decoupled and spec.rollout.state == {"WINDOW_NEXT": "WINDOW"} and spec.rollout.steps_input == "STEPS"
     assert spec.rollout.max_steps == 200
-    assert {t.name: t.dims for t in spec.inputs} == {"WINDOW": (-1, 4, -1), "STEPS": (1,)}
-    assert {t.name: t.dims for t in spec.outputs} == {"FRAMES": (-1, 1, -1), "WINDOW_NEXT": (-1, 4, -1)}
+    assert spec.max_batch_size == 8 and spec.dynamic_batching  # concurrent rollouts share batches
+    assert {t.name: t.dims for t in spec.inputs} == {"WINDOW": (4, -1), "STEPS": (1,)}
+    assert {t.name: t.dims for t in spec.outputs} == {"FRAMES": (1, -1), "WINDOW_NEXT": (4, -1)}
+    assert spec.min_shapes == {"WINDOW": (1, 4, 8)} and spec.reject_non_finite
     params = {k: v.string_value for k, v in spec.config.parameters.items()}
     assert params["dt"] == "0.02"

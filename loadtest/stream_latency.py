@@ -1,0 +1,82 @@
+"""Streamed rollout timing: `python -m loadtest.stream_latency [--model kno_ns2d] [--grid 64] [--steps 40]`.
+
+Starts the real server and opens a gRPC ModelStreamInfer for one rollout; records when each step arrives
+after the request was sent. Beside it, the same ONNX step run in this process, step after step. Prints
+time to the first streamed step, the mean interval between steps, and both as ratios to in-process.
+"""
+import argparse
+import queue
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import tritonclient.grpc as grpcclient
+
+from .server import start_server, stop_server
+
+
+def window_for(model: str, grid: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    shape = (1, 10, grid) if model == "kno_burgers" else (1, 10, grid, grid)
+    return (0.2 * rng.standard_normal(shape)).astype(np.float32)
+
+
+def served(address: str, model: str, window: np.ndarray, steps: int) -> list[float]:
+    client = grpcclient.InferenceServerClient(address)
+    arrivals: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: arrivals.put((time.perf_counter(), error)))
+    state = grpcclient.InferInput("WINDOW", list(window.shape), "FP32")
+    state.set_data_from_numpy(window)
+    count = grpcclient.InferInput("STEPS", [1, 1], "INT32")
+    count.set_data_from_numpy(np.array([[steps]], np.int32))
+    sent = time.perf_counter()
+    client.async_stream_infer(model, [state, count], outputs=[grpcclient.InferRequestedOutput("FRAMES")])
+    times = []
+    for _ in range(steps):
+        arrived, error = arrivals.get(timeout=600)
+        if error is not None:
+            raise RuntimeError(error)
+        times.append(arrived - sent)
+    client.stop_stream()
+    client.close()
+    return times
+
+
+def in_process(model_file: Path, window: np.ndarray, steps: int) -> list[float]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # the replica's share
+    session = ort.InferenceSession(str(model_file), options)
+    session.run(None, {"WINDOW": window})
+    times, started = [], time.perf_counter()
+    for _ in range(steps):
+        _, window = session.run(["FRAMES", "WINDOW_NEXT"], {"WINDOW": window})
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--model", default="kno_ns2d", choices=["kno_ns2d", "kno_burgers"])
+    parser.add_argument("--grid", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=40)
+    args = parser.parse_args(argv)
+    window = window_for(args.model, args.grid)
+    local = in_process(args.repository / args.model / "1" / "model.onnx", window, args.steps)
+    server = start_server(args.repository.resolve(), Path(tempfile.mkdtemp(prefix="stream-")))
+    try:
+        served(server.grpc, args.model, window, 3)  # warm-up: replica loaded, first batch run
+        remote = served(server.grpc, args.model, window, args.steps)
+    finally:
+        stop_server(server.process)
+    interval = lambda t: (t[-1] - t[0]) / (len(t) - 1)  # noqa: E731
+    print(f"\n{args.model}, grid {args.grid}, {args.steps} steps, batch 1, gRPC stream vs in-process ONNX Runtime (1 thread)")
+    print(f"first step: served {remote[0] * 1000:.1f} ms, in-process {local[0] * 1000:.1f} ms ({remote[0] / local[0]:.2f}x)")
+    print(f"per step:   served {interval(remote) * 1000:.1f} ms, in-process {interval(local) * 1000:.1f} ms ({interval(remote) / interval(local):.2f}x)")
+    print(f"whole rollout: served {remote[-1]:.2f} s, in-process {local[-1]:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
