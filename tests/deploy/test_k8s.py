@@ -72,7 +72,7 @@ def test_serve_config_is_the_one_make_serve_runs(rendered, repository):
     with mock.patch.dict(os.environ, {k: v for k, v in os.environ.items() if not k.startswith("STREAMSERVE_")}, clear=True):
         local = build_serve_config(ServerSettings(repository=str(repository)))
     local["applications"][0]["args"]["repository"] = "/models"
-    local["http_options"]["host"] = "0.0.0.0"
+    local["http_options"]["host"] = generate.cluster_settings(repository).http_host  # every interface of the pod
     assert embedded == local
 
 
