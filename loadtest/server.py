@@ -4,7 +4,6 @@ Shared by the tests and the benchmarks, so both measure the server users actuall
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,13 +11,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from serve.launcher import free_loopback_port
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -37,7 +32,7 @@ class Server:
 
 def start_server(repository: Path, workdir: Path, env: dict | None = None, timeout_s: float = 240) -> Server:
     """Returns once every application is RUNNING; raises with the log tail if it never gets there."""
-    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+    ports = {"http": free_loopback_port(), "grpc": free_loopback_port(), "metrics": free_loopback_port()}
     workdir.mkdir(parents=True, exist_ok=True)
     ready, log = workdir / "ready", workdir / "server.log"
     ready.unlink(missing_ok=True)

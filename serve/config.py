@@ -27,7 +27,7 @@ def deployment_options(spec: ModelSpec, settings: ServerSettings) -> dict:
     groups = list(spec.config.instance_group)
     max_replicas = max(1, sum(g.count or 1 for g in groups)) if groups else 1
     on_gpu = any(g.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU for g in groups)
-    gpu_share = float(spec.config.parameters["num_gpus"].string_value) if "num_gpus" in spec.config.parameters else 1.0
+    gpu_share = float(spec.params.get("num_gpus", "1"))
     batch = max(spec.max_batch_size, 1)
     # Batches only fill if a replica may hold at least one batch of single-row requests, twice over
     # so the next batch queues while one runs.

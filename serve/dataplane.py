@@ -96,26 +96,34 @@ class DataPlane:
     async def infer(self, request: InferRequest, protocol: str) -> InferResponse:
         """One response. For a rollout model, the whole rollout: each output gains a step axis (after the
         batch dimension when the model batches, first otherwise)."""
-        spec, version = self.model(request.model, request.version)
-        self.validate(spec, request)
+        spec, version = self._checked(request)
         if spec.rollout:
             steps = [response async for response in self._rollout(spec, version, request, protocol)]
             axis = 1 if spec.max_batch_size > 0 else 0
             outputs = {name: np.stack([r.outputs[name] for r in steps], axis=axis) for name in steps[0].outputs}
             return InferResponse(spec.name, str(version), outputs, id=request.id, parameters={"rollout_steps": len(steps)})
+        return await self._infer_once(spec, version, request, protocol)
+
+    def stream(self, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
+        """Responses for one request: one for an ordinary model, one per step, as computed, for a rollout.
+        The request is checked before this returns, so a client error is raised before anything streams."""
+        spec, version = self._checked(request)
+        if spec.rollout:
+            return self._rollout(spec, version, request, protocol)
+        return self._once_as_stream(spec, version, request, protocol)
+
+    def _checked(self, request: InferRequest) -> tuple[ModelSpec, int]:
+        spec, version = self.model(request.model, request.version)
+        self.validate(spec, request)
+        return spec, version
+
+    async def _infer_once(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> InferResponse:
         async with self._track(spec.name, version, protocol):
             outputs = await self.backends[(spec.name, version)].infer(request.inputs)
         return self._response(spec, version, request, outputs)
 
-    async def stream(self, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
-        """Responses for one request: one for an ordinary model, one per step, as computed, for a rollout."""
-        spec, version = self.model(request.model, request.version)
-        self.validate(spec, request)
-        if not spec.rollout:
-            yield await self.infer(request, protocol)
-            return
-        async for response in self._rollout(spec, version, request, protocol):
-            yield response
+    async def _once_as_stream(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
+        yield await self._infer_once(spec, version, request, protocol)
 
     async def _rollout(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
         steps = int(request.inputs[spec.rollout.steps_input].ravel()[0])

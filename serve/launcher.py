@@ -15,7 +15,7 @@ from pathlib import Path
 from .settings import ServerSettings
 
 
-def _free_loopback_port() -> int:
+def free_loopback_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -64,8 +64,8 @@ def run(settings: ServerSettings, config: dict, ready_file: str | None = None) -
         # configured ports, so those move to free loopback ports nobody uses.
         config = config | {
             "proxy_location": "Disabled",
-            "http_options": config["http_options"] | {"port": _free_loopback_port()},
-            "grpc_options": config["grpc_options"] | {"port": _free_loopback_port()},
+            "http_options": config["http_options"] | {"port": free_loopback_port()},
+            "grpc_options": config["grpc_options"] | {"port": free_loopback_port()},
         }
     schema = ServeDeploySchema.model_validate(config)
     started = time.perf_counter()

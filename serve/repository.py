@@ -91,8 +91,13 @@ class ModelSpec:
         return tuple(_tensor(t) for t in self.config.output)
 
     @cached_property
+    def params(self) -> dict[str, str]:
+        """config.pbtxt's `parameters` as plain strings: where serving options beyond Triton's schema live."""
+        return {key: value.string_value for key, value in self.config.parameters.items()}
+
+    @cached_property
     def rollout(self) -> Rollout | None:
-        params = {k: v.string_value for k, v in self.config.parameters.items()}
+        params = self.params
         if "rollout_state" not in params:
             return None
         state = dict(pair.split("=", 1)[::-1] for pair in params["rollout_state"].split(","))
@@ -104,8 +109,8 @@ class ModelSpec:
         needs at least as many grid points as the Fourier modes it keeps."""
         prefix = "min_shape."
         return {
-            key[len(prefix):]: tuple(int(v) for v in value.string_value.split(","))
-            for key, value in self.config.parameters.items() if key.startswith(prefix)
+            key[len(prefix):]: tuple(int(v) for v in value.split(","))
+            for key, value in self.params.items() if key.startswith(prefix)
         }
 
     @cached_property
@@ -113,16 +118,16 @@ class ModelSpec:
         """BYTES inputs holding text: (max UTF-8 bytes, max space-separated words) per element, from
         `max_bytes.<INPUT>` / `max_words.<INPUT>` parameters. Such inputs must also not be blank."""
         limits: dict[str, list] = {}
-        for key, value in self.config.parameters.items():
+        for key, value in self.params.items():
             kind, _, name = key.partition(".")
             if kind in ("max_bytes", "max_words") and name:
-                limits.setdefault(name, [None, None])[kind == "max_words"] = int(value.string_value)
+                limits.setdefault(name, [None, None])[kind == "max_words"] = int(value)
         return {name: tuple(pair) for name, pair in limits.items()}
 
     @property
     def reject_non_finite(self) -> bool:
         """`reject_non_finite: "true"`: NaN or infinite inputs are a client error, not a model input."""
-        return self.config.parameters["reject_non_finite"].string_value.lower() == "true" if "reject_non_finite" in self.config.parameters else False
+        return self.params.get("reject_non_finite", "").lower() == "true"
 
     @property
     def latest(self) -> int:

@@ -176,13 +176,12 @@ async def infer_stream(request: Request, model: str, version: str | None = None)
     data_plane = plane(request)
     body = await _read_body(request, data_plane.max_request_bytes)
     wire, binary = _split_binary(body, request.headers.get(HEADER_LENGTH))
-    infer_request = decode_request(model, version, wire, binary)
-    spec, _ = data_plane.model(model, version)
-    data_plane.validate(spec, infer_request)  # a client error is a 4xx, before the stream's 200 starts
+    # Checked here, so a client error is a 4xx before the stream's 200 starts.
+    responses = data_plane.stream(decode_request(model, version, wire, binary), protocol="http")
 
     async def events():
         try:
-            async for response in data_plane.stream(infer_request, protocol="http"):
+            async for response in responses:
                 document = _response_document(response, {name: _as_json(array) for name, array in response.outputs.items()})
                 document["parameters"] = response.parameters
                 yield f"data: {json.dumps(document, separators=(',', ':'))}\n\n"
