@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from models.examples import heat1d, simple
+from models.examples import handlers, heat1d, simple
 
 from . import caption, digits, koopman, shortcut
 from .repository import write_model
@@ -15,6 +15,8 @@ from .repository import write_model
 def build_examples(root: Path) -> None:
     for example in (simple, heat1d):
         write_model(root, example.NAME, example.CONFIG, {1: ("model.onnx", example.build().SerializeToString())}, example.CARD)
+    for name, config in handlers.MODELS.items():  # python-backend examples: the version folder holds no file
+        write_model(root, name, config, {1: {}}, handlers.CARD.format(name=name))
 
 
 BUILDERS = {"examples": build_examples, "digits": digits.build, "shortcut": shortcut.build, "caption": caption.build, "koopman": koopman.build}

@@ -4,12 +4,13 @@ deployment per served model version. `serve.app:build_app` is the import path in
 from pathlib import Path
 
 from ray import serve
-from ray.serve.exceptions import BackPressureError
+from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from .config import INGRESS_NAME, deployment_name, deployment_options, ingress_options
 from .dataplane import DataPlane
-from .errors import Overloaded
+from .errors import ModelNotReady, Overloaded
 from .grpc_servicer import GRPCInferenceServicer
 from .model import ModelWorker
 from .repository import ModelRepository
@@ -17,8 +18,14 @@ from . import rest
 from .settings import ServerSettings
 
 
+# A replica that died or is restarting: the request may be retried once Serve has replaced it.
+_REPLICA_LOST = (RayActorError, ActorUnavailableError, ReplicaUnavailableError, DeploymentUnavailableError)
+
+
 class RayModelBackend:
-    """A model version reached through its deployment handle; a full queue becomes a clean 503."""
+    """A model version reached through its deployment handle. A full queue becomes a clean 503
+    RESOURCE_EXHAUSTED; a replica lost mid-request a 503 UNAVAILABLE naming what happened (for a stream,
+    after the responses already sent, so a client never mistakes a cut rollout for a finished one)."""
 
     def __init__(self, handle: DeploymentHandle, name: str):
         self.handle, self.name = handle, name
@@ -28,14 +35,23 @@ class RayModelBackend:
             return await self.handle.infer.remote(inputs)
         except BackPressureError:
             raise Overloaded(f"model {self.name!r} is at capacity; retry later") from None
+        except _REPLICA_LOST as e:
+            raise ModelNotReady(f"model {self.name!r}: the replica serving this request stopped ({type(e).__name__}); retry") from None
 
     async def stream(self, inputs):
         responses = self.handle.options(stream=True).stream.remote(inputs)
+        sent = 0
         try:
             async for outputs in responses:
+                sent += 1
                 yield outputs
         except BackPressureError:
             raise Overloaded(f"model {self.name!r} is at capacity; retry later") from None
+        except _REPLICA_LOST as e:
+            raise ModelNotReady(
+                f"model {self.name!r}: the replica stopped after {sent} response(s) ({type(e).__name__}); the stream is "
+                "incomplete, retry"
+            ) from None
         finally:
             responses.cancel()  # a consumer that stopped early (client gone) stops the replica's rollout
 

@@ -68,9 +68,14 @@ def build_serve_config(settings: ServerSettings, repository_path: str | None = N
     for spec in repository:
         for version in spec.versions:
             deployments.append({"name": deployment_name(spec.name, version), **deployment_options(spec, settings)})
+    http_options = {"host": settings.http_host, "port": settings.http_port, "request_timeout_s": settings.request_timeout_s}
+    if settings.tls_certfile or settings.tls_keyfile:
+        if not (settings.tls_certfile and settings.tls_keyfile):
+            raise ValueError("HTTPS needs both STREAMSERVE_TLS_CERTFILE and STREAMSERVE_TLS_KEYFILE")
+        http_options |= {"ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile}
     return {
         "proxy_location": "EveryNode",
-        "http_options": {"host": settings.http_host, "port": settings.http_port, "request_timeout_s": settings.request_timeout_s},
+        "http_options": http_options,
         "grpc_options": {"port": settings.grpc_port, "grpc_servicer_functions": [SERVICER_FUNCTION], "request_timeout_s": settings.request_timeout_s},
         "logging_config": {"enable_access_log": False, "log_level": "INFO"},
         "applications": [

@@ -17,6 +17,7 @@ from . import __version__, metrics
 from .datatypes import from_numpy
 from .errors import InvalidInput, Unauthenticated
 from .repository import ModelRepository, ModelSpec
+from .sequences import SequenceTable
 from .types import InferRequest, InferResponse
 
 SERVER_NAME = "streamserve"
@@ -44,6 +45,7 @@ class DataPlane:
         self.backends = backends
         self.auth_token = auth_token
         self.max_request_bytes = max_request_bytes
+        self.sequences = SequenceTable()
         self._in_flight: Counter = Counter()
 
     # -- access ---------------------------------------------------------------------------------
@@ -95,8 +97,15 @@ class DataPlane:
     # -- inference ------------------------------------------------------------------------------
     async def infer(self, request: InferRequest, protocol: str) -> InferResponse:
         """One response. For a rollout model, the whole rollout: each output gains a step axis (after the
-        batch dimension when the model batches, first otherwise)."""
+        batch dimension when the model batches, first otherwise). For another decoupled model (a job, a
+        video's segments), its final response: the verdict or summary, without the progress before it."""
         spec, version = self._checked(request)
+        if spec.decoupled and not spec.rollout:
+            final, count = None, 0
+            async for final in self._decoupled(spec, version, request, protocol):
+                count += 1
+            final.parameters["responses"] = count
+            return final
         if spec.rollout:
             steps = [response async for response in self._rollout(spec, version, request, protocol)]
             axis = 1 if spec.max_batch_size > 0 else 0
@@ -110,6 +119,8 @@ class DataPlane:
         spec, version = self._checked(request)
         if spec.rollout:
             return self._rollout(spec, version, request, protocol)
+        if spec.decoupled:
+            return self._decoupled(spec, version, request, protocol)
         return self._once_as_stream(spec, version, request, protocol)
 
     def _checked(self, request: InferRequest) -> tuple[ModelSpec, int]:
@@ -118,9 +129,24 @@ class DataPlane:
         return spec, version
 
     async def _infer_once(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> InferResponse:
+        backend = self.backends[(spec.name, version)]
         async with self._track(spec.name, version, protocol):
-            outputs = await self.backends[(spec.name, version)].infer(request.inputs)
+            if spec.sequence:
+                outputs = await self.sequences.run(spec, version, request, backend.infer)
+            else:
+                outputs = await backend.infer(request.inputs)
         return self._response(spec, version, request, outputs)
+
+    async def _decoupled(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
+        # Each response is sent as soon as the handler yields it (no look-ahead to mark the last one final:
+        # progress must not lag); the final response is the one carrying the result outputs.
+        async with self._track(spec.name, version, protocol):
+            count = 0
+            async for outputs in self.backends[(spec.name, version)].stream(request.inputs):
+                count += 1
+                yield self._response(spec, version, request, outputs)
+            if not count:
+                raise RuntimeError(f"model {spec.name} answered a request with no response")
 
     async def _once_as_stream(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
         yield await self._infer_once(spec, version, request, protocol)
@@ -182,6 +208,8 @@ class DataPlane:
 
     def _response(self, spec: ModelSpec, version: int, request: InferRequest, outputs: dict) -> InferResponse:
         wanted = request.outputs or [t.name for t in spec.outputs]
+        if spec.decoupled and not spec.rollout:  # progress responses carry a subset of the outputs
+            wanted = [name for name in wanted if name in outputs]
         declared = {t.name: t.datatype for t in spec.outputs}
         for name in wanted:  # the runtime must honour the config: a mismatch is ours, not the client's
             if from_numpy(outputs[name].dtype) != declared[name]:

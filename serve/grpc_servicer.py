@@ -41,7 +41,14 @@ def decode_infer_request(request: pb.ModelInferRequest) -> InferRequest:
     return InferRequest(
         request.model_name, request.model_version or None, inputs,
         [o.name for o in request.outputs] or None, id=request.id,
+        parameters={key: _parameter_value(value) for key, value in request.parameters.items()},
     )
+
+
+def _parameter_value(parameter: pb.InferParameter):
+    """Triton's request parameters (sequence_id, sequence_start, ...) as plain Python values."""
+    kind = parameter.WhichOneof("parameter_choice")
+    return getattr(parameter, kind) if kind else None
 
 
 def encode_infer_response(response: InferResponse) -> pb.ModelInferResponse:

@@ -21,8 +21,19 @@ def free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare_environment(settings: ServerSettings) -> None:
-    """Environment Ray reads at start; replicas inherit it (that is how they get the auth token)."""
+def serve_grpc_port(settings: ServerSettings) -> int:
+    """Where Serve's own gRPC server listens: the public port, or a private one behind the TLS terminator."""
+    if not settings.tls_certfile:
+        return settings.grpc_port
+    if not settings.auth_token:
+        sys.exit("error: TLS mode needs STREAMSERVE_AUTH_TOKEN (behind the TLS terminator every gRPC peer looks local)")
+    return free_loopback_port()
+
+
+def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) -> None:
+    """Environment Ray reads at start; replicas inherit it (that is how they get the auth token).
+    `grpc_port` is where Serve's gRPC server listens (`serve_grpc_port`)."""
+    grpc_port = grpc_port or settings.grpc_port
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # makes Ray bind 127.0.0.1
     # Each replica also opens an inter-deployment gRPC server on every interface; Ray's token auth is what
     # keeps other hosts off it, so it stays on (Ray generates the token on first start).
@@ -47,12 +58,13 @@ def prepare_environment(settings: ServerSettings) -> None:
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", str(settings.http_port))
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT", str(settings.http_port + settings.ingress_replicas))
-    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT", str(settings.grpc_port))
-    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT", str(settings.grpc_port + settings.ingress_replicas))
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT", str(grpc_port))
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT", str(grpc_port + settings.ingress_replicas))
 
 
 def run(settings: ServerSettings, config: dict, ready_file: str | None = None) -> None:
-    prepare_environment(settings)
+    grpc_port = serve_grpc_port(settings)
+    prepare_environment(settings, grpc_port)
     import ray
     from ray import serve
     from ray.serve._private import api as serve_api
@@ -67,6 +79,8 @@ def run(settings: ServerSettings, config: dict, ready_file: str | None = None) -
             "http_options": config["http_options"] | {"port": free_loopback_port()},
             "grpc_options": config["grpc_options"] | {"port": free_loopback_port()},
         }
+    elif grpc_port != settings.grpc_port:
+        config = config | {"grpc_options": config["grpc_options"] | {"port": grpc_port}}
     schema = ServeDeploySchema.model_validate(config)
     started = time.perf_counter()
     ray.init(
@@ -77,6 +91,7 @@ def run(settings: ServerSettings, config: dict, ready_file: str | None = None) -
         logging_level="WARNING",
         log_to_driver=True,
     )
+    _check_capacity(config, ray.cluster_resources())
     client = serve_api.serve_start(
         http_options=schema.http_options.model_dump(),
         grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),
@@ -85,6 +100,11 @@ def run(settings: ServerSettings, config: dict, ready_file: str | None = None) -
     )
     client.deploy_apps(schema, _blocking=False)
     _wait_running(serve, timeout_s=600)
+    terminator = None
+    if grpc_port != settings.grpc_port:
+        from .tls import TlsTerminator
+
+        terminator = TlsTerminator("::", settings.grpc_port, grpc_port, settings.tls_certfile, settings.tls_keyfile).start()
     print(banner(settings, time.perf_counter() - started), flush=True)
     if ready_file:
         Path(ready_file).write_text("ready\n")
@@ -94,9 +114,30 @@ def run(settings: ServerSettings, config: dict, ready_file: str | None = None) -
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     print("shutting down ...", flush=True)
+    if terminator:
+        terminator.stop()
     serve.shutdown()
     ray.shutdown()
     print("stopped", flush=True)
+
+
+def _check_capacity(config: dict, resources: dict) -> None:
+    """Fail at once, with the remedy, when the minimum replicas cannot all be placed: Serve would otherwise
+    wait forever for a replica that cannot be scheduled, and the application never starts."""
+    needed = {"CPU": 0.0, "GPU": 0.0}
+    for app in config["applications"]:
+        for deployment in app["deployments"]:
+            count = deployment.get("autoscaling_config", {}).get("min_replicas", deployment.get("num_replicas", 1))
+            options = deployment.get("ray_actor_options", {})
+            needed["CPU"] += count * options.get("num_cpus", 1.0)
+            needed["GPU"] += count * options.get("num_gpus", 0.0)
+    for resource, amount in needed.items():
+        if amount > resources.get(resource, 0.0) + 1e-9:
+            sys.exit(
+                f"error: the model repository needs {amount:g} {resource} reserved for its minimum replicas, this "
+                f"machine offers {resources.get(resource, 0.0):g}; lower STREAMSERVE_MODEL_NUM_CPUS (or num_gpus in "
+                "config.pbtxt), serve fewer models, or add machines"
+            )
 
 
 def _wait_running(serve, timeout_s: float) -> None:
@@ -115,11 +156,12 @@ def _wait_running(serve, timeout_s: float) -> None:
 
 def banner(settings: ServerSettings, seconds: float) -> str:
     auth = "bearer token required" if settings.auth_token else "no token: other hosts are refused"
+    scheme, tls = ("https", ", TLS") if settings.tls_certfile else ("http", "")
     return "\n".join(
         [
             f"streamserve ready in {seconds:.1f}s (Ctrl-C stops it)",
-            f"  HTTP     http://{settings.http_host}:{settings.http_port}/v2  (KServe v2 REST)",
-            f"  gRPC     [::]:{settings.grpc_port}  inference.GRPCInferenceService ({auth})",
+            f"  HTTP     {scheme}://{settings.http_host}:{settings.http_port}/v2  (KServe v2 REST)",
+            f"  gRPC     [::]:{settings.grpc_port}  inference.GRPCInferenceService ({auth}{tls})",
             f"  metrics  http://127.0.0.1:{settings.metrics_port}/metrics  (Prometheus)",
             f"  models   {Path(settings.repository).resolve()}",
         ]

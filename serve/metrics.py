@@ -5,6 +5,7 @@ Ray aggregates the metrics of every replica and serves them on the node's metric
 Stages are timed where they happen: latency and in-flight in the ingress, queue and compute time and
 batch size in the model replica.
 """
+import re
 from functools import cache
 
 from ray.serve import metrics
@@ -58,4 +59,15 @@ def batch_size() -> metrics.Histogram:
     return metrics.Histogram(
         "streamserve_batch_size", description="Rows per executed batch (requests may carry several rows).",
         boundaries=_BATCH_BUCKETS, tag_keys=_MODEL_TAGS,
+    )
+
+
+@cache
+def output_histogram(output: str, boundaries: tuple[float, ...]) -> metrics.Histogram:
+    """What a model returns, not how fast: e.g. the quality scores of uploads, per model version.
+    Ray accepts only positive boundaries; values at or below the first one land in the first bucket anyway."""
+    return metrics.Histogram(
+        f"streamserve_output_{re.sub(r'[^a-z0-9_]', '_', output.lower())}",
+        description=f"Values of the output {output!r} in served responses (content telemetry).",
+        boundaries=[b for b in boundaries if b > 0], tag_keys=_MODEL_TAGS + ("label",),
     )

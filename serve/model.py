@@ -1,4 +1,5 @@
-"""One model version in one replica: loads its runtime, batches requests dynamically, streams rollouts.
+"""One model version in one replica: loads its runtime, batches requests dynamically, streams rollouts
+and handler responses.
 
 Triton's dynamic batcher counts rows, not requests (a [3,16] request fills three slots), so Serve's
 batch queue is given `batch_size_fn=_rows` and `max_batch_size` from config.pbtxt. Requests whose
@@ -10,11 +11,13 @@ import os
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import AsyncIterator, Iterator
 
 import numpy as np
 from ray import serve
 
 from . import metrics
+from .handler import ModelHandler
 from .repository import load_model
 from .runtimes import load_runtime
 
@@ -49,16 +52,21 @@ def _in_serve_replica() -> bool:
 
 
 class ModelWorker:
+    """A `ModelBackend` itself: Serve wraps it in a deployment, tests and scripts call it directly."""
+
     def __init__(self, repository: str, model: str, version: int):
         self.spec = load_model(Path(repository) / model)
         self.version = int(version)
         self.tags = {"model": model, "version": str(version)}
         threads, device = replica_resources()
-        self.runtime = load_runtime(
-            self.spec.platform, self.spec.model_file(self.version),
-            [t.name for t in self.spec.inputs if not self._is_control_input(t.name)],
-            [t.name for t in self.spec.outputs], threads, device,
-        )
+        inputs = [t.name for t in self.spec.inputs if not self._is_control_input(t.name)]
+        outputs = [t.name for t in self.spec.outputs]
+        if self.spec.sequence:  # the data plane feeds these; the runtime sees them as ordinary tensors
+            inputs += [*self.spec.sequence.controls, *(s.input_name for s in self.spec.sequence.states)]
+            outputs += [s.output_name for s in self.spec.sequence.states]
+        self.runtime = load_runtime(self.spec, self.version, inputs, outputs, threads, device)
+        self.preprocesses = isinstance(self.runtime, ModelHandler) and type(self.runtime).preprocess is not ModelHandler.preprocess
+        self.histograms = self.spec.output_histograms
         # Serve's batch queue lives in a replica; elsewhere (tests, scripts) each call is its own batch.
         self.batching = self.spec.dynamic_batching and _in_serve_replica()
         if self.batching:
@@ -72,9 +80,29 @@ class ModelWorker:
         return {"model": self.spec.name, "version": self.version, "pid": os.getpid()} | self.runtime.describe()
 
     async def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.preprocesses:  # per request, so one undecodable input fails alone, not the batch it joins
+            inputs = await asyncio.to_thread(self.runtime.preprocess, inputs)
         if self.batching:
-            return await self._infer_batched((time.perf_counter(), inputs))
-        return (await self._run_batch([(time.perf_counter(), inputs)]))[0]
+            outputs = await self._infer_batched((time.perf_counter(), inputs))
+        else:
+            outputs = (await self._run_batch([(time.perf_counter(), inputs)]))[0]
+        self._observe(outputs)
+        return outputs
+
+    def _observe(self, outputs: dict[str, np.ndarray]) -> None:
+        """Content telemetry: the values of outputs named by `output_histogram.<OUTPUT>` parameters."""
+        for name, (boundaries, labels) in self.histograms.items():
+            if name not in outputs:
+                continue
+            values = np.asarray(outputs[name], dtype=np.float64)
+            histogram = metrics.output_histogram(name, boundaries)
+            if labels and values.shape and values.shape[-1] == len(labels):
+                for column, label in enumerate(labels):
+                    for value in values[..., column].ravel()[:1024]:
+                        histogram.observe(float(value), tags=self.tags | {"label": label})
+            else:
+                for value in values.ravel()[:1024]:
+                    histogram.observe(float(value), tags=self.tags | {"label": ""})
 
     @serve.batch(batch_size_fn=_rows)
     async def _infer_batched(self, items):
@@ -108,9 +136,21 @@ class ModelWorker:
             metrics.batch_size().observe(_batch_rows(inputs), tags=self.tags)
         return outputs
 
-    async def stream(self, inputs: dict[str, np.ndarray]):
-        """A rollout: run the step `steps` times, feeding declared outputs back as inputs. Each step goes
-        through the batch queue, so concurrent rollouts are batched step by step."""
+    async def stream(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
+        """A decoupled model's responses to one request: a rollout's steps, or what the handler yields."""
+        if self.spec.rollout:
+            async for outputs in self._rollout(inputs):
+                yield outputs
+            return
+        if self.preprocesses:
+            inputs = await asyncio.to_thread(self.runtime.preprocess, inputs)
+        async for outputs in _in_thread(self.runtime.stream(inputs)):
+            self._observe(outputs)
+            yield outputs
+
+    async def _rollout(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
+        """Run the step `steps` times, feeding declared outputs back as inputs. Each step goes through
+        the batch queue, so concurrent rollouts are batched step by step."""
         rollout = self.spec.rollout
         state = dict(inputs)
         steps = int(np.asarray(state.pop(rollout.steps_input)).ravel()[0])
@@ -120,5 +160,28 @@ class ModelWorker:
             for output, state_input in rollout.state.items():
                 state[state_input] = outputs[output]
 
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
         return True
+
+
+async def _in_thread(generator: Iterator) -> AsyncIterator:
+    """Drive a blocking generator from a worker thread, one item at a time. When the consumer stops early
+    (client gone), the step in progress is allowed to finish and the generator is closed, so a handler's
+    `finally` (killing a job's subprocess, closing a decoder) always runs."""
+    done = object()
+    step = None
+    try:
+        while True:
+            step = asyncio.ensure_future(asyncio.to_thread(next, generator, done))
+            item = await asyncio.shield(step)
+            step = None
+            if item is done:
+                return
+            yield item
+    finally:
+        if step is not None:
+            try:
+                await step
+            except BaseException:
+                pass
+        generator.close()

@@ -1,7 +1,8 @@
 """The model repository: Triton's folder layout, read and validated against Triton's own ModelConfig.
 
     <root>/<model>/config.pbtxt            ModelConfig in protobuf text format
-    <root>/<model>/<version>/model.onnx    or model.pt (TorchScript), or `default_model_filename`
+    <root>/<model>/<version>/model.onnx    or model.pt (TorchScript), or `default_model_filename`;
+                                           for `backend: "python"`, whatever files the model's handler reads
     <root>/<model>/card.md                 how it was trained, on what, measured how
 
 A folder that loads here loads in a Triton server too: parsing goes through tritonclient's compiled
@@ -9,15 +10,18 @@ A folder that loads here loads in a Triton server too: parsing goes through trit
 Everything is checked when the repository is read, so a bad folder fails at startup, naming the file
 and the field, instead of on the first request.
 """
+import importlib.util
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+
+import numpy as np
 
 from google.protobuf import json_format, text_format
 
 from proto import model_config_pb2
 
-from .datatypes import from_config
+from .datatypes import from_config, numpy_dtype
 from .errors import ModelNotFound, RepositoryError
 
 MC = model_config_pb2.ModelConfig
@@ -26,6 +30,7 @@ MC = model_config_pb2.ModelConfig
 RUNTIMES = {
     "onnxruntime_onnx": ("onnxruntime", "model.onnx"),
     "pytorch_libtorch": ("pytorch", "model.pt"),
+    "python": ("python", ""),  # a handler from `models.` (serve/handler.py); the version folder holds its data
 }
 _PLATFORM_OF_BACKEND = {backend: platform for platform, (backend, _) in RUNTIMES.items()}
 CARD_FILES = ("card.md", "card.json")
@@ -55,6 +60,36 @@ class Rollout:
 
 
 @dataclass(frozen=True)
+class SequenceState:
+    """Triton's implicit state: the output `output_name` of one request is fed to the next request of the same
+    sequence as `input_name`; the first request gets `initial` (zeros, with -1 dims as 0)."""
+
+    input_name: str
+    output_name: str
+    initial: np.ndarray
+
+
+@dataclass(frozen=True)
+class Control:
+    """A sequence control input: START / END / READY get `true` or `false`, CORRID the sequence id."""
+
+    kind: str
+    dtype: np.dtype
+    false: float | int | bool = 0
+    true: float | int | bool = 1
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """Triton's sequence batcher as the data plane runs it: control inputs by kind, implicit state, idle timeout."""
+
+    controls: dict[str, "Control"]
+    """control input name -> what the data plane feeds it"""
+    states: tuple[SequenceState, ...]
+    idle_s: float
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     path: Path
@@ -65,6 +100,11 @@ class ModelSpec:
     @property
     def platform(self) -> str:
         return self.config.platform
+
+    @property
+    def handler(self) -> str | None:
+        """`models.<family>.<module>:<Class>` for a python-backend model."""
+        return self.params.get("handler") if self.platform == "python" else None
 
     @property
     def max_batch_size(self) -> int:
@@ -104,6 +144,33 @@ class ModelSpec:
         return Rollout(state=state, steps_input=params["rollout_steps_input"], max_steps=int(params.get("rollout_max_steps", "1000")))
 
     @cached_property
+    def sequence(self) -> Sequence | None:
+        if not self.config.HasField("sequence_batching"):
+            return None
+        batching = self.config.sequence_batching
+        controls = {}
+        for control_input in batching.control_input:
+            for control in control_input.control:
+                kind = model_config_pb2.ModelSequenceBatching.Control.Kind.Name(control.kind)
+                if kind == "CONTROL_SEQUENCE_CORRID":
+                    controls[control_input.name] = Control(kind, _numpy(control.data_type))
+                elif control.int32_false_true:
+                    controls[control_input.name] = Control(kind, np.dtype(np.int32), *control.int32_false_true)
+                elif control.fp32_false_true:
+                    controls[control_input.name] = Control(kind, np.dtype(np.float32), *control.fp32_false_true)
+                else:
+                    controls[control_input.name] = Control(kind, np.dtype(np.bool_), *control.bool_false_true)
+        states = tuple(
+            SequenceState(
+                s.input_name, s.output_name,
+                np.zeros([max(d, 0) for d in s.dims], dtype=_numpy(s.data_type)),
+            )
+            for s in batching.state
+        )
+        idle_us = batching.max_sequence_idle_microseconds or 60_000_000  # Triton's 1 s default is too short for clients on a network
+        return Sequence(controls, states, idle_us / 1e6)
+
+    @cached_property
     def min_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-input minimum sizes, from `min_shape.<INPUT>` parameters ("1,10,16"): e.g. a spectral model
         needs at least as many grid points as the Fourier modes it keeps."""
@@ -123,6 +190,21 @@ class ModelSpec:
             if kind in ("max_bytes", "max_words") and name:
                 limits.setdefault(name, [None, None])[kind == "max_words"] = int(value)
         return {name: tuple(pair) for name, pair in limits.items()}
+
+    @cached_property
+    def output_histograms(self) -> dict[str, tuple[tuple[float, ...], tuple[str, ...]]]:
+        """Content telemetry: `output_histogram.<OUTPUT>` = bucket boundaries ("0,10,...,100") puts the values a
+        model returns into a Prometheus histogram; `output_labels.<OUTPUT>` = "a,b,c" labels the last axis."""
+        histograms = {}
+        for key, value in self.params.items():
+            kind, _, name = key.partition(".")
+            if kind == "output_histogram" and name:
+                labels = self.params.get(f"output_labels.{name}", "")
+                histograms[name] = (
+                    tuple(float(v) for v in value.split(",")),
+                    tuple(label.strip() for label in labels.split(",") if label.strip()),
+                )
+        return histograms
 
     @property
     def reject_non_finite(self) -> bool:
@@ -146,8 +228,9 @@ class ModelSpec:
         return number
 
     def model_file(self, version: int) -> Path:
+        """The file the runtime loads; for a python-backend model, the version folder."""
         filename = self.config.default_model_filename or RUNTIMES[self.platform][1]
-        return self.path / str(version) / filename
+        return self.path / str(version) / filename if filename else self.path / str(version)
 
     @property
     def card(self) -> Path | None:
@@ -156,6 +239,10 @@ class ModelSpec:
     def config_json(self) -> dict:
         """Triton's `GET .../config` answer: the ModelConfig as JSON with proto field names."""
         return json_format.MessageToDict(self.config, preserving_proto_field_name=True)
+
+
+def _numpy(data_type: int) -> np.dtype:
+    return numpy_dtype(from_config(model_config_pb2.DataType.Name(data_type)))
 
 
 def _tensor(t, optional: bool = False) -> TensorSpec:
@@ -215,13 +302,49 @@ def load_model(folder: Path) -> ModelSpec:
     versions = _served_versions(folder, config, where)
     spec = ModelSpec(config.name, folder, config, versions)
     for version in versions:
-        if not spec.model_file(version).is_file():
+        if spec.platform != "python" and not spec.model_file(version).is_file():
             raise RepositoryError(f"{folder / str(version)}: missing model file {spec.model_file(version).name}")
-    if spec.decoupled != (spec.rollout is not None):
-        raise RepositoryError(f"{where}: a decoupled model needs rollout_state/rollout_steps_input parameters, and only one may have them")
+    if spec.platform == "python":
+        _check_handler(spec, where)
+    if spec.rollout and not spec.decoupled:
+        raise RepositoryError(f"{where}: a rollout model must be decoupled (model_transaction_policy {{ decoupled: true }})")
+    if spec.decoupled and not (spec.rollout or spec.handler):
+        raise RepositoryError(f"{where}: a decoupled model needs rollout_state/rollout_steps_input parameters or a python handler")
     if spec.rollout:
         _check_rollout(spec, where)
+    if spec.sequence:
+        _check_sequence(spec, where)
+    try:
+        histograms = spec.output_histograms
+    except ValueError:
+        raise RepositoryError(f"{where}: output_histogram.<OUTPUT> must be comma-separated numbers") from None
+    unknown = set(histograms) - {t.name for t in spec.outputs}
+    if unknown:
+        raise RepositoryError(f"{where}: output_histogram names outputs {sorted(unknown)} the model does not declare")
     return spec
+
+
+def _check_handler(spec: ModelSpec, where: str) -> None:
+    # Checked without importing: the ingress should not load every family's decoding libraries.
+    path = spec.params.get("handler", "")
+    module, _, cls = path.partition(":")
+    if not module.startswith("models.") or not cls:
+        raise RepositoryError(f"{where}: a python-backend model needs parameters {{ key: \"handler\" value {{ string_value: \"models.<family>.<module>:<Class>\" }} }}, got {path!r}")
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a missing parent package
+        found = False
+    if not found:
+        raise RepositoryError(f"{where}: handler module {module!r} is not installed")
+
+
+def _check_sequence(spec: ModelSpec, where: str) -> None:
+    declared = {t.name for t in spec.inputs} | {t.name for t in spec.outputs}
+    for name in [*spec.sequence.controls, *(s.input_name for s in spec.sequence.states), *(s.output_name for s in spec.sequence.states)]:
+        if name in declared:
+            raise RepositoryError(f"{where}: sequence control/state tensor {name!r} must not also be declared as an input or output")
+    if spec.decoupled:
+        raise RepositoryError(f"{where}: a sequence model answers each request once; it cannot also be decoupled")
 
 
 def _check_tensors(tensors, kind: str, where: str) -> None:

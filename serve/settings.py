@@ -22,15 +22,21 @@ class ServerSettings(BaseSettings):
     auth_token: str | None = Field(default=None, repr=False)
     """When set, every inference and metadata call needs `Authorization: Bearer <token>` (HTTP header or
     gRPC metadata). When unset, gRPC calls from other hosts are refused, since the gRPC port is open."""
+    tls_certfile: str | None = None
+    """PEM certificate (chain) for HTTPS; with `tls_keyfile`, the HTTP port speaks TLS only. Ray Serve's gRPC
+    server has no TLS option: terminate gRPC TLS in front of it (deploy/k8s/README.md, docs/SECURITY.md)."""
+    tls_keyfile: str | None = Field(default=None, repr=False)
+    """PEM private key for `tls_certfile`."""
     max_request_bytes: int = 64 * 2**20
     """Largest accepted request body or gRPC message."""
     request_timeout_s: float = 60.0
     """Serve's end-to-end limit per request (504 / DEADLINE_EXCEEDED past it)."""
     ingress_replicas: int = 1
     ingress_num_cpus: float = 0.2
-    model_num_cpus: float = 0.2
+    model_num_cpus: float = 0.05
     """CPU share reserved by each model replica; also sizes its intra-op thread pool (at least one thread).
-    Small by default so a 2-core machine holds every model of the repository."""
+    Small by default so a 2-core machine holds every model of the repository (~25 deployments, most idle
+    at any moment: a replica that cannot be scheduled would keep the whole application from starting)."""
     direct_ingress: bool = True
     """Serve's throughput-optimised direct ingress (the ingress replica listens itself, ~4x faster here);
     False runs Serve's classic proxy in front, as `serve run` does."""

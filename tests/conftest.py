@@ -23,7 +23,9 @@ def repository(tmp_path_factory) -> Path:
 def server(repository, tmp_path_factory):
     # A small request limit, so the over-limit cases stay cheap (test_bad_input.LIMIT).
     try:
-        srv = start_server(repository, tmp_path_factory.mktemp("server"), {"STREAMSERVE_MAX_REQUEST_BYTES": str(1 << 20)})
+        srv = start_server(
+            repository, tmp_path_factory.mktemp("server"), {"STREAMSERVE_MAX_REQUEST_BYTES": str(1 << 20)}, timeout_s=600
+        )
     except RuntimeError as e:
         pytest.fail(str(e))
     yield srv

@@ -1,22 +1,26 @@
-"""Runtimes run one model file on arrays; they know nothing of protocols, batching or Ray.
+"""Runtimes run one model on arrays; they know nothing of protocols, batching or Ray.
 
-`load_runtime` picks the runtime by the model's platform in config.pbtxt.
+`load_runtime` picks the runtime by the model's platform in config.pbtxt: ONNX Runtime, TorchScript,
+or a model family's handler (serve/handler.py) for `backend: "python"`.
 """
-from pathlib import Path
-
 from .base import Runtime
 
 
-def load_runtime(platform: str, model_file: Path, input_names, output_names, num_threads: int, device: str) -> Runtime:
-    if platform == "onnxruntime_onnx":
+def load_runtime(spec, version: int, input_names, output_names, num_threads: int, device: str) -> Runtime:
+    model_file = spec.model_file(version)
+    if spec.platform == "onnxruntime_onnx":
         from .onnx import OnnxRuntime
 
         return OnnxRuntime(model_file, input_names, output_names, num_threads, device)
-    if platform == "pytorch_libtorch":
+    if spec.platform == "pytorch_libtorch":
         from .torchscript import TorchScriptRuntime
 
         return TorchScriptRuntime(model_file, input_names, output_names, num_threads, device)
-    raise ValueError(f"no runtime for platform {platform!r}")
+    if spec.platform == "python":
+        from ..handler import handler_class
+
+        return handler_class(spec.handler)(model_file, spec.params, input_names, output_names, num_threads, device)
+    raise ValueError(f"no runtime for platform {spec.platform!r}")
 
 
 __all__ = ["Runtime", "load_runtime"]

@@ -1,4 +1,5 @@
 """The Serve config generated from the repository is valid for Ray Serve and carries config.pbtxt's rules."""
+import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
@@ -31,3 +32,12 @@ def test_deployment_options_follow_config_pbtxt(repository):
     assert digits["autoscaling_config"]["max_replicas"] == 2  # instance_group count 2
     assert digits["ray_actor_options"] == {"num_cpus": 0.3, "num_gpus": 0.0}
     assert deployments["simple_v1"]["autoscaling_config"]["max_replicas"] == 1
+
+
+def test_launcher_refuses_a_repository_that_cannot_be_placed(repository):
+    from serve.launcher import _check_capacity
+
+    config = build_serve_config(ServerSettings(repository=str(repository)))
+    _check_capacity(config, {"CPU": 2.0})  # the default shares fit a 2-core machine
+    with pytest.raises(SystemExit, match="lower STREAMSERVE_MODEL_NUM_CPUS"):
+        _check_capacity(build_serve_config(ServerSettings(repository=str(repository), model_num_cpus=0.5)), {"CPU": 2.0})

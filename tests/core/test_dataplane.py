@@ -1,5 +1,6 @@
 """The data plane and both adapters without Ray: the REST app through FastAPI's TestClient and the gRPC
-servicer with a stand-in context, over ModelWorkers running in this process."""
+servicer with a stand-in context, over ModelWorkers running in this process (outside a replica, each
+call is its own batch)."""
 import asyncio
 
 import grpc
@@ -16,26 +17,10 @@ from serve.model import ModelWorker
 from serve.repository import ModelRepository
 
 
-class LocalBackend:
-    """A ModelWorker called directly (outside a replica, each call is its own batch)."""
-
-    def __init__(self, worker: ModelWorker):
-        self.worker = worker
-
-    async def infer(self, inputs):
-        return await self.worker.infer(inputs)
-
-    def stream(self, inputs):
-        return self.worker.stream(inputs)
-
-    async def ready(self):
-        return self.worker.ready()
-
-
 @pytest.fixture(scope="module")
 def plane(repository):
     repo = ModelRepository(repository)
-    backends = {(s.name, v): LocalBackend(ModelWorker(str(repository), s.name, v)) for s in repo for v in s.versions}
+    backends = {(s.name, v): ModelWorker(str(repository), s.name, v) for s in repo for v in s.versions}
     return DataPlane(repo, backends, auth_token=None, max_request_bytes=1 << 16)
 
 

@@ -1,0 +1,64 @@
+"""Model handlers: a model family's own pre/post-processing around its exported files.
+
+This is Triton's Python backend without code in the repository: a model folder declares
+
+    backend: "python"
+    parameters { key: "handler" value { string_value: "models.iqa.serving:IqaHandler" } }
+
+and the version folder holds only data (ONNX files, a graph snapshot, JSON). The handler is imported
+from this installed package, never from the repository, so a repository cannot bring code with it;
+only modules under `models.` may be named.
+
+A handler is a runtime with two more hooks:
+- `preprocess` runs once per request in the model replica, before the batch queue (decode an image,
+  gather a subgraph); raising `InvalidInput` there fails that request alone, never the batch it would
+  have joined.
+- `stream` answers one request of a decoupled model (`model_transaction_policy { decoupled: true }`)
+  with several responses: per-segment results, job progress then the verdict. It runs in a worker
+  thread; each yielded dict is sent as soon as it is produced. A response may carry a subset of the
+  declared outputs (progress messages need not repeat the result tensors).
+"""
+from importlib import import_module
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import RepositoryError
+from .runtimes.base import Runtime
+
+ALLOWED_PREFIX = "models."
+
+
+class ModelHandler(Runtime):
+    """Base class. `model_dir` is the version folder; `params` are config.pbtxt's parameters as strings."""
+
+    def __init__(self, model_dir: Path, params: dict[str, str], input_names, output_names, num_threads: int, device: str):
+        super().__init__(model_dir, input_names, output_names, num_threads, device)
+        self.model_dir = Path(model_dir)
+        self.params = dict(params)
+
+    def preprocess(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One request's inputs as the batched `infer` wants them; the default passes them through."""
+        return inputs
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError(f"{type(self).__name__} does not answer single requests; it is a streaming model")
+
+    def stream(self, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """Decoupled models: the responses to one request, in order. Default: the one `infer` answer."""
+        yield self.infer(inputs)
+
+
+def handler_class(path: str) -> type[ModelHandler]:
+    """Import `models.<family>.<module>:<Class>`; anything else is refused."""
+    module_name, _, class_name = path.partition(":")
+    if not module_name.startswith(ALLOWED_PREFIX) or not class_name:
+        raise RepositoryError(f"handler {path!r}: expected 'models.<family>.<module>:<Class>'")
+    try:
+        cls = getattr(import_module(module_name), class_name)
+    except (ImportError, AttributeError) as e:
+        raise RepositoryError(f"handler {path!r} cannot be imported: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, ModelHandler)):
+        raise RepositoryError(f"handler {path!r} is not a serve.handler.ModelHandler")
+    return cls
