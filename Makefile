@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REPOSITORY ?= model_repository
 
-.PHONY: setup repository serve test bench config k8s reports clean
+.PHONY: setup repository serve test audit bench config k8s reports clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ serve: $(STAMP) $(REPOSITORY)/.built
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Known vulnerabilities in the installed dependencies (PyPI's advisory data); a finding fails the target.
+# Packages the advisory service cannot look up are listed as skipped, not passed silently.
+audit: $(STAMP)
+	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off
 
 bench: $(STAMP) $(REPOSITORY)/.built
 	$(PY) -m loadtest.bench --repository $(REPOSITORY)
