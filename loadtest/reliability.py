@@ -1,0 +1,143 @@
+"""Overload and fault figures: `python -m loadtest.reliability [--seconds 5]`.
+
+Serves the example models only (fast start) and measures, on `slow_identity` (a batch of 4 takes 50 ms;
+8 in flight + 8 queued per replica, so 16 concurrent clients saturate it):
+- overload: closed-loop HTTP clients at 1x, 2x, 4x and 8x that concurrency; accepted throughput, p50/p99 of
+  accepted requests, share and latency of 503 refusals, and the server's memory (RSS of its process tree)
+  before and after — the queue is bounded, so memory must not grow with the load;
+- recovery after overload: latency of the first requests once the burst stops;
+- a fault: a replica killed (SIGKILL) under load at 1x; how requests ended and how long until the first success.
+Writes loadtest/reports/reliability.json and .md.
+"""
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+from export.build import build_examples
+
+from .server import start_server, stop_server
+
+REPORTS = Path(__file__).parent / "reports"
+BODY = {"inputs": [{"name": "X", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]}
+SATURATION = 16
+
+
+def rss_mb(pid: int) -> float:
+    root = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+
+
+def _reason(response: httpx.Response) -> str:
+    """200, or the kind of refusal: a full queue, a lost replica, or the status itself."""
+    if response.status_code == 200:
+        return "200"
+    text = response.text
+    return "503 at capacity" if "at capacity" in text else "503 replica lost" if "replica" in text else str(response.status_code)
+
+
+async def closed_loop(address: str, clients: int, seconds: float) -> list[tuple[int, float, str]]:
+    outcomes: list[tuple[int, float, str]] = []
+    stop_at = time.perf_counter() + seconds
+    async with httpx.AsyncClient(base_url=f"http://{address}", timeout=60, limits=httpx.Limits(max_connections=clients)) as client:
+        async def user():
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                try:
+                    response = await client.post("/v2/models/slow_identity/infer", json=BODY)
+                    status, reason = response.status_code, _reason(response)
+                except httpx.HTTPError as e:
+                    status, reason = -1, type(e).__name__
+                outcomes.append((status, time.perf_counter() - started, reason))
+                if status == 503:
+                    await asyncio.sleep(0.01)  # a polite client honours back-off a little
+
+        await asyncio.gather(*(user() for _ in range(clients)))
+    return outcomes
+
+
+def summarize(outcomes, seconds) -> dict:
+    ok = [t * 1000 for s, t, _ in outcomes if s == 200]
+    refused = [t * 1000 for s, t, _ in outcomes if s == 503]
+    other = [s for s, _, _ in outcomes if s not in (200, 503)]
+    pct = lambda v, q: round(float(np.percentile(v, q)), 1) if v else None  # noqa: E731
+    return {
+        "accepted_per_s": round(len(ok) / seconds, 1), "accepted_p50_ms": pct(ok, 50), "accepted_p99_ms": pct(ok, 99),
+        "refused_share": round(len(refused) / max(len(outcomes), 1), 3), "refused_p50_ms": pct(refused, 50),
+        "other_statuses": sorted(set(other)),
+    }
+
+
+def replica_pid(server_pid: int, deployment: str) -> int:
+    for p in psutil.Process(server_pid).children(recursive=True):
+        if f"ServeReplica:streamserve:{deployment}" in " ".join(p.cmdline()):
+            return p.pid
+    raise RuntimeError(f"no replica process for {deployment}")
+
+
+async def fault(address: str, server_pid: int, seconds: float) -> dict:
+    load = asyncio.create_task(closed_loop(address, SATURATION, seconds))
+    await asyncio.sleep(seconds / 3)
+    killed_at = time.perf_counter()
+    os.kill(replica_pid(server_pid, "slow_identity_v1"), signal.SIGKILL)
+    outcomes = await load
+    async with httpx.AsyncClient(base_url=f"http://{address}", timeout=60) as client:
+        while (await client.post("/v2/models/slow_identity/infer", json=BODY)).status_code != 200:
+            await asyncio.sleep(0.2)
+    statuses = {}
+    for _, _, reason in outcomes:
+        statuses[reason] = statuses.get(reason, 0) + 1
+    return {
+        "outcomes_during_load": statuses, "slowest_request_s": round(max(t for _, t, _ in outcomes), 2),
+        "first_success_after_kill_s": round(time.perf_counter() - killed_at, 1),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="reliability-"))
+    build_examples(work / "repo")
+    server = start_server(work / "repo", work / "server")
+    results: dict = {"overload": {}, "conditions": f"{os.cpu_count()} cores, examples repository, HTTP, closed loop"}
+    try:
+        asyncio.run(closed_loop(server.http, 4, 1.0))  # warm-up
+        baseline_rss = rss_mb(server.process.pid)
+        for factor in (1, 2, 4, 8):
+            outcomes = asyncio.run(closed_loop(server.http, SATURATION * factor, args.seconds))
+            row = summarize(outcomes, args.seconds) | {"rss_mb": round(rss_mb(server.process.pid))}
+            results["overload"][f"{factor}x"] = row
+            print(f"{factor}x saturation ({SATURATION * factor} clients): {row}", flush=True)
+        started = time.perf_counter()
+        after = asyncio.run(closed_loop(server.http, 1, 1.0))
+        results["recovery"] = {"first_request_ms": round(after[0][1] * 1000, 1), "status": after[0][0],
+                               "measured_after_s": round(time.perf_counter() - started, 1)}
+        results["rss_mb_before"] = round(baseline_rss)
+        results["fault"] = asyncio.run(fault(server.http, server.process.pid, args.seconds * 2))
+        print("fault:", results["fault"], flush=True)
+    finally:
+        stop_server(server.process)
+    REPORTS.mkdir(exist_ok=True)
+    (REPORTS / "reliability.json").write_text(json.dumps(results, indent=2))
+    lines = ["| load | clients | accepted/s | accepted p50 / p99 ms | refused share | refused p50 ms | RSS MB |", "|---|---|---|---|---|---|---|"]
+    for factor, row in results["overload"].items():
+        lines.append(f"| {factor} | {SATURATION * int(factor[:-1])} | {row['accepted_per_s']} | {row['accepted_p50_ms']} / "
+                     f"{row['accepted_p99_ms']} | {row['refused_share']} | {row['refused_p50_ms']} | {row['rss_mb']} |")
+    lines += ["", f"RSS before the load: {results['rss_mb_before']} MB. Recovery: {results['recovery']}.",
+              f"Replica killed under 1x load: {results['fault']}.", "", f"Conditions: {results['conditions']}."]
+    (REPORTS / "reliability.md").write_text("# Overload and fault figures (`python -m loadtest.reliability`)\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
