@@ -8,6 +8,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
+from .admission import admit
 from .config import INGRESS_NAME, deployment_name, deployment_options, ingress_options
 from .dataplane import DataPlane
 from .errors import ModelNotReady, Overloaded
@@ -62,13 +63,14 @@ class RayModelBackend:
 @serve.deployment(name=INGRESS_NAME)
 @serve.ingress(rest.app)
 class Ingress(GRPCInferenceServicer):
-    def __init__(self, repository: str, models: dict[str, DeploymentHandle]):
+    def __init__(self, repository: str, models: dict[str, DeploymentHandle], refused: dict[str, str] | None = None):
         settings = ServerSettings()  # the token and limits come from the environment, never the config file
         backends = {}
         for key, handle in models.items():
             name, version = key.rsplit("/", 1)
             backends[(name, int(version))] = RayModelBackend(handle, name)
-        self.plane = DataPlane(ModelRepository(repository), backends, settings.auth_token, settings.max_request_bytes)
+        refusals = {(key.rsplit("/", 1)[0], int(key.rsplit("/", 1)[1])): reason for key, reason in (refused or {}).items()}
+        self.plane = DataPlane(ModelRepository(repository), backends, settings.auth_token, settings.max_request_bytes, refusals)
         rest.attach(self.plane)
 
 
@@ -80,14 +82,17 @@ def build_app(args: dict) -> serve.Application:
     settings = ServerSettings(**{k: v for k, v in args.items() if k in ServerSettings.model_fields})
     repository = ModelRepository(settings.repository)
     root = str(Path(settings.repository).resolve())
+    refused = admit(repository, settings.admission_check, settings.temp_dir)
     models = {}
     for spec in repository:
         for version in spec.versions:
+            if (spec.name, version) in refused:
+                continue
             options = deployment_options(spec, settings)
             models[f"{spec.name}/{version}"] = ModelDeployment.options(
                 name=deployment_name(spec.name, version), **options
             ).bind(root, spec.name, version)
-    return Ingress.options(**ingress_options(settings)).bind(root, models)
+    return Ingress.options(**ingress_options(settings)).bind(root, models, {f"{n}/{v}": r for (n, v), r in refused.items()})
 
 
 __all__ = ["build_app", "Ingress", "ModelDeployment"]

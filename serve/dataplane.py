@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__, metrics
 from .datatypes import from_numpy
-from .errors import InvalidInput, Unauthenticated
+from .errors import InvalidInput, ModelNotReady, Unauthenticated
 from .repository import ModelRepository, ModelSpec
 from .sequences import SequenceTable
 from .types import InferRequest, InferResponse
@@ -40,9 +40,12 @@ class DataPlane:
         backends: dict[tuple[str, int], ModelBackend],
         auth_token: str | None = None,
         max_request_bytes: int = 64 * 2**20,
+        refused: dict[tuple[str, int], str] | None = None,
     ):
         self.repository = repository
         self.backends = backends
+        self.refused = refused or {}
+        """(model, version) -> why admission refused it (serve/admission.py): listed, never served."""
         self.auth_token = auth_token
         self.max_request_bytes = max_request_bytes
         self.sequences = SequenceTable()
@@ -63,11 +66,14 @@ class DataPlane:
         return True
 
     async def ready(self) -> bool:
-        checks = [self.model_ready(spec.name, v) for spec in self.repository for v in spec.versions]
+        """Every served version answers; versions refused at admission are not served, so they do not count."""
+        checks = [self.model_ready(spec.name, v) for spec in self.repository for v in spec.versions if (spec.name, v) not in self.refused]
         return all(await asyncio.gather(*checks))
 
     async def model_ready(self, name: str, version: str | int | None = None) -> bool:
         spec, number = self.model(name, version)  # unknown model or version: NOT_FOUND, not "not ready"
+        if (name, number) in self.refused:
+            return False
         try:
             return bool(await asyncio.wait_for(self.backends[(name, number)].ready(), timeout=5))
         except Exception:  # a replica that cannot answer in time is not ready
@@ -123,8 +129,18 @@ class DataPlane:
             return self._decoupled(spec, version, request, protocol)
         return self._once_as_stream(spec, version, request, protocol)
 
+    def index(self) -> list[dict]:
+        """Triton's repository index: every version, READY or UNAVAILABLE with the admission reason."""
+        return [
+            {"name": spec.name, "version": str(v)}
+            | ({"state": "UNAVAILABLE", "reason": self.refused[(spec.name, v)]} if (spec.name, v) in self.refused else {"state": "READY"})
+            for spec in self.repository for v in spec.versions
+        ]
+
     def _checked(self, request: InferRequest) -> tuple[ModelSpec, int]:
         spec, version = self.model(request.model, request.version)
+        if (spec.name, version) in self.refused:
+            raise ModelNotReady(f"model {spec.name!r} version {version} was refused at admission: {self.refused[(spec.name, version)]}")
         self.validate(spec, request)
         return spec, version
 

@@ -139,9 +139,7 @@ class GRPCInferenceServicer:
     async def RepositoryIndex(self, request, grpc_context):
         async def call():
             index = pb.RepositoryIndexResponse.ModelIndex
-            return pb.RepositoryIndexResponse(
-                models=[index(name=s.name, version=str(v), state="READY") for s in self.plane.repository for v in s.versions]
-            )
+            return pb.RepositoryIndexResponse(models=[index(**entry) for entry in self.plane.index()])
 
         return await self._unary(grpc_context, pb.RepositoryIndexResponse(), call)
 

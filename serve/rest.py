@@ -145,11 +145,7 @@ async def model_config(request: Request, model: str, version: str | None = None)
 @app.post("/v2/repository/index")
 async def repository_index(request: Request):
     authenticate(request)
-    return [
-        {"name": spec.name, "version": str(v), "state": "READY"}
-        for spec in plane(request).repository
-        for v in spec.versions
-    ]
+    return plane(request).index()
 
 
 # -- inference ----------------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ class ServerSettings(BaseSettings):
     server has no TLS option: terminate gRPC TLS in front of it (deploy/k8s/README.md, docs/SECURITY.md)."""
     tls_keyfile: str | None = Field(default=None, repr=False)
     """PEM private key for `tls_certfile`."""
+    admission_check: str | None = None
+    """`models.<family>.<module>:<function>` run on every model version before it is served (serve/admission.py),
+    e.g. the backdoor scanner; refused versions are listed UNAVAILABLE with the reason."""
     max_request_bytes: int = 64 * 2**20
     """Largest accepted request body or gRPC message."""
     request_timeout_s: float = 60.0

@@ -1,0 +1,66 @@
+"""Admission: check every model version of the repository before serving it, and refuse the ones that fail.
+
+`STREAMSERVE_ADMISSION_CHECK=models.<family>.<module>:<function>` names a function `(spec, version) -> str | None`
+(None admits; a string is the reason for refusing, e.g. the backdoor scanner's verdict). It runs when the
+application is built, once per model file: verdicts are cached by the file's SHA-256, so a restart does
+not rescan unchanged models. A refused version gets no deployment; its index entry reads UNAVAILABLE with
+the reason, and requests to it answer 503 / UNAVAILABLE naming the reason.
+"""
+import hashlib
+import json
+import logging
+from importlib import import_module
+from pathlib import Path
+from typing import Callable
+
+from .errors import RepositoryError
+from .repository import ModelRepository, ModelSpec
+
+logger = logging.getLogger("streamserve.admission")
+Check = Callable[[ModelSpec, int], "str | None"]
+
+
+def load_check(path: str) -> Check:
+    module, _, name = path.partition(":")
+    if not module.startswith("models.") or not name:
+        raise RepositoryError(f"admission check {path!r}: expected 'models.<family>.<module>:<function>'")
+    try:
+        return getattr(import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise RepositoryError(f"admission check {path!r} cannot be imported: {e}") from None
+
+
+def _fingerprint(spec: ModelSpec, version: int) -> str:
+    target = spec.model_file(version)
+    files = sorted(target.rglob("*")) if target.is_dir() else [target]
+    digest = hashlib.sha256(f"{spec.name}/{version}".encode())
+    for file in [spec.path / "config.pbtxt", *(f for f in files if f.is_file())]:
+        digest.update(file.name.encode())
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def admit(repository: ModelRepository, check_path: str | None, cache_dir: str | Path) -> dict[tuple[str, int], str]:
+    """(model, version) -> reason, for every refused version."""
+    if not check_path:
+        return {}
+    check = load_check(check_path)
+    cache_file = Path(cache_dir) / "admission.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    refused = {}
+    for spec in repository:
+        for version in spec.versions:
+            key = f"{check_path}:{_fingerprint(spec, version)}"
+            if key in cache:
+                verdict = cache[key]
+            else:
+                try:
+                    verdict = cache[key] = check(spec, version)
+                except Exception as e:  # a check that cannot decide must not admit silently (nor be cached)
+                    verdict = f"admission check failed: {type(e).__name__}: {e}"
+            if verdict:
+                refused[(spec.name, version)] = verdict
+                logger.warning("model %s version %s refused at admission: %s", spec.name, version, verdict)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cache_file.write_text(json.dumps(cache, indent=1))
+    return refused
