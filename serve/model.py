@@ -32,9 +32,11 @@ def _batch_rows(inputs: dict[str, np.ndarray]) -> int:
 
 def replica_resources() -> tuple[int, str]:
     """(threads, device) from what Ray assigned this replica; the whole machine outside Ray."""
-    try:
-        import ray
+    import ray
 
+    if not ray.is_initialized():  # asking the runtime context would start a local Ray instance
+        return os.cpu_count() or 1, "cpu"
+    try:
         assigned = ray.get_runtime_context().get_assigned_resources()
         cpus = assigned.get("CPU", 1.0)
         gpus = assigned.get("GPU", 0.0)
