@@ -1,0 +1,166 @@
+"""Train PMT-IQA on the graded-distortion benchmark (models/iqa/data.py) for one seed.
+
+    python -m models.iqa.train --seed 0 [--mode progressive|plain] [--save]
+
+`progressive`: loss = λ1·L1(score) + λ2·CE(level), λ1 = t/(E−1), λ2 = 1 − λ1 (the paper's schedule);
+`plain`: L1 on the score only (the ablation). Each epoch draws ``crops_per_epoch`` random 64×64 crops (random
+horizontal flips) from the training images, each labelled with its image's pseudo-MOS. After every epoch the
+model is scored on the **validation** references (mean score over the 4 fixed crops of each image, SRCC
+against pseudo-MOS); the best epoch's weights are kept — the test split is never looked at here.
+``--save`` writes weights/pmt_iqa_<mode>_seed<seed>.safetensors (+ .json), which export/iqa.py serves.
+"""
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from scipy.stats import pearsonr, spearmanr
+
+from .data import CROP, fixed_crops, level_of, make_benchmark
+from .model import PMTIQA, loss, progressive_weights
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass
+class Config:
+    backbone: str = "resnet18"
+    width: int = 16  # torchvision's ResNet-18 has 64; see the model card for the measurement behind 16
+    epochs: int = 12
+    crops_per_epoch: int = 2048
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    lr_step: int = 6  # the paper: lr / 10 every 6 epochs
+    score_scale: float = 10.0
+
+
+QUICK = Config(epochs=3, crops_per_epoch=64, batch_size=16)  # tests only
+# What the committed weights were trained with (one GPU; ~1 min a run there, hours on this 2-core CPU).
+# Same model and data; only the amount of training differs from the CPU default.
+PROFILES = {"cpu": Config(), "gpu": Config(epochs=12, crops_per_epoch=16384, batch_size=64)}
+
+
+def weights_path(mode: str, seed: int) -> Path:
+    return WEIGHTS_DIR / f"pmt_iqa_{mode}_seed{seed}.safetensors"
+
+
+def random_crops(images: np.ndarray, index: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    """One random CROP×CROP window per index (random horizontal flip), gathered in one fancy-indexing step."""
+    n, h, w, _ = images.shape
+    ys, xs = rng.integers(0, h - CROP + 1, len(index)), rng.integers(0, w - CROP + 1, len(index))
+    flips = rng.random(len(index)) < 0.5
+    r = np.arange(CROP)
+    cols = xs[:, None] + np.where(flips[:, None], CROP - 1 - r, r)[None, :][0]
+    out = images[index[:, None, None], (ys[:, None] + r)[:, :, None], cols[:, None, :]]
+    return torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def predict(model: PMTIQA, images: np.ndarray, batch_images: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image score (mean over the 4 fixed crops) and level probabilities (mean over crops)."""
+    model.eval()
+    scores, probs = [], []
+    for i in range(0, len(images), batch_images):
+        crops = torch.from_numpy(fixed_crops(images[i : i + batch_images])).to(_device(model))
+        s, logits = model(crops)
+        k = crops.shape[0] // len(images[i : i + batch_images])
+        scores.append(s.view(-1, k).mean(1).cpu().numpy())
+        probs.append(torch.softmax(logits, 1).view(-1, k, logits.shape[1]).mean(1).cpu().numpy())
+    return np.concatenate(scores), np.concatenate(probs)
+
+
+def correlations(pred: np.ndarray, split: dict) -> dict:
+    return {"srcc": float(spearmanr(pred, split["score"])[0]), "plcc": float(pearsonr(pred, split["score"])[0])}
+
+
+def train(data: dict, mode: str, seed: int, cfg: Config, log=print, device: str = "cpu") -> tuple[PMTIQA, dict]:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = PMTIQA(cfg.backbone, cfg.width, cfg.score_scale).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, 0.1)
+    tr, va = data["train"], data["val"]
+    target, level = torch.from_numpy(tr["score"]).to(device), torch.from_numpy(level_of(tr["score"])).to(device)
+    history, best, best_state = [], -np.inf, None
+    for epoch in range(cfg.epochs):
+        lam1, lam2 = progressive_weights(epoch, cfg.epochs) if mode == "progressive" else (1.0, 0.0)
+        model.train()
+        started, sums = time.perf_counter(), {"loss": 0.0, "l1": 0.0, "ce": 0.0}
+        index = rng.choice(len(target), cfg.crops_per_epoch, replace=len(target) < cfg.crops_per_epoch)
+        index_t = torch.from_numpy(index).to(device)
+        steps = 0
+        for b in range(0, len(index), cfg.batch_size):
+            idx, idx_t = index[b : b + cfg.batch_size], index_t[b : b + cfg.batch_size]
+            score, logits = model(random_crops(tr["image"], idx, rng).to(device))
+            losses = loss(score, logits, target[idx_t], level[idx_t], lam1, lam2, cfg.score_scale)
+            optimizer.zero_grad()
+            losses["loss"].backward()
+            optimizer.step()
+            for k in sums:
+                sums[k] += float(losses[k].detach())
+            steps += 1
+        scheduler.step()
+        val = correlations(predict(model, va["image"])[0], va)
+        row = {"epoch": epoch, "lambda1": round(lam1, 3)} | {k: round(v / steps, 4) for k, v in sums.items()} | \
+              {f"val_{k}": round(v, 4) for k, v in val.items()} | {"seconds": round(time.perf_counter() - started, 1)}
+        history.append(row)
+        log(f"[iqa {mode} seed {seed}] " + " ".join(f"{k}={v}" for k, v in row.items()))
+        if val["srcc"] > best:  # selection on validation SRCC only
+            best, best_state = val["srcc"], {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    model = model.cpu()
+    model.load_state_dict(best_state)
+    return model.eval(), {"history": history, "best_epoch": int(np.argmax([h["val_srcc"] for h in history]))}
+
+
+def run(mode: str, seed: int, cfg: Config, save: bool = False, out: Path | None = None, data: dict | None = None,
+        device: str = "cpu") -> dict:
+    data = data or make_benchmark()
+    model, info = train(data, mode, seed, cfg, device=device)
+    metrics = {"mode": mode, "seed": seed, "config": asdict(cfg), **info,
+               "split_sizes": {s: {"references": int(len(np.unique(d["ref"]))), "images": int(len(d["score"]))} for s, d in data.items()}}
+    for split in ("val", "test"):
+        pred, _ = predict(model, data[split]["image"])
+        metrics[split] = correlations(pred, data[split]) | {"mae": float(np.abs(pred - data[split]["score"]).mean())}
+    test_predictions = pred.tolist()
+    if save:
+        out = out or weights_path(mode, seed)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
+        out.with_suffix(".json").write_text(json.dumps(metrics, indent=1) + "\n")
+    return metrics | {"test_predictions": test_predictions}
+
+
+def load(path: Path) -> tuple[PMTIQA, dict]:
+    from safetensors.torch import load_file
+
+    metrics = json.loads(path.with_suffix(".json").read_text())
+    c = metrics["config"]
+    model = PMTIQA(c["backbone"], c["width"], c["score_scale"])
+    model.load_state_dict(load_file(str(path)))
+    return model.eval(), metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mode", choices=["progressive", "plain"], default="progressive")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="gpu", help="training length (see PROFILES)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--save", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    metrics = run(args.mode, args.seed, PROFILES[args.profile], save=args.save, device=args.device)
+    print(json.dumps({k: metrics[k] for k in ("best_epoch", "val", "test")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
