@@ -1,0 +1,111 @@
+"""Benchmark the served BotRGCN in-process: full-graph scoring and per-account queries.
+
+    python -m loadtest.bench_graph [--scales 0.1 1 10] [--queries 300] [--threads 1]
+
+For each graph size (edge_scale s: users 10,199·max(s,1)... see below) it measures, side by side in one run:
+- full-graph scoring: the served path (ONNX encoder + scipy relational layers + ONNX heads) vs PyG eager
+  (BotRGCN forward, torch, same thread count), best of 3;
+- per-account queries through `HostedGraph.score` (the `bot_detector` handler's path: 2-hop computation
+  subgraph; and with the `cache_layer1` parameter, layer 1 of every account computed at load): p50 / p99 of single-id queries (concurrency 1), and of 32-id batches — what the dynamic batcher
+  forms when 32 clients wait at once, so the latency each of those 32 clients sees in-process.
+
+Sizes: scale 0.1 is the hosted training-profile graph (10,199 users, 170k edges); 1 is MGTAB's size (10,199
+users, 1.7M edges); 10 is ten times larger (101,990 users, 17M edges). Weights from models/graph/weights
+(the served ones). The served (Ray Serve) numbers are measured by the platform's load tester beside these.
+Prints a table last and writes loadtest/results/bench_graph.json.
+"""
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).parent / "results" / "bench_graph.json"
+
+
+def graph_for_scale(scale: float) -> dict:
+    from models.graph.synth import GraphConfig, generate
+
+    cfg = GraphConfig(edge_scale=scale) if scale <= 1 else GraphConfig.scaled(scale)
+    return generate(cfg)
+
+
+def best_of(fn, repeats=3):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scales", type=float, nargs="*", default=[0.1, 1.0, 10.0])
+    p.add_argument("--queries", type=int, default=300)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--skip-pyg-above", type=float, default=1.0, help="PyG eager baseline only up to this scale (memory/time)")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+
+    from export.graph import load_trained, model_files
+    from models.graph.serving import BotScorer, HostedGraph
+
+    model, _ = load_trained()
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        rng = np.random.default_rng(0)
+        files, _ = model_files(model, rng.normal(size=(64, 788)).astype(np.float32))
+        for name, data in files.items():
+            (Path(d) / name).write_bytes(data)
+        scorer = BotScorer(Path(d), a.threads)
+        for scale in a.scales:
+            t = time.perf_counter()
+            g = graph_for_scale(scale)
+            gen_s = time.perf_counter() - t
+            n, e = len(g["x"]), g["edge_index"].shape[1]
+            print(f"scale {scale}: {n} users, {e} edges (generated in {gen_s:.1f}s)", flush=True)
+            served_s, _ = best_of(lambda: scorer.full_graph(g["x"], g["edge_index"], g["edge_type"]))
+            pyg_s = float("nan")
+            if scale <= a.skip_pyg_above:
+                tensors = [torch.from_numpy(g[k]) for k in ("x", "edge_index", "edge_type")]
+                with torch.no_grad():
+                    pyg_s, _ = best_of(lambda: model(*tensors))
+            row = {"scale": scale, "users": n, "edges": e, "full_graph_served_s": served_s, "full_graph_pyg_s": pyg_s}
+            for mode, cache in (("", False), ("cached_", True)):  # 2-hop per query; layer 1 cached at load
+                t = time.perf_counter()
+                hosted = HostedGraph(scorer, g["x"], g["edge_index"], g["edge_type"], g["account_id"], cache_layer1=cache)
+                row[f"{mode}replica_load_s"] = time.perf_counter() - t
+                single, batch32 = [], []
+                for _ in range(a.queries):
+                    node = rng.integers(n, size=1)
+                    t = time.perf_counter()
+                    hosted.score(node)
+                    single.append(time.perf_counter() - t)
+                for _ in range(max(10, a.queries // 10)):
+                    nodes = rng.integers(n, size=32)
+                    t = time.perf_counter()
+                    hosted.score(nodes)
+                    batch32.append(time.perf_counter() - t)
+                row |= {f"{mode}query_c1_p50_ms": 1e3 * float(np.percentile(single, 50)), f"{mode}query_c1_p99_ms": 1e3 * float(np.percentile(single, 99)),
+                        f"{mode}query_c32_p50_ms": 1e3 * float(np.percentile(batch32, 50)), f"{mode}query_c32_p99_ms": 1e3 * float(np.percentile(batch32, 99))}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            del g, hosted
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"threads": a.threads, "rows": rows, "when": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
+    print(f"\nthreads {a.threads}; goal: full 10k graph < 1 s, per-account p99 < 50 ms at concurrency 32")
+    print("| scale | users | edges | full graph served s | PyG eager s | ratio | query mode | replica load s | c1 p50 / p99 ms | c32 (batch of 32) p50 / p99 ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        for mode, label in (("", "2-hop per query"), ("cached_", "layer 1 cached")):
+            print(f"| {r['scale']} | {r['users']} | {r['edges']} | {r['full_graph_served_s']:.3f} | {r['full_graph_pyg_s']:.3f} | "
+                  f"{r['full_graph_pyg_s'] / r['full_graph_served_s']:.1f}x | {label} | {r[mode + 'replica_load_s']:.2f} | "
+                  f"{r[mode + 'query_c1_p50_ms']:.1f} / {r[mode + 'query_c1_p99_ms']:.1f} | {r[mode + 'query_c32_p50_ms']:.1f} / {r[mode + 'query_c32_p99_ms']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""Graph family: the generator's stated shape, the GNNs, CCGC, ISDA/RISDA, the served numpy path against
+PyG, and the five handlers through the data plane (bad input included). Tiny configs throughout."""
+import asyncio
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from export.graph import clusters_bytes, write_family
+from models.graph import synth
+from models.graph.ccgc import CCGCConfig, cluster_metrics, fit, smooth
+from models.graph.model import MODELS, BotRGCN
+from models.graph.risda import CovarianceEstimator, ISDALoss, augmented_logits, risda_stats
+from models.graph.synth import EDGE_COUNTS, HOMOPHILY, RELATIONS, GraphConfig, generate, homophily_by_class, split_masks
+from models.graph.train import Config, train
+from serve.dataplane import DataPlane
+from serve.errors import InvalidInput
+from serve.model import ModelWorker
+from serve.repository import ModelRepository
+from serve.types import InferRequest
+
+torch.set_num_threads(1)
+SMALL = GraphConfig(n_users=1500, edge_scale=0.03, n_groups=6, seed=3)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return generate(SMALL)
+
+
+# ------------------------------------------------------------------ generator
+
+
+def test_mgtab_users_features_shares_and_homophily():
+    """MGTAB's 10,199 users at a tenth of its edges (the training profile; the full 1.7M-edge graph is the
+    same code with edge_scale 1 and is timed in loadtest/bench_graph.py, too slow for this suite)."""
+    g = generate(GraphConfig(edge_scale=0.1))
+    assert g["x"].shape == (10_199, 788) and g["x"].dtype == np.float32
+    assert np.bincount(g["edge_type"]).tolist() == [round(c * 0.1) for c in EDGE_COUNTS]  # exact per-relation counts
+    assert np.bincount(g["bot"]).tolist() == [7451, 2748]  # 73.06 % / 26.94 %
+    assert np.allclose(np.bincount(g["stance"]) / 10_199, [0.37, 0.36, 0.27], atol=1e-4)
+    assert len(np.unique(g["account_id"])) == 10_199
+    h = homophily_by_class(g)
+    want = np.array([HOMOPHILY[r] for r in RELATIONS])
+    # Dense bot groups saturate (duplicate edges are dropped and redrawn), which pulls bot homophily on the
+    # coordination relations a few points under target; humans land within 0.01.
+    assert np.abs(h[:, 0] - want[:, 0]).max() < 0.015, np.round(h - want, 3)
+    assert np.abs(h[:, 1] - want[:, 1]).max() < 0.05, np.round(h - want, 3)
+
+
+def test_small_graph_exact_counts_no_self_loops_or_duplicates(small):
+    n = SMALL.n_users
+    assert small["x"].shape == (n, 788)
+    assert np.bincount(small["edge_type"], minlength=7).tolist() == [round(c * SMALL.edge_scale) for c in EDGE_COUNTS]
+    src, dst = small["edge_index"]
+    assert (src != dst).all() and src.max() < n
+    key = (src * n + dst) * 7 + small["edge_type"]
+    assert len(np.unique(key)) == len(key)
+
+
+def test_bots_behave_differently_per_relation(small):
+    """In-degree multipliers: bots get fewer followers and more URL / hashtag edges than humans."""
+    g = generate(GraphConfig(n_users=3000, edge_scale=0.1, seed=1))
+    dst, t, bot = g["edge_index"][1], g["edge_type"], g["bot"]
+    ratio = {}
+    for r, name in enumerate(RELATIONS):
+        deg = np.bincount(dst[t == r], minlength=len(bot))
+        ratio[name] = deg[bot == 1].mean() / deg[bot == 0].mean()
+    assert ratio["followers"] < 0.6 and ratio["url"] > 1.5 and ratio["hashtag"] > 1.3
+    # heterophilous for bots on followers, homophilous on URL: the per-relation signal an RGCN can use
+    h = homophily_by_class(g)
+    assert h[0, 1] < 0.3 < 0.8 < h[5, 1]
+
+
+def test_groups_and_determinism(small):
+    again = generate(SMALL)
+    assert all(np.array_equal(small[k], again[k]) for k in ("x", "edge_index", "edge_type", "bot", "group"))
+    grouped = small["group"] >= 0
+    assert (small["bot"][grouped] == 1).all()
+    assert abs(grouped.sum() - SMALL.group_fraction * small["bot"].sum()) <= 1
+    assert not np.array_equal(generate(GraphConfig(n_users=1500, edge_scale=0.03, n_groups=6, seed=4))["bot"], small["bot"])
+
+
+def test_scaled_config_and_split():
+    c = GraphConfig.scaled(10)
+    assert c.n_users == 101_990 and c.edge_scale == 10
+    m = split_masks(1000, 0)
+    assert [int(m[k].sum()) for k in ("train", "val", "test")] == [700, 200, 100]
+    assert not (m["train"] & m["val"]).any() and (m["train"] | m["val"] | m["test"]).all()
+
+
+# ------------------------------------------------------------------ models
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_model_shapes(name, small):
+    model = MODELS[name](hidden=16).eval()
+    x, ei, et = (torch.from_numpy(small[k]) for k in ("x", "edge_index", "edge_type"))
+    bot, stance = model(x, ei, et)
+    assert bot.shape == (len(x), 2) and stance.shape == (len(x), 3) and torch.isfinite(bot).all()
+
+
+def test_training_beats_majority_and_graph_beats_features():
+    """On a small graph with the default signal, BotRGCN learns above the majority class and above the MLP."""
+    g = generate(GraphConfig(n_users=2000, edge_scale=0.12, seed=2))
+    cfg = Config(hidden=32, epochs=20, edge_scale=0.12)
+    _, mlp = train("MLP", g, 0, cfg)
+    _, rgcn = train("BotRGCN", g, 0, cfg)
+    majority = 1 - g["bot"].mean()
+    assert rgcn["bot"]["test"]["acc"] > majority + 0.05
+    assert rgcn["bot"]["val_acc"] > mlp["bot"]["val_acc"]
+    assert 0 <= rgcn["bot"]["epoch"] < 20 and len(rgcn["curve"]) == 20
+
+
+# ------------------------------------------------------------------ CCGC
+
+
+def test_smoothing_is_normalised_adjacency_power():
+    ei = np.array([[0, 1, 2], [1, 2, 0]])
+    x = np.eye(3, dtype=np.float32)
+    a = np.ones((3, 3))  # triangle + self-loops, all degrees 3
+    assert np.allclose(smooth(x, ei, 3, 2), np.linalg.matrix_power(a / 3, 2), atol=1e-6)
+
+
+@pytest.mark.parametrize("pred, acc, ari", [([1, 1, 0, 0, 2, 2], 1.0, 1.0), ([0, 0, 0, 1, 1, 1], 4 / 6, None)])
+def test_cluster_metrics_are_permutation_invariant(pred, acc, ari):
+    m = cluster_metrics(np.array([0, 0, 1, 1, 2, 2]), np.array(pred))
+    assert m["acc"] == pytest.approx(acc)
+    if ari is not None:
+        assert m["ari"] == pytest.approx(ari) and m["nmi"] == pytest.approx(1.0)
+
+
+def test_ccgc_recovers_planted_blocks():
+    import networkx as nx
+
+    g = nx.stochastic_block_model([40, 40], [[0.3, 0.02], [0.02, 0.3]], seed=0)
+    y = np.repeat([0, 1], 40)
+    x = np.random.default_rng(0).normal(size=(80, 16)).astype(np.float32)
+    seen = []
+    r = fit(x, np.array(g.edges).T, 2, CCGCConfig(epochs=15, warmup=5, dim=32, batch=40), progress=lambda e, t, l: seen.append(e))
+    assert cluster_metrics(y, r["labels"])["acc"] > 0.9
+    assert seen == list(range(1, 16)) and r["confidence"].shape == (80,) and (0.5 <= r["confidence"]).all()
+
+
+# ------------------------------------------------------------------ ISDA / RISDA
+
+
+def test_covariance_estimator_matches_numpy_in_chunks():
+    rng = np.random.default_rng(0)
+    f, y = rng.normal(size=(90, 4)).astype(np.float32), rng.integers(0, 3, 90)
+    est = CovarianceEstimator(3, 4)
+    for i in range(0, 90, 25):
+        est.update(torch.from_numpy(f[i : i + 25]), torch.from_numpy(y[i : i + 25]))
+    for c in range(3):
+        assert np.allclose(est.cov[c].numpy(), np.cov(f[y == c].T, bias=True), atol=1e-5)
+        assert np.allclose(est.mean[c].numpy(), f[y == c].mean(0), atol=1e-6)
+
+
+def test_augmented_logits_formula_and_isda_reduces_to_ce():
+    torch.manual_seed(0)
+    w, z, y = torch.randn(3, 4), torch.randn(5, 3), torch.tensor([0, 1, 2, 1, 0])
+    a = torch.randn(3, 4, 4)
+    cov = a @ a.transpose(1, 2)
+    shift = torch.randn(3, 4)
+    got = augmented_logits(z, w, y, cov, shift, lam=0.5, beta=0.75)
+    for i in range(5):
+        for j in range(3):
+            d = w[j] - w[y[i]]
+            assert got[i, j] == pytest.approx(float(z[i, j] + 0.75 * d @ shift[y[i]] + 0.25 * d @ cov[y[i]] @ d), rel=1e-4, abs=1e-4)
+    feats = torch.randn(5, 4)
+    assert ISDALoss(3, 4)(feats, z, w, y, progress=0.0).item() == pytest.approx(F.cross_entropy(z, y).item(), rel=1e-6)
+    assert ISDALoss(3, 4)(feats, z, w, y, progress=1.0).item() > F.cross_entropy(z, y).item()  # quadratic term >= 0
+
+
+def test_risda_tail_borrows_from_confused_classes():
+    rng = np.random.default_rng(0)
+    f = torch.from_numpy(rng.normal(size=(60, 3)).astype(np.float32))
+    y = torch.tensor([0] * 30 + [1] * 25 + [2] * 5)
+    pred = y.clone()
+    pred[55:58] = 0  # two of... three of five tail samples confused with class 0
+    s = risda_stats(f, y, pred, 3, tail=[2])
+    assert np.allclose(s.kg[2], [0.6, 0.0, 0.4])
+    est = CovarianceEstimator(3, 3)
+    est.update(f, y)
+    assert torch.allclose(s.cov[2], 0.6 * est.cov[0] + 0.4 * est.cov[2], atol=1e-6)
+    assert torch.allclose(s.cov[0], est.cov[0]) and torch.all(s.shift[:2] == 0)
+
+
+# ------------------------------------------------------------------ export and serving
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory, small):
+    torch.manual_seed(0)
+    model = BotRGCN(hidden=16).eval()
+    meta = {"seed": 0, "config": {"hidden": 16, "epochs": 0, "lr": 0.0}, "graph": {"edge_scale": SMALL.edge_scale, "seed": SMALL.seed}, "served": {}}
+    labels = small["group"].clip(min=-1) + 1  # any clustering will do for the lookup handlers
+    conf = np.linspace(0.1, 0.9, len(labels)).astype(np.float32)
+    root = tmp_path_factory.mktemp("graph") / "repo"
+    errors = write_family(root, model, meta, small, clusters_bytes(small, labels, conf, int(labels.max()) + 1), {"k": int(labels.max()) + 1})
+    repo = ModelRepository(root)
+    with pytest.MonkeyPatch.context() as mp:  # replica_resources() asks Ray, which would start a local Ray instance
+        mp.setattr("serve.model.replica_resources", lambda: (1, "cpu"))
+        backends = {(s.name, v): ModelWorker(str(root), s.name, v) for s in repo for v in s.versions}
+    return {"plane": DataPlane(repo, backends), "model": model, "errors": errors, "labels": labels, "conf": conf, "root": root}
+
+
+def infer(family, model, inputs):
+    return asyncio.run(family["plane"].infer(InferRequest(model, None, inputs, parameters={}), "test")).outputs
+
+
+def stream(family, model, inputs):
+    async def go():
+        return [r.outputs async for r in family["plane"].stream(InferRequest(model, None, inputs, parameters={}), "test")]
+
+    return asyncio.run(go())
+
+
+def reference(family, small):
+    with torch.no_grad():
+        b, s = family["model"](*(torch.from_numpy(small[k]) for k in ("x", "edge_index", "edge_type")))
+    return torch.softmax(b, 1)[:, 1].numpy(), torch.softmax(s, 1).numpy()
+
+
+def test_served_path_matches_pyg(family):
+    assert max(family["errors"].values()) < 1e-4 and {"full.bot", "query.bot", "query_cached.bot", "encoder.h0"} <= set(family["errors"])
+
+
+def test_bot_detector_answers_known_ids_and_flags_unknown(family, small):
+    pb, ps = reference(family, small)
+    ids = np.array([[small["account_id"][5]], [123], [small["account_id"][900]], [small["account_id"][5]]], np.int64)
+    out = infer(family, "bot_detector", {"ACCOUNT_IDS": ids})
+    assert out["FOUND"].ravel().tolist() == [True, False, True, True]
+    assert np.allclose(out["BOT_PROBABILITY"].ravel()[[0, 2, 3]], pb[[5, 900, 5]], atol=1e-5)
+    assert np.allclose(out["STANCE_PROBS"][[0, 2]], ps[[5, 900]], atol=1e-5)
+    assert out["BOT_PROBABILITY"][1, 0] == -1 and out["BOT_PROBABILITY"].dtype == np.float32
+
+
+def test_subgraph_matches_full_graph(family, small):
+    pb, ps = reference(family, small)
+    targets = np.array([0, 7, 7, 1499])
+    out = infer(family, "bot_detector_subgraph", {"NODE_FEATURES": small["x"], "EDGE_INDEX": small["edge_index"],
+                                                  "EDGE_TYPE": small["edge_type"], "TARGETS": targets})
+    assert np.allclose(out["BOT_PROBABILITY"], pb[targets], atol=1e-5) and out["STANCE_PROBS"].shape == (4, 3)
+
+
+def _sub(n=4, width=788, ei=((0, 1), (1, 2)), et=(0, 6), targets=(0,)):
+    return {"NODE_FEATURES": np.zeros((n, width), np.float32), "EDGE_INDEX": np.array(ei, np.int64).reshape(2, -1),
+            "EDGE_TYPE": np.array(et, np.int64), "TARGETS": np.array(targets, np.int64)}
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (_sub(width=700), "NODE_FEATURES.*788"),
+    (_sub(n=0, ei=np.zeros((2, 0)), et=(), targets=()), "the subgraph is empty"),
+    (_sub(ei=((0, 1), (1, 9))), "edge 1 \\(1 -> 9\\) is out of range for 4 nodes"),
+    (_sub(ei=((0, -1), (1, 2))), "out of range"),
+    (_sub(et=(0, 7)), "edge 1 has type 7, expected 0..6"),
+    (_sub(et=(0,)), "1 types for 2 edges"),
+    (_sub(targets=()), "no target nodes"),
+    (_sub(targets=(4,)), "'TARGETS': node 4 is out of range"),
+    (_sub(n=50_001, ei=np.zeros((2, 0)), et=()), "50001 nodes, at most 50000"),
+])
+def test_subgraph_bad_input(family, inputs, message):
+    with pytest.raises(InvalidInput, match=message):
+        infer(family, "bot_detector_subgraph", inputs)
+
+
+def test_bad_account_ids(family):
+    with pytest.raises(InvalidInput, match="ACCOUNT_IDS"):
+        infer(family, "bot_detector", {"ACCOUNT_IDS": np.array([[1.5]], np.float32)})
+
+
+def test_cluster_lookup_and_members(family, small):
+    ids = np.array([[small["account_id"][3]], [42]], np.int64)
+    out = infer(family, "account_clusters", {"ACCOUNT_IDS": ids})
+    assert out["FOUND"].ravel().tolist() == [True, False]
+    assert out["CLUSTER"].ravel().tolist() == [family["labels"][3], -1]
+    c = int(family["labels"][3])
+    members = infer(family, "account_cluster_members", {"CLUSTER": np.array([c], np.int64)})
+    want = set(small["account_id"][family["labels"] == c].tolist())
+    assert set(members["MEMBERS"].tolist()) == want and np.all(np.diff(members["CONFIDENCE"]) <= 0)
+    with pytest.raises(InvalidInput, match="cluster 999 does not exist"):
+        infer(family, "account_cluster_members", {"CLUSTER": np.array([999], np.int64)})
+
+
+def test_cluster_job_streams_progress_then_result(family):
+    import networkx as nx
+
+    g = nx.stochastic_block_model([30, 30], [[0.4, 0.02], [0.02, 0.4]], seed=1)
+    x = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    responses = stream(family, "account_clusters_job", {"NODE_FEATURES": x, "EDGE_INDEX": np.array(g.edges, np.int64).T, "N_CLUSTERS": np.array([2], np.int64)})
+    progress = [float(r["PROGRESS"][0]) for r in responses]
+    assert progress == sorted(progress) and progress[-1] == 1.0 and len(responses) >= 3
+    assert json.loads(responses[0]["STATUS"][0])["state"] == "started"
+    final = responses[-1]
+    assert final["CLUSTER"].shape == (60,) and cluster_metrics(np.repeat([0, 1], 30), final["CLUSTER"])["acc"] > 0.9
+    with pytest.raises(InvalidInput, match="'N_CLUSTERS': 1 clusters"):
+        stream(family, "account_clusters_job", {"NODE_FEATURES": x, "EDGE_INDEX": np.zeros((2, 0), np.int64), "N_CLUSTERS": np.array([1], np.int64)})
+
+
+def test_new_snapshot_is_a_new_version(family, small, tmp_path):
+    from export.graph import add_snapshot
+
+    g = generate(GraphConfig(n_users=800, edge_scale=0.02, n_groups=4, seed=9))
+    path = tmp_path / "snap.npz"
+    synth.save_snapshot(g, path)
+    assert add_snapshot(family["root"], path) == 2
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("serve.model.replica_resources", lambda: (1, "cpu"))
+        w = ModelWorker(str(family["root"]), "bot_detector", 2)
+    out = asyncio.run(w.infer({"ACCOUNT_IDS": g["account_id"][:3, None]}))
+    assert out["FOUND"].all()
+    assert sorted(p.name for p in (family["root"] / "bot_detector").iterdir() if p.is_dir()) == ["1", "2"]
