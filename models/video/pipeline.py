@@ -1,0 +1,265 @@
+"""SSTAM's inference pipeline in numpy: saliency, block maps, temporal tokens, segment pooling.
+
+Shared by training (with the torch modules as `block_fn` / `temporal_fn`), evaluation and serving (with
+ONNX Runtime sessions), so the served numbers are the ones evaluated. No torch import here.
+
+Per sampled frame (decode.py gives YUV 4:2:0 planes, sides multiples of 16):
+- block maps: the block CNN gives 4 spatial intensities and `feat` features per 16x16 block;
+- saliency per block (SALIENCY methods below), from a 1/8-resolution luma thumbnail;
+- tokens: an 8x8 grid of regions (blocks averaged by region), each token = saliency-weighted CNN features,
+  the region's 4 intensities, its mean absolute change from the previous sampled frame (thumbnail), its
+  fine-detail energy (hf_blocks) and its saliency.
+Per clip of CLIP sampled frames: the TimeSformer maps tokens [CLIP, 64, D] to (flickering, floating).
+Per segment of SEG_CLIPS clips: spatial = saliency-weighted mean of block intensities over blocks and
+frames; temporal = mean over clips; quality = 1 - clip(b + w . intensities, 0, 1) with w >= 0 fitted on
+the training encodes (so quality can only fall when an intensity rises).
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .decode import Frame
+
+CLIP, SEG_CLIPS, GRID = 8, 2, 8
+ARTIFACTS = ["blurring", "blocking", "bleeding", "ringing", "flickering", "floating"]
+
+
+def thumbnail(y: np.ndarray) -> np.ndarray:
+    """Luma averaged over 8x8 pixels, float32 [H/8, W/8]."""
+    import cv2
+
+    H, W = y.shape
+    return cv2.resize(y.astype(np.float32), (W // 8, H // 8), interpolation=cv2.INTER_AREA)  # exact 8x8 means
+
+
+def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def spectral_residual(thumb: np.ndarray) -> np.ndarray:
+    """Hou & Zhang (CVPR 2007) on the thumbnail resized to 64 px wide: log-amplitude minus its 3x3 mean,
+    back with the original phase, squared, blurred. The cheap anchor (what OpenCV contrib's
+    StaticSaliencySpectralResidual computes at 64 px; contrib is not installed here). Returns [0, 1] at thumb size."""
+    import cv2
+
+    h, w = thumb.shape
+    # only ever shrink: upsampling by pixel repetition would add spectral replicas the residual then "finds"
+    small = cv2.resize(thumb, (64, max(8, round(64 * h / w))), interpolation=cv2.INTER_AREA) if w > 64 else thumb
+    f = np.fft.fft2(small)
+    logamp = np.log(np.abs(f) + 1e-6)
+    residual = logamp - cv2.blur(logamp, (3, 3), borderType=cv2.BORDER_REFLECT)
+    sal = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(f)))) ** 2
+    sal = _blur(sal.astype(np.float32), 2.5 * small.shape[1] / 64)
+    sal = cv2.resize(sal, (w, h), interpolation=cv2.INTER_LINEAR)
+    return (sal - sal.min()) / (np.ptp(sal) + 1e-9)
+
+
+def centre_prior(h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d2 = ((yy + 0.5) / h - 0.5) ** 2 / 0.3 ** 2 + ((xx + 0.5) / w - 0.5) ** 2 / 0.3 ** 2
+    return np.exp(-0.5 * d2)
+
+
+def saliency(thumb: np.ndarray, prev: np.ndarray | None, method: str = "sstam") -> np.ndarray:
+    """Per-thumbnail-pixel weights in [0, 1].
+    - "uniform": all ones.
+    - "spectral_residual": Hou & Zhang alone.
+    - "sstam" (ours, low cost): 0.5 spectral residual + 0.25 centre prior + 0.25 motion contrast
+      (|thumb - prev| blurred and normalised), then a floor of 0.1 so no region is ignored entirely."""
+    if method == "uniform":
+        return np.ones_like(thumb)
+    sr = spectral_residual(thumb)
+    if method == "spectral_residual":
+        return sr
+    motion = np.zeros_like(thumb) if prev is None else _blur(np.abs(thumb - prev), 1.5)
+    motion = motion / (motion.max() + 4.0)  # small changes (noise, quantisation) stay near 0
+    s = 0.5 * sr + 0.25 * centre_prior(*thumb.shape) + 0.25 * motion
+    return 0.1 + 0.9 * (s - s.min()) / (np.ptp(s) + 1e-9)
+
+
+def to_blocks(a: np.ndarray) -> np.ndarray:
+    """Thumbnail-resolution map [H/8, W/8] -> block grid [H/16, W/16] (2x2 mean)."""
+    h, w = a.shape
+    return a.reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+
+
+def region_pool(a: np.ndarray, grid: int = GRID) -> np.ndarray:
+    """[..., h, w] -> [..., grid, grid]: mean over near-equal rectangles (np.array_split), any h, w >= 1."""
+    h, w = a.shape[-2:]
+    rs = np.array_split(np.arange(h), min(grid, h))
+    cs = np.array_split(np.arange(w), min(grid, w))
+    out = np.stack([np.stack([a[..., r[0]:r[-1] + 1, c[0]:c[-1] + 1].mean((-2, -1)) for c in cs], -1) for r in rs], -2)
+    if out.shape[-2:] != (grid, grid):  # fewer blocks than regions: repeat to fill the grid
+        ri = np.arange(grid) * out.shape[-2] // grid
+        ci = np.arange(grid) * out.shape[-1] // grid
+        out = out[..., ri, :][..., ci]
+    return out
+
+
+def hf_blocks(y: np.ndarray) -> np.ndarray:
+    """Per 16x16 block, log(1 + mean |y - 3x3 box mean of y|): fine detail, which falls when a frame is
+    coded coarsely, so quality swings between frames (flicker) show up as swings of this value."""
+    import cv2
+
+    d = cv2.absdiff(y, cv2.blur(y, (3, 3), borderType=cv2.BORDER_REFLECT))  # uint8 throughout: SIMD, no copies
+    H, W = y.shape
+    return np.log1p(cv2.resize(d.astype(np.float32), (W // 16, H // 16), interpolation=cv2.INTER_AREA))
+
+
+def token_dim(feat: int) -> int:
+    return feat + 4 + 3
+
+
+def frame_tokens(feats: np.ndarray, inten: np.ndarray, sal_b: np.ndarray, thumb: np.ndarray, prev: np.ndarray | None,
+                 hf: np.ndarray) -> np.ndarray:
+    """Tokens [GRID*GRID, feat + 7] of one frame. feats [feat, h, w], inten [4, h, w], sal_b, hf [h, w]."""
+    s = sal_b / (sal_b.mean() + 1e-9)
+    f = region_pool(feats * (0.5 + 0.5 * s))
+    i = region_pool(inten)
+    change = np.zeros_like(thumb) if prev is None else np.abs(thumb - prev)
+    change = region_pool(to_blocks(change))[None] / 16.0
+    contrast = region_pool(hf)[None] / 2.0
+    sal = region_pool(sal_b)[None]
+    tok = np.concatenate([f, i, change, contrast, sal], 0)  # [D, GRID, GRID]
+    return tok.reshape(tok.shape[0], -1).T.astype(np.float32)
+
+
+@dataclass
+class Pooling:
+    """quality = 1 - clip(bias + weights . intensities, 0, 1); weights >= 0 (fitted by NNLS)."""
+    weights: list = field(default_factory=lambda: [0.3, 0.3, 0.1, 0.1, 0.1, 0.1])
+    bias: float = 0.0
+
+    def quality(self, intensities: np.ndarray) -> float:
+        return float(1.0 - np.clip(self.bias + np.dot(self.weights, intensities), 0.0, 1.0))
+
+
+@dataclass
+class SegmentResult:
+    index: int
+    start_s: float
+    end_s: float
+    frames: int
+    intensities: np.ndarray   # [6] float32
+    quality: float
+    curve: list = field(default_factory=list)  # per-frame spatial intensities (for plots)
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "start_s": round(self.start_s, 4), "end_s": round(self.end_s, 4), "frames": self.frames,
+                **{a: round(float(v), 6) for a, v in zip(ARTIFACTS, self.intensities)}, "quality": round(self.quality, 6)}
+
+
+class Analyzer:
+    """Stateful: feed sampled frames in order with `push`; it returns a SegmentResult whenever a segment
+    is complete; `finish` flushes the last partial segment. `block_fn(y [N,1,H,W] f32, uv [N,2,H/2,W/2] f32)
+    -> (intensities [N,4,h,w], features [N,F,h,w])`; `temporal_fn(tokens [N,CLIP,64,D]) -> [N,2]`.
+    The carried state (`state()` / `load_state`) is what a segment sequence needs across requests."""
+
+    def __init__(self, block_fn, temporal_fn, pooling: Pooling, saliency_method: str = "sstam",
+                 clip: int = CLIP, seg_clips: int = SEG_CLIPS, batch: int = 4):
+        self.block_fn, self.temporal_fn, self.pooling = block_fn, temporal_fn, pooling
+        self.saliency_method, self.clip, self.seg_frames, self.batch = saliency_method, clip, clip * seg_clips, batch
+        self.prev_thumb = None
+        self.segment_index = 0
+        self._reset_segment()
+        self._pending: list[Frame] = []
+
+    def _reset_segment(self):
+        self.seg_spatial_num = np.zeros(4, np.float64)
+        self.seg_frames_done, self.seg_clip_scores, self.clip_tokens, self.seg_start, self.seg_end = 0, [], [], None, 0.0
+        self.seg_curve = []
+
+    def push(self, frame: Frame) -> list[SegmentResult]:
+        self._pending.append(frame)
+        if len(self._pending) < self.batch:
+            return []
+        return self._flush_pending()
+
+    def _flush_pending(self) -> list[SegmentResult]:
+        frames, self._pending = self._pending, []
+        if not frames:
+            return []
+        y = np.stack([f.y for f in frames])[:, None].astype(np.float32)
+        uv = np.stack([np.stack([f.u, f.v]) for f in frames]).astype(np.float32)
+        inten, feats = self.block_fn(y, uv)
+        out = []
+        for k, f in enumerate(frames):
+            r = self._frame(f, inten[k], feats[k])
+            if r is not None:
+                out.append(r)
+        return out
+
+    def _frame(self, f: Frame, inten: np.ndarray, feats: np.ndarray):
+        thumb = thumbnail(f.y)
+        sal_b = to_blocks(saliency(thumb, self.prev_thumb, self.saliency_method))
+        w = sal_b / sal_b.sum()
+        spatial = (inten * w).sum((1, 2))
+        self.seg_spatial_num += spatial
+        self.seg_curve.append([round(float(x), 5) for x in spatial])
+        self.clip_tokens.append(frame_tokens(feats, inten, sal_b, thumb, self.prev_thumb, hf_blocks(f.y)))
+        self.prev_thumb = thumb
+        if self.seg_start is None:
+            self.seg_start = f.time_s
+        self.seg_end = f.time_s
+        self.seg_frames_done += 1
+        if len(self.clip_tokens) == self.clip:
+            self._run_clip()
+        if self.seg_frames_done == self.seg_frames:
+            return self._close_segment()
+        return None
+
+    def _run_clip(self):
+        toks = self.clip_tokens
+        n = len(toks)
+        if n < self.clip:  # a short last clip: repeat its last frame (zero change) up to CLIP frames
+            last = toks[-1].copy()
+            last[:, -3] = 0.0
+            toks = toks + [last] * (self.clip - n)
+        scores = np.asarray(self.temporal_fn(np.stack(toks)[None].astype(np.float32)))[0]
+        self.seg_clip_scores.append((scores, n))
+        self.clip_tokens = []
+
+    def _close_segment(self) -> SegmentResult:
+        if self.clip_tokens:
+            self._run_clip()
+        n = self.seg_frames_done
+        spatial = self.seg_spatial_num / n
+        weights = np.array([c for _, c in self.seg_clip_scores], np.float64)
+        temporal = (np.stack([s for s, _ in self.seg_clip_scores]) * weights[:, None]).sum(0) / weights.sum()
+        inten = np.concatenate([spatial, temporal]).astype(np.float32)
+        r = SegmentResult(self.segment_index, float(self.seg_start), float(self.seg_end), n, inten,
+                          self.pooling.quality(inten), self.seg_curve)
+        self.segment_index += 1
+        self._reset_segment()
+        return r
+
+    def finish(self) -> list[SegmentResult]:
+        out = self._flush_pending()
+        if self.seg_frames_done:
+            out.append(self._close_segment())
+        return out
+
+    def state(self) -> np.ndarray:
+        """prev thumbnail shape + values (for the change feature and motion saliency across a boundary)."""
+        if self.prev_thumb is None:
+            return np.zeros(2, np.float32)
+        return np.concatenate([np.array(self.prev_thumb.shape, np.float32), self.prev_thumb.ravel()]).astype(np.float32)
+
+    def load_state(self, s: np.ndarray) -> None:
+        s = np.asarray(s, np.float32).ravel()
+        if s.size >= 2 and s[0] > 0:
+            h, w = int(s[0]), int(s[1])
+            if s.size == 2 + h * w:
+                self.prev_thumb = s[2:].reshape(h, w)
+
+
+def summarize(segments: list[SegmentResult], pooling: Pooling) -> dict:
+    frames = np.array([s.frames for s in segments], np.float64)
+    inten = (np.stack([s.intensities for s in segments]) * frames[:, None]).sum(0) / frames.sum()
+    quality = float((np.array([s.quality for s in segments]) * frames).sum() / frames.sum())
+    return {"segments": len(segments), "frames_analysed": int(frames.sum()),
+            "duration_s": round(float(segments[-1].end_s), 4) if segments else 0.0,
+            "intensities": {a: round(float(v), 6) for a, v in zip(ARTIFACTS, inten)}, "quality": round(quality, 6),
+            "pooled_quality": round(pooling.quality(inten), 6)}

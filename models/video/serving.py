@@ -1,0 +1,154 @@
+"""Serving handlers for SSTAM: ONNX Runtime + numpy + PyAV (no torch, no training code).
+
+- `VideoArtifactsHandler` (model `video_artifacts`, decoupled): one whole encoded file in `VIDEO`
+  BYTES [1]; the response stream carries one response per segment (SEGMENT_INDEX, SEGMENT_START_S,
+  SEGMENT_END_S, INTENSITIES [6], QUALITY [1]) as soon as that segment is analysed, then one final
+  response with SUMMARY (JSON). Frames are decoded one by one (PyAV), never the whole file as frames.
+- `VideoSegmentsHandler` (model `video_artifacts_segments`, Triton sequence batching): each request is
+  one independently decodable segment (`SEGMENT` BYTES [1], `SEGMENT_INDEX` INT64 [1]) of a sequence;
+  the platform passes START / END / STATE_IN and takes STATE_OUT back. The state carries the next
+  expected index, running sums for the sequence summary and the last frame's thumbnail (so the change
+  feature and motion saliency continue across segment boundaries).
+
+Parameters (config.pbtxt, strings): sample_fps (12.5), max_width (1920), max_height (1088),
+max_seconds (600), max_bytes (268435456), saliency (sstam | spectral_residual | uniform),
+segment_clips (2: a segment is 2 clips of 8 sampled frames = 1.28 s at 12.5 fps), frame_batch (4),
+decode_threads (the replica's threads; > 1 turns on FFmpeg's frame threading).
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from serve.errors import InvalidInput
+from serve.handler import ModelHandler
+from serve.runtimes.onnx import OnnxRuntime
+
+from .decode import Limits, VideoError, iter_frames, probe
+from .pipeline import ARTIFACTS, Analyzer, Pooling, SegmentResult, summarize
+
+
+class _Sstam(ModelHandler):
+    video_input = "VIDEO"
+
+    def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
+        super().__init__(model_dir, params, input_names, output_names, num_threads, device)
+        self.block = OnnxRuntime(self.model_dir / "block_cnn.onnx", ["y", "uv"], ["intensities", "features"], num_threads, device)
+        self.temporal = OnnxRuntime(self.model_dir / "timesformer.onnx", ["tokens"], ["scores"], num_threads, device)
+        meta = json.loads((self.model_dir / "sstam.json").read_text())
+        self.pooling = Pooling(**meta["pooling"])
+        p = self.params
+        self.sample_fps = float(p.get("sample_fps", 12.5))
+        self.limits = Limits(int(p.get("max_width", 1920)), int(p.get("max_height", 1088)), float(p.get("max_seconds", 600)))
+        self.max_bytes = int(p.get("max_bytes", 256 << 20))
+        self.saliency = p.get("saliency", "sstam")
+        self.segment_clips = int(p.get("segment_clips", 2))
+        self.frame_batch = int(p.get("frame_batch", 4))
+        self.decode_threads = int(p.get("decode_threads", self.num_threads))
+
+    def block_fn(self, y, uv):
+        out = self.block.infer({"y": y, "uv": uv})
+        return out["intensities"], out["features"]
+
+    def temporal_fn(self, tokens):
+        return self.temporal.infer({"tokens": tokens})["scores"]
+
+    def analyzer(self, segment_clips=None) -> Analyzer:
+        return Analyzer(self.block_fn, self.temporal_fn, self.pooling, self.saliency,
+                        seg_clips=segment_clips or self.segment_clips, batch=self.frame_batch)
+
+    def _video_bytes(self, inputs, name) -> bytes:
+        if name not in inputs:
+            raise InvalidInput(f"input '{name}': missing; expected BYTES [1] holding one encoded video file")
+        a = np.asarray(inputs[name], dtype=object).ravel()
+        if a.size != 1:
+            raise InvalidInput(f"input '{name}': expected exactly one element (one encoded video), got {a.size}")
+        data = a[0]
+        if isinstance(data, str):
+            data = data.encode("latin-1")
+        if not isinstance(data, (bytes, bytearray)) or len(data) == 0:
+            raise InvalidInput(f"input '{name}': expected the bytes of an encoded video file (mp4/mkv/webm), got an empty element")
+        if len(data) > self.max_bytes:
+            raise InvalidInput(f"input '{name}': {len(data)} bytes, above the limit of {self.max_bytes}")
+        return bytes(data)
+
+    def _check(self, name: str, data: bytes) -> dict:
+        try:
+            return probe(data, self.limits)
+        except VideoError as e:
+            raise InvalidInput(f"input '{name}': {e}") from None
+
+    def frames(self, name: str, data: bytes, info: dict):
+        try:
+            yield from iter_frames(data, self.sample_fps, self.limits, info, threads=self.decode_threads)
+        except VideoError as e:
+            raise InvalidInput(f"input '{name}': {e}") from None
+
+
+def _segment_outputs(r: SegmentResult) -> dict:
+    return {"SEGMENT_INDEX": np.array([r.index], np.int64), "SEGMENT_START_S": np.array([r.start_s], np.float32),
+            "SEGMENT_END_S": np.array([r.end_s], np.float32), "INTENSITIES": r.intensities.astype(np.float32),
+            "QUALITY": np.array([r.quality], np.float32)}
+
+
+class VideoArtifactsHandler(_Sstam):
+    def preprocess(self, inputs):
+        data = self._video_bytes(inputs, "VIDEO")
+        self._check("VIDEO", data)  # container, codec and limits, before any response is sent
+        return {"VIDEO": np.array([data], dtype=object)}
+
+    def stream(self, inputs):
+        data = self._video_bytes(inputs, "VIDEO")
+        an, info, segments = self.analyzer(), {}, []
+        for frame in self.frames("VIDEO", data, info):
+            for r in an.push(frame):
+                segments.append(r)
+                yield _segment_outputs(r)
+        for r in an.finish():
+            segments.append(r)
+            yield _segment_outputs(r)
+        summary = summarize(segments, self.pooling)
+        summary["video"] = {k: info.get(k) for k in ("codec", "container", "width", "height", "fps", "duration_s", "decoded", "sampled")}
+        summary["sample_fps"] = self.sample_fps
+        summary["per_segment"] = [s.as_dict() for s in segments]
+        yield {"SUMMARY": np.array([json.dumps(summary).encode()], dtype=object)}
+
+
+# STATE layout (FP32): [next_index, frames, sum_frames*intensities (6), sum_frames*quality, thumb_h, thumb_w, thumb...]
+_HEAD = 9
+
+
+class VideoSegmentsHandler(_Sstam):
+    def infer(self, inputs):
+        start = bool(np.asarray(inputs.get("START", [0])).ravel()[0])
+        end = bool(np.asarray(inputs.get("END", [0])).ravel()[0])
+        state = np.asarray(inputs.get("STATE_IN", np.zeros(0, np.float32)), np.float32).ravel()
+        if start or state.size < _HEAD:
+            state = np.zeros(_HEAD + 2, np.float32)
+        if "SEGMENT_INDEX" not in inputs:
+            raise InvalidInput("input 'SEGMENT_INDEX': missing; expected INT64 [1], the segment's position in the sequence (0, 1, ...)")
+        index = int(np.asarray(inputs["SEGMENT_INDEX"]).ravel()[0])
+        expected = int(state[0])
+        if index != expected:
+            raise InvalidInput(f"input 'SEGMENT_INDEX': segment {index} out of order; expected segment {expected} of this sequence")
+        data = self._video_bytes(inputs, "SEGMENT")
+        self._check("SEGMENT", data)
+        an = self.analyzer(segment_clips=1 << 30)  # the whole request is one result
+        an.load_state(state[_HEAD - 2:])
+        info = {}
+        for frame in self.frames("SEGMENT", data, info):
+            an.push(frame)
+        r = an.finish()[0]
+        frames = state[1] + r.frames
+        sums = state[2:8] + r.intensities * r.frames
+        qsum = state[8] + r.quality * r.frames
+        new_state = np.concatenate([[index + 1, frames], sums, [qsum], an.state()]).astype(np.float32)
+        seg = {"segment_index": index, "frames": r.frames, **{a: round(float(v), 6) for a, v in zip(ARTIFACTS, r.intensities)},
+               "quality": round(r.quality, 6), "codec": info.get("codec")}
+        if end:
+            seg["sequence"] = {"segments": index + 1, "frames_analysed": int(frames),
+                               "intensities": {a: round(float(v), 6) for a, v in zip(ARTIFACTS, sums / frames)},
+                               "quality": round(float(qsum / frames), 6)}
+        return {"INTENSITIES": r.intensities.astype(np.float32), "QUALITY": np.array([r.quality], np.float32),
+                "FRAMES": np.array([r.frames], np.int64), "SUMMARY": np.array([json.dumps(seg).encode()], dtype=object),
+                "STATE_OUT": new_state}

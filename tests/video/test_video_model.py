@@ -1,0 +1,136 @@
+"""Model code on tiny inputs: shapes, CeCo's geometry and gradients, the pipeline's pooling and state."""
+import numpy as np
+import pytest
+import torch
+
+from models.ceco.ceco import CeCo, centre_geometry, class_centres, simplex_etf
+from models.video.decode import Frame
+from models.video.model import BlockCNN, TimeSformer
+from models.video.pipeline import CLIP, Analyzer, Pooling, region_pool, saliency, spectral_residual, thumbnail, token_dim
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("hw", [(128, 128), (144, 256), (16, 32)])
+def test_block_cnn_is_fully_convolutional(hw):
+    h, w = hw
+    cnn = BlockCNN(8, 16)
+    i, f = cnn(torch.rand(2, 1, h, w) * 255, torch.rand(2, 2, h // 2, w // 2) * 255)
+    assert i.shape == (2, 4, h // 16, w // 16) and f.shape == (2, 16, h // 16, w // 16)
+    assert 0 <= float(i.min()) and float(i.max()) <= 1
+    assert "BlockCNN(width=8, feat=16)" == repr(cnn)
+
+
+def test_timesformer_shape_and_time_order_matters():
+    torch.manual_seed(0)
+    tsf = TimeSformer(token_dim(16), dim=16, heads=2, depth=1).eval()
+    x = torch.randn(3, CLIP, 64, token_dim(16))
+    y = tsf(x)
+    assert y.shape == (3, 2) and ((y > 0) & (y < 1)).all()
+    assert not torch.allclose(tsf(x.flip(1)), y)  # temporal position embedding: order is seen
+
+
+@pytest.mark.parametrize("K", [2, 5, 19])
+def test_simplex_etf_geometry(K):
+    W = simplex_etf(K, 64)
+    cos = W.T @ W
+    assert torch.allclose(torch.diag(cos), torch.ones(K), atol=1e-5)
+    off = cos[~torch.eye(K, dtype=torch.bool)]
+    assert torch.allclose(off, torch.full_like(off, -1 / (K - 1)), atol=1e-5)
+    assert centre_geometry(W.T)["mean_abs_dev"] < 1e-4
+
+
+def test_class_centres_are_per_image_means():
+    f = torch.zeros(2, 3, 2, 2)
+    f[0, :, 0, 0], f[0, :, 0, 1], f[0, :, 1, :] = 1.0, 3.0, 5.0
+    f[1] = 7.0
+    lab = torch.tensor([[[0, 0], [1, 1]], [[2, 2], [2, -1]]])
+    c, k = class_centres(f, lab, 3)
+    assert k.tolist() == [0, 1, 2]
+    assert torch.allclose(c[:, 0], torch.tensor([2.0, 5.0, 7.0]))
+
+
+def test_ceco_pulls_centres_toward_the_etf():
+    torch.manual_seed(0)
+    K, C = 4, 8
+    feats = torch.nn.Parameter(torch.randn(K, C) * 0.1)  # one learnable feature per class
+    ceco = CeCo(C, K, [0.7, 0.2, 0.05, 0.05], proj=16, hidden=32, lam=1.0)
+    opt = torch.optim.Adam([feats, *ceco.parameters()], 0.05)
+    lab = torch.arange(K).reshape(1, 2, 2)
+    first = None
+    for _ in range(60):
+        loss = ceco(feats.T.reshape(1, C, 2, 2), lab)
+        first = first if first is not None else loss.item()
+        opt.zero_grad(), loss.backward(), opt.step()
+    assert loss.item() < 0.5 * first
+    with torch.no_grad():
+        h = torch.nn.functional.normalize(ceco.projection(feats), dim=1)
+    assert centre_geometry(h)["mean_cos"] < 0.0
+
+
+@pytest.mark.parametrize("hw", [(3, 5), (8, 8), (45, 80)])
+def test_region_pool_keeps_the_mean_of_a_constant(hw):
+    a = np.full((2, *hw), 3.0)
+    out = region_pool(a)
+    assert out.shape == (2, 8, 8) and np.allclose(out, 3.0)
+
+
+def test_saliency_methods():
+    rng = np.random.default_rng(0)
+    th = rng.normal(100, 2, (18, 32)).astype(np.float32)
+    th[6:10, 12:18] += 80  # a bright object
+    sr = spectral_residual(th)
+    assert sr.shape == th.shape and sr.min() >= 0 and sr.max() <= 1
+    assert sr[6:10, 12:18].mean() > sr.mean()
+    s = saliency(th, th * 0.9, "sstam")
+    assert s.min() >= 0.1 - 1e-6 and s.max() <= 1 + 1e-6
+    assert np.all(saliency(th, None, "uniform") == 1)
+
+
+def _fake(n_frames, h=64, w=96, fps=12.5):
+    rng = np.random.default_rng(1)
+    for k in range(n_frames):
+        yield Frame(k, k / fps, rng.integers(0, 255, (h, w), dtype=np.uint8), np.full((h // 2, w // 2), 128, np.uint8),
+                    np.full((h // 2, w // 2), 128, np.uint8))
+
+
+def _analyzer(**kw):
+    torch.manual_seed(0)
+    cnn, tsf = BlockCNN(8, 16).eval(), TimeSformer(token_dim(16), dim=16, heads=2, depth=1).eval()
+    block_fn = lambda y, uv: tuple(t.detach().numpy() for t in cnn(torch.from_numpy(y), torch.from_numpy(uv)))
+    temporal_fn = lambda x: tsf(torch.from_numpy(x)).detach().numpy()
+    return Analyzer(block_fn, temporal_fn, Pooling(), **kw)
+
+
+@pytest.mark.parametrize("n, expected", [(16, [16]), (20, [16, 4]), (3, [3]), (33, [16, 16, 1])])
+def test_analyzer_segments(n, expected):
+    an = _analyzer()
+    segs = []
+    for f in _fake(n):
+        segs += an.push(f)
+    segs += an.finish()
+    assert [s.frames for s in segs] == expected
+    assert [s.index for s in segs] == list(range(len(expected)))
+    for s in segs:
+        assert s.intensities.shape == (6,) and 0 <= s.quality <= 1
+
+
+def test_analyzer_state_roundtrip():
+    an = _analyzer()
+    for f in _fake(3):
+        an.push(f)
+    an.finish()
+    st = an.state()
+    other = _analyzer()
+    other.load_state(st)
+    assert np.array_equal(other.prev_thumb, an.prev_thumb)
+    assert _analyzer().state().shape == (2,)
+
+
+def test_pooling_is_monotone():
+    p = Pooling([0.2, 0.3, 0.0, 0.1, 0.4, 0.1], 0.05)
+    base = np.full(6, 0.2)
+    for k in range(6):
+        up = base.copy()
+        up[k] += 0.3
+        assert p.quality(up) <= p.quality(base)
