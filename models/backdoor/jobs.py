@@ -1,0 +1,139 @@
+"""Run scans in a separate, resource-limited process, and the repository admission check.
+
+`run_scan(onnx_bytes, clean_images)` yields the worker's events (dicts). The child gets an address-space
+limit (`memory_mb`), a CPU-time limit, a wall-clock timeout (killed past it), no stdin, a fresh session,
+an empty temporary working directory and a minimal environment; a hostile model can exhaust only its own
+process. `scan_repository_model(path)` scans every model.onnx of a repository model folder with the
+platform-held clean set and returns an `Admission`.
+"""
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CLEAN = Path(__file__).parent / "weights" / "clean_reference.npy"
+
+
+@dataclass
+class Limits:
+    memory_mb: int = 3072
+    cpu_seconds: int = 240
+    wall_seconds: float = 300.0
+    steps: int = 200
+
+
+def _limit(limits: Limits):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb << 20, limits.memory_mb << 20))
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return apply
+
+
+def run_scan(onnx_bytes: bytes, clean_images: np.ndarray, limits: Limits = Limits()) -> Iterator[dict]:
+    with tempfile.TemporaryDirectory(prefix="backdoor-scan-") as tmp:
+        model_path, clean_path = Path(tmp) / "model.onnx", Path(tmp) / "clean.npy"
+        model_path.write_bytes(onnx_bytes)
+        np.save(clean_path, np.ascontiguousarray(clean_images, np.float32), allow_pickle=False)
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "HOME": tmp}
+        proc = subprocess.Popen([sys.executable, "-m", "models.backdoor.scan_worker", str(model_path), "--clean", str(clean_path),
+                                 "--steps", str(limits.steps)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=tmp, env=env, preexec_fn=_limit(limits), start_new_session=True, text=True)
+        deadline = time.monotonic() + limits.wall_seconds
+        finished = False
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    proc.kill()
+                    yield {"event": "error", "message": f"scan exceeded the wall-clock limit of {limits.wall_seconds:.0f} s and was stopped"}
+                    finished = True
+                    break
+                if not sel.select(timeout=min(left, 1.0)):
+                    continue
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                yield event
+                if event.get("event") in ("result", "refused", "error"):
+                    finished = True
+                    break
+        finally:
+            sel.close()
+            if proc.poll() is None:
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if not finished:
+            code = proc.wait()
+            stderr = proc.stderr.read()[-300:] if proc.stderr else ""
+            if code < 0:
+                why = {signal.SIGXCPU: f"CPU-time limit ({limits.cpu_seconds} s)", signal.SIGKILL: "killed"}.get(-code, signal.Signals(-code).name)
+            else:
+                why = f"exit code {code}" + (" (memory limit reached)" if "MemoryError" in stderr or "alloc" in stderr else "")
+            yield {"event": "error", "message": f"scan process ended without a result: {why}", "stderr_tail": stderr}
+
+
+def scan_once(onnx_bytes: bytes, clean_images: np.ndarray, limits: Limits = Limits()) -> dict:
+    """The final event of `run_scan`."""
+    last = {}
+    for last in run_scan(onnx_bytes, clean_images, limits):
+        pass
+    return last
+
+
+@dataclass
+class Admission:
+    admitted: bool
+    reason: str
+    results: dict = field(default_factory=dict)
+
+
+def scan_repository_model(path, clean_images: np.ndarray | None = None, limits: Limits = Limits()) -> Admission:
+    """Scan each `<version>/model.onnx` under a repository model folder. Not admitted when any version is
+    refused by the checks or judged backdoored; the reason is meant for the model's status. Models without
+    ONNX files, or whose input shape has no platform-held clean set, are admitted with a reason saying they
+    were not scanned."""
+    path = Path(path)
+    onnx_files = sorted(path.glob("*/model.onnx"))
+    if not onnx_files:
+        return Admission(True, "not scanned: no <version>/model.onnx")
+    clean = np.load(DEFAULT_CLEAN, allow_pickle=False) if clean_images is None else clean_images
+    results = {}
+    for f in onnx_files:
+        event = scan_once(f.read_bytes(), clean, limits)
+        results[f.parent.name] = event
+        version = f"{path.name} version {f.parent.name}"
+        if event.get("event") == "refused":
+            if "does not match the model's input" in event.get("message", ""):
+                results[f.parent.name]["admission"] = "not scanned"
+                continue
+            return Admission(False, f"backdoor scan refused {version}: {event['message']}", results)
+        if event.get("event") != "result":
+            return Admission(False, f"backdoor scan failed for {version}: {event.get('message')}", results)
+        if event["verdict"] == "backdoored":
+            return Admission(False, f"backdoor scan: {version} looks backdoored (class {event['suspected_target']}, "
+                             f"anomaly index {event['max_anomaly_index']:.2f} > {event['threshold']})", results)
+    scanned = [v for v, e in results.items() if e.get("event") == "result"]
+    return Admission(True, f"backdoor scan passed for versions {scanned}" if scanned else "not scanned: no clean reference set for this input shape", results)
