@@ -8,7 +8,7 @@ from pathlib import Path
 
 from models.examples import handlers, heat1d, simple
 
-from . import caption, digits, koopman, shortcut
+from . import backdoor, caption, digits, graph, iqa, koopman, shortcut, video
 from .repository import write_model
 
 
@@ -19,7 +19,10 @@ def build_examples(root: Path) -> None:
         write_model(root, name, config, {1: {}}, handlers.CARD.format(name=name))
 
 
-BUILDERS = {"examples": build_examples, "digits": digits.build, "shortcut": shortcut.build, "caption": caption.build, "koopman": koopman.build}
+BUILDERS = {
+    "examples": build_examples, "digits": digits.build, "shortcut": shortcut.build, "caption": caption.build,
+    "koopman": koopman.build, "iqa": iqa.build, "graph": graph.build, "video": video.build, "backdoor": backdoor.build,
+}
 
 
 def main(argv=None) -> None:

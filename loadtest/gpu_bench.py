@@ -8,6 +8,7 @@ largest deviation from fp32 on the same inputs, so a reader can see where half p
 Prints one markdown table (record it in loadtest/BENCH.md) and writes the raw numbers as JSON.
 """
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -31,12 +32,14 @@ def models():
         "shortcut_audit": (shortcut.load_trained()[0], images((3, 8, 8))),
         "caption_match": (caption.load_trained()[0], lambda b: (torch.rand(b, 3, 16, 16), torch.randint(0, 20, (b, caption.MAX_LEN)))),
     }
-    try:  # the Koopman operators, where their export module is present
-        from export import koopman
-
-        entries.update(koopman.torch_benchmarks())
-    except (ImportError, AttributeError):
-        pass
+    # Families whose export module offers `torch_benchmarks() -> {name: (module, inputs)}`.
+    for family in ("koopman", "iqa", "graph", "video", "backdoor"):
+        try:
+            module = importlib.import_module(f"export.{family}")
+        except ImportError:
+            continue
+        if hasattr(module, "torch_benchmarks"):
+            entries.update(module.torch_benchmarks())
     return entries
 
 
