@@ -1,0 +1,75 @@
+"""The scenario table: model -> how to build one request. Adding a model is one entry in SCENARIOS.
+
+Each entry gives the version to hit, a factory `rows -> {input name: numpy array}` (real test-split data
+where the model has one, seeded random data otherwise) and whether the model is decoupled (streamed
+rollouts: gRPC users then send them on a bidirectional stream and count the whole stream as one request).
+Models missing from the repository are skipped by `available()`.
+"""
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Scenario:
+    version: str
+    factory: Callable[[int], dict]
+    decoupled: bool = False
+    http: bool = True  # HTTP users (the v2 JSON route); decoupled models are gRPC-stream only
+
+
+@lru_cache(maxsize=1)
+def _digits() -> np.ndarray:
+    from models.digits.data import load_splits
+
+    return np.ascontiguousarray(load_splits()["test"][0][:64])
+
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def _captions(b):
+    return np.array([[b"a small thick red seven slanted left"]] * b, dtype=object)
+
+
+def _steps(b, n):
+    return np.full((b, 1), n, np.int32)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "simple": Scenario("1", lambda b: {"INPUT0": np.arange(16, dtype=np.int32)[None].repeat(b, 0),
+                                       "INPUT1": np.ones((b, 16), np.int32)}),
+    "digits_cnn": Scenario("2", lambda b: {"image": _digits()[:b]}),
+    "digits_cnn_v1": Scenario("1", lambda b: {"image": _digits()[:b]}),
+    "digits_cnn_torchscript": Scenario("1", lambda b: {"image": _digits()[:b]}),
+    "shortcut_audit": Scenario("1", lambda b: {"image": _rng().random((b, 3, 8, 8), dtype=np.float32)}),
+    "caption_match": Scenario("1", lambda b: {"image": _rng().random((b, 3, 16, 16), dtype=np.float32),
+                                              "text": _captions(b)}),
+    "heat1d": Scenario("1", lambda b: {"U": np.sin(np.linspace(0, np.pi, 64, dtype=np.float32))[None].repeat(b, 0),
+                                       "STEPS": _steps(b, 10)}, decoupled=True, http=False),
+    "kno_burgers": Scenario("1", lambda b: {"WINDOW": _rng().standard_normal((b, 10, 64), dtype=np.float32) * 0.1,
+                                            "STEPS": _steps(b, 5)}, decoupled=True, http=False),
+    "kno_ns2d": Scenario("1", lambda b: {"WINDOW": _rng().standard_normal((b, 10, 32, 32), dtype=np.float32) * 0.1,
+                                         "STEPS": _steps(b, 3)}, decoupled=True, http=False),
+}
+# Families being built elsewhere (iqa, bot_detector, video_artifacts, backdoor_scan) add one entry each here.
+
+
+def served_name(name: str) -> str:
+    """Table keys may alias a version of a served model (digits_cnn_v1 -> digits_cnn)."""
+    return "digits_cnn" if name == "digits_cnn_v1" else name
+
+
+def available(repository: Path, names=None) -> list[str]:
+    """Table entries whose model (and version) exist in `repository`, in table order."""
+    out = []
+    for name in names or SCENARIOS:
+        if name not in SCENARIOS:
+            raise KeyError(f"no scenario for {name!r}; known: {sorted(SCENARIOS)}")
+        if (Path(repository) / served_name(name) / SCENARIOS[name].version).is_dir():
+            out.append(name)
+    return out

@@ -1,0 +1,146 @@
+"""A real Prometheus server scraping the platform during a load run: `python -m loadtest.prometheus`.
+
+Needs Debian's `prometheus` package (`apt-get install -y prometheus`; the binary at /usr/bin/prometheus,
+or pass --prometheus). Starts the platform (loadtest/server.py), writes a Prometheus config that scrapes
+its metrics port every second, starts `prometheus` on a free loopback port with its own TSDB in a temp
+dir, drives digits_cnn with a short locust run (gRPC users, steady), then queries Prometheus' HTTP API:
+
+  sum by (model) (rate(ray_streamserve_requests_total[30s]))                                   per-model request rate
+  histogram_quantile(q, sum by (model, le) (rate(ray_streamserve_request_latency_ms_bucket[30s])))  q = 0.5, 0.99
+
+and prints / writes them to loadtest/reports/suite/prometheus.json. Everything listens on 127.0.0.1 only.
+"""
+import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+QUERIES = {
+    "request_rate": 'sum by (model) (rate(ray_streamserve_requests_total{{model="{m}"}}[30s]))',
+    "latency_p50_ms": 'histogram_quantile(0.5, sum by (model, le) (rate(ray_streamserve_request_latency_ms_bucket{{model="{m}"}}[30s])))',
+    "latency_p99_ms": 'histogram_quantile(0.99, sum by (model, le) (rate(ray_streamserve_request_latency_ms_bucket{{model="{m}"}}[30s])))',
+    "batch_size_mean": 'sum(rate(ray_streamserve_batch_size_sum{{model="{m}"}}[30s])) / sum(rate(ray_streamserve_batch_size_count{{model="{m}"}}[30s]))',
+}
+
+
+def find_prometheus(explicit: str | None = None) -> str | None:
+    return explicit or shutil.which("prometheus") or (Path("/usr/bin/prometheus").exists() and "/usr/bin/prometheus") or None
+
+
+def start_prometheus(binary: str, target: str, workdir: Path, scrape_s: float = 1.0):
+    """Returns (http://127.0.0.1:port, process) once Prometheus reports ready."""
+    from serve.launcher import free_loopback_port
+
+    port = free_loopback_port()
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        f"global:\n  scrape_interval: {int(scrape_s * 1000)}ms\n  evaluation_interval: {int(scrape_s * 1000)}ms\n"
+        f"scrape_configs:\n  - job_name: streamserve\n    static_configs:\n      - targets: ['{target}']\n"
+    )
+    log = workdir / "prometheus.log"
+    process = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/-/ready", timeout=2).read()
+            return url, process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop(process)
+                raise RuntimeError(f"prometheus did not start; log tail:\n{log.read_text()[-2000:]}")
+            time.sleep(0.5)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def query(url: str, promql: str) -> list[dict]:
+    with urllib.request.urlopen(f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": promql}), timeout=10) as r:
+        body = json.load(r)
+    if body.get("status") != "success":
+        raise RuntimeError(f"query failed: {promql}: {body}")
+    return body["data"]["result"]
+
+
+def scalar(result: list[dict]) -> float:
+    return sum(float(s["value"][1]) for s in result) if result else float("nan")
+
+
+def up(url: str) -> bool:
+    return scalar(query(url, 'up{job="streamserve"}')) == 1.0
+
+
+def run(binary: str, repository: Path, model: str = "digits_cnn", load_s: float = 15, users: int = 8,
+        server=None, workdir: Path | None = None) -> dict:
+    """Load the platform while Prometheus scrapes it; returns {query name: value} read back from Prometheus.
+    Starts (and stops) its own server unless one is passed in."""
+    from .server import start_server, stop_server
+    from .suite import run_locust, summarize
+
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="prom-"))
+    own = server is None
+    if own:
+        server = start_server(repository, workdir / "server")
+    prom = None
+    try:
+        url, prom = start_prometheus(binary, server.metrics, workdir)
+        deadline = time.monotonic() + 30
+        while not up(url):
+            if time.monotonic() > deadline:
+                raise RuntimeError("prometheus never scraped the platform (up != 1)")
+            time.sleep(1)
+        rows = run_locust(workdir, "prom_load", model, "grpc", "steady", users, load_s, server.http, server.grpc)
+        client = summarize(rows)
+        time.sleep(3)  # Ray's metrics agent (2 s) + one scrape
+        out = {"model": model, "prometheus": url, "client_throughput": client["throughput"],
+               "client_p99_ms": client["p99_ms"]}
+        for name, q in QUERIES.items():
+            out[name] = scalar(query(url, q.format(m=model)))
+            out[f"{name}_query"] = q.format(m=model)
+        return out
+    finally:
+        if prom is not None:
+            stop(prom)
+        if own:
+            stop_server(server.process)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--prometheus", help="path to the prometheus binary (default: from PATH)")
+    p.add_argument("--repository", type=Path, default=ROOT / "model_repository")
+    p.add_argument("--model", default="digits_cnn")
+    p.add_argument("--seconds", type=float, default=15)
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "reports" / "suite" / "prometheus.json")
+    a = p.parse_args(argv)
+    binary = find_prometheus(a.prometheus)
+    if not binary:
+        raise SystemExit("no prometheus binary: apt-get install -y prometheus (Debian), or pass --prometheus")
+    result = run(binary, a.repository.resolve(), a.model, a.seconds)
+    for k, v in result.items():
+        if not k.endswith("_query"):
+            print(f"{k:20} {v}")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

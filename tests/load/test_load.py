@@ -1,0 +1,135 @@
+"""Load-suite checks: the naive baseline answers like the platform, the scenario table and the suite's
+analysis behave, a short locust run against the naive server writes its rows, and (slow, real server)
+the suite's --short mode writes its CSVs and Prometheus reads a non-zero request rate back."""
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loadtest.locust.scenarios import SCENARIOS, available
+from loadtest.suite import by_level, histogram_delta, run_locust, saturation, summarize
+
+ROOT = Path(__file__).resolve().parents[2]
+real_server = pytest.mark.skipif(not os.environ.get("STREAMSERVE_LOAD_TESTS"),
+                                 reason="starts the real server (~1.5 GB, minutes): set STREAMSERVE_LOAD_TESTS=1")
+
+
+@pytest.fixture(scope="module")
+def REPO(tmp_path_factory) -> Path:
+    """digits_cnn (v1, v2) only, built by the project's exporter from committed weights (seconds)."""
+    from export.build import main as build
+
+    root = tmp_path_factory.mktemp("load") / "model_repository"
+    build(["--repository", str(root), "--only", "digits"])
+    return root
+
+
+@pytest.fixture(scope="module")
+def naive(REPO, tmp_path_factory):
+    from loadtest.naive_server import start_naive, stop_naive
+
+    log = tmp_path_factory.mktemp("naive") / "naive.log"
+    address, process = start_naive(REPO, "digits_cnn", "2", log)
+    yield address
+    stop_naive(process)
+    assert process.poll() is not None
+
+
+def test_available_skips_missing_models(tmp_path):
+    (tmp_path / "digits_cnn" / "2").mkdir(parents=True)
+    (tmp_path / "simple" / "7").mkdir(parents=True)  # wrong version: skipped
+    assert available(tmp_path) == ["digits_cnn"]
+    with pytest.raises(KeyError):
+        available(tmp_path, ["no_such_model"])
+
+
+def test_every_factory_builds_batched_inputs():
+    for name, sc in SCENARIOS.items():
+        one, three = sc.factory(1), sc.factory(3)
+        assert set(one) == set(three), name
+        for k in one:
+            assert one[k].shape[0] == 1 and three[k].shape[0] == 3, (name, k)
+
+
+def test_summary_and_saturation():
+    rows = [{"time": t / 100, "latency_ms": 10.0 + (t % 10), "code": "OK", "users": 1} for t in range(100)]
+    rows += [{"time": 1.0, "latency_ms": 1.0, "code": "503", "users": 1}] * 5
+    s = summarize(rows)
+    assert s["ok"] == 100 and s["errors"] == {"503": 5} and abs(s["error_rate"] - 5 / 105) < 1e-9
+    assert 10 <= s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"] <= 19
+    levels = [{"users": u, "throughput": t, "p99_ms": 10.0} for u, t in ((1, 100), (2, 190), (4, 200), (8, 201))]
+    assert saturation(levels)["users"] == 2  # 190 -> 200 is < 10 % growth
+    assert saturation(levels[:2]) is None  # still growing at the highest level: not reached
+    sweep = [{"time": i * 0.01, "latency_ms": 5.0, "code": "OK", "users": 1 if i < 50 else 4} for i in range(100)]
+    assert [lv["users"] for lv in by_level(sweep)] == [1, 4]
+
+
+def test_histogram_delta_from_cumulative_buckets():
+    before = {1.0: 0.0, 2.0: 0.0, 4.0: 0.0, float("inf"): 0.0}
+    after = {1.0: 10.0, 2.0: 10.0, 4.0: 20.0, float("inf"): 20.0}
+    d = histogram_delta(before, after)
+    assert d["count"] == 20 and d["p99"] == 4.0 and 1.0 < d["mean"] < 4.0
+
+
+def test_naive_server_answers_like_the_platform_runtime(naive, REPO):
+    """The naive server's answer for digits_cnn equals the platform's own ONNX Runtime wrapper on the same file."""
+    import tritonclient.http as httpclient
+
+    from serve.runtimes.onnx import OnnxRuntime
+
+    x = SCENARIOS["digits_cnn"].factory(8)["image"]
+    client = httpclient.InferenceServerClient(naive)
+    tensor = httpclient.InferInput("image", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=False)
+    got = client.infer("digits_cnn", [tensor], model_version="2")
+    runtime = OnnxRuntime(str(REPO / "digits_cnn" / "2" / "model.onnx"), ["image"], ["probabilities", "label"], 1, "cpu")
+    want = runtime.infer({"image": x})
+    np.testing.assert_allclose(got.as_numpy("probabilities"), want["probabilities"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got.as_numpy("label").ravel(), np.asarray(want["label"]).ravel())
+
+    bad = httpclient.InferInput("image", [1, 3], "FP32")
+    bad.set_data_from_numpy(np.zeros((1, 3), np.float32), binary_data=False)
+    with pytest.raises(Exception) as e:
+        client.infer("digits_cnn", [bad])
+    assert e.value.status() == "400"
+
+
+def test_locust_spike_against_naive_server(naive, tmp_path):
+    """A 3 s spike run writes per-request rows; the user count really changes; no errors on a healthy server."""
+    rows = run_locust(tmp_path, "spike", "digits_cnn", "http", "spike", 8, 3, naive, "127.0.0.1:1")
+    assert len(rows) > 20
+    assert {r["users"] for r in rows} >= {1, 8}
+    assert summarize(rows)["error_rate"] == 0
+    with (tmp_path / "spike_stats.csv").open() as f:  # locust's own CSV is written too
+        assert any(r["Name"] == "digits_cnn" for r in csv.DictReader(f))
+
+
+@real_server
+def test_suite_short_writes_csv(REPO, tmp_path):
+    from loadtest.suite import SHORT, Plan, run
+
+    plan = Plan(**{**SHORT.__dict__, "steady_s": 3, "sweep_s": 2, "spike_s": 0, "local_s": 1})
+    run(plan, REPO, tmp_path / "out", tmp_path / "work")
+    with (tmp_path / "out" / "scenarios.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    platform = [r for r in rows if r["target"] == "platform" and r["shape"] == "steady"]
+    assert {r["protocol"] for r in platform} == {"http", "grpc"}
+    assert all(float(r["throughput"]) > 0 and float(r["error_rate"]) == 0 for r in platform)
+    assert all(float(r["mean_batch"]) >= 1 for r in platform)
+    assert any(r["target"] == "naive" for r in rows)
+    for name in ("sweep.csv", "baselines.csv", "ratios.csv", "summary.md", "sweep.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0, name
+
+
+@real_server
+def test_prometheus_reads_back_nonzero_rate(REPO, tmp_path):
+    from loadtest.prometheus import find_prometheus, run
+
+    binary = find_prometheus()
+    if not binary:
+        pytest.skip("no prometheus binary (apt-get install -y prometheus)")
+    result = run(binary, REPO, "digits_cnn", load_s=8, users=4, workdir=tmp_path)
+    assert result["request_rate"] > 0, result
+    assert result["latency_p99_ms"] > 0 and result["latency_p99_ms"] >= result["latency_p50_ms"], result
