@@ -155,5 +155,9 @@ def test_stream_cut_by_a_dead_replica_ends_with_an_error(server):
         if error is None:
             assert result.as_numpy("RESULT") is None, "the job finished although its replica was killed"
     client.stop_stream()
-    client.close()
     assert error is not None and "stream is incomplete" in str(error), error
+    deadline = time.monotonic() + 180  # Serve replaces the replica; later tests need a ready server
+    while not client.is_server_ready():
+        assert time.monotonic() < deadline, "countdown_job did not come back"
+        time.sleep(1)
+    client.close()
