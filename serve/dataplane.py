@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__, metrics
 from .datatypes import from_numpy
-from .errors import InvalidInput, ModelNotReady, Unauthenticated
+from .errors import InferenceError, InvalidInput, ModelNotReady, Unauthenticated
 from .repository import ModelRepository, ModelSpec
 from .sequences import SequenceTable
 from .types import InferRequest, InferResponse
@@ -250,6 +250,15 @@ def _check_text(name: str, array: np.ndarray, max_bytes: int | None, max_words: 
             raise InvalidInput(f"input {name!r}: element {index} has {len(item.split())} words, the limit is {max_words}")
 
 
+def _outcome(exc: BaseException | None) -> str:
+    """success / client_error (4xx-class) / cancelled (the client left) / failure (ours)."""
+    if exc is None:
+        return "success"
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        return "cancelled"
+    return "client_error" if isinstance(exc, InferenceError) and exc.http_status < 500 else "failure"
+
+
 class _Tracked:
     """Counts a request in flight and records its latency and outcome, whatever happens inside."""
 
@@ -268,5 +277,5 @@ class _Tracked:
         metrics.in_flight().set(self.plane._in_flight[key], tags=self.tags)
         tags = self.tags | {"protocol": self.protocol}
         metrics.request_latency_ms().observe((time.perf_counter() - self.started) * 1000, tags=tags)
-        metrics.requests().inc(tags=tags | {"outcome": "success" if exc is None else "failure"})
+        metrics.requests().inc(tags=tags | {"outcome": _outcome(exc)})
         return False

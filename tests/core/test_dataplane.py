@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from proto import service_pb2 as pb
 from serve import rest
 from serve.dataplane import DataPlane
-from serve.errors import Unauthenticated
+from serve.errors import InvalidInput, ModelNotReady, Unauthenticated
 from serve.grpc_servicer import GRPCInferenceServicer
 from serve.model import ModelWorker
 from serve.repository import ModelRepository
@@ -157,3 +157,14 @@ def test_overload_is_a_503_with_retry_after(plane):
     response = TestClient(rest.app, client=("127.0.0.1", 5000)).post("/v2/models/simple/infer", json=simple_body())
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     assert "at capacity" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "exc, outcome",
+    [(None, "success"), (asyncio.CancelledError(), "cancelled"), (InvalidInput("x"), "client_error"),
+     (ModelNotReady("x"), "failure"), (RuntimeError("x"), "failure")],
+)
+def test_request_outcomes_separate_clients_leaving_from_our_failures(exc, outcome):
+    from serve.dataplane import _outcome
+
+    assert _outcome(exc) == outcome
