@@ -55,8 +55,31 @@ SCENARIOS: dict[str, Scenario] = {
                                             "STEPS": _steps(b, 5)}, decoupled=True, http=False),
     "kno_ns2d": Scenario("1", lambda b: {"WINDOW": _rng().standard_normal((b, 10, 32, 32), dtype=np.float32) * 0.1,
                                          "STEPS": _steps(b, 3)}, decoupled=True, http=False),
+    "iqa": Scenario("1", lambda b: {"IMAGE": np.array([[_png()]] * b, dtype=object)}),
+    "bot_detector": Scenario("1", lambda b: {"ACCOUNT_IDS": _account_ids()[:b, None]}),
 }
-# Families being built elsewhere (iqa, bot_detector, video_artifacts, backdoor_scan) add one entry each here.
+# video_artifacts and backdoor_scan are jobs of seconds per request: they have their own bench scripts
+# (loadtest/bench_video.py, bench_backdoor.py) rather than a closed-loop load scenario.
+
+
+@lru_cache(maxsize=1)
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    picture = (np.random.default_rng(0).random((128, 128, 3)) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@lru_cache(maxsize=1)
+def _account_ids() -> np.ndarray:
+    # The hosted snapshot is the training graph, regenerated from its seed and scale (export/graph.py).
+    from export.graph import hosted_graph, load_trained
+
+    return np.asarray(hosted_graph(load_trained()[1])["account_id"][:256], np.int64)
 
 
 def served_name(name: str) -> str:
