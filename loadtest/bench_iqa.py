@@ -76,39 +76,11 @@ def in_process(model_dir: Path, jpeg: bytes, duration_s: float) -> dict:
 
 
 async def served_cell(protocol: str, address: str, jpeg: bytes, concurrency: int, duration_s: float) -> dict:
-    import tritonclient.grpc.aio as grpc_aio
-    import tritonclient.http.aio as http_aio
+    """One closed-loop cell through loadtest.bench's tritonclient driver (one image per request)."""
+    from .bench import served as drive
 
-    module = http_aio if protocol == "http" else grpc_aio
-    client = module.InferenceServerClient(address)
-    array = np.array([[jpeg]], dtype=object)
-
-    async def call():
-        tensor = module.InferInput("IMAGE", [1, 1], "BYTES")
-        tensor.set_data_from_numpy(array)
-        await client.infer("iqa", [tensor], model_version="1")
-
-    for _ in range(5):
-        await call()
-    latencies, errors = [], 0
-    started = time.perf_counter()
-    deadline = started + duration_s
-
-    async def worker():
-        nonlocal errors
-        while time.perf_counter() < deadline:
-            t = time.perf_counter()
-            try:
-                await call()
-                latencies.append(time.perf_counter() - t)
-            except Exception:
-                errors += 1
-
-    await asyncio.gather(*[worker() for _ in range(concurrency)])
-    wall = time.perf_counter() - started
-    await client.close()
-    ms = np.array(latencies) * 1000
-    return {"images_per_s": len(latencies) / wall, "p50_ms": float(np.percentile(ms, 50)) if len(ms) else float("nan"), "errors": errors}
+    cell = await drive(protocol, address, "iqa", "1", lambda b: {"IMAGE": np.array([[jpeg]] * b, dtype=object)}, concurrency, duration_s)
+    return {"images_per_s": cell["throughput"], "p50_ms": cell["p50_ms"], "p99_ms": cell["p99_ms"], "errors": cell["errors"]}
 
 
 def served(repository: Path, jpeg: bytes, duration_s: float) -> dict:

@@ -31,3 +31,22 @@ def server(repository, tmp_path_factory):
     yield srv
     code = stop_server(srv.process)
     assert code == 0, f"server exited with {code} after SIGINT; log tail:\n{srv.log.read_text()[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    """tritonclient's HTTP client on the session server (concurrency 4 for async_infer tests)."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(server.http, concurrency=4)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def grpc(server):
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.grpc)
+    yield client
+    client.close()

@@ -19,20 +19,6 @@ def tensor(module, name, array, datatype):
     return t
 
 
-@pytest.fixture(scope="module")
-def http(server):
-    client = httpclient.InferenceServerClient(server.http)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def grpc(server):
-    client = grpcclient.InferenceServerClient(server.grpc)
-    yield client
-    client.close()
-
-
 def stream(server, model, inputs, count, until=None, **kwargs):
     """(result, error) pairs of one streamed request, until `count` arrived, an error did, or a response
     carries the output `until`."""

@@ -19,20 +19,6 @@ def tensor(module, name, array, datatype):
     return t
 
 
-@pytest.fixture(scope="module")
-def http(server):
-    client = httpclient.InferenceServerClient(server.http)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def grpc(server):
-    client = grpcclient.InferenceServerClient(server.grpc)
-    yield client
-    client.close()
-
-
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_preprocessing_in_the_replica(http, grpc, protocol):
     client, module = (http, httpclient) if protocol == "http" else (grpc, grpcclient)

@@ -19,20 +19,6 @@ from models.digits.data import load_splits
 
 
 @pytest.fixture(scope="module")
-def http(server):
-    client = httpclient.InferenceServerClient(server.http, concurrency=4)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def grpc(server):
-    client = grpcclient.InferenceServerClient(server.grpc)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def digits():
     return load_splits()["test"][0][:5]
 
