@@ -45,6 +45,16 @@ def percentile(values, q):
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def best_of(fn, repeats=3):
+    """(fastest wall time, result) of `repeats` calls: the least-disturbed run on a shared machine."""
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
 def summarize(latencies_s, items, wall_s):
     ms = [x * 1000 for x in latencies_s]
     return {"throughput": items / wall_s, "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "requests": len(ms)}

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .bench import best_of
+
 RESULTS = Path(__file__).parent / "results" / "bench_graph.json"
 
 
@@ -31,15 +33,6 @@ def graph_for_scale(scale: float) -> dict:
 
     cfg = GraphConfig(edge_scale=scale) if scale <= 1 else GraphConfig.scaled(scale)
     return generate(cfg)
-
-
-def best_of(fn, repeats=3):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
 
 
 def main(argv=None):

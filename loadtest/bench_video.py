@@ -13,8 +13,9 @@ import argparse
 import json
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from .bench import best_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,15 +35,6 @@ def handler(repo: Path, sample_fps: float, threads: int):
     from models.video.serving import VideoArtifactsHandler
 
     return VideoArtifactsHandler(repo / NAME / "1", {"sample_fps": str(sample_fps)}, ["VIDEO"], [], threads, "cpu")
-
-
-def best_of(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
 
 
 def main(argv=None):
