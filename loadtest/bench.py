@@ -79,11 +79,10 @@ def in_process(model_file: Path, feeds, batch: int, duration_s: float, threads: 
 async def served(protocol: str, address: str, model: str, version: str, feeds, concurrency: int, duration_s: float) -> dict:
     module = http_aio if protocol == "http" else grpc_aio
     client = module.InferenceServerClient(address)
-    one = feeds(1)
 
     def request():
         tensors = []
-        for name, array in one.items():
+        for name, array in feeds(1).items():  # a fresh feed per request: workloads may vary what they send
             tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
             tensor.set_data_from_numpy(array)
             tensors.append(tensor)

@@ -1,6 +1,6 @@
 """Benchmark the served BotRGCN in-process: full-graph scoring and per-account queries.
 
-    python -m loadtest.bench_graph [--scales 0.1 1 10] [--queries 300] [--threads 1]
+    python -m loadtest.bench_graph [--scales 0.1 1 10] [--queries 300] [--threads 1] [--served]
 
 For each graph size (edge_scale s: users 10,199·max(s,1)... see below) it measures, side by side in one run:
 - full-graph scoring: the served path (ONNX encoder + scipy relational layers + ONNX heads) vs PyG eager
@@ -11,10 +11,16 @@ For each graph size (edge_scale s: users 10,199·max(s,1)... see below) it measu
 
 Sizes: scale 0.1 is the hosted training-profile graph (10,199 users, 170k edges); 1 is MGTAB's size (10,199
 users, 1.7M edges); 10 is ten times larger (101,990 users, 17M edges). Weights from models/graph/weights
-(the served ones). The served (Ray Serve) numbers are measured by the platform's load tester beside these.
+(the served ones).
+
+With --served it also builds the graph family into a temp repository, starts the real server
+(loadtest/server.py) and drives `bot_detector` with single-id requests (a random hosted account each) from 1
+and 32 concurrent tritonclient clients over HTTP and gRPC (closed loop): p50 / p99 per request beside the
+in-process figures of the hosted (scale 0.1) graph, which is the snapshot the replica serves.
 Prints a table last and writes loadtest/results/bench_graph.json.
 """
 import argparse
+import asyncio
 import json
 import tempfile
 import time
@@ -35,12 +41,41 @@ def graph_for_scale(scale: float) -> dict:
     return generate(cfg)
 
 
+def served(duration_s: float) -> dict:
+    """{protocol: {concurrency: cell}} for `bot_detector` through the real server (hosted snapshot)."""
+    from export.build import BUILDERS
+    from .bench import served as drive
+    from .server import start_server, stop_server
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-graph-"))
+    repository = workdir / "repository"
+    BUILDERS["graph"](repository)
+    ids = np.load(repository / "bot_detector" / "1" / "graph.npz")["account_id"]
+    rng = np.random.default_rng(1)
+    server = start_server(repository, workdir)
+    out = {}
+    try:
+        for protocol, address in (("http", server.http), ("grpc", server.grpc)):
+            # (ids per request, concurrent clients): one id from 1 and 32 clients, and one client asking 32 at once
+            for per_request, n in ((1, 1), (1, 32), (32, 1)):
+                feeds = lambda b, k=per_request: {"ACCOUNT_IDS": rng.choice(ids, size=(k, 1)).astype(np.int64)}
+                cell = asyncio.run(drive(protocol, address, "bot_detector", "1", feeds, n, duration_s))
+                out.setdefault(protocol, {})[f"{per_request}x{n}"] = cell | {"ids_per_request": per_request, "concurrency": n}
+                print(f"[bench_graph] served {protocol} {per_request} id(s) x c{n}: {cell['throughput']:.0f} req/s, p50 "
+                      f"{cell['p50_ms']:.1f} ms, p99 {cell['p99_ms']:.1f} ms, errors {cell['errors']}", flush=True)
+    finally:
+        stop_server(server.process)
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scales", type=float, nargs="*", default=[0.1, 1.0, 10.0])
     p.add_argument("--queries", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-pyg-above", type=float, default=1.0, help="PyG eager baseline only up to this scale (memory/time)")
+    p.add_argument("--served", action="store_true", help="also measure bot_detector through the real server")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per served cell")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
 
@@ -88,8 +123,9 @@ def main(argv=None):
             rows.append(row)
             print(json.dumps(row), flush=True)
             del g, hosted
+    remote = served(a.duration) if a.served else {}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"threads": a.threads, "rows": rows, "when": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
+    RESULTS.write_text(json.dumps({"threads": a.threads, "rows": rows, "served": remote, "when": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
     print(f"\nthreads {a.threads}; goal: full 10k graph < 1 s, per-account p99 < 50 ms at concurrency 32")
     print("| scale | users | edges | full graph served s | PyG eager s | ratio | query mode | replica load s | c1 p50 / p99 ms | c32 (batch of 32) p50 / p99 ms |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -98,6 +134,18 @@ def main(argv=None):
             print(f"| {r['scale']} | {r['users']} | {r['edges']} | {r['full_graph_served_s']:.3f} | {r['full_graph_pyg_s']:.3f} | "
                   f"{r['full_graph_pyg_s'] / r['full_graph_served_s']:.1f}x | {label} | {r[mode + 'replica_load_s']:.2f} | "
                   f"{r[mode + 'query_c1_p50_ms']:.1f} / {r[mode + 'query_c1_p99_ms']:.1f} | {r[mode + 'query_c32_p50_ms']:.1f} / {r[mode + 'query_c32_p99_ms']:.1f} |")
+
+    if remote:
+        hosted = next((r for r in rows if r["scale"] == 0.1), None)
+        print("\nbot_detector served (hosted snapshot, one random account per request, closed loop):")
+        print("| protocol | ids per request | clients | req/s | p50 ms | p99 ms | in-process p50 / p99 ms | errors |")
+        print("|---|---|---|---|---|---|---|---|")
+        for protocol, cells in remote.items():
+            for c in cells.values():
+                n = max(c["ids_per_request"], c["concurrency"])  # in-process: one query of 1 id, or one batch of 32
+                local = f"{hosted[f'query_c{n}_p50_ms']:.1f} / {hosted[f'query_c{n}_p99_ms']:.1f}" if hosted else "—"
+                print(f"| {protocol} | {c['ids_per_request']} | {c['concurrency']} | {c['throughput']:.0f} | {c['p50_ms']:.1f} | "
+                      f"{c['p99_ms']:.1f} | {local} | {c['errors']} |")
 
 
 if __name__ == "__main__":

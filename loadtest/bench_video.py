@@ -5,14 +5,18 @@
 - ffmpeg's `blockdetect,blurdetect` on the same clip (the imageio-ffmpeg binary, 1 thread and default threads).
 
 Frames per second count decoded (source) frames; real-time factor = clip duration / wall time (>= 1 is
-faster than real time). The served path (through Ray Serve) is added by the lead.
+faster than real time). With --served, the same clip also goes through the real server (loadtest/server.py)
+as one gRPC stream (tritonclient), timed from the request to the first segment and to the SUMMARY response:
+the served / in-process ratio is the platform's cost on a streamed job.
 
-    python -m loadtest.bench_video [--repeats 3] [--sample-fps 12.5] [--threads 1] [--out loadtest/results/bench_video.json]
+    python -m loadtest.bench_video [--repeats 3] [--sample-fps 12.5] [--threads 1] [--served] [--out loadtest/results/bench_video.json]
 """
 import argparse
 import json
+import queue
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from .bench import best_of
@@ -37,12 +41,51 @@ def handler(repo: Path, sample_fps: float, threads: int):
     return VideoArtifactsHandler(repo / NAME / "1", {"sample_fps": str(sample_fps)}, ["VIDEO"], [], threads, "cpu")
 
 
+def served_stream(address: str, data: bytes) -> tuple[float, float, int]:
+    """(seconds to the first segment, seconds to the summary, segments) of one streamed clip over gRPC."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(address)
+    got: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: got.put((time.perf_counter(), result, error)))
+    video = grpcclient.InferInput("VIDEO", [1], "BYTES")
+    video.set_data_from_numpy(np.array([data], dtype=object))
+    started, first, segments = time.perf_counter(), None, 0
+    client.async_stream_infer("video_artifacts", [video])
+    try:
+        while True:
+            at, result, error = got.get(timeout=300)
+            if error is not None:
+                raise RuntimeError(f"served stream failed: {error}")
+            if result.as_numpy("SUMMARY") is not None:
+                return first - started, at - started, segments
+            segments += 1
+            first = first or at
+    finally:
+        client.stop_stream()
+        client.close()
+
+
+def served(repo: Path, data: bytes, repeats: int) -> tuple[float, float, int]:
+    """Best of `repeats` streamed clips through the real server: (first segment s, whole clip s, segments)."""
+    from .server import start_server, stop_server
+
+    server = start_server(repo.resolve(), Path(tempfile.mkdtemp(prefix="bench-video-")))
+    try:
+        served_stream(server.grpc, data)  # warm-up: replica sessions, first decode
+        return min((served_stream(server.grpc, data) for _ in range(repeats)), key=lambda r: r[1])
+    finally:
+        stop_server(server.process)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sample-fps", type=float, default=12.5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repository", type=Path, default=None, help="built repository (default: build video into a temp dir)")
+    ap.add_argument("--served", action="store_true", help="also stream the clip through the real server (gRPC)")
     ap.add_argument("--out", type=Path, default=ROOT / "loadtest" / "results" / "bench_video.json")
     a = ap.parse_args(argv)
     import numpy as np
@@ -74,17 +117,26 @@ def main(argv=None):
                "-f", "null", "-"]
         t, _ = best_of(lambda: subprocess.run(cmd, capture_output=True, check=True), a.repeats)
         rows[f"ffmpeg blockdetect,blurdetect (threads={'auto' if threads == '0' else threads})"] = (t, frames_total)
+    first_segment_s = None
+    if a.served:
+        first_segment_s, t, segments = served(repo, data, a.repeats)
+        rows[f"served: Ray Serve, one gRPC stream ({segments} segments)"] = (t, summary["frames_analysed"])
     dur = info["duration_s"]
     result = {"clip": {"name": "bigbuckbunny", **info, "frames": frames_total}, "sample_fps": a.sample_fps, "threads": a.threads,
               "repeats": a.repeats, "rows": {k: {"seconds": round(t, 4), "source_fps": round(frames_total / t, 2),
                                                   "analysed_frames": n, "realtime_factor": round(dur / t, 3)} for k, (t, n) in rows.items()},
-              "summary": summary}
+              "summary": summary, "served_first_segment_s": first_segment_s}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1))
     print(f"clip: bigbuckbunny {info['width']}x{info['height']} {info['fps']:.0f} fps, {dur:.2f} s, {frames_total} frames; best of {a.repeats}")
     print(f"{'path':62s} {'seconds':>8s} {'frames/s':>9s} {'x realtime':>10s}")
     for k, v in result["rows"].items():
         print(f"{k:62s} {v['seconds']:8.3f} {v['source_fps']:9.1f} {v['realtime_factor']:10.2f}")
+    if a.served:
+        local = next(v for k, v in result["rows"].items() if k.startswith("in-process"))
+        remote = next(v for k, v in result["rows"].items() if k.startswith("served"))
+        print(f"served / in-process real-time factor {remote['realtime_factor'] / local['realtime_factor']:.2f}; "
+              f"first segment after {first_segment_s:.2f} s")
     if tmp is not None:
         tmp.cleanup()
 
