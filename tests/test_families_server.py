@@ -1,6 +1,6 @@
 """The research endpoints of issues 3, 5, 6 and 7 on the real server, through unmodified tritonclient:
 image quality, bot detection over the hosted graph, streamed video artifact scores and segment sequences,
-and backdoor scans refusing unsafe uploads."""
+and backdoor scans: a planted-trigger model found over the stream, unsafe uploads refused."""
 import io
 import queue
 import subprocess
@@ -147,6 +147,34 @@ def test_backdoor_scan_refuses_a_disallowed_operator_in_the_stream(server):
     upload = tensor(grpcclient, "MODEL", np.array([model.SerializeToString()], dtype=object), "BYTES")
     (answer,) = stream(server, "backdoor_scan", [upload], count=1)
     assert answer[1] is not None and "not on the allow-list" in str(answer[1])
+
+
+def test_backdoor_scan_streams_progress_then_finds_a_planted_trigger(server):
+    """A whole scan as a job over one gRPC stream, with the served settings (200 Neural Cleanse steps)."""
+    import json
+
+    import torch
+
+    from models.backdoor.data import Trigger
+    from models.backdoor.population import to_onnx, train_direct
+
+    torch.set_num_threads(1)
+    planted = train_direct(Trigger(3, 1, "br", 7), 0.1, 0, steps=180)  # 10 % carry a 3×3 patch, relabelled 7
+    upload = tensor(grpcclient, "MODEL", np.array([to_onnx(planted)], dtype=object), "BYTES")
+    answers = stream(server, "backdoor_scan", [upload], count=200, until="VERDICT")
+    errors = [str(error) for _, error in answers if error is not None]
+    assert not errors, errors
+    events = [(r.as_numpy("STAGE")[0].decode(), float(r.as_numpy("PROGRESS")[0])) for r, _ in answers]
+    stages = list(dict.fromkeys(stage for stage, _ in events))  # in order of first appearance
+    assert len(stages) >= 3 and stages[-1] == "done" and events[-1] == ("done", 1.0), events
+    for stage in stages:  # progress is per stage and never goes back
+        values = [p for s, p in events if s == stage]
+        assert values == sorted(values), (stage, values)
+    final = answers[-1][0]
+    assert final.as_numpy("VERDICT")[0] == b"backdoored"
+    assert int(final.as_numpy("SUSPECTED_TARGET")[0]) == 7 and final.as_numpy("ANOMALY_INDEX").shape == (10,)
+    assert final.as_numpy("TRIGGER_MASK_PNG")[0].startswith(b"\x89PNG")
+    assert json.loads(final.as_numpy("STRIP")[0])["clean_entropy_mean"] > 0
 
 
 def test_backdoor_scan_refuses_bytes_that_are_not_onnx(http):

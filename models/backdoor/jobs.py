@@ -7,8 +7,6 @@ process. `scan_repository_model(path)` scans every model.onnx of a repository mo
 platform-held clean set and returns an `Admission`.
 """
 import json
-import os
-import resource
 import signal
 import subprocess
 import sys
@@ -32,24 +30,18 @@ class Limits:
     steps: int = 200
 
 
-def _limit(limits: Limits):
-    def apply():
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb << 20, limits.memory_mb << 20))
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    return apply
-
-
 def run_scan(onnx_bytes: bytes, clean_images: np.ndarray, limits: Limits = Limits()) -> Iterator[dict]:
     with tempfile.TemporaryDirectory(prefix="backdoor-scan-") as tmp:
         model_path, clean_path = Path(tmp) / "model.onnx", Path(tmp) / "clean.npy"
         model_path.write_bytes(onnx_bytes)
         np.save(clean_path, np.ascontiguousarray(clean_images, np.float32), allow_pickle=False)
         env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "HOME": tmp}
+        # The worker sets its own rlimits before it reads the model. Not a preexec_fn: that forces a fork() whose
+        # child runs Python, and inside a replica whose gRPC threads are busy the child died before exec.
         proc = subprocess.Popen([sys.executable, "-m", "models.backdoor.scan_worker", str(model_path), "--clean", str(clean_path),
-                                 "--steps", str(limits.steps)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=tmp, env=env, preexec_fn=_limit(limits), start_new_session=True, text=True)
+                                 "--steps", str(limits.steps), "--memory-mb", str(limits.memory_mb), "--cpu-seconds", str(limits.cpu_seconds)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp, env=env,
+                                start_new_session=True, text=True)
         deadline = time.monotonic() + limits.wall_seconds
         finished = False
         import selectors
@@ -91,7 +83,8 @@ def run_scan(onnx_bytes: bytes, clean_images: np.ndarray, limits: Limits = Limit
             if code < 0:
                 why = {signal.SIGXCPU: f"CPU-time limit ({limits.cpu_seconds} s)", signal.SIGKILL: "killed"}.get(-code, signal.Signals(-code).name)
             else:
-                why = f"exit code {code}" + (" (memory limit reached)" if "MemoryError" in stderr or "alloc" in stderr else "")
+                out_of_memory = any(sign in stderr for sign in ("MemoryError", "alloc", "failed to map segment"))
+                why = f"exit code {code}" + (f" (memory limit of {limits.memory_mb} MiB reached)" if out_of_memory else "")
             yield {"event": "error", "message": f"scan process ended without a result: {why}", "stderr_tail": stderr}
 
 

@@ -1,15 +1,18 @@
-"""One scan in its own process: `python -m models.backdoor.scan_worker MODEL.onnx --clean CLEAN.npy [--steps N]`.
+"""One scan in its own process: `python -m models.backdoor.scan_worker MODEL.onnx --clean CLEAN.npy [--steps N]
+[--memory-mb M] [--cpu-seconds S]`.
 
 Prints JSON lines on stdout: {"event": "progress", "stage", "progress"}, then exactly one of
 {"event": "result", ...} (PNG bytes base64-encoded), {"event": "refused", "kind", "message"} or
-{"event": "error", "message"}. The parent (jobs.py) sets memory / CPU-time / file-size limits before
-this process starts; the model is checked by onnx_guard before it is parsed into anything that runs it,
+{"event": "error", "message"}. The first thing it does is limit itself (address space, CPU time, file size,
+no core dumps), before any import or the model's bytes; the parent (jobs.py) adds a wall-clock kill. The
+model is checked by onnx_guard before it is parsed into anything that runs it,
 and is interpreted by graph_torch (no custom ops, no external data, no pickle: numpy arrays are read with
 allow_pickle=False).
 """
 import argparse
 import base64
 import json
+import resource
 import sys
 
 
@@ -18,13 +21,23 @@ def emit(**event) -> None:
     sys.stdout.flush()
 
 
+def limit_self(memory_mb: int, cpu_seconds: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))  # SIGXCPU, then SIGKILL
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("model")
     parser.add_argument("--clean", required=True)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--max-bytes", type=int, default=None)
+    parser.add_argument("--memory-mb", type=int, default=3072)
+    parser.add_argument("--cpu-seconds", type=int, default=240)
     args = parser.parse_args()
+    limit_self(args.memory_mb, args.cpu_seconds)
     import numpy as np
     import torch
 
