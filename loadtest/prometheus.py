@@ -88,6 +88,22 @@ def up(url: str) -> bool:
     return scalar(query(url, 'up{job="streamserve"}')) == 1.0
 
 
+def settle(url: str, model: str, timeout_s: float = 30) -> None:
+    """Wait until the model's counters stop moving in Prometheus. Ray's metrics agent exports a histogram's _sum
+    and _count on its own schedule: read too early, the ratio of their rates (the mean batch size) came out
+    below 1 in a test run."""
+    names = ("ray_streamserve_requests_total", "ray_streamserve_batch_size_sum", "ray_streamserve_batch_size_count")
+    read = lambda: tuple(scalar(query(url, f'sum({n}{{model="{model}"}})')) for n in names)
+    deadline, last = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        time.sleep(2.5)  # longer than one export (2 s) plus one scrape (1 s) apart
+        now = read()
+        if now == last:
+            return
+        last = now
+    raise RuntimeError(f"the platform's counters for {model} were still moving after {timeout_s} s: {last}")
+
+
 def run(binary: str, repository: Path, model: str = "digits_cnn", load_s: float = 15, users: int = 8,
         server=None, workdir: Path | None = None) -> dict:
     """Load the platform while Prometheus scrapes it; returns {query name: value} read back from Prometheus.
@@ -109,7 +125,7 @@ def run(binary: str, repository: Path, model: str = "digits_cnn", load_s: float 
             time.sleep(1)
         rows = run_locust(workdir, "prom_load", model, "grpc", "steady", users, load_s, server.http, server.grpc)
         client = summarize(rows)
-        time.sleep(3)  # Ray's metrics agent (2 s) + one scrape
+        settle(url, model)
         out = {"model": model, "prometheus": url, "client_throughput": client["throughput"],
                "client_p99_ms": client["p99_ms"]}
         for name, q in QUERIES.items():
