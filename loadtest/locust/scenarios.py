@@ -57,9 +57,12 @@ SCENARIOS: dict[str, Scenario] = {
                                          "STEPS": _steps(b, 3)}, decoupled=True, http=False),
     "iqa": Scenario("1", lambda b: {"IMAGE": np.array([[_png()]] * b, dtype=object)}),
     "bot_detector": Scenario("1", lambda b: {"ACCOUNT_IDS": _account_ids()[:b, None]}),
+    "bot_detector_subgraph": Scenario("1", lambda b: _subgraph()),  # max_batch_size 0: one subgraph a request
+    "account_clusters": Scenario("1", lambda b: {"ACCOUNT_IDS": _account_ids()[:b, None]}),
+    "account_cluster_members": Scenario("1", lambda b: {"CLUSTER": np.array([3], np.int64)}),
 }
-# video_artifacts and backdoor_scan are jobs of seconds per request: they have their own bench scripts
-# (loadtest/bench_video.py, bench_backdoor.py) rather than a closed-loop load scenario.
+# video_artifacts, backdoor_scan and account_clusters_job are jobs of seconds per request: they have their own
+# bench scripts (loadtest/bench_video.py, bench_backdoor.py) rather than a closed-loop load scenario.
 
 
 @lru_cache(maxsize=1)
@@ -80,6 +83,15 @@ def _account_ids() -> np.ndarray:
     from export.graph import hosted_graph, load_trained
 
     return np.asarray(hosted_graph(load_trained()[1])["account_id"][:256], np.int64)
+
+
+@lru_cache(maxsize=1)
+def _subgraph() -> dict:
+    """A caller's own 64-account subgraph: random features, 512 edges of all seven relation types."""
+    rng = np.random.default_rng(0)
+    n, e = 64, 512
+    return {"NODE_FEATURES": rng.standard_normal((n, 788), dtype=np.float32), "EDGE_INDEX": rng.integers(0, n, (2, e)),
+            "EDGE_TYPE": rng.integers(0, 7, e), "TARGETS": np.arange(8, dtype=np.int64)}
 
 
 def served_name(name: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtest.locust.scenarios import SCENARIOS, available
+from loadtest.locust.scenarios import SCENARIOS, available, served_name
 from loadtest.suite import by_level, histogram_delta, run_locust, saturation, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,12 +45,27 @@ def test_available_skips_missing_models(tmp_path):
         available(tmp_path, ["no_such_model"])
 
 
-def test_every_factory_builds_batched_inputs():
+def test_every_scenario_request_matches_its_model_config(repository):
+    """Names, datatypes and shapes of each scenario's request against the built repository's configs (the
+    session repository holds every model), at 1 and 3 rows for the models that batch."""
+    from serve.datatypes import from_numpy
+    from serve.repository import ModelRepository
+
+    repo = ModelRepository(repository)
+    assert set(available(repository)) == set(SCENARIOS)  # every scenario's model and version is built
     for name, sc in SCENARIOS.items():
-        one, three = sc.factory(1), sc.factory(3)
-        assert set(one) == set(three), name
-        for k in one:
-            assert one[k].shape[0] == 1 and three[k].shape[0] == 3, (name, k)
+        spec = repo.get(served_name(name))
+        declared = {t.name: t for t in spec.inputs}
+        for rows in ((1, 3) if spec.max_batch_size > 0 else (1,)):
+            request = sc.factory(rows)
+            assert {t.name for t in spec.inputs if not t.optional} <= set(request) <= set(declared), name
+            for key, array in request.items():
+                t = declared[key]
+                assert from_numpy(array.dtype) == t.datatype, (name, key, array.dtype, t.datatype)
+                shape = t.shape(spec.max_batch_size)
+                assert len(array.shape) == len(shape) and all(d in (-1, a) for d, a in zip(shape, array.shape)), (name, key, array.shape, shape)
+                if spec.max_batch_size > 0:
+                    assert array.shape[0] == rows, (name, key)
 
 
 def test_summary_and_saturation():
