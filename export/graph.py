@@ -238,7 +238,8 @@ def write_family(root: Path, model: BotRGCN, meta: dict, graph: dict, clusters: 
     ccard = f"""# account_clusters / account_cluster_members / account_clusters_job
 
 CCGC (models/graph/ccgc.py) on the hosted generated MGTAB-shaped graph ({len(graph['x'])} users), K = {cmeta['k']},
-by `python -m models.graph.cluster_snapshot` (no labels used). Against the planted coordinated bot groups
+node attributes: {cmeta.get('config', {}).get('attributes', 'features')} (see models/graph/README.md, "The served
+clustering"), by `python -m models.graph.cluster_snapshot` (no labels used). Against the planted coordinated bot groups
 (restricted to grouped bots): {json.dumps(cmeta.get('planted_groups'))}. Confidence: Student-t soft assignment at the
 assigned cluster. The job model fits CCGC (40 epochs, parameter `job_epochs`) on a caller's graph (≤ 5,000 nodes,
 ≤ 200,000 edges, ≤ 1,024 features, 2..64 clusters), streaming progress. See models/graph/README.md.

@@ -17,6 +17,18 @@ high-confidence nodes (METHODS writes pos/K; a per-node mean keeps the scale ind
 
 Output: hard clusters from k-means on (Z1 + Z2)/2 and a confidence per node, the Student-t soft assignment
 q_ik ∝ (1 + ‖z_i − μ_k‖²)⁻¹ of DEC, taken at the assigned cluster.
+
+Structural node attributes (`attributes="structural"`, an option; the default stays the paper's features):
+CCGC only ever sees node *attributes*; when the communities live in the structure and every community has the
+same feature distribution (our planted bot groups), smoothing features cannot separate them. The option gives
+CCGC a structural attribute instead: the `struct_dim` (default K) leading eigenvectors of the *regularised*
+normalised adjacency (D + τI)^-1/2 A (D + τI)^-1/2, τ = mean degree (regularised spectral embedding, Qin & Rohe
+2013 / Amini et al. 2013 — on heavy-tailed sparse graphs the unregularised leading eigenvectors localise on
+low-degree fringes), rows L2-normalised (Ng–Jordan–Weiss). Optionally `feat_weight` × PCA(Â^t_feat X) is
+concatenated (each block scaled to unit mean squared row norm). The structural block is already a low-pass
+filter of the graph (a projection on its top eigenspace), so use it with t = 0 (`structural_config`); a t > 0
+still smooths the attributes with Â^t (which, unregularised, drifts back towards the low-degree fringe). Memory O(N·d): sparse eigsh (Lanczos), no N×N matrix.
+`select_feature_block` picks (feat_weight, t_feat) without labels by the silhouette of k-means on the attributes.
 """
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -43,6 +55,17 @@ class CCGCConfig:
     lr: float = 1e-3
     batch: int = 1024
     seed: int = 0
+    attributes: str = "features"  # "features" (the paper) | "structural" (see module docstring)
+    struct_dim: int = 0  # 0: K eigenvectors
+    reg: float = 1.0  # τ = reg × mean degree
+    feat_weight: float = 0.0  # weight of the PCA(smoothed features) block next to the structural one
+    feat_dim: int = 32
+    t_feat: int = 0
+
+
+def structural_config(**kw) -> "CCGCConfig":
+    """CCGC on structural attributes: t = 0 (the attributes are already graph-filtered), struct_dim = K."""
+    return CCGCConfig(**{"attributes": "structural", "t": 0, **kw})
 
 
 def smooth(x: np.ndarray, edge_index: np.ndarray, n: int, t: int) -> np.ndarray:
@@ -56,6 +79,87 @@ def smooth(x: np.ndarray, edge_index: np.ndarray, n: int, t: int) -> np.ndarray:
     for _ in range(t):
         out = a_hat @ out
     return np.asarray(out, np.float32)
+
+
+def _sym_adjacency(edge_index: np.ndarray, n: int) -> sp.csr_matrix:
+    src, dst = edge_index
+    a = sp.coo_matrix((np.ones(len(src), np.float64), (src, dst)), shape=(n, n)).tocsr()
+    a = ((a + a.T) > 0).astype(np.float64)
+    a.setdiag(0)
+    a.eliminate_zeros()
+    return a
+
+
+def structural_embedding(edge_index: np.ndarray, n: int, dim: int, reg: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Row-normalised leading `dim` eigenvectors of (D + τI)^-1/2 A (D + τI)^-1/2, τ = reg × mean degree, of the
+    undirected union graph. Sparse Lanczos (O(N·dim) memory); dense only for tiny graphs."""
+    a = _sym_adjacency(edge_index, n)
+    deg = np.asarray(a.sum(1)).ravel()
+    tau = reg * max(deg.mean(), 1e-12)
+    di = (deg + tau) ** -0.5
+    m = sp.diags(di) @ a @ sp.diags(di)
+    dim = max(1, min(dim, n - 2)) if n > 2 else 1
+    if n <= 200 or dim >= n // 2:
+        vals, vecs = np.linalg.eigh(m.toarray())
+        vecs = vecs[:, np.argsort(vals)[::-1][:dim]]
+    else:
+        from scipy.sparse.linalg import eigsh
+
+        v0 = np.random.default_rng(seed).random(n) + 0.5
+        vals, vecs = eigsh(m, k=dim, which="LA", v0=v0)
+        vecs = vecs[:, np.argsort(vals)[::-1]]
+    u = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    return u.astype(np.float32)
+
+
+def _unit_block(z: np.ndarray) -> np.ndarray:
+    return (z / max(np.sqrt((z ** 2).sum(1).mean()), 1e-12)).astype(np.float32)
+
+
+def feature_block(x: np.ndarray, edge_index: np.ndarray, n: int, dim: int, t: int, seed: int = 0) -> np.ndarray:
+    """PCA(Â^t standardised X) to `dim` components, scaled to unit mean squared row norm."""
+    from sklearn.decomposition import PCA
+
+    xs = (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
+    xs = smooth(xs, edge_index, n, t) if t else xs.astype(np.float32)
+    dim = max(1, min(dim, xs.shape[1], n - 1))
+    return _unit_block(PCA(dim, random_state=seed).fit_transform(xs))
+
+
+def node_attributes(x: np.ndarray, edge_index: np.ndarray, k: int, cfg: "CCGCConfig") -> np.ndarray:
+    """What CCGC encodes: the raw features (the paper) or the structural attributes (see the module docstring)."""
+    n = x.shape[0]
+    if cfg.attributes == "features":
+        return x
+    if cfg.attributes != "structural":
+        raise ValueError(f"attributes must be 'features' or 'structural', not {cfg.attributes!r}")
+    u = structural_embedding(edge_index, n, cfg.struct_dim or k, cfg.reg, cfg.seed)
+    if cfg.feat_weight > 0:
+        u = np.hstack([_unit_block(u), cfg.feat_weight * feature_block(x, edge_index, n, cfg.feat_dim, cfg.t_feat, cfg.seed)])
+    return u.astype(np.float32)
+
+
+def select_feature_block(x: np.ndarray, edge_index: np.ndarray, k: int, cfg: "CCGCConfig", weights=(0.0, 0.5, 1.0),
+                         depths=(0, 1, 2, 4), sample: int = 3000) -> tuple[dict, list[dict]]:
+    """Label-free choice of (feat_weight, t_feat): the silhouette (sampled, Euclidean) of k-means (K = k) on
+    [structural, w × PCA(Â^t X)] for each w, t; the highest wins (ties → the smaller w, then t). Returns the
+    choice and the table. The structural block is shared, so every candidate is scored on the same footing."""
+    from sklearn.metrics import silhouette_score
+
+    n = x.shape[0]
+    u = _unit_block(structural_embedding(edge_index, n, cfg.struct_dim or k, cfg.reg, cfg.seed))
+    rows = []
+    for t in depths:
+        f = feature_block(x, edge_index, n, cfg.feat_dim, t, cfg.seed)
+        for w in weights:
+            if w == 0 and t != depths[0]:
+                continue  # same attributes as w = 0 at the first depth
+            z = np.hstack([u, w * f]) if w > 0 else u
+            lab = _kmeans(z, k, cfg.seed).labels_
+            s = float(silhouette_score(z, lab, sample_size=min(sample, n), random_state=cfg.seed))
+            rows.append({"feat_weight": w, "t_feat": t if w > 0 else 0, "silhouette": s})
+    best = max(rows, key=lambda r: (round(r["silhouette"], 4), -r["feat_weight"], -r["t_feat"]))
+    return best, rows
 
 
 class Encoders(nn.Module):
@@ -94,7 +198,7 @@ def fit(x: np.ndarray, edge_index: np.ndarray, k: int, cfg: CCGCConfig | None = 
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     n = x.shape[0]
-    xs = torch.from_numpy(smooth(x, edge_index, n, cfg.t))
+    xs = torch.from_numpy(smooth(node_attributes(x, edge_index, k, cfg), edge_index, n, cfg.t))
     enc = Encoders(xs.shape[1], cfg.dim)
     opt = torch.optim.Adam(enc.parameters(), lr=cfg.lr)
     losses, hc, pseudo = [], None, None

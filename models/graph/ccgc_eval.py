@@ -7,14 +7,17 @@
 - bot_groups: the planted coordinated bot groups of the generated MGTAB-shaped graph (training profile,
   edge scale 0.1): the subgraph induced by grouped bots, K = number of groups; features = the 788 columns.
 
-Spectral clustering is scikit-learn's on the (symmetrised) adjacency as a precomputed affinity. No method
-sees labels except to score the result.
+Spectral clustering is scikit-learn's on the (symmetrised) adjacency as a precomputed affinity.
+"CCGC (structural)" is the served mode (`structural_config`: CCGC on the regularised spectral embedding,
+t = 0, K eigenvectors), with the feature block (weight, depth) chosen per dataset and seed by the label-free
+silhouette criterion of `select_feature_block`, exactly as `cluster_snapshot` does. No method sees labels
+except to score the result.
 """
 import networkx as nx
 import numpy as np
 from sklearn.cluster import KMeans, SpectralClustering
 
-from .ccgc import CCGCConfig, cluster_metrics, fit
+from .ccgc import CCGCConfig, cluster_metrics, fit, select_feature_block, structural_config
 
 
 def karate():
@@ -76,13 +79,17 @@ def run_all(seeds: int = 3, log=print) -> dict:
     for name, make in DATASETS.items():
         x, ei, y = make()
         n, k = len(y), len(np.unique(y))
-        runs = {"k-means (features)": [], "spectral (graph)": [], "CCGC": []}
+        runs = {"k-means (features)": [], "spectral (graph)": [], "CCGC": [], "CCGC (structural)": []}
         for seed in range(seeds):
             runs["k-means (features)"].append(cluster_metrics(y, KMeans(k, n_init=10, random_state=seed).fit_predict(x)))
             runs["spectral (graph)"].append(cluster_metrics(y, spectral(ei, n, k, seed)))
             cfg = configs_for(n)
             cfg.seed = seed
             runs["CCGC"].append(cluster_metrics(y, fit(x, ei, k, cfg)["labels"]))
+            scfg = structural_config(**{**cfg.__dict__, "attributes": "structural", "t": 0})
+            best, _ = select_feature_block(x, ei, k, scfg)
+            scfg.feat_weight, scfg.t_feat = best["feat_weight"], best["t_feat"]
+            runs["CCGC (structural)"].append(cluster_metrics(y, fit(x, ei, k, scfg)["labels"]))
             if log:
                 log(f"ccgc {name} seed {seed}: " + ", ".join(f"{m} acc {r[-1]['acc']:.3f} nmi {r[-1]['nmi']:.3f}" for m, r in runs.items()))
         out["datasets"][name] = {"n": n, "k": k, "edges": int(ei.shape[1]),
