@@ -185,11 +185,15 @@ def batch_mean(before: dict, after: dict) -> float:
 def in_process_baselines(repository: Path, models: list[str], duration_s: float) -> list[dict]:
     from .bench import in_process
 
+    from serve.repository import load_model
+
     out = []
     for name in models:
         sc = SCENARIOS[name]
         model_file = repository / served_name(name) / sc.version / "model.onnx"
-        if sc.decoupled or not model_file.exists():
+        # Only models served as the ONNX file itself: a python-backend model (iqa) may hold a model.onnx whose
+        # inputs are not the request's (the handler decodes the request first).
+        if sc.decoupled or not model_file.exists() or load_model(repository / served_name(name)).platform != "onnxruntime_onnx":
             continue
         for batch in (1, 8):
             r = in_process(model_file, sc.factory, batch, duration_s, threads=1)

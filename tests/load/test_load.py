@@ -68,6 +68,20 @@ def test_every_scenario_request_matches_its_model_config(repository):
                     assert array.shape[0] == rows, (name, key)
 
 
+def test_in_process_baselines_run_every_onnx_model_and_skip_the_rest(repository):
+    """The suite's in-process baselines over the whole repository: python-backend models (iqa holds a model.onnx
+    its handler feeds decoded crops, not the request) and streamed ones are skipped, not crashed on."""
+    from loadtest.suite import in_process_baselines
+    from serve.repository import ModelRepository
+
+    repo = ModelRepository(repository)
+    names = available(repository)
+    rows = in_process_baselines(repository, names, duration_s=0.05)
+    expected = {n for n in names if repo.get(served_name(n)).platform == "onnxruntime_onnx" and not SCENARIOS[n].decoupled}
+    assert {r["model"] for r in rows} == expected and "iqa" not in expected
+    assert all(r["throughput"] > 0 for r in rows)
+
+
 def test_summary_and_saturation():
     rows = [{"time": t / 100, "latency_ms": 10.0 + (t % 10), "code": "OK", "users": 1} for t in range(100)]
     rows += [{"time": 1.0, "latency_ms": 1.0, "code": "503", "users": 1}] * 5
