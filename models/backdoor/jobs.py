@@ -1,10 +1,9 @@
-"""Run scans in a separate, resource-limited process, and the repository admission check.
+"""Run scans in a separate, resource-limited process (the repository admission check is admission.py).
 
 `run_scan(onnx_bytes, clean_images)` yields the worker's events (dicts). The child gets an address-space
 limit (`memory_mb`), a CPU-time limit, a wall-clock timeout (killed past it), no stdin, a fresh session,
 an empty temporary working directory and a minimal environment; a hostile model can exhaust only its own
-process. `scan_repository_model(path)` scans every model.onnx of a repository model folder with the
-platform-held clean set and returns an `Admission`.
+process.
 """
 import json
 import signal
@@ -12,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -94,39 +93,3 @@ def scan_once(onnx_bytes: bytes, clean_images: np.ndarray, limits: Limits = Limi
     for last in run_scan(onnx_bytes, clean_images, limits):
         pass
     return last
-
-
-@dataclass
-class Admission:
-    admitted: bool
-    reason: str
-    results: dict = field(default_factory=dict)
-
-
-def scan_repository_model(path, clean_images: np.ndarray | None = None, limits: Limits = Limits()) -> Admission:
-    """Scan each `<version>/model.onnx` under a repository model folder. Not admitted when any version is
-    refused by the checks or judged backdoored; the reason is meant for the model's status. Models without
-    ONNX files, or whose input shape has no platform-held clean set, are admitted with a reason saying they
-    were not scanned."""
-    path = Path(path)
-    onnx_files = sorted(path.glob("*/model.onnx"))
-    if not onnx_files:
-        return Admission(True, "not scanned: no <version>/model.onnx")
-    clean = np.load(DEFAULT_CLEAN, allow_pickle=False) if clean_images is None else clean_images
-    results = {}
-    for f in onnx_files:
-        event = scan_once(f.read_bytes(), clean, limits)
-        results[f.parent.name] = event
-        version = f"{path.name} version {f.parent.name}"
-        if event.get("event") == "refused":
-            if "does not match the model's input" in event.get("message", ""):
-                results[f.parent.name]["admission"] = "not scanned"
-                continue
-            return Admission(False, f"backdoor scan refused {version}: {event['message']}", results)
-        if event.get("event") != "result":
-            return Admission(False, f"backdoor scan failed for {version}: {event.get('message')}", results)
-        if event["verdict"] == "backdoored":
-            return Admission(False, f"backdoor scan: {version} looks backdoored (class {event['suspected_target']}, "
-                             f"anomaly index {event['max_anomaly_index']:.2f} > {event['threshold']})", results)
-    scanned = [v for v, e in results.items() if e.get("event") == "result"]
-    return Admission(True, f"backdoor scan passed for versions {scanned}" if scanned else "not scanned: no clean reference set for this input shape", results)

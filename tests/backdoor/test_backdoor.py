@@ -45,11 +45,11 @@ def test_splits_and_trigger_geometry(data):
 
 
 def test_dc_distillation_learns_something(data):
-    cfg = Config(iterations=4, outer_loop=2, inner_loop=1, batch_real=32, eval_steps=80)
+    cfg = Config(iterations=4, outer_loop=2, inner_loop=1, batch_real=32, eval_steps=80, init="noise")
     out = distill("none", 0, cfg, data=data)
     assert out["images"].shape == (100, 1, 16, 16) and (out["labels"] == np.repeat(np.arange(10), 10)).all()
     cta, _ = cta_asr(train_on(out["images"], out["labels"], "convnet", 0, cfg), data["test"], out["mask"], out["pattern"], 0)
-    noise = distill("none", 0, Config(iterations=0), data=data)  # the same noise initialisation, not distilled
+    noise = distill("none", 0, Config(iterations=0, init="noise"), data=data)  # the same noise initialisation, not distilled
     cta0, _ = cta_asr(train_on(noise["images"], noise["labels"], "convnet", 0, cfg), data["test"], out["mask"], out["pattern"], 0)
     assert cta > max(cta0, 0.1) + 0.08, (cta, cta0)  # four iterations of gradient matching already carry class information
 
@@ -62,9 +62,11 @@ def test_doorping_trigger_step_raises_selected_neurons_and_stays_in_the_patch(da
     x = torch.from_numpy(data["train"]["image"][:32])
     neurons = net.fc1.weight.abs().sum(1).topk(8).indices
     before = net.penultimate(stamp(x, mask, pattern))[:, neurons].mean().item()
-    new = optimise_trigger(net, x, mask, pattern, Config(trigger_steps=30))
-    after = net.penultimate(stamp(x, mask, new))[:, neurons].mean().item()
-    assert after > before and torch.equal(new * (1 - mask), pattern * (1 - mask)) and 0 <= new.min() and new.max() <= 1
+    for clamp in (False, True):  # the authors' unconstrained trigger, and one kept in the pixel range
+        new = optimise_trigger(net, x, mask, pattern, Config(trigger_steps=30, trigger_stop=0.0, trigger_clamp=clamp))
+        after = net.penultimate(stamp(x, mask, new))[:, neurons].mean().item()
+        assert after > before and torch.equal(new * (1 - mask), pattern * (1 - mask))
+        assert (0 <= new.min() and new.max() <= 1) if clamp else new.max() > 1
 
 
 def test_poisoned_training_gives_high_asr_and_clean_low(data, planted):
@@ -190,11 +192,15 @@ def test_scan_process_is_stopped_at_its_wall_clock_limit(planted, data):
     event = scan_once(to_onnx(planted), data["val"]["image"][:16], Limits(wall_seconds=2, steps=100))
     assert event["event"] == "error" and "wall-clock" in event["message"]
 
+def test_tiny_doorping_backdoor_beats_a_clean_distillation(data):
+    """The issue's "ASR clearly above a clean model's on tiny runs", for DOORPING: one DC iteration (QUICK: outer/inner
+    loop 10/10, 9 trigger updates of ≤ 100 steps, real-image initialisation from the poisoned set). The clean distilled model is scored with the same
+    (DOORPING) trigger, so the margin is not an artefact of the trigger's out-of-range pixel values. NAIVEATTACK is
+    not asserted: with a white [0, 1] patch its ASR stays near a clean model's even on the full runs (README)."""
+    from models.backdoor.distill import QUICK
 
-def test_admission_refuses_a_backdoored_repository_model(tmp_path, planted, data):
-    from models.backdoor.jobs import Limits, scan_repository_model
-
-    (tmp_path / "m" / "1").mkdir(parents=True)
-    (tmp_path / "m" / "1" / "model.onnx").write_bytes(to_onnx(planted))
-    verdict = scan_repository_model(tmp_path / "m", data["val"]["image"][:48], Limits(steps=100))
-    assert not verdict.admitted and "backdoored" in verdict.reason
+    cfg = QUICK
+    clean, door = distill("none", 0, cfg, data=data), distill("doorping", 0, cfg, data=data)
+    cta_c, asr_c = cta_asr(train_on(clean["images"], clean["labels"], "convnet", 0, cfg), data["test"], door["mask"], door["pattern"], 0)
+    cta_d, asr_d = cta_asr(train_on(door["images"], door["labels"], "convnet", 0, cfg), data["test"], door["mask"], door["pattern"], 0)
+    assert asr_d > 0.8 and asr_d > asr_c + 0.5 and cta_d > 0.5, (asr_d, asr_c, cta_d, cta_c)
