@@ -173,7 +173,8 @@ class Shape(LoadTestShape):
 @events.quitting.add_listener
 def _write_raw(environment, **_):
     path = os.environ.get("LT_RAW")
-    if path:
-        with open(path, "w") as f:
+    if path:  # written whole, then renamed: the suite takes the file's existence to mean complete rows
+        with open(path + ".part", "w") as f:
             f.write("time,protocol,model,latency_ms,code,users\n")
             f.writelines(f"{t:.6f},{p},{m},{ms:.3f},{c},{u}\n" for t, p, m, ms, c, u in _RAW)
+        os.replace(path + ".part", path)
