@@ -3,7 +3,8 @@
 - attacks: DC distillation clean / NAIVEATTACK / DOORPING (target 0, 2×2 patch one pixel in from the
   bottom-right, 10 % poisoned) for `--seeds`, each distilled set evaluated by training convnet,
   convnet_wide and mlp from scratch on it → CTA and ASR on the test split. Writes build/backdoor/attacks.json
-  and the synthetic sets / triggers (report/triggers.png).
+  (keeping other seeds already there with the same configuration, so `attacks --seeds 3 4` adds two) and the
+  synthetic sets / triggers (report/triggers.png).
 - population: the scanner (jobs.run_scan, separate limited process, platform clean set = validation split)
   on clean models and backdoored models trained on poisoned real data with several targets, trigger sizes
   and corners, plus the convnet models trained on the distilled sets. Writes build/backdoor/population.json.
@@ -34,7 +35,9 @@ VARIANTS = [Trigger(2, 1, "br", 0), Trigger(3, 1, "br", 7), Trigger(4, 2, "tl", 
 def attacks(seeds, iterations) -> None:
     BUILD.mkdir(parents=True, exist_ok=True)
     data, cfg = load(), (Config() if iterations is None else replace(Config(), iterations=iterations))
-    rows = []
+    # Seeds already in attacks.json with the same configuration are kept, so seeds can be added run by run.
+    path = BUILD / "attacks.json"
+    rows = [r for r in (json.loads(path.read_text()) if path.exists() else []) if r["seed"] not in seeds and r["config"] == asdict(cfg)]
     for seed in seeds:
         clean_models = {}
         for attack in ATTACKS:
@@ -52,7 +55,7 @@ def attacks(seeds, iterations) -> None:
             np.savez(BUILD / f"distilled_{attack}_seed{seed}.npz", **{k: out[k] for k in ("images", "labels", "mask", "pattern")})
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("attack", "seed", *NETS)}), flush=True)
-            (BUILD / "attacks.json").write_text(json.dumps(rows, indent=1))
+            path.write_text(json.dumps(sorted(rows, key=lambda r: (r["seed"], ATTACKS.index(r["attack"]))), indent=1))
 
 
 def population(seeds, steps) -> None:
