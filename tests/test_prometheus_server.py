@@ -22,4 +22,7 @@ def test_prometheus_reads_back_the_rate_and_quantiles_of_a_load_run(server, tmp_
     # positive and can be at most what the clients saw at their own pace (plus a scrape's worth of slack).
     assert 0 < result["request_rate"] <= 1.5 * result["client_throughput"], result
     assert 0 < result["latency_p50_ms"] <= result["latency_p99_ms"], result
+    # Every request the clients sent was counted by the platform and exported to Prometheus (at most one per user
+    # may be in flight when locust stops), and every executed batch held at least one row.
+    assert abs(result["requests_counted"] - result["client_requests"]) <= 4, result
     assert result["batch_size_mean"] >= 1, result
