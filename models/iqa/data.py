@@ -227,6 +227,14 @@ def cache_path() -> Path:
     return root / f"kadid_skimage_v{VERSION}_{key:08x}.npz"
 
 
+def digest(benchmark: dict) -> dict:
+    """Short SHA-256 of each split's images and pseudo-MOS: equal digests mean the same benchmark on two machines."""
+    import hashlib
+
+    return {split: {k: hashlib.sha256(np.ascontiguousarray(d[k]).tobytes()).hexdigest()[:12] for k in ("image", "score")}
+            for split, d in benchmark.items()}
+
+
 def make_benchmark(workers: int = 1) -> dict[str, dict[str, np.ndarray]]:
     """{split: {image uint8 (N,128,128,3), ref, type, level, score (pseudo-MOS), source}}, cached."""
     path = cache_path()

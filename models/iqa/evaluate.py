@@ -12,7 +12,9 @@
 """
 import argparse
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,13 @@ def backbone_timing(reps: int = 3) -> list[dict]:
                      "seconds_per_step_batch32": float(np.median(times[1:]))})
         print(f"[timing] {rows[-1]}", flush=True)
     return rows
+
+
+def _train_one(job: tuple) -> dict:
+    """One (mode, seed) run in its own process (``--jobs``): the benchmark comes from the cache written first."""
+    mode, seed, profile, save, out, device = job
+    torch.set_num_threads(1)
+    return run(mode, seed, PROFILES[profile], save=save, out=out, device=device)
 
 
 def severity_srcc(pred: np.ndarray, split: dict) -> dict:
@@ -155,27 +164,38 @@ def plot(results: dict, scatter: tuple[np.ndarray, np.ndarray], path: Path) -> N
     plt.close(fig)
 
 
-def served_only(report: Path, weights: Path | None) -> None:
-    """The single-seed report: the served weights (progressive, seed 0) and the blur_effect baseline on test."""
-    from .train import load, predict, weights_path
+def score_only(report: Path, weights: Path | None, seeds: list[int]) -> None:
+    """No training: score every committed run (weights/pmt_iqa_<mode>_seed<s>.safetensors, trained elsewhere,
+    e.g. on the GPU by `loadtest/gpu_session.sh`) and the blur_effect baseline on this machine's test split."""
+    from .train import WEIGHTS_DIR, load, predict
 
-    path = (weights / "pmt_iqa_progressive_seed0.safetensors") if weights else weights_path("progressive", 0)
-    model, metrics = load(path)
+    folder = weights or WEIGHTS_DIR
     test = make_benchmark()["test"]
-    pred = predict(model, test["image"])[0]
-    run = metrics | {"test_scores": scores_for(pred, test), "test_predictions_served": pred.tolist()}
+    runs, served, trained_on = {m: [] for m, _ in MODES}, None, set()
+    for seed in seeds:
+        for mode, _ in MODES:
+            path = folder / f"pmt_iqa_{mode}_seed{seed}.safetensors"
+            if not path.exists():
+                continue
+            model, metrics = load(path)
+            pred = predict(model, test["image"])[0]
+            metrics["test_scores"] = scores_for(pred, test)
+            if mode == "progressive" and seed == seeds[0]:
+                served = pred
+                metrics["test_predictions_served"] = pred.tolist()
+            trained_on.add(metrics.get("device", "cuda"))
+            runs[mode].append(metrics)
+            print(f"[iqa evaluate] {mode} seed {seed}: val SRCC {metrics['val']['srcc']:.3f} test SRCC "
+                  f"{metrics['test_scores']['srcc']:.3f} (scored here)", flush=True)
     timing_file = report / "backbone_timing.json"
-    results = {"command": "python -m models.iqa.evaluate --served-only", "seeds": [metrics["seed"]], "profile": "gpu", "device": "cuda (training); cpu (this scoring)",
+    results = {"command": "python -m models.iqa.evaluate --score-only", "seeds": seeds, "profile": "gpu",
+               "device": f"{', '.join(sorted(trained_on))} (training); cpu (this scoring)",
                "backbone_timing": json.loads(timing_file.read_text()) if timing_file.exists() else [],
-               "runs": {"progressive": [run], "plain": []}, "split_sizes": metrics["split_sizes"],
+               "runs": runs, "split_sizes": runs["progressive"][0]["split_sizes"],
                "baseline_blur_effect": scores_for(blur_effect_baseline(test["image"]), test)}
     (report / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    note = ("\n**Incomplete:** one seed, progressive only. The full table (3 seeds × progressive / plain, GPU, ~15 min) is "
-            "`python -m models.iqa.evaluate --profile gpu --device cuda --workers 16`; the one GPU session we had ran out "
-            "of device time after seed 0 of both modes (report/gpu_run_log.txt: plain regression, seed 0, val SRCC 0.221, "
-            "test SRCC 0.585, against progressive 0.169 / 0.565 — no difference we could call).\n")
-    (report / "results.md").write_text(markdown(results) + note)
-    plot(results, (pred, test["score"]), report / "plot.png")
+    (report / "results.md").write_text(markdown(results))
+    plot(results, (served, test["score"]), report / "plot.png")
     print(markdown(results))
 
 
@@ -185,12 +205,15 @@ def main() -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="gpu", help="training length (train.PROFILES)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, default=1, help="processes for generating the benchmark (first run only)")
+    parser.add_argument("--save-all", action="store_true", help="keep every run's weights in --weights, not only the served one")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="training runs at once, one process each (6 fit one GPU; the runs are independent)")
     parser.add_argument("--report", type=Path, default=REPORT)
     parser.add_argument("--weights", type=Path, default=None, help="where the served weights go (default models/iqa/weights)")
     parser.add_argument("--timing-only", action="store_true", help="only the backbone timing (CPU) -> <report>/backbone_timing.json")
     parser.add_argument("--plot-only", action="store_true", help="redraw <report>/plot.png and results.md from results.json")
-    parser.add_argument("--served-only", action="store_true",
-                        help="no training: score the committed served weights and the baseline on test (CPU, ~1 min)")
+    parser.add_argument("--score-only", action="store_true",
+                        help="no training: score the committed weights of every run and the baseline on test (CPU, ~2 min)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     report = args.report
@@ -205,8 +228,8 @@ def main() -> None:
         plot(results, (np.array(served["test_predictions_served"]), make_benchmark()["test"]["score"]), report / "plot.png")
         print(markdown(results))
         return
-    if args.served_only:
-        return served_only(report, args.weights)
+    if args.score_only:
+        return score_only(report, args.weights, args.seeds)
     data = make_benchmark(args.workers)
     test = data["test"]
     timing_file = report / "backbone_timing.json"
@@ -214,16 +237,21 @@ def main() -> None:
                "backbone_timing": json.loads(timing_file.read_text()) if timing_file.exists() else backbone_timing(),
                "runs": {m: [] for m, _ in MODES}}
     scatter = None
-    for seed in args.seeds:
-        for mode, _ in MODES:
-            save = seed == args.seeds[0] and mode == "progressive"
-            out = (args.weights / f"pmt_iqa_{mode}_seed{seed}.safetensors") if args.weights else None
-            metrics = run(mode, seed, PROFILES[args.profile], save=save, out=out, data=data, device=args.device)
-            if save:
-                scatter = (np.array(metrics["test_predictions"]), test["score"])
-                metrics["test_predictions_served"] = metrics["test_predictions"]
-            results["runs"][mode].append(metrics)
-            print(f"[iqa evaluate] {mode} seed {seed}: val SRCC {metrics['val']['srcc']:.3f} test SRCC {metrics['test']['srcc']:.3f}", flush=True)
+    jobs = [(mode, seed, args.profile, args.save_all or (seed == args.seeds[0] and mode == "progressive"),
+             (args.weights / f"pmt_iqa_{mode}_seed{seed}.safetensors") if args.weights else None, args.device)
+            for seed in args.seeds for mode, _ in MODES]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            finished = list(pool.map(_train_one, jobs))
+    else:
+        finished = [run(mode, seed, PROFILES[profile], save=save, out=out, data=data, device=device)
+                    for mode, seed, profile, save, out, device in jobs]
+    for (mode, seed, _, save, _, _), metrics in zip(jobs, finished):
+        if seed == args.seeds[0] and mode == "progressive":  # the served run
+            scatter = (np.array(metrics["test_predictions"]), test["score"])
+            metrics["test_predictions_served"] = metrics["test_predictions"]
+        results["runs"][mode].append(metrics)
+        print(f"[iqa evaluate] {mode} seed {seed}: val SRCC {metrics['val']['srcc']:.3f} test SRCC {metrics['test']['srcc']:.3f}", flush=True)
     for mode, _ in MODES:
         for m in results["runs"][mode]:
             m["test_scores"] = scores_for(np.array(m.pop("test_predictions")), test)

@@ -42,7 +42,7 @@ class Config:
 QUICK = Config(epochs=3, crops_per_epoch=64, batch_size=16)  # tests only
 # What the committed weights were trained with (one GPU; ~1 min a run there, hours on this 2-core CPU).
 # Same model and data; only the amount of training differs from the CPU default.
-PROFILES = {"cpu": Config(), "gpu": Config(epochs=12, crops_per_epoch=16384, batch_size=64)}
+PROFILES = {"cpu": Config(), "gpu": Config(epochs=12, crops_per_epoch=16384, batch_size=64), "quick": QUICK}
 
 
 def weights_path(mode: str, seed: int) -> Path:
@@ -114,18 +114,21 @@ def train(data: dict, mode: str, seed: int, cfg: Config, log=print, device: str 
               {f"val_{k}": round(v, 4) for k, v in val.items()} | {"seconds": round(time.perf_counter() - started, 1)}
         history.append(row)
         log(f"[iqa {mode} seed {seed}] " + " ".join(f"{k}={v}" for k, v in row.items()))
-        if val["srcc"] > best:  # selection on validation SRCC only
+        # Selection on validation SRCC only, among epochs whose score head was trained (λ1 > 0): at the
+        # progressive schedule's first epoch λ1 = 0, so SCORE is still the untrained head's output.
+        if lam1 > 0 and val["srcc"] > best:
             best, best_state = val["srcc"], {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     model = model.cpu()
     model.load_state_dict(best_state)
-    return model.eval(), {"history": history, "best_epoch": int(np.argmax([h["val_srcc"] for h in history]))}
+    selectable = [h["val_srcc"] if h["lambda1"] > 0 else -np.inf for h in history]
+    return model.eval(), {"history": history, "best_epoch": int(np.argmax(selectable))}
 
 
 def run(mode: str, seed: int, cfg: Config, save: bool = False, out: Path | None = None, data: dict | None = None,
         device: str = "cpu") -> dict:
     data = data or make_benchmark()
     model, info = train(data, mode, seed, cfg, device=device)
-    metrics = {"mode": mode, "seed": seed, "config": asdict(cfg), **info,
+    metrics = {"mode": mode, "seed": seed, "config": asdict(cfg), "device": str(device), **info,
                "split_sizes": {s: {"references": int(len(np.unique(d["ref"]))), "images": int(len(d["score"]))} for s, d in data.items()}}
     for split in ("val", "test"):
         pred, _ = predict(model, data[split]["image"])
