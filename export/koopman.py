@@ -199,3 +199,13 @@ def build(root: Path, names: tuple[str, ...] | None = None) -> None:
                     card(name, problem, metrics, errors, dt, all_results.get(name),
                          all_results.get("command", "python -m models.koopman.evaluate")))
         print(f"[koopman] {name}: parity {json.dumps(errors)}", flush=True)
+
+
+def torch_benchmarks() -> dict:
+    """loadtest/gpu_bench: one served step (``OneStep``) of each endpoint at its training grid."""
+    out = {}
+    for name, (problem, kind, nu, _, grids) in MODELS.items():
+        model, metrics = load_or_train(problem, kind, nu)
+        shape = (metrics["config"]["t_in"],) + (grids[0],) * (2 if problem == "ns" else 1)
+        out[name] = (OneStep(model), lambda b, shape=shape: (torch.randn(b, *shape),))
+    return out

@@ -127,3 +127,11 @@ def build(root: Path) -> None:
     text = card(meta, errors)
     write_model(root, NAME, CONFIG, {1: files}, text)
     write_model(root, SEQ_NAME, SEQ_CONFIG, {1: files}, text)
+
+
+def torch_benchmarks() -> dict:
+    """loadtest/gpu_bench: the per-block CNN on one 128×128 luma block with its chroma (a 1080p frame is ~130 blocks)."""
+    from models.video.train import load
+
+    cnn = load()[0]
+    return {"video_artifacts (block CNN)": (cnn, lambda b: (torch.rand(b, 1, 128, 128) * 255, torch.rand(b, 2, 64, 64) * 255))}

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -92,26 +93,33 @@ def main(argv=None) -> None:
             row = {"model": name, "batch": batch, "cpu_fp32": throughput(module.cpu().float(), inputs, batch, "cpu", torch.float32, args.seconds / 2)}
             if cuda:
                 row["cuda_fp32"] = throughput(module.cuda().float(), inputs, batch, "cuda", torch.float32, args.seconds)
-                row["cuda_fp16"] = throughput(module.cuda().half(), inputs, batch, "cuda", torch.float16, args.seconds)
+                try:  # half precision is not defined for every op (complex FFT weights, for one)
+                    row["cuda_fp16"] = throughput(module.cuda().half(), inputs, batch, "cuda", torch.float16, args.seconds)
+                except (RuntimeError, TypeError) as error:
+                    row["cuda_fp16_error"] = str(error).splitlines()[0][:200]
                 module.float()
             rows.append(row)
             print(row, flush=True)
-        if cuda:
+        if cuda and not any("cuda_fp16_error" in r for r in rows if r["model"] == name):
             error = fp16_error(module, inputs, "cuda")
             for row in rows:
                 if row["model"] == name:
                     row["fp16_max_abs_error"] = error
-    report = {"device": device_name, "torch": torch.__version__, "host": platform.node(), "cpu_threads": args.cpu_threads, "rows": rows}
-    from pathlib import Path
-
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2))
+        # Written after every model, so a run stopped at its time limit keeps what it measured.
+        report = {"device": device_name, "torch": torch.__version__, "host": platform.node(), "cpu_threads": args.cpu_threads, "rows": rows}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"\n{device_name}, torch {torch.__version__}, CPU figure on {args.cpu_threads} threads; samples/s; x = CUDA / CPU fp32 at the same batch")
     print("| model | batch | CPU fp32 | CUDA fp32 | x | CUDA fp16 | x | fp16 max abs err |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        gpu = (f"{r['cuda_fp32']:,.0f} | {r['cuda_fp32'] / r['cpu_fp32']:.1f} | {r['cuda_fp16']:,.0f} | {r['cuda_fp16'] / r['cpu_fp32']:.1f} | {r['fp16_max_abs_error']:.2e}"
-               if "cuda_fp32" in r else "– | – | – | – | –")
+        if "cuda_fp16" in r:
+            gpu = (f"{r['cuda_fp32']:,.0f} | {r['cuda_fp32'] / r['cpu_fp32']:.1f} | {r['cuda_fp16']:,.0f} | "
+                   f"{r['cuda_fp16'] / r['cpu_fp32']:.1f} | {r['fp16_max_abs_error']:.2e}")
+        elif "cuda_fp32" in r:
+            gpu = f"{r['cuda_fp32']:,.0f} | {r['cuda_fp32'] / r['cpu_fp32']:.1f} | fails: {r['cuda_fp16_error'][:60]} | – | –"
+        else:
+            gpu = "– | – | – | – | –"
         print(f"| {r['model']} | {r['batch']} | {r['cpu_fp32']:,.0f} | {gpu} |")
 
 

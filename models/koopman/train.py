@@ -90,15 +90,16 @@ def step_loss(model, window: torch.Tensor, target: torch.Tensor) -> tuple[torch.
 def train(problem: str = "ns", kind: str = "kno", seed: int = 0, nu: float | None = None, iters: int | None = None,
           batch: int | None = None, unroll: int | None = None, lr: float | None = None, resolution: int | None = None,
           eval_every: int | None = None, val_count: int | None = None, out: Path | None = None,
-          model_overrides: dict | None = None, train_data: torch.Tensor | None = None, val_data: torch.Tensor | None = None) -> dict:
+          model_overrides: dict | None = None, train_data: torch.Tensor | None = None, val_data: torch.Tensor | None = None,
+          device: str = "cpu") -> dict:
     p = PROFILES[problem]
     iters, batch, unroll, lr = iters or p["iters"], batch or p["batch"], unroll or p["unroll"], lr or p["lr"]
     resolution, eval_every, val_count = resolution or p["resolution"], eval_every or p["eval_every"], val_count or p["val_count"]
     t_in, t_out = p["t_in"], p["t_out"]
     torch.manual_seed(seed)
-    u_train = train_data if train_data is not None else data.load(problem, "train", resolution, nu)
-    u_val = (val_data if val_data is not None else data.load(problem, "val", resolution, nu))[:val_count]
-    model = build_model(problem, kind, t_in, **(model_overrides or {}))
+    u_train = (train_data if train_data is not None else data.load(problem, "train", resolution, nu)).to(device)
+    u_val = (val_data if val_data is not None else data.load(problem, "val", resolution, nu))[:val_count].to(device)
+    model = build_model(problem, kind, t_in, **(model_overrides or {})).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, iters) / iters)))
     n, frames = u_train.shape[0], u_train.shape[1]
@@ -107,9 +108,9 @@ def train(problem: str = "ns", kind: str = "kno", seed: int = 0, nu: float | Non
     started = time.perf_counter()
     for it in range(1, iters + 1):
         model.train()
-        idx = torch.randint(0, n, (batch,))
-        t0 = torch.randint(0, last_start + 1, (batch,))
-        offsets = t0[:, None] + torch.arange(t_in + unroll)[None]
+        idx = torch.randint(0, n, (batch,)).to(device)
+        t0 = torch.randint(0, last_start + 1, (batch,)).to(device)  # drawn on the CPU: same draws on any device
+        offsets = t0[:, None] + torch.arange(t_in + unroll, device=device)[None]
         clip = u_train[idx[:, None], offsets]               # [batch, t_in + unroll, ...]
         window, loss = clip[:, :t_in], 0.0
         for s in range(unroll):
@@ -127,14 +128,15 @@ def train(problem: str = "ns", kind: str = "kno", seed: int = 0, nu: float | Non
             history.append({"iter": it, "val_rel_l2": val, "seconds": round(time.perf_counter() - started, 1)})
             print(f"iter {it:5d}  val rel L2 (mean over {t_out} steps) {val:.4f}", flush=True)
             if val < best["val_rel_l2"]:
-                best = {"iter": it, "val_rel_l2": val, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                best = {"iter": it, "val_rel_l2": val, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+    model = model.cpu()
     model.load_state_dict(best.pop("state"))
     config = {"t_in": t_in} | (p["fno"] if kind == "fno" else p["kno"]) | (model_overrides or {})
     metrics = {
         "problem": problem, "model": kind, "nu": nu if problem == "burgers" else data.NS["nu"], "seed": seed,
         "config": config, "parameters": sum(q.numel() for q in model.parameters()), "repr": repr(model),
         "train_resolution": resolution, "iters": iters, "batch": batch, "unroll": unroll, "lr": lr,
-        "train_trajectories": n, "val_trajectories": len(u_val), "t_out": t_out,
+        "train_trajectories": n, "val_trajectories": len(u_val), "t_out": t_out, "device": str(device),
         "selected": best, "val_history": history, "train_seconds": round(time.perf_counter() - started, 1),
         "command": "python -m models.koopman.train " + " ".join(sys.argv[1:]) if out is None else None,
     }
@@ -167,10 +169,11 @@ def main() -> None:
     for name in ("iters", "batch", "unroll", "resolution", "eval_every", "val_count"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--device", default="cpu", help="cuda on the GPU machine (the committed NS weights came from there)")
     args = parser.parse_args()
     nu = (args.nu or 0.1) if args.problem == "burgers" else None
     metrics = train(args.problem, args.model, args.seed, nu, args.iters, args.batch, args.unroll, args.lr, args.resolution,
-                    args.eval_every, args.val_count)
+                    args.eval_every, args.val_count, device=args.device)
     metrics.pop("module")
     print(json.dumps({k: v for k, v in metrics.items() if k != "val_history"}, indent=2))
 
