@@ -1,8 +1,9 @@
 """Streamed rollout timing: `python -m loadtest.stream_latency [--model kno_ns2d] [--grid 64] [--steps 40]`.
 
 Starts the real server and opens a gRPC ModelStreamInfer for one rollout; records when each step arrives
-after the request was sent. Beside it, the same ONNX step run in this process, step after step. Prints
-time to the first streamed step, the mean interval between steps, and both as ratios to in-process.
+after the request was sent. Beside it, the same model file run in this process through the same runtime
+(TorchScript for the kno_* models), step after step. Prints time to the first streamed step, the mean
+interval between steps, and both as ratios to in-process.
 """
 import argparse
 import queue
@@ -11,8 +12,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import tritonclient.grpc as grpcclient
+
+from serve.repository import load_model
+from serve.runtimes import load_runtime
 
 from .server import start_server, stop_server
 
@@ -44,14 +47,13 @@ def served(address: str, model: str, window: np.ndarray, steps: int) -> list[flo
     return times
 
 
-def in_process(model_file: Path, window: np.ndarray, steps: int) -> list[float]:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # the replica's share
-    session = ort.InferenceSession(str(model_file), options)
-    session.run(None, {"WINDOW": window})
+def in_process(repository: Path, model: str, window: np.ndarray, steps: int) -> list[float]:
+    spec = load_model(repository / model)
+    runtime = load_runtime(spec, max(spec.versions), ["WINDOW"], ["FRAMES", "WINDOW_NEXT"], 1, "cpu")  # the replica's share
+    runtime.infer({"WINDOW": window})
     times, started = [], time.perf_counter()
     for _ in range(steps):
-        _, window = session.run(["FRAMES", "WINDOW_NEXT"], {"WINDOW": window})
+        window = runtime.infer({"WINDOW": window})["WINDOW_NEXT"]
         times.append(time.perf_counter() - started)
     return times
 
@@ -64,7 +66,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args(argv)
     window = window_for(args.model, args.grid)
-    local = in_process(args.repository / args.model / "1" / "model.onnx", window, args.steps)
+    local = in_process(args.repository, args.model, window, args.steps)
     server = start_server(args.repository.resolve(), Path(tempfile.mkdtemp(prefix="stream-")))
     try:
         served(server.grpc, args.model, window, 3)  # warm-up: replica loaded, first batch run
@@ -72,7 +74,7 @@ def main(argv=None) -> None:
     finally:
         stop_server(server.process)
     interval = lambda t: (t[-1] - t[0]) / (len(t) - 1)  # noqa: E731
-    print(f"\n{args.model}, grid {args.grid}, {args.steps} steps, batch 1, gRPC stream vs in-process ONNX Runtime (1 thread)")
+    print(f"\n{args.model}, grid {args.grid}, {args.steps} steps, batch 1, gRPC stream vs in-process, same runtime (1 thread)")
     print(f"first step: served {remote[0] * 1000:.1f} ms, in-process {local[0] * 1000:.1f} ms ({remote[0] / local[0]:.2f}x)")
     print(f"per step:   served {interval(remote) * 1000:.1f} ms, in-process {interval(local) * 1000:.1f} ms ({interval(remote) / interval(local):.2f}x)")
     print(f"whole rollout: served {remote[-1]:.2f} s, in-process {local[-1]:.2f} s")

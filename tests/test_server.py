@@ -16,6 +16,8 @@ from tritonclient.utils import InferenceServerException
 
 from models.examples.heat1d import reference_step
 from models.digits.data import load_splits
+from serve.repository import load_model
+from serve.runtimes import load_runtime
 
 
 @pytest.fixture(scope="module")
@@ -388,12 +390,15 @@ def test_caption_match_tokenises_text_in_the_graph(server, http):
     assert np.all(np.abs(result.as_numpy("similarity")) <= 1.0001)
 
 
-def onnx_rollout(repository, model, window, steps):
-    session = ort.InferenceSession(str(repository / model / "1" / "model.onnx"))
+def in_process_rollout(repository, model, window, steps):
+    """The served model file stepped in this process through its own runtime (TorchScript for kno_*)."""
+    spec = load_model(repository / model)
+    runtime = load_runtime(spec, max(spec.versions), ["WINDOW"], ["FRAMES", "WINDOW_NEXT"], 1, "cpu")
     frames = []
     for _ in range(steps):
-        next_frames, window = session.run(["FRAMES", "WINDOW_NEXT"], {"WINDOW": window})
-        frames.append(next_frames)
+        out = runtime.infer({"WINDOW": window})
+        frames.append(out["FRAMES"])
+        window = out["WINDOW_NEXT"]
     return frames
 
 
@@ -406,7 +411,7 @@ def test_kno_burgers_streams_the_in_process_rollout(server):
     count.set_data_from_numpy(np.array([[5]], np.int32))
     got = collect_stream(server, [("kno_burgers", [state, count], "kno")], expected=5)
     assert [e for _, e in got] == [None] * 5
-    expected = onnx_rollout(server.repository, "kno_burgers", window, 5)
+    expected = in_process_rollout(server.repository, "kno_burgers", window, 5)
     for (result, _), frames in zip(got, expected):
         np.testing.assert_allclose(result.as_numpy("FRAMES"), frames, rtol=1e-4, atol=1e-5)
 
@@ -422,7 +427,7 @@ def test_kno_ns2d_over_server_sent_events(server):
         events = [json.loads(line[5:]) for line in (raw.decode() for raw in response) if line.startswith("data:")]
     assert [e["parameters"]["rollout_step"] for e in events] == [1, 2, 3]
     assert [o["name"] for o in events[0]["outputs"]] == ["FRAMES"]
-    expected = onnx_rollout(server.repository, "kno_ns2d", window, 3)
+    expected = in_process_rollout(server.repository, "kno_ns2d", window, 3)
     for event, frames in zip(events, expected):
         got = np.array(event["outputs"][0]["data"], np.float32).reshape(event["outputs"][0]["shape"])
         np.testing.assert_allclose(got, frames, rtol=1e-4, atol=1e-5)
