@@ -34,23 +34,39 @@ def log(msg):
 
 
 def part_gnn(seeds: int, epochs: int) -> dict:
+    """Every model × seeds 0..seeds-1. Runs already in report/gnn.json with the same configuration are kept and
+    the file is rewritten after each new run, so `--seeds 5` after `--seeds 3` trains only seeds 3 and 4, and a
+    stopped run loses at most the model it was training."""
     from .model import MODELS
     from .train import TASKS, Config, graph_for, train
 
     cfg = Config(epochs=epochs)
     graph = graph_for(cfg)
-    runs = []
+    header = {"config": cfg.__dict__, "graph": graph["config"], "n_edges": int(graph["edge_index"].shape[1])}
+    previous = json.loads((REPORT / "gnn.json").read_text()) if (REPORT / "gnn.json").exists() else {}
+    same = all(previous.get(k) == json.loads(json.dumps(v)) for k, v in header.items())
+    runs = [r for r in previous.get("runs", []) if r["seed"] < seeds] if same else []
+    if runs:
+        log(f"gnn: keeping {len(runs)} runs from report/gnn.json (same configuration)")
+
+    def result() -> dict:
+        summary = {}
+        for name in MODELS:
+            rs = [r for r in runs if r["model"] == name]
+            if rs:
+                summary[name] = {t: {k: [float(np.mean([r[t]["test"][k] for r in rs])), float(np.std([r[t]["test"][k] for r in rs]))]
+                                     for k in METRICS} for t in TASKS}
+        return header | {"seeds": seeds, "runs": runs, "summary": summary}
+
     for name in MODELS:
         for seed in range(seeds):
+            if any(r["model"] == name and r["seed"] == seed for r in runs):
+                continue
             model, m = train(name, graph, seed, cfg)
             runs.append({k: v for k, v in m.items() if k != "curve"} | {"curve": [r["bot_val"] for r in m["curve"]]})
             log(f"gnn {name} seed {seed}: bot acc {m['bot']['test']['acc']:.4f} stance acc {m['stance']['test']['acc']:.4f} ({m['seconds']:.0f}s)")
-    summary = {}
-    for name in MODELS:
-        rs = [r for r in runs if r["model"] == name]
-        summary[name] = {t: {k: [float(np.mean([r[t]["test"][k] for r in rs])), float(np.std([r[t]["test"][k] for r in rs]))] for k in METRICS} for t in TASKS}
-    return {"config": cfg.__dict__, "graph": graph["config"], "n_edges": int(graph["edge_index"].shape[1]), "seeds": seeds,
-            "runs": runs, "summary": summary}
+            (REPORT / "gnn.json").write_text(json.dumps(result() | {"partial": True}, indent=1))
+    return result()
 
 
 def part_ccgc(seeds: int) -> dict:
