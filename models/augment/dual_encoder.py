@@ -44,8 +44,9 @@ class DualEncoder(nn.Module):
         return nn.functional.normalize(self.image_tower(image), dim=-1)
 
     def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
-        mask = (ids > 0).unsqueeze(-1).float()
-        pooled = (self.embedding(ids) * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        embedded = self.embedding(ids)
+        mask = (ids > 0).unsqueeze(-1).to(embedded.dtype)  # the model's dtype, so fp16 / bf16 run end to end
+        pooled = (embedded * mask).sum(1) / mask.sum(1).clamp_min(1.0)
         return nn.functional.normalize(self.text_mlp(pooled), dim=-1)
 
     def forward(self, image: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

@@ -98,3 +98,15 @@ def test_dual_encoder_trains_tiny_run_with_mixgen():
     score = retrieval(model, val, MAX_LEN)
     assert all(0 <= v <= 1 for v in score.values()) and score["i2t_R@1"] <= score["i2t_R@5"]
     assert repr(model).startswith("DualEncoder(vocab_size=")
+
+
+def test_dual_encoder_runs_in_half_precision_end_to_end():
+    # The GPU bench found a float32 mask inside encode_text that broke fp16; bf16 shows the same on a CPU.
+    torch.manual_seed(0)
+    model = DualEncoder(len(VOCAB), MAX_LEN, dim=16, width=8).eval()
+    image, ids = torch.rand(3, 3, 16, 16), torch.from_numpy(tokenize(["a red square", "a big blue circle", ""], MAX_LEN))
+    with torch.no_grad():
+        full = model(image, ids)
+        half = model.to(torch.bfloat16)(image.to(torch.bfloat16), ids)
+    assert half.dtype == torch.bfloat16
+    assert float((full - half.float()).abs().max()) < 0.05
