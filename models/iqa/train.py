@@ -90,7 +90,7 @@ def train(data: dict, mode: str, seed: int, cfg: Config, log=print, device: str 
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, 0.1)
     tr, va = data["train"], data["val"]
     target, level = torch.from_numpy(tr["score"]).to(device), torch.from_numpy(level_of(tr["score"])).to(device)
-    history, best, best_state = [], -np.inf, None
+    history, best, best_state, best_epoch = [], -np.inf, None, None
     for epoch in range(cfg.epochs):
         lam1, lam2 = progressive_weights(epoch, cfg.epochs) if mode == "progressive" else (1.0, 0.0)
         model.train()
@@ -117,11 +117,11 @@ def train(data: dict, mode: str, seed: int, cfg: Config, log=print, device: str 
         # Selection on validation SRCC only, among epochs whose score head was trained (λ1 > 0): at the
         # progressive schedule's first epoch λ1 = 0, so SCORE is still the untrained head's output.
         if lam1 > 0 and val["srcc"] > best:
-            best, best_state = val["srcc"], {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best, best_epoch = val["srcc"], epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     model = model.cpu()
     model.load_state_dict(best_state)
-    selectable = [h["val_srcc"] if h["lambda1"] > 0 else -np.inf for h in history]
-    return model.eval(), {"history": history, "best_epoch": int(np.argmax(selectable))}
+    return model.eval(), {"history": history, "best_epoch": best_epoch}
 
 
 def run(mode: str, seed: int, cfg: Config, save: bool = False, out: Path | None = None, data: dict | None = None,
