@@ -5,8 +5,10 @@ or pass --prometheus). Starts the platform (loadtest/server.py), writes a Promet
 its metrics port every second, starts `prometheus` on a free loopback port with its own TSDB in a temp
 dir, drives digits_cnn with a short locust run (gRPC users, steady), then queries Prometheus' HTTP API:
 
-  sum by (model) (rate(ray_streamserve_requests_total[30s]))                                   per-model request rate
-  histogram_quantile(q, sum by (model, le) (rate(ray_streamserve_request_latency_ms_bucket[30s])))  q = 0.5, 0.99
+  sum by (model) (rate(ray_streamserve_requests_total[W]))                                    per-model request rate
+  histogram_quantile(q, sum by (model, le) (rate(ray_streamserve_request_latency_ms_bucket[W])))  q = 0.5, 0.99
+evaluated at the moment the load ended, over a window W that covers the load (so a late read or a scrape that
+timed out on a busy box cannot leave the window without samples),
 
 and, from the counters' totals before and after the load (each read once they stop moving), the number of
 requests the platform counted and the mean executed batch size. Prints / writes them to
@@ -24,9 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERIES = {
-    "request_rate": 'sum by (model) (rate(ray_streamserve_requests_total{{model="{m}"}}[30s]))',
-    "latency_p50_ms": 'histogram_quantile(0.5, sum by (model, le) (rate(ray_streamserve_request_latency_ms_bucket{{model="{m}"}}[30s])))',
-    "latency_p99_ms": 'histogram_quantile(0.99, sum by (model, le) (rate(ray_streamserve_request_latency_ms_bucket{{model="{m}"}}[30s])))',
+    "request_rate": 'sum by (model) (rate(ray_streamserve_requests_total{{model="{m}"}}[{w}s]))',
+    "latency_p50_ms": 'histogram_quantile(0.5, sum by (model, le) (rate(ray_streamserve_request_latency_ms_bucket{{model="{m}"}}[{w}s])))',
+    "latency_p99_ms": 'histogram_quantile(0.99, sum by (model, le) (rate(ray_streamserve_request_latency_ms_bucket{{model="{m}"}}[{w}s])))',
 }
 
 
@@ -73,8 +75,10 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def query(url: str, promql: str) -> list[dict]:
-    with urllib.request.urlopen(f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": promql}), timeout=10) as r:
+def query(url: str, promql: str, at: float | None = None) -> list[dict]:
+    """An instant query, evaluated now or at the Unix time ``at``."""
+    params = {"query": promql} | ({"time": f"{at:.3f}"} if at is not None else {})
+    with urllib.request.urlopen(f"{url}/api/v1/query?" + urllib.parse.urlencode(params), timeout=10) as r:
         body = json.load(r)
     if body.get("status") != "success":
         raise RuntimeError(f"query failed: {promql}: {body}")
@@ -96,13 +100,13 @@ def settle(url: str, model: str, timeout_s: float = 30) -> dict:
     """The model's counter totals in Prometheus once they stop moving (Ray's metrics agent exports on its own
     schedule, so a read right after a load can miss the last requests)."""
     read = lambda: tuple(scalar(query(url, f'sum({n}{{model="{model}"}}) or vector(0)')) for n in TOTALS)  # 0 before any request
-    deadline, last = time.monotonic() + timeout_s, None
+    deadline, reads = time.monotonic() + timeout_s, []
     while time.monotonic() < deadline:
         time.sleep(2.5)  # longer than one export (2 s) plus one scrape (1 s) apart
-        now = read()
-        if now == last:
-            return dict(zip(TOTALS, now))
-        last = now
+        reads.append(read())
+        if len(reads) >= 3 and reads[-1] == reads[-2] == reads[-3]:  # still for 5 s: a starved exporter can pause 2.5 s
+            return dict(zip(TOTALS, reads[-1]))
+    last = reads[-1] if reads else None
     raise RuntimeError(f"the platform's counters for {model} were still moving after {timeout_s} s: {last}")
 
 
@@ -126,9 +130,12 @@ def run(binary: str, repository: Path, model: str = "digits_cnn", load_s: float 
                 raise RuntimeError("prometheus never scraped the platform (up != 1)")
             time.sleep(1)
         before = settle(url, model)
+        load_started = time.time()
         rows = run_locust(workdir, "prom_load", model, "grpc", "steady", users, load_s, server.http, server.grpc)
+        load_ended = time.time()
         client = summarize(rows)
-        after = settle(url, model)
+        after = settle(url, model)  # also: every scrape up to load_ended is stored by now
+        window = max(5, int(load_ended - load_started) + 2)
         out = {"model": model, "prometheus": url, "client_throughput": client["throughput"],
                "client_p99_ms": client["p99_ms"], "client_requests": client["requests"]}
         # Counts over the load from the counters' totals before and after (exact), and the mean batch from them:
@@ -137,8 +144,8 @@ def run(binary: str, repository: Path, model: str = "digits_cnn", load_s: float 
         out["requests_counted"] = delta["ray_streamserve_requests_total"]
         out["batch_size_mean"] = delta["ray_streamserve_batch_size_sum"] / max(delta["ray_streamserve_batch_size_count"], 1)
         for name, q in QUERIES.items():
-            out[name] = scalar(query(url, q.format(m=model)))
-            out[f"{name}_query"] = q.format(m=model)
+            out[name] = scalar(query(url, q.format(m=model, w=window), at=load_ended))
+            out[f"{name}_query"] = q.format(m=model, w=window) + f" @ {load_ended:.0f}"
         return out
     finally:
         if prom is not None:
