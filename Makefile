@@ -30,7 +30,7 @@ serve: $(STAMP) $(REPOSITORY)/.built
 	$(PY) -m serve run --repository $(REPOSITORY)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # Known vulnerabilities in the installed dependencies (PyPI's advisory data); a finding fails the target.
 # Packages the advisory service cannot look up are listed as skipped, not passed silently.

@@ -79,6 +79,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     parser.add_argument("--json", default="loadtest/results/gpu_bench.json")
+    parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES),
+                        help="batch sizes (the default goes to 512: minutes per heavy model on a CPU alone)")
     parser.add_argument("--cpu-threads", type=int, default=os.cpu_count(),
                         help="intra-op threads for the CPU figure (use 1 on a busy machine: OpenMP spin-waits collapse otherwise)")
     args = parser.parse_args(argv)
@@ -89,7 +91,7 @@ def main(argv=None) -> None:
     rows = []
     for name, (module, inputs) in models().items():
         module = module.eval()
-        for batch in BATCHES:
+        for batch in args.batches:
             row = {"model": name, "batch": batch, "cpu_fp32": throughput(module.cpu().float(), inputs, batch, "cpu", torch.float32, args.seconds / 2)}
             if cuda:
                 row["cuda_fp32"] = throughput(module.cuda().float(), inputs, batch, "cuda", torch.float32, args.seconds)
