@@ -7,8 +7,8 @@ dir, drives digits_cnn with a short locust run (gRPC users, steady), then querie
 
   sum by (model) (rate(ray_streamserve_requests_total[W]))                                    per-model request rate
   histogram_quantile(q, sum by (model, le) (rate(ray_streamserve_request_latency_ms_bucket[W])))  q = 0.5, 0.99
-evaluated at the moment the load ended, over a window W that covers the load (so a late read or a scrape that
-timed out on a busy box cannot leave the window without samples),
+evaluated when the counters have settled, over a window W from the load's start to then (Ray's exporter can
+deliver the load's increments after the load ended, and a fixed window read late can hold no samples),
 
 and, from the counters' totals before and after the load (each read once they stop moving), the number of
 requests the platform counted and the mean executed batch size. Prints / writes them to
@@ -132,10 +132,12 @@ def run(binary: str, repository: Path, model: str = "digits_cnn", load_s: float 
         before = settle(url, model)
         load_started = time.time()
         rows = run_locust(workdir, "prom_load", model, "grpc", "steady", users, load_s, server.http, server.grpc)
-        load_ended = time.time()
         client = summarize(rows)
-        after = settle(url, model)  # also: every scrape up to load_ended is stored by now
-        window = max(5, int(load_ended - load_started) + 2)
+        after = settle(url, model)
+        # Ray exports on its own schedule, late on a busy box: the load's increments can reach Prometheus after the
+        # load ended. So the window runs from the load's start to the moment the totals settled.
+        settled_at = time.time()
+        window = int(settled_at - load_started) + 2
         out = {"model": model, "prometheus": url, "client_throughput": client["throughput"],
                "client_p99_ms": client["p99_ms"], "client_requests": client["requests"]}
         # Counts over the load from the counters' totals before and after (exact), and the mean batch from them:
@@ -144,8 +146,8 @@ def run(binary: str, repository: Path, model: str = "digits_cnn", load_s: float 
         out["requests_counted"] = delta["ray_streamserve_requests_total"]
         out["batch_size_mean"] = delta["ray_streamserve_batch_size_sum"] / max(delta["ray_streamserve_batch_size_count"], 1)
         for name, q in QUERIES.items():
-            out[name] = scalar(query(url, q.format(m=model, w=window), at=load_ended))
-            out[f"{name}_query"] = q.format(m=model, w=window) + f" @ {load_ended:.0f}"
+            out[name] = scalar(query(url, q.format(m=model, w=window), at=settled_at))
+            out[f"{name}_query"] = q.format(m=model, w=window) + f" @ {settled_at:.0f}"
         return out
     finally:
         if prom is not None:
