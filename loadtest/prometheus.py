@@ -2,7 +2,7 @@
 
 Needs Debian's `prometheus` package (`apt-get install -y prometheus`; the binary at /usr/bin/prometheus,
 or pass --prometheus). Starts the platform (loadtest/server.py), writes a Prometheus config that scrapes
-its metrics port every second, starts `prometheus` on a free loopback port with its own TSDB in a temp
+its metrics port every 3 s (SCRAPE_S), starts `prometheus` on a free loopback port with its own TSDB in a temp
 dir, drives digits_cnn with a short locust run (gRPC users, steady), then queries Prometheus' HTTP API:
 
   sum by (model) (rate(ray_streamserve_requests_total[W]))                                    per-model request rate
@@ -36,7 +36,12 @@ def find_prometheus(explicit: str | None = None) -> str | None:
     return explicit or shutil.which("prometheus") or (Path("/usr/bin/prometheus").exists() and "/usr/bin/prometheus") or None
 
 
-def start_prometheus(binary: str, target: str, workdir: Path, scrape_s: float = 1.0):
+# Seconds between scrapes, and each scrape's timeout. Ray's metrics endpoint (every series of ~22 deployments)
+# took longer than 1 s to answer on a saturated CI box, so 1 s scrapes all timed out there (up stayed 0).
+SCRAPE_S = 3.0
+
+
+def start_prometheus(binary: str, target: str, workdir: Path, scrape_s: float = SCRAPE_S):
     """Returns (http://127.0.0.1:port, process) once Prometheus reports ready."""
     from serve.launcher import free_loopback_port
 
@@ -96,15 +101,15 @@ def up(url: str) -> bool:
 TOTALS = ("ray_streamserve_requests_total", "ray_streamserve_batch_size_sum", "ray_streamserve_batch_size_count")
 
 
-def settle(url: str, model: str, timeout_s: float = 30) -> dict:
+def settle(url: str, model: str, timeout_s: float = 60) -> dict:
     """The model's counter totals in Prometheus once they stop moving (Ray's metrics agent exports on its own
     schedule, so a read right after a load can miss the last requests)."""
     read = lambda: tuple(scalar(query(url, f'sum({n}{{model="{model}"}}) or vector(0)')) for n in TOTALS)  # 0 before any request
     deadline, reads = time.monotonic() + timeout_s, []
     while time.monotonic() < deadline:
-        time.sleep(2.5)  # longer than one export (2 s) plus one scrape (1 s) apart
+        time.sleep(2.0 + SCRAPE_S)  # one export (2 s) plus one scrape apart
         reads.append(read())
-        if len(reads) >= 3 and reads[-1] == reads[-2] == reads[-3]:  # still for 5 s: a starved exporter can pause 2.5 s
+        if len(reads) >= 3 and reads[-1] == reads[-2] == reads[-3]:  # still for two intervals: a starved exporter pauses
             return dict(zip(TOTALS, reads[-1]))
     last = reads[-1] if reads else None
     raise RuntimeError(f"the platform's counters for {model} were still moving after {timeout_s} s: {last}")
@@ -124,7 +129,7 @@ def run(binary: str, repository: Path, model: str = "digits_cnn", load_s: float 
     prom = None
     try:
         url, prom = start_prometheus(binary, server.metrics, workdir)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not up(url):
             if time.monotonic() > deadline:
                 raise RuntimeError("prometheus never scraped the platform (up != 1)")
