@@ -47,9 +47,14 @@ def served(address: str, model: str, window: np.ndarray, steps: int) -> list[flo
     return times
 
 
-def in_process(repository: Path, model: str, window: np.ndarray, steps: int) -> list[float]:
+def step_runtime(repository: Path, model: str):
+    """The served rollout model's latest version, loaded by its own runtime with one thread (a replica's share)."""
     spec = load_model(repository / model)
-    runtime = load_runtime(spec, max(spec.versions), ["WINDOW"], ["FRAMES", "WINDOW_NEXT"], 1, "cpu")  # the replica's share
+    return load_runtime(spec, max(spec.versions), ["WINDOW"], ["FRAMES", "WINDOW_NEXT"], 1, "cpu")
+
+
+def in_process(repository: Path, model: str, window: np.ndarray, steps: int) -> list[float]:
+    runtime = step_runtime(repository, model)
     runtime.infer({"WINDOW": window})
     times, started = [], time.perf_counter()
     for _ in range(steps):

@@ -16,8 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from models.examples.heat1d import reference_step
 from models.digits.data import load_splits
-from serve.repository import load_model
-from serve.runtimes import load_runtime
+from loadtest.stream_latency import step_runtime
 
 
 @pytest.fixture(scope="module")
@@ -392,8 +391,7 @@ def test_caption_match_tokenises_text_in_the_graph(server, http):
 
 def in_process_rollout(repository, model, window, steps):
     """The served model file stepped in this process through its own runtime (TorchScript for kno_*)."""
-    spec = load_model(repository / model)
-    runtime = load_runtime(spec, max(spec.versions), ["WINDOW"], ["FRAMES", "WINDOW_NEXT"], 1, "cpu")
+    runtime = step_runtime(repository, model)
     frames = []
     for _ in range(steps):
         out = runtime.infer({"WINDOW": window})

@@ -57,11 +57,10 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 def kno_rollouts(repository: Path, windows: np.ndarray, steps: int, repeats: int) -> tuple[float, torch.Tensor, str]:
     """Seconds per batch-1 rollout (mean over trajectories) and the predicted frames, through the served runtime."""
+    from loadtest.stream_latency import step_runtime
     from serve.repository import load_model
-    from serve.runtimes import load_runtime
 
-    spec = load_model(repository / "kno_ns2d")
-    runtime = load_runtime(spec, max(spec.versions), ["WINDOW"], ["FRAMES", "WINDOW_NEXT"], 1, "cpu")
+    spec, runtime = load_model(repository / "kno_ns2d"), step_runtime(repository, "kno_ns2d")
 
     def rollout(window):
         frames = []
