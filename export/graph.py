@@ -2,7 +2,8 @@
 `account_cluster_members`, `account_clusters_job` (all `backend: "python"`, handlers in models/graph/serving.py).
 
     python -m export.build --only graph                       # from the committed weights, no training
-    python -m export.graph --add-snapshot new.npz [--repository model_repository]   # hosted graph v+1
+    python -m export.graph --add-snapshot new.npz [--clusters c.npz]   # a new hosted graph, then:
+    python -m serve reload                                              # swapped into the running server
 
 Why three pieces and not one ONNX graph: RGCN's per-relation mean needs a scatter-add. Exported through the
 legacy exporter (index_add -> ScatterElements) it took 12 s on the 1.7M-edge graph in ONNX Runtime and
@@ -11,24 +12,29 @@ matmuls in the handler; the dense per-node parts (BotRGCN's input block; its out
 ONNX (`encoder.onnx`, `heads.onnx`). Parity is checked against the PyG model here, end to end, both for the
 whole graph and for the hosted 2-hop query path.
 
-A new graph snapshot is a new version folder (the old ones kept): with Triton's default version policy
-(latest 1) the server rolls the new version out as a new deployment while the old one keeps answering.
+A new graph snapshot is data, not a new model: it is written beside the current one in the served version folder
+under a content-addressed name and named by config.pbtxt's `snapshot` parameter, which the Serve config turns into the
+deployment's `user_config`. Reloading the config is then Serve's lightweight update: the running replicas build the
+new snapshot while the old one answers, then swap (serve/model.py `ModelWorker.reconfigure`); no restart, no gap.
 """
 import argparse
+import hashlib
 import io
 import json
+import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from google.protobuf import text_format
 from safetensors.torch import load_file
 from torch import nn
 
 from models.graph.model import BotRGCN, ServedEncoder
 from models.graph.synth import GraphConfig, generate
 from models.graph.train import SERVED
-from serve.repository import load_model
+from serve.repository import load_model, parse_config
 
 from .onnx_export import check_parity, export_onnx
 
@@ -51,6 +57,7 @@ dynamic_batching {{ max_queue_delay_microseconds: 2000 }}
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 parameters {{ key: "handler" value {{ string_value: "{HANDLER.format('BotDetectorHandler')}" }} }}
 parameters {{ key: "cache_layer1" value {{ string_value: "false" }} }}
+parameters {{ key: "snapshot" value {{ string_value: "graph.npz" }} }}
 """,
     "bot_detector_subgraph": f"""
 name: "bot_detector_subgraph"
@@ -82,6 +89,7 @@ output [
 dynamic_batching {{ max_queue_delay_microseconds: 1000 }}
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 parameters {{ key: "handler" value {{ string_value: "{HANDLER.format('ClusterLookupHandler')}" }} }}
+parameters {{ key: "snapshot" value {{ string_value: "clusters.npz" }} }}
 """,
     "account_cluster_members": f"""
 name: "account_cluster_members"
@@ -94,6 +102,7 @@ output [
 ]
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 parameters {{ key: "handler" value {{ string_value: "{HANDLER.format('ClusterMembersHandler')}" }} }}
+parameters {{ key: "snapshot" value {{ string_value: "clusters.npz" }} }}
 """,
     "account_clusters_job": f"""
 name: "account_clusters_job"
@@ -265,34 +274,67 @@ def build(root: Path) -> None:
     write_family(root, model, meta, graph, CLUSTERS.read_bytes(), json.loads(CLUSTERS.with_suffix(".json").read_text()))
 
 
-def add_snapshot(root: Path, snapshot: Path) -> int:
-    """Write `snapshot` (npz: x, edge_index, edge_type, account_id) as the next version of bot_detector,
-    keeping the earlier versions. Returns the new version number."""
-    from models.graph.serving import validate_subgraph
+def add_snapshot(root: Path, graph: Path, clusters: Path | None = None) -> dict[str, str]:
+    """Install a new hosted graph (npz: x, edge_index, edge_type, account_id) for `bot_detector` and, with
+    `clusters` (npz: account_id, cluster, confidence, k, e.g. from models.graph.cluster_snapshot), the matching
+    clustering for `account_clusters` / `account_cluster_members`. Each file is checked by loading it as a replica
+    would before anything is written; the earlier snapshot files stay (pointing `snapshot` back is the rollback).
+    Returns {model: installed file name}."""
+    from models.graph.serving import BotScorer, ClusterSnapshot, HostedGraph, validate_subgraph
 
-    from .repository import write_model
-
-    g = dict(np.load(snapshot))
+    with np.load(graph, allow_pickle=False) as g:
+        g = {k: g[k] for k in ("x", "edge_index", "edge_type", "account_id")}
     validate_subgraph({"NODE_FEATURES": g["x"], "EDGE_INDEX": g["edge_index"], "EDGE_TYPE": g["edge_type"]}, max_nodes=10**7, max_edges=10**9)
-    if len(np.unique(g["account_id"])) != len(g["x"]):
-        raise ValueError(f"{snapshot}: account_id must hold one unique id per node")
-    folder = root / "bot_detector"
-    load_model(folder)  # the existing folder must be valid before we add to it
-    versions = sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
-    files = {v: {f.name: f.read_bytes() for f in (folder / str(v)).iterdir()} for v in versions}
-    new = versions[-1] + 1
-    files[new] = {**{k: v for k, v in files[versions[-1]].items() if k != "graph.npz"}, "graph.npz": snapshot.read_bytes()}
-    write_model(root, "bot_detector", (folder / "config.pbtxt").read_text(), files, (folder / "card.md").read_text())
-    return new
+    if len(g["account_id"]) != len(g["x"]) or len(np.unique(g["account_id"])) != len(g["x"]):
+        raise ValueError(f"{graph}: account_id must hold one unique id per node")
+    bot = load_model(root / "bot_detector")
+    HostedGraph.load(BotScorer(bot.path / str(bot.versions[-1])), graph)  # what a replica will do with it
+    if clusters is not None:
+        c = ClusterSnapshot(clusters)
+        if not np.array_equal(np.sort(c.account_id), np.sort(g["account_id"])):
+            raise ValueError(f"{clusters}: its account ids are not the new graph's; cluster the new graph (models.graph.cluster_snapshot)")
+        if len(c.cluster) != len(c.account_id) or c.cluster.min() < 0 or c.cluster.max() >= c.k:
+            raise ValueError(f"{clusters}: expected one cluster in 0..k-1 per account")
+    # Everything checked: only now does anything land.
+    installed = {"bot_detector": install_snapshot(root / "bot_detector", graph, "graph")}
+    if clusters is not None:
+        for name in ("account_clusters", "account_cluster_members"):
+            installed[name] = install_snapshot(root / name, clusters, "clusters")
+    return installed
+
+
+def install_snapshot(folder: Path, source: Path, stem: str) -> str:
+    """Copy `source` into every served version folder of the model at `folder` as `<stem>-<sha256[:12]>.npz`, then
+    point config.pbtxt's `snapshot` parameter at it. Each write lands by rename, so a replica starting meanwhile
+    reads either the old config and file or the new ones, never half of one."""
+    data = source.read_bytes()
+    name = f"{stem}-{hashlib.sha256(data).hexdigest()[:12]}.npz"
+    spec = load_model(folder)
+    for version in spec.versions:
+        _write_atomically(folder / str(version) / name, data)
+    config = parse_config((folder / "config.pbtxt").read_text())
+    config.parameters["snapshot"].string_value = name
+    _write_atomically(folder / "config.pbtxt", text_format.MessageToString(config).encode())
+    load_model(folder)
+    return name
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+        f.write(data)
+    os.replace(f.name, path)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repository", type=Path, default=Path("model_repository"))
     p.add_argument("--add-snapshot", type=Path, help="npz with x, edge_index, edge_type, account_id")
+    p.add_argument("--clusters", type=Path, help="with --add-snapshot: the new graph's clustering (npz: account_id, cluster, confidence, k)")
     a = p.parse_args(argv)
     if a.add_snapshot:
-        print(f"bot_detector version {add_snapshot(a.repository, a.add_snapshot)} written")
+        for model, name in add_snapshot(a.repository, a.add_snapshot, a.clusters).items():
+            print(f"{model}: snapshot {name} installed")
+        print("a running server swaps it in on `python -m serve reload` (Kubernetes: regenerate and apply the Serve config)")
     else:
         build(a.repository)
 

@@ -24,6 +24,8 @@ class Server:
     repository: Path
     log: Path
     process: subprocess.Popen
+    temp_dir: Path
+    """The server's --temp-dir: `python -m serve reload --temp-dir` finds it there."""
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=10) as r:
@@ -40,7 +42,7 @@ def start_server(repository: Path, workdir: Path, env: dict | None = None, timeo
         sys.executable, "-m", "serve", "run", "--repository", str(repository),
         "--http-port", str(ports["http"]), "--grpc-port", str(ports["grpc"]), "--metrics-port", str(ports["metrics"]),
         # Ray's socket paths must stay short: a temp dir of our own per server, under /tmp.
-        "--temp-dir", f"/tmp/sst-{ports['http']}", "--ready-file", str(ready),
+        "--temp-dir", (temp_dir := f"/tmp/sst-{ports['http']}"), "--ready-file", str(ready),
     ]
     process = subprocess.Popen(
         cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
@@ -53,7 +55,7 @@ def start_server(repository: Path, workdir: Path, env: dict | None = None, timeo
             raise RuntimeError(f"server did not start (exit {process.poll()}); log tail:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
     host = "127.0.0.1"
-    return Server(f"{host}:{ports['http']}", f"{host}:{ports['grpc']}", f"{host}:{ports['metrics']}", repository, log, process)
+    return Server(f"{host}:{ports['http']}", f"{host}:{ports['grpc']}", f"{host}:{ports['metrics']}", repository, log, process, Path(temp_dir))
 
 
 def stop_server(process: subprocess.Popen, timeout_s: float = 90) -> int | None:

@@ -1,6 +1,11 @@
-"""`python -m serve run|config`: serve the model repository, or write its Serve config."""
+"""`python -m serve run|config|reload`: serve the model repository, write its Serve config, or have a running
+server pick up a new data snapshot without a restart."""
 import argparse
+import json
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -22,11 +27,16 @@ def main(argv=None) -> None:
     config = commands.add_parser("config", help="write the Serve config generated from the repository")
     config.add_argument("--output", default="serve_config.yaml")
     config.add_argument("--repository-path", help="where replicas find the repository (e.g. a volume mount)")
+    reload = commands.add_parser("reload", help="have the running server redeploy its config (a new snapshot is swapped in, no restart)")
+    reload.add_argument("--temp-dir", default=None, help="the server's --temp-dir (default: the settings' temp_dir)")
+    reload.add_argument("--timeout", type=float, default=600.0)
     for sub in (run, config):
         for name, field in ServerSettings.model_fields.items():
             if name != "auth_token":  # a secret belongs in the environment, not in shell history
                 sub.add_argument(f"--{name.replace('_', '-')}", type=_ARG_TYPES.get(field.annotation, str), default=None, help=field.description)
     args = parser.parse_args(argv)
+    if args.command == "reload":
+        sys.exit(request_reload(Path(args.temp_dir or ServerSettings().temp_dir), args.timeout))
     overrides = {k: v for k, v in vars(args).items() if k in ServerSettings.model_fields and v is not None}
     settings = ServerSettings(**overrides)
     try:
@@ -36,10 +46,45 @@ def main(argv=None) -> None:
             return
         from .launcher import run as run_server
 
-        serve_config = yaml.safe_load(Path(args.config).read_text()) if args.config else build_serve_config(settings)
-        run_server(settings, serve_config, args.ready_file)
+        if args.config:
+            def load_config():
+                return yaml.safe_load(Path(args.config).read_text())
+        else:
+            def load_config():
+                return build_serve_config(settings)
+        run_server(settings, load_config, args.ready_file)
     except RepositoryError as e:
         sys.exit(f"error: {e}")
+
+
+def request_reload(temp_dir: Path, timeout_s: float) -> int:
+    """SIGHUP the server that runs with this temp dir and wait for its answer in reload.json."""
+    pid_file, status_file = temp_dir / "streamserve.pid", temp_dir / "reload.json"
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        print(f"error: no running server found ({pid_file} is missing); is `python -m serve run` up with --temp-dir {temp_dir}?")
+        return 2
+    def count():
+        try:
+            return json.loads(status_file.read_text())["count"]
+        except (OSError, ValueError, KeyError):
+            return 0
+    before = count()
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        print(f"error: the server (pid {pid}) is gone")
+        return 2
+    deadline = time.monotonic() + timeout_s
+    while count() <= before:
+        if time.monotonic() > deadline:
+            print(f"error: no answer from the server (pid {pid}) after {timeout_s:.0f}s")
+            return 1
+        time.sleep(0.2)
+    status = json.loads(status_file.read_text())
+    print(status["message"])
+    return 0 if status["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def deployment_options(spec: ModelSpec, settings: ServerSettings) -> dict:
     # so the next batch queues while one runs.
     max_ongoing = max(2 * batch, 8)
     queue_limit = spec.config.dynamic_batching.default_queue_policy.max_queue_size if spec.dynamic_batching else 0
+    snapshot = spec.snapshot_state()
     return {
+        **({"user_config": snapshot} if snapshot else {}),  # a new data snapshot reloads in place, no restart
         "max_ongoing_requests": max_ongoing,
         "max_queued_requests": queue_limit or 4 * max_ongoing * max_replicas,
         "autoscaling_config": {

@@ -17,6 +17,8 @@ A handler is a runtime with two more hooks:
   with several responses: per-segment results, job progress then the verdict. It runs in a worker
   thread; each yielded dict is sent as soon as it is produced. A response may carry a subset of the
   declared outputs (progress messages need not repeat the result tensors).
+- `load_snapshot`, for a handler that answers from a data file named by config.pbtxt's `snapshot` parameter
+  (a hosted graph): a new file is swapped into running replicas without a restart (ModelWorker.reconfigure).
 """
 from importlib import import_module
 from pathlib import Path
@@ -37,6 +39,24 @@ class ModelHandler(Runtime):
         super().__init__(model_dir, input_names, output_names, num_threads, device)
         self.model_dir = Path(model_dir)
         self.params = dict(params)
+
+    snapshot = None
+    """The data snapshot in service, for handlers that serve one. A request reads it once (`graph = self.snapshot`)
+    and uses only that, so a request in flight during a swap finishes on the snapshot it started with."""
+    snapshot_name: str | None = None
+
+    def load_snapshot(self, path: Path):
+        """Build a snapshot from its file, completely, and return it (called in a worker thread while the old
+        snapshot keeps answering)."""
+        raise NotImplementedError(f"{type(self).__name__} does not serve a data snapshot")
+
+    def use_snapshot(self, name: str) -> None:
+        """Load the version folder's file `name` and put it in service."""
+        self.snapshot = self.load_snapshot(self.model_dir / name)
+        self.snapshot_name = name
+
+    def describe(self) -> dict:
+        return super().describe() | ({"snapshot": self.snapshot_name} if self.snapshot_name else {})
 
     def preprocess(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One request's inputs as the batched `infer` wants them; the default passes them through."""

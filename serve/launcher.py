@@ -3,7 +3,12 @@
 This is what `serve run serve_config.yaml` does, plus the settings a single machine needs: Ray held to
 127.0.0.1, no dashboard, a fixed metrics port, and gRPC messages capped. Deploying a config file
 without the dashboard's REST API takes Serve's own `serve_start` + `deploy_apps`, as `serve run` uses.
+
+SIGHUP (`python -m serve reload`) regenerates the config and redeploys it when it changes only what Serve
+updates without restarting the ingress: a model's data snapshot (its `user_config`) or its deployment options.
+The outcome is written to `<temp_dir>/reload.json` for the command that asked.
 """
+import json
 import os
 import signal
 import socket
@@ -62,7 +67,9 @@ def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) 
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT", str(grpc_port + settings.ingress_replicas))
 
 
-def run(settings: ServerSettings, config: dict, ready_file: str | None = None) -> None:
+def run(settings: ServerSettings, load_config, ready_file: str | None = None) -> None:
+    """`load_config()` gives the Serve config (generated from the repository, or read from a file); it is
+    called again on each reload."""
     grpc_port = serve_grpc_port(settings)
     prepare_environment(settings, grpc_port)
     import ray
@@ -71,16 +78,22 @@ def run(settings: ServerSettings, config: dict, ready_file: str | None = None) -
     from ray.serve.config import gRPCOptions
     from ray.serve.schema import ServeDeploySchema
 
-    if settings.direct_ingress:
-        # The ingress replica listens on the public ports itself. Serve still reserves the proxy's
-        # configured ports, so those move to free loopback ports nobody uses.
-        config = config | {
-            "proxy_location": "Disabled",
-            "http_options": config["http_options"] | {"port": free_loopback_port()},
-            "grpc_options": config["grpc_options"] | {"port": free_loopback_port()},
-        }
-    elif grpc_port != settings.grpc_port:
-        config = config | {"grpc_options": config["grpc_options"] | {"port": grpc_port}}
+    # With direct ingress the ingress replica listens on the public ports itself; Serve still reserves the
+    # proxy's configured ports, so those move to free loopback ports nobody uses (the same ones on every reload).
+    proxy_ports = (free_loopback_port(), free_loopback_port()) if settings.direct_ingress else None
+
+    def deployable(config: dict) -> dict:
+        if proxy_ports:
+            return config | {
+                "proxy_location": "Disabled",
+                "http_options": config["http_options"] | {"port": proxy_ports[0]},
+                "grpc_options": config["grpc_options"] | {"port": proxy_ports[1]},
+            }
+        if grpc_port != settings.grpc_port:
+            return config | {"grpc_options": config["grpc_options"] | {"port": grpc_port}}
+        return config
+
+    config = deployable(load_config())
     schema = ServeDeploySchema.model_validate(config)
     started = time.perf_counter()
     ray.init(
@@ -105,20 +118,71 @@ def run(settings: ServerSettings, config: dict, ready_file: str | None = None) -
         from .tls import TlsTerminator
 
         terminator = TlsTerminator("::", settings.grpc_port, grpc_port, settings.tls_certfile, settings.tls_keyfile).start()
+    stop, reload = threading.Event(), threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: (stop.set(), reload.set()))
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    pid_file, reloads = Path(settings.temp_dir) / "streamserve.pid", 0
+    pid_file.write_text(f"{os.getpid()}\n")
     print(banner(settings, time.perf_counter() - started), flush=True)
     if ready_file:
         Path(ready_file).write_text("ready\n")
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    while not stop.is_set():
+        reload.wait()
+        reload.clear()
+        if stop.is_set():
+            break
+        reloads += 1
+        try:
+            wanted = deployable(load_config())
+            ok, message = redeploy(client, serve, config, wanted)
+        except Exception as e:  # e.g. a repository that no longer loads: the deployed config keeps serving
+            ok, message = False, f"reload failed, still serving the previous config: {e}"
+        if ok:
+            config = wanted
+        print(message, flush=True)
+        _write_json(Path(settings.temp_dir) / "reload.json", {"count": reloads, "ok": ok, "message": message})
+    pid_file.unlink(missing_ok=True)
     print("shutting down ...", flush=True)
     if terminator:
         terminator.stop()
     serve.shutdown()
     ray.shutdown()
     print("stopped", flush=True)
+
+
+def redeploy(client, serve, deployed: dict, config: dict) -> tuple[bool, str]:
+    """Deploy `config` if it differs from `deployed` only in what Serve changes without rebuilding the application:
+    per-deployment options, among them `user_config` (a data snapshot, swapped in place by the replicas). A model or
+    version added or removed rebuilds the application, which restarts the ingress: that needs a restart."""
+    def deployments(c):
+        return {d["name"]: d for app in c["applications"] for d in app["deployments"]}
+
+    def apps(c):
+        return [{k: v for k, v in app.items() if k != "deployments"} for app in c["applications"]]
+
+    before, after = deployments(deployed), deployments(config)
+    if apps(deployed) != apps(config) or set(before) != set(after):
+        added, removed = sorted(set(after) - set(before)), sorted(set(before) - set(after))
+        return False, (f"reload refused: the repository's models or versions changed (added {added}, removed {removed}); "
+                       "restart the server to serve them. Only snapshots and deployment options reload in place.")
+    changed = sorted(name for name in after if after[name] != before[name])
+    if not changed:
+        return True, "reload: nothing changed"
+    started = time.perf_counter()
+    from ray.serve.schema import ServeDeploySchema
+
+    client.deploy_apps(ServeDeploySchema.model_validate(config), _blocking=False)
+    _wait_running(serve, timeout_s=600, exit_on_failure=False)
+    return True, f"reloaded {', '.join(changed)} in {time.perf_counter() - started:.1f}s"
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Written whole or not at all: the reader never sees half a file."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(payload))
+    os.replace(temporary, path)
 
 
 def _check_capacity(config: dict, resources: dict) -> None:
@@ -140,7 +204,8 @@ def _check_capacity(config: dict, resources: dict) -> None:
             )
 
 
-def _wait_running(serve, timeout_s: float) -> None:
+def _wait_running(serve, timeout_s: float, exit_on_failure: bool = True) -> None:
+    fail = sys.exit if exit_on_failure else _raise
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         apps = serve.status().applications
@@ -149,9 +214,13 @@ def _wait_running(serve, timeout_s: float) -> None:
             return
         failed = {n: apps[n].message for n, s in statuses.items() if s.endswith(("DEPLOY_FAILED", "UNHEALTHY"))}
         if failed:
-            sys.exit(f"deployment failed: {failed}")
+            fail(f"deployment failed: {failed}")
         time.sleep(0.5)
-    sys.exit(f"applications not running after {timeout_s:.0f}s: {serve.status().applications}")
+    fail(f"applications not running after {timeout_s:.0f}s: {serve.status().applications}")
+
+
+def _raise(message: str):
+    raise RuntimeError(message)
 
 
 def banner(settings: ServerSettings, seconds: float) -> str:

@@ -71,3 +71,11 @@ def output_histogram(output: str, boundaries: tuple[float, ...]) -> metrics.Hist
         description=f"Values of the output {output!r} in served responses (content telemetry).",
         boundaries=[b for b in boundaries if b > 0], tag_keys=_MODEL_TAGS + ("label",),
     )
+
+
+@cache
+def snapshot_info() -> metrics.Gauge:
+    return metrics.Gauge(
+        "streamserve_snapshot_info", description="1 for the data snapshot a model version's replicas answer from (0 once replaced).",
+        tag_keys=_MODEL_TAGS + ("snapshot",),
+    )

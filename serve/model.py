@@ -6,6 +6,7 @@ batch queue is given `batch_size_fn=_rows` and `max_batch_size` from config.pbtx
 non-batch dimensions differ cannot share a tensor: within a batch they run as separate groups.
 """
 import asyncio
+import logging
 import math
 import os
 import time
@@ -20,6 +21,8 @@ from . import metrics
 from .handler import ModelHandler
 from .repository import load_model
 from .runtimes import load_runtime
+
+logger = logging.getLogger("ray.serve")  # Serve's logger: lines land in the replica's log with its id
 
 
 def _rows(items) -> int:
@@ -69,11 +72,31 @@ class ModelWorker:
         self.runtime = load_runtime(self.spec, self.version, inputs, outputs, threads, device)
         self.preprocesses = isinstance(self.runtime, ModelHandler) and type(self.runtime).preprocess is not ModelHandler.preprocess
         self.histograms = self.spec.output_histograms
+        self.snapshot = self.spec.snapshot_state()  # what the handler loaded; Serve's user_config names the wanted one
+        if self.snapshot:
+            metrics.snapshot_info().set(1, tags=self.tags | {"snapshot": self.snapshot["snapshot"]})
         # Serve's batch queue lives in a replica; elsewhere (tests, scripts) each call is its own batch.
         self.batching = self.spec.dynamic_batching and _in_serve_replica()
         if self.batching:
             self._infer_batched.set_max_batch_size(self.spec.max_batch_size)
             self._infer_batched.set_batch_wait_timeout_s(self.spec.max_queue_delay_s)
+
+    async def reconfigure(self, user_config: dict) -> None:
+        """Serve calls this when the replica starts and whenever the deployment's `user_config` changes: here, a
+        new data snapshot file (`ModelSpec.snapshot_state`). It is Serve's lightweight update: the replica is not
+        restarted and keeps receiving requests, so the new snapshot is built in a thread while the old one answers,
+        then swapped in. Serve reports the deployment updated once every replica has returned from here."""
+        wanted = {"snapshot": user_config.get("snapshot")}
+        if not wanted["snapshot"] or wanted == self.snapshot:
+            return
+        started = time.perf_counter()
+        await asyncio.to_thread(self.runtime.use_snapshot, wanted["snapshot"])
+        if self.snapshot and self.snapshot["snapshot"] != wanted["snapshot"]:
+            metrics.snapshot_info().set(0, tags=self.tags | {"snapshot": self.snapshot["snapshot"]})
+        metrics.snapshot_info().set(1, tags=self.tags | {"snapshot": wanted["snapshot"]})
+        self.snapshot = wanted
+        logger.info("%s/%s: snapshot %s in service after %.2f s", self.spec.name, self.version, wanted["snapshot"],
+                    time.perf_counter() - started)
 
     def _is_control_input(self, name: str) -> bool:
         return self.spec.rollout is not None and name == self.spec.rollout.steps_input

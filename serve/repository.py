@@ -135,6 +135,18 @@ class ModelSpec:
         """config.pbtxt's `parameters` as plain strings: where serving options beyond Triton's schema live."""
         return {key: value.string_value for key, value in self.config.parameters.items()}
 
+    @property
+    def snapshot(self) -> str | None:
+        """The data file a python handler answers from (`parameters { key: "snapshot" ... }`, e.g. a hosted
+        graph), in each version folder. Pointing it at another file swaps the data into running replicas."""
+        return self.params.get("snapshot") or None
+
+    def snapshot_state(self) -> dict[str, str] | None:
+        """The served snapshot as the deployment's `user_config`: naming another file is a lightweight Serve update
+        (ModelWorker.reconfigure), not a restart. Snapshot files are immutable; a new one gets a new name
+        (`export.graph.add_snapshot` names them by content)."""
+        return {"snapshot": self.snapshot} if self.snapshot else None
+
     @cached_property
     def rollout(self) -> Rollout | None:
         params = self.params
@@ -306,6 +318,8 @@ def load_model(folder: Path) -> ModelSpec:
             raise RepositoryError(f"{folder / str(version)}: missing model file {spec.model_file(version).name}")
     if spec.platform == "python":
         _check_handler(spec, where)
+    if spec.snapshot:
+        _check_snapshot(spec, where)
     if spec.rollout and not spec.decoupled:
         raise RepositoryError(f"{where}: a rollout model must be decoupled (model_transaction_policy {{ decoupled: true }})")
     if spec.decoupled and not (spec.rollout or spec.handler):
@@ -336,6 +350,17 @@ def _check_handler(spec: ModelSpec, where: str) -> None:
         found = False
     if not found:
         raise RepositoryError(f"{where}: handler module {module!r} is not installed")
+
+
+def _check_snapshot(spec: ModelSpec, where: str) -> None:
+    name = spec.snapshot
+    if spec.platform != "python":
+        raise RepositoryError(f"{where}: parameter 'snapshot' is for python-backend models, whose handler loads it")
+    if Path(name).name != name or name.startswith("."):
+        raise RepositoryError(f"{where}: parameter 'snapshot' must name a file in the version folder, got {name!r}")
+    for version in spec.versions:
+        if not (spec.path / str(version) / name).is_file():
+            raise RepositoryError(f"{spec.path / str(version)}: missing snapshot file {name} (parameter 'snapshot')")
 
 
 def _check_sequence(spec: ModelSpec, where: str) -> None:

@@ -155,30 +155,37 @@ def account_ids(inputs) -> np.ndarray:
 
 class BotDetectorHandler(ModelHandler):
     """`bot_detector`: ACCOUNT_IDS INT64 [n, 1] -> BOT_PROBABILITY FP32 [n, 1], STANCE_PROBS FP32 [n, 3],
-    FOUND BOOL [n, 1]. Unknown ids get FOUND false and -1 probabilities; the others are answered."""
+    FOUND BOOL [n, 1]. Unknown ids get FOUND false and -1 probabilities; the others are answered.
+    The hosted graph is the version folder's snapshot file (parameter `snapshot`, default graph.npz); ids are
+    looked up in the same snapshot that scores them, so a batch running during a swap stays consistent."""
 
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
+        self.scorer = BotScorer(self.model_dir, num_threads, device)
+        self.cache_layer1 = self.params.get("cache_layer1", "false").lower() == "true"
         started = time.perf_counter()
-        cache = self.params.get("cache_layer1", "false").lower() == "true"
-        self.graph = HostedGraph.load(BotScorer(self.model_dir, num_threads, device), self.model_dir / "graph.npz", cache)
+        self.use_snapshot(self.params.get("snapshot", "graph.npz"))
         self.load_seconds = time.perf_counter() - started
 
+    def load_snapshot(self, path):
+        return HostedGraph.load(self.scorer, path, self.cache_layer1)
+
     def preprocess(self, inputs):
-        ids = account_ids(inputs)
-        return {"NODE": self.graph.lookup(ids)[:, None]}
+        return {"ACCOUNT_IDS": account_ids(inputs)}
 
     def infer(self, inputs):
-        nodes = np.asarray(inputs["NODE"]).ravel()
+        graph = self.snapshot
+        nodes = graph.lookup(np.asarray(inputs["ACCOUNT_IDS"]).ravel())
         found = nodes >= 0
         bot = np.full(len(nodes), -1.0, np.float32)
         stance = np.full((len(nodes), 3), -1.0, np.float32)
         if found.any():
-            bot[found], stance[found] = self.graph.score(nodes[found])
+            bot[found], stance[found] = graph.score(nodes[found])
         return {"BOT_PROBABILITY": bot[:, None], "STANCE_PROBS": stance, "FOUND": found[:, None]}
 
     def describe(self):
-        return super().describe() | {"accounts": self.graph.n, "edges": int(self.graph.a.nnz), "load_seconds": round(self.load_seconds, 2)}
+        graph = self.snapshot
+        return super().describe() | {"accounts": graph.n, "edges": int(graph.a.nnz), "load_seconds": round(self.load_seconds, 2)}
 
 
 def validate_subgraph(inputs, max_nodes=MAX_SUBGRAPH_NODES, max_edges=MAX_SUBGRAPH_EDGES, width=N_FEATURES):
@@ -240,30 +247,43 @@ class SubgraphHandler(ModelHandler):
         return {"BOT_PROBABILITY": bot[t], "STANCE_PROBS": stance[t]}
 
 
+class ClusterSnapshot:
+    """A CCGC clustering of the hosted graph (`clusters.npz`: account_id, cluster, confidence, k)."""
+
+    def __init__(self, path: Path):
+        with np.load(path) as c:
+            self.account_id, self.cluster = c["account_id"], c["cluster"].astype(np.int64)
+            self.confidence, self.k = c["confidence"].astype(np.float32), int(c["k"])
+        self.order = np.argsort(self.account_id)
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Row of each account id, -1 where unknown."""
+        ids = np.asarray(ids).ravel()
+        pos = np.minimum(np.searchsorted(self.account_id, ids, sorter=self.order), len(self.order) - 1)
+        idx = self.order[pos]
+        return np.where(self.account_id[idx] == ids, idx, -1)
+
+
 class ClusterLookupHandler(ModelHandler):
     """`account_clusters`: ACCOUNT_IDS INT64 [n, 1] -> CLUSTER INT64 [n, 1] (-1 if unknown), CONFIDENCE FP32 [n, 1],
-    FOUND BOOL [n, 1], from the CCGC clustering of this version's snapshot (`clusters.npz`)."""
+    FOUND BOOL [n, 1], from the CCGC clustering of the hosted graph (parameter `snapshot`, default clusters.npz)."""
 
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
-        c = np.load(self.model_dir / "clusters.npz")
-        self.account_id, self.cluster, self.confidence = c["account_id"], c["cluster"].astype(np.int64), c["confidence"].astype(np.float32)
-        self.order = np.argsort(self.account_id)
-        self.k = int(c["k"])
+        self.use_snapshot(self.params.get("snapshot", "clusters.npz"))
 
-    def lookup(self, ids):
-        pos = np.minimum(np.searchsorted(self.account_id, ids.ravel(), sorter=self.order), len(self.order) - 1)
-        idx = self.order[pos]
-        return np.where(self.account_id[idx] == ids.ravel(), idx, -1)
+    def load_snapshot(self, path):
+        return ClusterSnapshot(path)
 
     def preprocess(self, inputs):
-        return {"NODE": self.lookup(account_ids(inputs))[:, None]}
+        return {"ACCOUNT_IDS": account_ids(inputs)}
 
     def infer(self, inputs):
-        idx = np.asarray(inputs["NODE"]).ravel()
+        clusters = self.snapshot
+        idx = clusters.lookup(inputs["ACCOUNT_IDS"])
         found = idx >= 0
-        cluster = np.where(found, self.cluster[idx], -1)
-        conf = np.where(found, self.confidence[idx], 0.0).astype(np.float32)
+        cluster = np.where(found, clusters.cluster[idx], -1)
+        conf = np.where(found, clusters.confidence[idx], 0.0).astype(np.float32)
         return {"CLUSTER": cluster[:, None], "CONFIDENCE": conf[:, None], "FOUND": found[:, None]}
 
 
@@ -275,14 +295,18 @@ class ClusterMembersHandler(ClusterLookupHandler):
         c = np.asarray(inputs.get("CLUSTER"))
         if c.dtype.kind not in "iu" or c.size != 1:
             raise InvalidInput(f"input 'CLUSTER': expected one INT64 cluster id, got {c.dtype} of shape {list(c.shape)}")
-        if not 0 <= int(c.ravel()[0]) < self.k:
-            raise InvalidInput(f"input 'CLUSTER': cluster {int(c.ravel()[0])} does not exist; expected 0..{self.k - 1}")
+        k = self.snapshot.k
+        if not 0 <= int(c.ravel()[0]) < k:
+            raise InvalidInput(f"input 'CLUSTER': cluster {int(c.ravel()[0])} does not exist; expected 0..{k - 1}")
         return {"CLUSTER": c.astype(np.int64)}
 
     def infer(self, inputs):
-        m = np.flatnonzero(self.cluster == int(np.asarray(inputs["CLUSTER"]).ravel()[0]))
-        m = m[np.argsort(-self.confidence[m], kind="stable")]
-        return {"MEMBERS": self.account_id[m], "CONFIDENCE": self.confidence[m]}
+        # A request checked against the previous snapshot and answered after a swap gets that snapshot's members
+        # of the same id (an empty list if it has fewer clusters): the answer never mixes two snapshots.
+        clusters = self.snapshot
+        m = np.flatnonzero(clusters.cluster == int(np.asarray(inputs["CLUSTER"]).ravel()[0]))
+        m = m[np.argsort(-clusters.confidence[m], kind="stable")]
+        return {"MEMBERS": clusters.account_id[m], "CONFIDENCE": clusters.confidence[m]}
 
 
 class ClusterJobHandler(ModelHandler):

@@ -70,6 +70,36 @@ def test_invalid_configs_are_refused_at_load(tmp_path, config, fragment):
     assert fragment in str(caught.value)
 
 
+HANDLER_MODEL = """name: "hosted" backend: "python" max_batch_size: 0
+input [ { name: "ACCOUNT_IDS" data_type: TYPE_INT64 dims: [ 1 ] } ]
+output [ { name: "FOUND" data_type: TYPE_BOOL dims: [ 1 ] } ]
+parameters { key: "handler" value { string_value: "models.graph.serving:BotDetectorHandler" } }
+"""
+
+
+@pytest.mark.parametrize("value,fragment", [
+    ("graph.npz", None),
+    ("other.npz", "missing snapshot file other.npz"),
+    ("../graph.npz", "must name a file in the version folder"),
+    (".hidden.npz", "must name a file in the version folder"),
+])
+def test_snapshot_parameter(tmp_path, value, fragment):
+    config = HANDLER_MODEL + f'parameters {{ key: "snapshot" value {{ string_value: "{value}" }} }}'
+    folder = make_model(tmp_path, config, name="hosted", filename="graph.npz")
+    if fragment is None:
+        assert load_model(folder).snapshot_state() == {"snapshot": "graph.npz"}
+        return
+    with pytest.raises(RepositoryError, match="snapshot") as caught:
+        load_model(folder)
+    assert fragment in str(caught.value)
+
+
+def test_snapshot_parameter_is_for_python_models(tmp_path):
+    make_model(tmp_path, GOOD + '\nparameters { key: "snapshot" value { string_value: "model.onnx" } }')
+    with pytest.raises(RepositoryError, match="'snapshot' is for python-backend models"):
+        ModelRepository(tmp_path)
+
+
 def test_missing_model_file_is_refused(tmp_path):
     make_model(tmp_path, GOOD, filename="other.onnx")
     with pytest.raises(RepositoryError, match="missing model file model.onnx"):

@@ -318,16 +318,99 @@ def test_cluster_job_streams_progress_then_result(family):
         stream(family, "account_clusters_job", {"NODE_FEATURES": x, "EDGE_INDEX": np.zeros((2, 0), np.int64), "N_CLUSTERS": np.array([1], np.int64)})
 
 
-def test_new_snapshot_is_a_new_version(family, small, tmp_path):
-    from export.graph import add_snapshot
-
+def new_snapshot(tmp_path, small, shared: int = 10):
+    """A different graph whose first `shared` accounts are also in `small`; the rest are new ids."""
     g = generate(GraphConfig(n_users=800, edge_scale=0.02, n_groups=4, seed=9))
+    g["account_id"][:shared] = small["account_id"][:shared]
+    g["account_id"][shared:] = np.arange(len(g["x"]) - shared) + 7 * 10**10  # disjoint from the generator's range
     path = tmp_path / "snap.npz"
     synth.save_snapshot(g, path)
-    assert add_snapshot(family["root"], path) == 2
+    return g, path
+
+
+def test_new_snapshot_swaps_into_a_running_worker(family, small, tmp_path):
+    """`add_snapshot` installs the new graph beside the old one and names it in config.pbtxt; the Serve config
+    turns that into user_config, and `reconfigure` swaps it into a worker built on the old graph: new ids are
+    found afterwards, ids only in the old graph are not, shared ids are scored on the new graph."""
+    import shutil
+
+    from export.graph import add_snapshot
+    from serve.config import deployment_options
+    from serve.repository import load_model
+    from serve.settings import ServerSettings
+
+    root = tmp_path / "repo"
+    shutil.copytree(family["root"], root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("serve.model.replica_resources", lambda: (1, "cpu"))
-        w = ModelWorker(str(family["root"]), "bot_detector", 2)
-    out = asyncio.run(w.infer({"ACCOUNT_IDS": g["account_id"][:3, None]}))
-    assert out["FOUND"].all()
-    assert sorted(p.name for p in (family["root"] / "bot_detector").iterdir() if p.is_dir()) == ["1", "2"]
+        worker = ModelWorker(str(root), "bot_detector", 1)
+    g, path = new_snapshot(tmp_path, small)
+    ids = np.array([[small["account_id"][0]], [small["account_id"][500]], [g["account_id"][300]]], np.int64)
+    assert asyncio.run(worker.infer({"ACCOUNT_IDS": ids}))["FOUND"].ravel().tolist() == [True, True, False]
+
+    installed = add_snapshot(root, path)
+    name = installed["bot_detector"]
+    assert name.startswith("graph-") and (root / "bot_detector" / "1" / "graph.npz").exists()  # the old one is kept
+    spec = load_model(root / "bot_detector")
+    assert spec.snapshot == name
+    user_config = deployment_options(spec, ServerSettings(repository=str(root)))["user_config"]
+    assert user_config == {"snapshot": name}
+
+    asyncio.run(worker.reconfigure(user_config))
+    out = asyncio.run(worker.infer({"ACCOUNT_IDS": ids}))
+    assert out["FOUND"].ravel().tolist() == [True, False, True]
+    assert worker.describe()["snapshot"] == name and worker.describe()["accounts"] == 800
+    # The shared account is now scored on the new graph: the same as a worker started on it.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("serve.model.replica_resources", lambda: (1, "cpu"))
+        fresh = ModelWorker(str(root), "bot_detector", 1)
+    assert np.allclose(asyncio.run(fresh.infer({"ACCOUNT_IDS": ids}))["BOT_PROBABILITY"], out["BOT_PROBABILITY"])
+    asyncio.run(worker.reconfigure(user_config))  # the same config again changes nothing
+    assert worker.runtime.snapshot_name == name
+
+
+def test_bad_snapshot_is_refused_before_anything_is_written(family, small, tmp_path):
+    import shutil
+
+    from export.graph import add_snapshot
+
+    root = tmp_path / "repo"
+    shutil.copytree(family["root"], root)
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    g, path = new_snapshot(tmp_path, small)
+    np.savez(path, x=g["x"], edge_index=g["edge_index"], edge_type=np.full_like(g["edge_type"], 9), account_id=g["account_id"])
+    with pytest.raises(InvalidInput, match="'EDGE_TYPE': edge 0 has type 9"):
+        add_snapshot(root, path)
+    np.savez(path, x=g["x"], edge_index=g["edge_index"], edge_type=g["edge_type"], account_id=np.zeros_like(g["account_id"]))
+    with pytest.raises(ValueError, match="one unique id per node"):
+        add_snapshot(root, path)
+    synth.save_snapshot(g, path)
+    clusters = tmp_path / "clusters.npz"
+    clusters.write_bytes(clusters_bytes(small, family["labels"], family["conf"], int(family["labels"].max()) + 1))
+    with pytest.raises(ValueError, match="not the new graph's"):
+        add_snapshot(root, path, clusters)  # the clustering of the old graph
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
+
+
+def test_new_clustering_swaps_with_the_graph(family, small, tmp_path):
+    import shutil
+
+    from export.graph import add_snapshot
+    from serve.repository import load_model
+
+    root = tmp_path / "repo"
+    shutil.copytree(family["root"], root)
+    g, path = new_snapshot(tmp_path, small)
+    labels = np.arange(len(g["x"])) % 3
+    clusters = tmp_path / "clusters.npz"
+    clusters.write_bytes(clusters_bytes(g, labels, np.full(len(labels), 0.5, np.float32), 3))
+    installed = add_snapshot(root, path, clusters)
+    assert installed["account_clusters"] == installed["account_cluster_members"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("serve.model.replica_resources", lambda: (1, "cpu"))
+        lookup = ModelWorker(str(root), "account_clusters", 1)
+        members = ModelWorker(str(root), "account_cluster_members", 1)
+    assert lookup.snapshot == load_model(root / "account_clusters").snapshot_state() == {"snapshot": installed["account_clusters"]}
+    out = asyncio.run(lookup.infer({"ACCOUNT_IDS": g["account_id"][[1, 2, 4], None]}))
+    assert out["CLUSTER"].ravel().tolist() == [1, 2, 1] and out["FOUND"].all()
+    assert len(asyncio.run(members.infer({"CLUSTER": np.array([2], np.int64)}))["MEMBERS"]) == (labels == 2).sum()
