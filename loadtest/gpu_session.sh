@@ -15,7 +15,7 @@ WORK=${WORK:-/tmp/gpu_work}
 TRAIN_DEADLINE=${TRAIN_DEADLINE:-400}   # seconds from the start by which every training must have ended
 BENCH_SECONDS=${BENCH_SECONDS:-110}
 KNO_ITERS=${KNO_ITERS:-5000}
-IQA_PROFILE=${IQA_PROFILE:-gpu}
+IQA_PROFILE=${IQA_PROFILE:-gpu2}
 DEVICE=${DEVICE:-cuda}   # cpu only to smoke-test this script
 RUN_KOOPMAN=${RUN_KOOPMAN:-1} RUN_BENCH=${RUN_BENCH:-1}   # 0 skips that part
 mkdir -p "$OUT" "$WORK/logs" "$WORK/iqa_report" "$WORK/iqa_weights"

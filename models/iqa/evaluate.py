@@ -91,6 +91,12 @@ def fmt(values) -> str:
     return f"{a.mean():.3f}" if a.size == 1 else f"{a.mean():.3f} ± {a.std():.3f}"
 
 
+def _selection(results: dict) -> str:
+    """The epoch-selection criterion when it is not val SRCC (train.Config.select; older runs have no such field)."""
+    chosen = sorted({r["config"].get("select", "val_srcc") for mode, _ in MODES for r in results["runs"][mode]})
+    return "" if chosen in ([], ["val_srcc"]) else f" (selected by {', '.join(chosen)})"
+
+
 def markdown(results: dict) -> str:
     seeds = results["seeds"]
     lines = [
@@ -99,9 +105,10 @@ def markdown(results: dict) -> str:
         "(100 × SSIM against the pristine reference; a full-reference proxy, not human opinion). "
         f"Test split: {results['split_sizes']['test']['references']} references never used for training or selection, "
         f"{results['split_sizes']['test']['images']} images. Learned models: mean ± std over seeds {seeds}, each at its "
-        f"best **validation** epoch; training profile `{results.get('profile')}` (models/iqa/train.py PROFILES) on "
+        f"best **validation** epoch{_selection(results)}; training profile `{results.get('profile')}` (models/iqa/train.py PROFILES) on "
         f"`{results.get('device')}`.", "",
-        "| method | test SRCC | test PLCC | severity SRCC (within group, ground truth) | val SRCC (selection) |", "|---|---|---|---|---|",
+        f"| method | test SRCC | test PLCC | severity SRCC (within group, ground truth) | val SRCC{'' if _selection(results) else ' (selection)'} |",
+        "|---|---|---|---|---|",
     ]
     for mode, name in MODES:
         runs = results["runs"][mode]
@@ -164,7 +171,7 @@ def plot(results: dict, scatter: tuple[np.ndarray, np.ndarray], path: Path) -> N
     plt.close(fig)
 
 
-def score_only(report: Path, weights: Path | None, seeds: list[int]) -> None:
+def score_only(report: Path, weights: Path | None, seeds: list[int], profile: str = "gpu2") -> None:
     """No training: score every committed run (weights/pmt_iqa_<mode>_seed<s>.safetensors, trained elsewhere,
     e.g. on the GPU by `loadtest/gpu_session.sh`) and the blur_effect baseline on this machine's test split."""
     from .train import WEIGHTS_DIR, load, predict
@@ -188,7 +195,7 @@ def score_only(report: Path, weights: Path | None, seeds: list[int]) -> None:
             print(f"[iqa evaluate] {mode} seed {seed}: val SRCC {metrics['val']['srcc']:.3f} test SRCC "
                   f"{metrics['test_scores']['srcc']:.3f} (scored here)", flush=True)
     timing_file = report / "backbone_timing.json"
-    results = {"command": "python -m models.iqa.evaluate --score-only", "seeds": seeds, "profile": "gpu",
+    results = {"command": "python -m models.iqa.evaluate --score-only", "seeds": seeds, "profile": profile,
                "device": f"{', '.join(sorted(trained_on))} (training); cpu (this scoring)",
                "backbone_timing": json.loads(timing_file.read_text()) if timing_file.exists() else [],
                "runs": runs, "split_sizes": runs["progressive"][0]["split_sizes"],
@@ -202,7 +209,7 @@ def score_only(report: Path, weights: Path | None, seeds: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="gpu", help="training length (train.PROFILES)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="gpu2", help="training length and selection (train.PROFILES)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, default=1, help="processes for generating the benchmark (first run only)")
     parser.add_argument("--save-all", action="store_true", help="keep every run's weights in --weights, not only the served one")
@@ -229,7 +236,7 @@ def main() -> None:
         print(markdown(results))
         return
     if args.score_only:
-        return score_only(report, args.weights, args.seeds)
+        return score_only(report, args.weights, args.seeds, args.profile)
     data = make_benchmark(args.workers)
     test = data["test"]
     timing_file = report / "backbone_timing.json"
