@@ -44,14 +44,16 @@ def png(array) -> bytes:
     return buffer.getvalue()
 
 
-def test_iqa_clean_beats_blurred_and_batching_does_not_change_a_score(http, grpc):
+def test_iqa_clean_beats_blurred_and_jpeg_and_batching_does_not_change_a_score(http, grpc):
     from models.iqa import data as D
 
     clean = D.to_uint8(D.tiles(D.load_source("motorcycle_left"))[1])  # a test-split reference
     blurred = D.to_uint8(D.gaussian_blur(clean.astype(np.float32) / 255, 4.0, None))
-    both = np.array([[png(clean)], [png(blurred)]], dtype=object)
+    jpeg = io.BytesIO()
+    Image.fromarray(clean).save(jpeg, "JPEG", quality=3)  # strongly compressed, sent as the JPEG file itself
+    both = np.array([[png(clean)], [png(blurred)], [jpeg.getvalue()]], dtype=object)
     scores = http.infer("iqa", [tensor(httpclient, "IMAGE", both, "BYTES")]).as_numpy("SCORE")[:, 0]
-    assert scores[0] > scores[1] + 5, scores
+    assert scores[0] > scores[1] + 5 and scores[0] > scores[2], scores
     alone = grpc.infer("iqa", [tensor(grpcclient, "IMAGE", both[:1], "BYTES")])
     assert alone.as_numpy("SCORE")[0, 0] == pytest.approx(scores[0], abs=1e-3)
     assert alone.as_numpy("LEVEL_PROBS").sum() == pytest.approx(1.0, abs=1e-4)
