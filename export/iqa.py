@@ -128,10 +128,10 @@ KonIQ .902/.916, LIVE-C .866/.893. Ours is not comparable and is far lower: test
 narrow backbone, 64×64 crops with adaptive pooling to the paper's grids, lr 1e-3 (the paper's 1e-4 is for fine-tuning), {c['epochs']} epochs
 of {c['crops_per_epoch']:,} crops, pseudo-MOS from SSIM instead of opinion scores. Validation SRCC (3 pictures: chelsea, moon, ihc) stays
 low and noisy (0.1-0.25) while training loss keeps falling, so the epoch is selected by the within-group severity
-ordering on validation (ground truth without a proxy), the more trustworthy number. Progressive vs plain over 3 seeds is
+ordering on validation (ground truth without a proxy), the more trustworthy number. Progressive vs plain over 6 seeds is
 in the table above. Strong JPEG is the weak spot: JPEG severity SRCC is the lowest of the compression types, and a
-held-out picture scores only 3 points above its quality-3 JPEG with this model (4 of the 6 trained runs score that JPEG
-above the clean picture; models/iqa/README.md).
+held-out picture scores only 3 points above its quality-3 JPEG with this model (8 of the 12 trained runs score that
+JPEG above the clean picture; models/iqa/README.md).
 """
 
 

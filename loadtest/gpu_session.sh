@@ -16,6 +16,7 @@ TRAIN_DEADLINE=${TRAIN_DEADLINE:-400}   # seconds from the start by which every 
 BENCH_SECONDS=${BENCH_SECONDS:-110}
 KNO_ITERS=${KNO_ITERS:-5000}
 IQA_PROFILE=${IQA_PROFILE:-gpu2}
+IQA_SEEDS=${IQA_SEEDS:-0 1 2}   # e.g. "3 4 5" adds seeds to the committed ones
 DEVICE=${DEVICE:-cuda}   # cpu only to smoke-test this script
 RUN_KOOPMAN=${RUN_KOOPMAN:-1} RUN_BENCH=${RUN_BENCH:-1}   # 0 skips that part
 mkdir -p "$OUT" "$WORK/logs" "$WORK/iqa_report" "$WORK/iqa_weights"
@@ -46,7 +47,8 @@ wait $IQA_DATA; stamp "iqa data rc=$?"; tail -2 "$WORK/logs/iqa_data.log"
 # The benchmark is regenerated here (227 MB does not travel): its digest shows whether it equals the local cache.
 $PY -c "from models.iqa.data import make_benchmark, digest; print('iqa benchmark digest', digest(make_benchmark()))"
 cp models/iqa/report/backbone_timing.json "$WORK/iqa_report/"
-timeout "$(left)" $PY -m models.iqa.evaluate --profile "$IQA_PROFILE" --device "$DEVICE" --jobs 6 --save-all \
+# shellcheck disable=SC2086  # IQA_SEEDS is a list of numbers
+timeout "$(left)" $PY -m models.iqa.evaluate --profile "$IQA_PROFILE" --seeds $IQA_SEEDS --device "$DEVICE" --jobs 6 --save-all \
   --report "$WORK/iqa_report" --weights "$WORK/iqa_weights" > "$WORK/logs/iqa_evaluate.log" 2>&1
 stamp "iqa evaluate rc=$?"
 wait
