@@ -4,6 +4,7 @@ family, so the server starts in seconds; loadtest/snapshot_swap.py measures the 
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from loadtest.server import start_server, stop_server
 from loadtest.snapshot_swap import new_graph, swap_under_load
 from models.graph.model import BotRGCN
 from models.graph.synth import GraphConfig, generate
+from serve.repository import load_model
 
 SMALL = GraphConfig(n_users=1200, edge_scale=0.02, n_groups=4, seed=5)
 
@@ -47,6 +49,16 @@ def test_new_graph_swaps_in_under_load_without_an_error(server, tmp_path):
     assert result["mixed"] == []  # no request was answered from two snapshots
     assert result["old"] > 0 and result["new"] > 0 and result["monotone"]
     assert result["old_after_reload_returned"] == 0  # once the command returns, every replica serves the new graph
+    # Operators see which snapshot is in service: the gauge is 1 for the new file and 0 for the replaced one.
+    name = load_model(server.repository / "bot_detector").snapshot
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        samples = {line.split("snapshot=\"")[1].split("\"")[0]: float(line.rsplit(" ", 1)[1])
+                   for line in server.metrics_text().splitlines() if line.startswith("ray_streamserve_snapshot_info{")}
+        if samples.get(name) == 1.0 and samples.get("graph.npz") == 0.0:
+            break
+        time.sleep(1)
+    assert samples.get(name) == 1.0 and samples.get("graph.npz") == 0.0, samples
 
 
 def test_reload_with_nothing_changed_and_refused_structural_changes(server):
