@@ -65,11 +65,13 @@ def request_reload(temp_dir: Path, timeout_s: float) -> int:
     except (OSError, ValueError):
         print(f"error: no running server found ({pid_file} is missing); is `python -m serve run` up with --temp-dir {temp_dir}?")
         return 2
+
     def count():
         try:
             return json.loads(status_file.read_text())["count"]
         except (OSError, ValueError, KeyError):
             return 0
+
     before = count()
     try:
         os.kill(pid, signal.SIGHUP)

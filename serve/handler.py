@@ -35,15 +35,15 @@ ALLOWED_PREFIX = "models."
 class ModelHandler(Runtime):
     """Base class. `model_dir` is the version folder; `params` are config.pbtxt's parameters as strings."""
 
-    def __init__(self, model_dir: Path, params: dict[str, str], input_names, output_names, num_threads: int, device: str):
-        super().__init__(model_dir, input_names, output_names, num_threads, device)
-        self.model_dir = Path(model_dir)
-        self.params = dict(params)
-
     snapshot = None
     """The data snapshot in service, for handlers that serve one. A request reads it once (`graph = self.snapshot`)
     and uses only that, so a request in flight during a swap finishes on the snapshot it started with."""
     snapshot_name: str | None = None
+
+    def __init__(self, model_dir: Path, params: dict[str, str], input_names, output_names, num_threads: int, device: str):
+        super().__init__(model_dir, input_names, output_names, num_threads, device)
+        self.model_dir = Path(model_dir)
+        self.params = dict(params)
 
     def load_snapshot(self, path: Path):
         """Build a snapshot from its file, completely, and return it (called in a worker thread while the old
