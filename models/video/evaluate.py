@@ -1,6 +1,6 @@
 """Evaluate SSTAM on the held-out sources and write models/video/report/ (results.json, results.md, plots).
 
-    python -m models.video.evaluate
+    python -m models.video.evaluate [--weights W.safetensors] [--report DIR]
 
 - Per-artifact detection AUC on the test sources: spatial artifacts per 16x16 block (block CNN output
   vs block label > 0.25) and per clip (segment intensity vs the setting's level > 0.25); temporal ones per
@@ -9,9 +9,10 @@
   with VMAF over all test encodes. The same for ffmpeg blockdetect / blurdetect and scikit-image
   blur_effect (higher = worse for all three), and VMAF itself against QP order.
 - Saliency: the pooled score with our low-cost saliency, spectral residual alone, and uniform weights
-  (pooling refitted on the validation encodes for each, as train.py fits the served one).
+  (pooling fitted for each by train.py the way the served one was: rank on out-of-fold training intensities).
 - Plots: spatial intensities over time along a QP ladder, flicker scores, quality vs QP per source.
 """
+import argparse
 import json
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from scipy.stats import spearmanr
 from . import data as D
 from .decode import Frame
 from .pipeline import ARTIFACTS, Analyzer, Pooling
-from .train import CLEAN_THRESHOLD, SAMPLE_STRIDE, WEIGHTS, auc, fit_pooling, load, rows_by_split, torch_fns
+from .train import CLEAN_THRESHOLD, SAMPLE_STRIDE, WEIGHTS, auc, ladder_srcc, load, rows_by_split, torch_fns
 
 REPORT = Path(__file__).resolve().parent / "report"
 SALIENCY = ["sstam", "spectral_residual", "uniform"]
@@ -38,26 +39,13 @@ def analyse(fns, row, method):
     return seg.intensities.astype(np.float64), np.array(seg.curve)
 
 
-def ladder_srcc(rows, scores) -> dict:
-    """Mean SRCC of `scores` (higher = better) with -QP within each (source, ladder)."""
-    out = {}
-    for ladder, names in D.LADDERS.items():
-        vals = []
-        for src in sorted({r["source"] for r in rows}):
-            pts = [(r["q"], scores[i]) for i, r in enumerate(rows) if r["source"] == src and r["encode"] in names]
-            if len(pts) >= 3:
-                q, s = zip(*pts)
-                vals.append(spearmanr(-np.array(q), s).statistic)
-        out[ladder] = float(np.nanmean(vals)) if vals else float("nan")
-    out["mean"] = float(np.nanmean([out[k] for k in D.LADDERS]))
-    return out
-
-
-def main():
+def main(weights: Path = WEIGHTS, report: Path = None):
+    global REPORT
+    REPORT = report or REPORT
     torch.set_num_threads(1)
     rows = D.build_all()
     split = rows_by_split(rows)
-    cnn, tsf, pooling, meta = load(WEIGHTS)
+    cnn, tsf, pooling, meta = load(weights)
     fns = torch_fns(cnn, tsf)
     results = {"weights": meta["chosen_arm"], "config": meta["config"], "splits": meta["splits"]}
 
@@ -92,10 +80,11 @@ def main():
     results["detection"] = {"block_auc": block_auc, "block_positive_rate": block_pos, "clip_auc": clip_auc,
                             "clip_positives": clip_pos, "test_encodes": len(test)}
 
-    # video score vs QP order and VMAF, per saliency method (pooling refitted on train) and anchors
+    # video score vs QP order and VMAF, per saliency method (each with the pooling train.py fitted for it) and anchors
     scores = {}
+    by_saliency = meta["pooling_fit"]["by_saliency"]
     for m in SALIENCY:
-        pool = pooling if m == "sstam" else fit_pooling(np.stack(inten[m]["val"]), np.array([r["vmaf"] for r in split["val"]]))
+        pool = pooling if m == "sstam" else Pooling(**by_saliency[m]["pooling"])
         q = np.array([pool.quality(i) for i in inten[m]["test"]])
         scores[f"SSTAM ({m} saliency)"] = {"qp_srcc": ladder_srcc(test, q), "vmaf_srcc": float(spearmanr(q, vmaf).statistic),
                                           "pooling": {"weights": pool.weights, "bias": pool.bias}}
@@ -107,7 +96,7 @@ def main():
         scores[f"{a} (anchor)"] = {"qp_srcc": ladder_srcc(test, v), "vmaf_srcc": float(spearmanr(v, vmaf).statistic)}
     scores["VMAF (full reference, for scale)"] = {"qp_srcc": ladder_srcc(test, vmaf), "vmaf_srcc": 1.0}
     results["video_score"] = scores
-    REPORT.mkdir(exist_ok=True)
+    REPORT.mkdir(parents=True, exist_ok=True)
     (REPORT / "results.json").write_text(json.dumps(results, indent=1))
     plots(test, curves, results)
     write_md(results, meta)
@@ -146,6 +135,13 @@ def plots(test, curves, results):
     fig.savefig(REPORT / "plot.png", dpi=90)
 
 
+def pooling_line(meta) -> str:
+    how = ("fitted to QP order within source on out-of-fold intensities of the training encodes (pairwise logistic, "
+           "weights ≥ 0; scale and bias match the spread of 1 − VMAF/100 there)")
+    return (f"Pooling ({how}): " + json.dumps(meta["pooling"]) + "; validation SRCC with QP order "
+            + json.dumps(meta["pooling_fit"]["val_qp_srcc"]))
+
+
 def write_md(r, meta):
     f = lambda x: "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
     det = r["detection"]
@@ -171,9 +167,13 @@ def write_md(r, meta):
                   f"{f(m.get('val_order_accuracy'))} | {m['best_step']} |")
     t = meta["timesformer"]
     md += ["", f"TimeSformer validation clip AUC (flickering, floating): {[round(x, 3) if x == x else None for x in t['val_aucs']]}",
-           "", "Pooling (fitted on the validation encodes, NNLS, weights ≥ 0): " + json.dumps(meta["pooling"]), "", "![plots](plot.png)"]
+           "", pooling_line(meta), "", "![plots](plot.png)"]
     (REPORT / "results.md").write_text("\n".join(md) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--weights", type=Path, default=WEIGHTS)
+    ap.add_argument("--report", type=Path, default=REPORT, help="folder for results.json / results.md / plot.png")
+    a = ap.parse_args()
+    main(a.weights, a.report)

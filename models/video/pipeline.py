@@ -128,7 +128,7 @@ def frame_tokens(feats: np.ndarray, inten: np.ndarray, sal_b: np.ndarray, thumb:
 
 @dataclass
 class Pooling:
-    """quality = 1 - clip(bias + weights . intensities, 0, 1); weights >= 0 (fitted by NNLS)."""
+    """quality = 1 - clip(bias + weights . intensities, 0, 1); weights >= 0 (fitted by train.fit_pooling_rank)."""
     weights: list = field(default_factory=lambda: [0.3, 0.3, 0.1, 0.1, 0.1, 0.1])
     bias: float = 0.0
 

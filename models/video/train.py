@@ -2,13 +2,16 @@
 then the pooling weights. Writes models/video/weights/sstam.safetensors + sstam.json.
 
     python -m models.video.train            # builds the data first if build/video/data is empty (~4 min)
+    python -m models.video.train --reuse-cnn --out /tmp/x/sstam.safetensors   # keep the block CNN, redo the rest
 
-Selection uses the validation sources only (gravel, coins); the test sources are never read here.
+Selection uses the validation sources only (gravel, rocket); the test sources are never read here. The pooling
+is fitted to QP order within source on out-of-fold intensities of the training encodes (cross_fit_intensities,
+fit_pooling_rank).
 """
 import argparse
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -250,13 +253,115 @@ def analyse_encode(analyzer_factory, row) -> dict:
     return segs
 
 
-def fit_pooling(intensities: np.ndarray, vmaf: np.ndarray) -> Pooling:
-    """NNLS: 1 - VMAF/100 ≈ bias + w . intensities, w >= 0, bias >= 0."""
-    from scipy.optimize import nnls
+def order_pairs(rows) -> list[tuple[int, int]]:
+    """(i, j) index pairs of encodes of the same source where j is known to be the worse one: every pair along
+    each QP ladder (data.LADDERS, higher QP = worse) and x264 without deblocking QP 36 < 44."""
+    ladders = list(D.LADDERS.values()) + [["x264_nodb_qp36", "x264_nodb_qp44"]]
+    at = {(r["source"], r["encode"]): i for i, r in enumerate(rows)}
+    pairs = []
+    for src in sorted({r["source"] for r in rows}):
+        for names in ladders:
+            idx = [at[(src, n)] for n in names if (src, n) in at]
+            pairs += [(idx[a], idx[b]) for a in range(len(idx)) for b in range(a + 1, len(idx))]
+    return pairs
 
-    A = np.concatenate([intensities, np.ones((len(intensities), 1))], 1)
-    sol, _ = nnls(A, 1.0 - vmaf / 100.0)
-    return Pooling(weights=[float(x) for x in sol[:6]], bias=float(sol[6]))
+
+def fit_pooling_rank(intensities: np.ndarray, rows, vmaf: np.ndarray, l2: float = 1e-2, temp: float = 0.1) -> Pooling:
+    """Pooling fitted to QP order within source: w >= 0 minimises a pairwise logistic loss (RankNet) over
+    `order_pairs` on the intensities standardised per artifact, + l2 |w|^2; then one scale a > 0 and a bias
+    map the ranking score w . intensities onto VMAF's scale (below), so quality reads like 1 - VMAF/100 but its order
+    within a source is the rank fit's. w >= 0 keeps quality monotone in every intensity."""
+    from scipy.optimize import minimize
+
+    X = np.asarray(intensities, np.float64)
+    sd = X.std(0) + 1e-6
+    pairs = order_pairs(rows)
+    # an artifact whose label never changes along these pairs (flickering: the ladders are constant-QP encodes)
+    # carries no QP-order information: the pairs could only fit noise into its weight, so it is held at 0
+    lev = np.array([[r["levels"][a] for a in D.ARTIFACTS] for r in rows]) if all("levels" in r for r in rows) else None
+    free = np.ones(X.shape[1], bool) if lev is None else np.array([any(abs(lev[j, k] - lev[i, k]) > 1e-6 for i, j in pairs)
+                                                                    for k in range(X.shape[1])])
+    D_ = np.stack([(X[j] - X[i]) / sd for i, j in pairs])  # should score positive (j is worse)
+
+    def f(w):
+        z = -(D_ @ w) / temp
+        loss = np.logaddexp(0, z).mean() + l2 * w @ w
+        g = -(D_ * (1 / (1 + np.exp(-z)))[:, None]).mean(0) / temp + 2 * l2 * w
+        return loss, g
+
+    bounds = [(0, None) if fr else (0, 0) for fr in free]
+    w = minimize(f, np.where(free, 0.1, 0.0), jac=True, method="L-BFGS-B", bounds=bounds).x / sd
+    # Scale: the ranking score's mean and spread on the training encodes matched to those of 1 - VMAF/100, so the
+    # quality reads on VMAF's scale. (A least-squares fit to VMAF shrank the scale: VMAF varies across sources far
+    # more than any artifact intensity explains, and every score landed in 0.80-0.83.)
+    s, target = X @ w, 1.0 - np.asarray(vmaf, np.float64) / 100.0
+    a = target.std() / max(s.std(), 1e-9)
+    return Pooling(weights=[float(a * x) for x in w], bias=float(target.mean() - a * s.mean()))
+
+
+def segment_intensities(fns, rows, saliency_method: str = "sstam") -> np.ndarray:
+    """[len(rows), 6]: the pipeline's (12.5 fps) intensities over each whole cached encode (one segment)."""
+    out = []
+    for r in rows:
+        segs = analyse_encode(lambda: Analyzer(*fns, Pooling(), saliency_method=saliency_method, seg_clips=1 << 20), r)
+        out.append(segs[0].intensities.astype(np.float64))
+    return np.stack(out)
+
+
+SALIENCY_METHODS = ("sstam", "spectral_residual", "uniform")
+
+
+def cross_fit_intensities(cfg: Config, arm: str, rows, folds: int = 3, log=print) -> dict:
+    """Out-of-fold segment intensities of the training encodes, {saliency method: [len(rows), 6]}.
+
+    The pooling must learn which intensities still move with QP on a source the networks have not seen; on their
+    own training encodes every intensity does (in-sample), so a fit there cannot tell them apart. The training
+    sources are split into `folds` groups; for each, a block CNN (`arm`, cfg.cnn_steps, last step: no selection)
+    and a TimeSformer (fewer windows: phase 0, starts 0/4/8) are trained on the other groups and score the group's
+    encodes. Test and validation sources are never used."""
+    sources = sorted({r["source"] for r in rows})
+    out = {m: np.zeros((len(rows), 6)) for m in SALIENCY_METHODS}
+    for k in range(folds):
+        held = sources[k::folds]
+        tr = [r for r in rows if r["source"] not in held]
+        ho = [i for i, r in enumerate(rows) if r["source"] in held]
+        ho_rows = [rows[i] for i in ho]
+        c = replace(cfg, eval_every=cfg.cnn_steps)
+        cnn, m = train_cnn(c, arm, frames_tensor(tr), frames_tensor(ho_rows), log)
+        use_from = cfg.t_use_from[0]
+        tsf, _ = train_temporal(replace(cfg, eval_every=cfg.t_steps), clip_set(cnn, tr, phases=(0,), starts=(0, 4, 8)),
+                                clip_set(cnn, ho_rows), token_dim(cfg.feat), log, use_from)
+        fns = torch_fns(cnn, tsf)
+        for sal in SALIENCY_METHODS:
+            out[sal][ho] = segment_intensities(fns, ho_rows, sal)
+        log(f"[pooling cross-fit] fold {k + 1}/{folds}: held out {held}, pair order accuracy {m['val_order_accuracy']:.3f}")
+    return out
+
+
+def fit_pooling_for(fns, split, saliency_method: str, train_intensities: np.ndarray) -> tuple[Pooling, dict]:
+    """fit_pooling_rank on the training encodes' out-of-fold intensities (cross_fit_intensities), and the
+    validation SRCC of its quality with QP order (validation is not used by the fit)."""
+    tr = split["train"]
+    pooling = fit_pooling_rank(train_intensities, tr, np.array([r["vmaf"] for r in tr]))
+    q = np.array([pooling.quality(i) for i in segment_intensities(fns, split["val"], saliency_method)])
+    return pooling, {"method": "rank", "saliency": saliency_method, "val_qp_srcc": ladder_srcc(split["val"], q)}
+
+
+def ladder_srcc(rows, scores) -> dict:
+    """Mean SRCC of `scores` (higher = better) with -QP within each (source, ladder of data.LADDERS)."""
+    from scipy.stats import spearmanr
+
+    out = {}
+    for ladder, names in D.LADDERS.items():
+        vals = []
+        for src in sorted({r["source"] for r in rows}):
+            pts = [(r["q"], scores[i]) for i, r in enumerate(rows) if r["source"] == src and r["encode"] in names]
+            if len(pts) >= 3:
+                q, s = zip(*pts)
+                vals.append(spearmanr(-np.array(q), s).statistic)
+        out[ladder] = float(np.nanmean(vals)) if vals else float("nan")
+    out["mean"] = float(np.nanmean([out[k] for k in D.LADDERS]))
+    return out
 
 
 def run(cfg: Config, rows=None, out: Path = WEIGHTS, log=print, reuse_cnn: Path | None = None) -> dict:
@@ -288,13 +393,16 @@ def run(cfg: Config, rows=None, out: Path = WEIGHTS, log=print, reuse_cnn: Path 
                 "variants": {str(u): m for u, (_, m) in variants.items()}}
     log(f"[timesformer] chosen on validation: tokens from feature {use_from}")
     block_fn, temporal_fn = torch_fns(cnn, tsf)
-    # Pooling is fitted on the validation encodes: on the training encodes the networks' outputs are
-    # in-sample (the TimeSformer separates train flicker almost perfectly), and NNLS then put all weight
-    # on flickering (first run: weights [0, 0, 0, 0, 1.51, 0.06]), which no held-out encode supports.
-    inten = np.stack([analyse_encode(lambda: Analyzer(block_fn, temporal_fn, Pooling()), r)[0].intensities for r in split["val"]])
-    pooling = fit_pooling(inten, np.array([r["vmaf"] for r in split["val"]]))
-    log(f"[pooling] weights {np.round(pooling.weights, 3).tolist()} bias {pooling.bias:.3f}")
-    meta = {"config": asdict(cfg), "chosen_arm": chosen, "pooling": asdict(pooling),
+    oof = cross_fit_intensities(cfg, chosen, split["train"], log=log)
+    by_saliency = {}
+    for sal in SALIENCY_METHODS:  # the served pooling is the "sstam" one; the others are for evaluate.py's comparison
+        by_saliency[sal] = fit_pooling_for((block_fn, temporal_fn), split, sal, oof[sal])
+        log(f"[pooling, {sal} saliency] weights {np.round(by_saliency[sal][0].weights, 3).tolist()} "
+            f"bias {by_saliency[sal][0].bias:.3f}; validation SRCC with QP order {by_saliency[sal][1]['val_qp_srcc']}")
+    pooling, pool_meta = by_saliency["sstam"]
+    pool_meta = {**pool_meta, "by_saliency": {k: {"pooling": asdict(p), **m} for k, (p, m) in by_saliency.items()},
+                 "out_of_fold_train_intensities": {k: np.round(v, 5).tolist() for k, v in oof.items()}}
+    meta = {"config": asdict(cfg), "chosen_arm": chosen, "pooling": asdict(pooling), "pooling_fit": pool_meta,
             "cnn": arm_metrics, "timesformer": tmetrics, "token_dim": token_dim(cfg.feat),
             "splits": {s: sorted({r["source"] for r in rs}) for s, rs in split.items()},
             "train_seconds": round(time.time() - t0, 1)}
@@ -326,7 +434,9 @@ if __name__ == "__main__":
     ap.add_argument("--t-steps", type=int, default=Config.t_steps)
     ap.add_argument("--arms", nargs="+", default=list(Config.arms))
     ap.add_argument("--t-use-from", nargs="+", type=int, default=list(Config.t_use_from))
-    ap.add_argument("--reuse-cnn", action="store_true", help="keep the committed block CNN; retrain the TimeSformer and pooling")
+    ap.add_argument("--reuse-cnn", type=Path, nargs="?", const=WEIGHTS, default=None,
+                    help="keep the block CNN of these weights (default: the committed ones); retrain the TimeSformer and pooling")
+    ap.add_argument("--out", type=Path, default=WEIGHTS, help="where to write the .safetensors (+ .json)")
     a = ap.parse_args()
-    run(Config(cnn_steps=a.cnn_steps, t_steps=a.t_steps, arms=tuple(a.arms), t_use_from=tuple(a.t_use_from)), log=lambda m: print(m, flush=True),
-        reuse_cnn=WEIGHTS if a.reuse_cnn else None)
+    run(Config(cnn_steps=a.cnn_steps, t_steps=a.t_steps, arms=tuple(a.arms), t_use_from=tuple(a.t_use_from)),
+        out=a.out, log=lambda m: print(m, flush=True), reuse_cnn=a.reuse_cnn)

@@ -134,3 +134,45 @@ def test_pooling_is_monotone():
         up = base.copy()
         up[k] += 0.3
         assert p.quality(up) <= p.quality(base)
+
+
+def test_rank_pooling_orders_qp_within_source_with_nonnegative_weights():
+    from models.video.train import fit_pooling_rank, order_pairs
+
+    rng = np.random.default_rng(0)
+    rows, X = [], []
+    for s in range(4):
+        offset = rng.uniform(0, 0.5, 6)  # content level: differs between sources, irrelevant to the order
+        for name, q in zip(["x264_qp18", "x264_qp28", "x264_qp36", "x264_qp44"], [18, 28, 36, 44]):
+            rows.append({"source": f"s{s}", "encode": name, "q": q})
+            x = offset + rng.normal(0, 0.02, 6)
+            x[1] += 0.01 * q   # blocking rises with QP
+            x[4] -= 0.01 * q   # flickering falls with QP (a false positive on clean encodes)
+            X.append(x)
+    X = np.array(X)
+    pairs = order_pairs(rows)
+    assert len(pairs) == 4 * 6 and all(rows[i]["q"] < rows[j]["q"] and rows[i]["source"] == rows[j]["source"] for i, j in pairs)
+    vmaf = np.array([100 - 1.5 * (r["q"] - 18) for r in rows])
+    p = fit_pooling_rank(X, rows, vmaf)
+    assert min(p.weights) >= 0
+    assert p.weights[1] > 0 and p.weights[4] == 0
+    q = np.array([p.quality(x) for x in X]).reshape(4, 4)
+    assert (np.diff(q, axis=1) < 0).all()  # quality falls along every source's ladder
+    assert q.std() > 0.5 * (vmaf / 100).std()  # on VMAF's scale, not squashed into a narrow band
+
+
+def test_rank_pooling_holds_artifacts_without_label_change_at_zero():
+    from models.video.train import fit_pooling_rank
+
+    rng = np.random.default_rng(1)
+    rows, X = [], []
+    for s in range(3):
+        for name, q in zip(["x265_qp24", "x265_qp36", "x265_qp46"], [24, 36, 46]):
+            levels = {"blurring": q / 50, "blocking": q / 60, "bleeding": 0.0, "ringing": q / 70, "flickering": 0.0, "floating": 0.0}
+            rows.append({"source": f"s{s}", "encode": name, "q": q, "levels": levels})
+            x = rng.normal(0.3, 0.01, 6)
+            x[0] += 0.01 * q
+            x[4] += 0.02 * q  # flickering rises with QP here, but its label never changes along the ladder
+            X.append(x)
+    p = fit_pooling_rank(np.array(X), rows, np.array([100.0 - r["q"] for r in rows]))
+    assert p.weights[0] > 0 and p.weights[4] == 0 and p.weights[2] == 0 and p.weights[5] == 0
