@@ -312,13 +312,14 @@ SALIENCY_METHODS = ("sstam", "spectral_residual", "uniform")
 
 
 def cross_fit_intensities(cfg: Config, arm: str, rows, folds: int = 3, log=print) -> dict:
-    """Out-of-fold segment intensities of the training encodes, {saliency method: [len(rows), 6]}.
+    """Out-of-fold segment intensities of `rows` (train.py: the training encodes; crossval.py: training and
+    validation), {saliency method: [len(rows), 6]}.
 
     The pooling must learn which intensities still move with QP on a source the networks have not seen; on their
-    own training encodes every intensity does (in-sample), so a fit there cannot tell them apart. The training
+    own training encodes every intensity does (in-sample), so a fit there cannot tell them apart. The rows'
     sources are split into `folds` groups; for each, a block CNN (`arm`, cfg.cnn_steps, last step: no selection)
     and a TimeSformer (fewer windows: phase 0, starts 0/4/8) are trained on the other groups and score the group's
-    encodes. Test and validation sources are never used."""
+    encodes."""
     sources = sorted({r["source"] for r in rows})
     out = {m: np.zeros((len(rows), 6)) for m in SALIENCY_METHODS}
     for k in range(folds):

@@ -176,3 +176,25 @@ def test_rank_pooling_holds_artifacts_without_label_change_at_zero():
             X.append(x)
     p = fit_pooling_rank(np.array(X), rows, np.array([100.0 - r["q"] for r in rows]))
     assert p.weights[0] > 0 and p.weights[4] == 0 and p.weights[2] == 0 and p.weights[5] == 0
+
+
+def test_crossval_scores_each_source_with_a_pooling_fitted_without_it():
+    """models.video.crossval.compare on synthetic intensities: blocking rises with QP on every source, bleeding is
+    content only. Every score is a mean SRCC with QP order over held-out (source, ladder) pairs."""
+    from models.video.crossval import compare
+
+    rng = np.random.default_rng(2)
+    rows, X = [], []
+    ladder = [("x264_qp18", 18), ("x264_qp28", 28), ("x264_qp36", 36), ("x264_qp44", 44)]
+    for s in range(6):
+        content = rng.uniform(0, 0.5, 6)
+        for name, q in ladder:
+            x = content + rng.normal(0, 0.01, 6)
+            x[1] += 0.01 * q
+            rows.append({"source": f"s{s}", "encode": name, "codec": "x264", "q": q, "vmaf": 100.0 - q,
+                         "blockdetect": float(x[1]), "blurdetect": 0.0, "blur_effect": float(-q)})
+            X.append(x)
+    out = compare(np.array(X), rows, folds=3)
+    assert out["rank (served method)"]["x264"] == pytest.approx(1.0)
+    assert out["blocking alone"]["x264"] == pytest.approx(1.0) and abs(out["bleeding alone"]["x264"]) < 0.6
+    assert out["blur_effect (anchor)"]["x264"] == pytest.approx(-1.0)  # higher blur_effect = worse, here it falls with QP
