@@ -21,9 +21,8 @@ import torch
 from scipy.stats import spearmanr
 
 from . import data as D
-from .decode import Frame
-from .pipeline import ARTIFACTS, Analyzer, Pooling
-from .train import CLEAN_THRESHOLD, SAMPLE_STRIDE, WEIGHTS, auc, ladder_srcc, load, rows_by_split, torch_fns
+from .pipeline import ARTIFACTS, Pooling
+from .train import CLEAN_THRESHOLD, SAMPLE_STRIDE, WEIGHTS, auc, ladder_srcc, load, rows_by_split, torch_fns, whole_encode_segment
 
 REPORT = Path(__file__).resolve().parent / "report"
 SALIENCY = ["sstam", "spectral_residual", "uniform"]
@@ -31,17 +30,11 @@ ANCHORS = {"blockdetect": -1, "blurdetect": -1, "blur_effect": -1}  # sign that 
 
 
 def analyse(fns, row, method):
-    d = D.load_encode(row)
-    an = Analyzer(*fns, Pooling(), saliency_method=method, seg_clips=1 << 20)
-    for k, t in enumerate(range(0, d["y"].shape[0], SAMPLE_STRIDE)):
-        an.push(Frame(k, t / D.FPS, d["y"][t], d["u"][t], d["v"][t]))
-    seg = an.finish()[0]
+    seg = whole_encode_segment(fns, row, method)
     return seg.intensities.astype(np.float64), np.array(seg.curve)
 
 
-def main(weights: Path = WEIGHTS, report: Path = None):
-    global REPORT
-    REPORT = report or REPORT
+def main(weights: Path = WEIGHTS, report: Path = REPORT):
     torch.set_num_threads(1)
     rows = D.build_all()
     split = rows_by_split(rows)
@@ -96,14 +89,14 @@ def main(weights: Path = WEIGHTS, report: Path = None):
         scores[f"{a} (anchor)"] = {"qp_srcc": ladder_srcc(test, v), "vmaf_srcc": float(spearmanr(v, vmaf).statistic)}
     scores["VMAF (full reference, for scale)"] = {"qp_srcc": ladder_srcc(test, vmaf), "vmaf_srcc": 1.0}
     results["video_score"] = scores
-    REPORT.mkdir(parents=True, exist_ok=True)
-    (REPORT / "results.json").write_text(json.dumps(results, indent=1))
-    plots(test, curves, results)
-    write_md(results, meta)
-    print((REPORT / "results.md").read_text())
+    report.mkdir(parents=True, exist_ok=True)
+    (report / "results.json").write_text(json.dumps(results, indent=1))
+    plots(test, curves, results, report)
+    write_md(results, meta, report)
+    print((report / "results.md").read_text())
 
 
-def plots(test, curves, results):
+def plots(test, curves, results, report: Path):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,7 +125,7 @@ def plots(test, curves, results):
     axes[2].set_xticks(range(len(names)), names, fontsize=7)
     axes[2].set(title="flickering score per test source", ylabel="flickering")
     fig.tight_layout()
-    fig.savefig(REPORT / "plot.png", dpi=90)
+    fig.savefig(report / "plot.png", dpi=90)
 
 
 def pooling_line(meta) -> str:
@@ -142,7 +135,7 @@ def pooling_line(meta) -> str:
             + json.dumps(meta["pooling_fit"]["val_qp_srcc"]))
 
 
-def write_md(r, meta):
+def write_md(r, meta, report: Path):
     f = lambda x: "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
     det = r["detection"]
     md = ["# SSTAM evaluation (held-out test sources: " + ", ".join(r["splits"]["test"]) + ")", "",
@@ -168,7 +161,7 @@ def write_md(r, meta):
     t = meta["timesformer"]
     md += ["", f"TimeSformer validation clip AUC (flickering, floating): {[round(x, 3) if x == x else None for x in t['val_aucs']]}",
            "", pooling_line(meta), "", "![plots](plot.png)"]
-    (REPORT / "results.md").write_text("\n".join(md) + "\n")
+    (report / "results.md").write_text("\n".join(md) + "\n")
 
 
 if __name__ == "__main__":

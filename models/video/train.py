@@ -299,13 +299,14 @@ def fit_pooling_rank(intensities: np.ndarray, rows, vmaf: np.ndarray, l2: float 
     return Pooling(weights=[float(a * x) for x in w], bias=float(target.mean() - a * s.mean()))
 
 
+def whole_encode_segment(fns, row, saliency_method: str = "sstam"):
+    """The pipeline's (12.5 fps) result over a whole cached encode, as one segment."""
+    return analyse_encode(lambda: Analyzer(*fns, Pooling(), saliency_method=saliency_method, seg_clips=1 << 20), row)[0]
+
+
 def segment_intensities(fns, rows, saliency_method: str = "sstam") -> np.ndarray:
-    """[len(rows), 6]: the pipeline's (12.5 fps) intensities over each whole cached encode (one segment)."""
-    out = []
-    for r in rows:
-        segs = analyse_encode(lambda: Analyzer(*fns, Pooling(), saliency_method=saliency_method, seg_clips=1 << 20), r)
-        out.append(segs[0].intensities.astype(np.float64))
-    return np.stack(out)
+    """[len(rows), 6]: the intensities of each whole cached encode."""
+    return np.stack([whole_encode_segment(fns, r, saliency_method).intensities.astype(np.float64) for r in rows])
 
 
 SALIENCY_METHODS = ("sstam", "spectral_residual", "uniform")
