@@ -11,7 +11,9 @@ methods on content no network and no pooling saw.
 """
 import argparse
 import json
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,29 +62,45 @@ def compare(intensities: np.ndarray, rows: list[dict], folds: int) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--cnn-luma", choices=("raw", "mscn"), help="BlockCNN luma input (default: the served weights')")
+    p.add_argument("--always-train", nargs="*", default=[], metavar="SOURCE",
+                   help="sources in every fold's training data, never held out (e.g. added training sources)")
+    p.add_argument("--drop", nargs="*", default=[], metavar="SOURCE", help="sources left out entirely")
+    p.add_argument("--seed", type=int, help="training seed for the networks (default: the served weights')")
+    p.add_argument("--tag", default="", help="write report/crossval_<tag>.{json,md} instead of crossval.{json,md}")
     a = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     started = time.time()
     split = rows_by_split(D.build_all())
-    rows = split["train"] + split["val"]
-    cfg = Config(**{k: v for k, v in json.loads(WEIGHTS.with_suffix(".json").read_text())["config"].items()
-                    if k in Config.__dataclass_fields__ and k not in ("arms", "t_use_from")})
-    arm = json.loads(WEIGHTS.with_suffix(".json").read_text())["chosen_arm"]
-    oof = cross_fit_intensities(cfg, arm, rows, a.folds, log=lambda m: print(m, flush=True))
-    results = {"sources": sorted({r["source"] for r in rows}), "folds": a.folds, "arm": arm, "cnn_steps": cfg.cnn_steps,
-               "by_saliency": {sal: compare(oof[sal], rows, a.folds) for sal in SALIENCY_METHODS},
+    rows = [r for r in split["train"] + split["val"] if r["source"] not in a.drop]
+    meta = json.loads(WEIGHTS.with_suffix(".json").read_text())
+    cfg = Config(**{k: v for k, v in meta["config"].items() if k in Config.__dataclass_fields__ and k not in ("arms", "t_use_from")})
+    if a.cnn_luma:
+        cfg = replace(cfg, cnn_luma=a.cnn_luma)
+    if a.seed is not None:
+        cfg = replace(cfg, seed=a.seed)
+    oof = cross_fit_intensities(cfg, meta["chosen_arm"], rows, a.folds, log=lambda m: print(m, flush=True),
+                                always_train=a.always_train)
+    held = np.array([r["source"] not in a.always_train for r in rows])
+    scored = [r for r, h in zip(rows, held) if h]
+    results = {"sources": sorted({r["source"] for r in scored}), "always_train": sorted(a.always_train), "folds": a.folds,
+               "arm": meta["chosen_arm"], "cnn_steps": cfg.cnn_steps, "cnn_luma": cfg.cnn_luma, "seed": cfg.seed,
+               "by_saliency": {sal: compare(oof[sal][held], scored, a.folds) for sal in SALIENCY_METHODS},
                "seconds": round(time.time() - started)}
     REPORT.mkdir(exist_ok=True)
-    (REPORT / "crossval.json").write_text(json.dumps(results, indent=1))
+    name = f"crossval_{a.tag}" if a.tag else "crossval"
+    (REPORT / f"{name}.json").write_text(json.dumps(results, indent=1))
     names = list(results["by_saliency"]["sstam"])
-    md = [f"# Source cross-validation over the {len(results['sources'])} non-test sources ({a.folds} folds; no test encode scored)",
-          "", "`python -m models.video.crossval` — mean SRCC with QP order within (held-out source, ladder); every score",
-          "comes from networks and a pooling that never saw that source.", "",
+    extra = f"; always in training: {', '.join(results['always_train'])}" if a.always_train else ""
+    md = [f"# Source cross-validation over {len(results['sources'])} non-test sources ({a.folds} folds; no test encode scored)",
+          "", f"`python -m models.video.crossval {' '.join(argv if argv is not None else sys.argv[1:])}`".replace(" `", "`"),
+          f"(block CNN luma input: {cfg.cnn_luma}{extra}) — mean SRCC with QP order within (held-out source, ladder);",
+          "every score comes from networks and a pooling that never saw that source.", "",
           "| score | " + " | ".join(f"{s} saliency" for s in SALIENCY_METHODS) + " |", "|---|" + "---|" * len(SALIENCY_METHODS)]
     md += [f"| {n} | " + " | ".join(f"{results['by_saliency'][s][n]['mean']:.3f}" for s in SALIENCY_METHODS) + " |" for n in names]
-    (REPORT / "crossval.md").write_text("\n".join(md) + "\n")
+    (REPORT / f"{name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 

@@ -60,6 +60,13 @@ SOURCES = [
     Source("page", "image", "page", (1.0, 0.5, 0.0), False, "test"),
     Source("immuno", "image", "immunohistochemistry", (0.0, 0.0, -0.005), False, "test"),
     Source("bikes", "clip", "bikes", (300, 100, 256), False, "test"),
+    # added training sources (natural photo, astronomy, fundus, lunar texture, microscopy, a lit object)
+    Source("motorcycle", "image", "stereo_motorcycle", (1.5, 0.5, 0.0)),
+    Source("hubble", "image", "hubble_deep_field", (1.0, -0.5, 0.0)),
+    Source("retina", "image", "retina", (0.0, 0.0, 0.006)),
+    Source("moon", "image", "moon", (0.4, 0.2, 0.0), True),
+    Source("cell", "image", "cell", (-1.0, 1.0, 0.0)),
+    Source("clock", "image", "clock", (0.0, 0.0, -0.005)),
 ]
 
 
@@ -167,6 +174,7 @@ def source_frames(src: Source) -> np.ndarray:
     import skimage.data
 
     img = getattr(skimage.data, src.ref)()
+    img = img[0] if isinstance(img, tuple) else img  # stereo_motorcycle: (left, right, disparity)
     if img.ndim == 2:
         img = np.stack([img] * 3, -1)
     img = img[..., :3].astype(np.uint8)
@@ -222,7 +230,8 @@ def anchors(enc_path: Path, src_yuv: Path) -> dict[str, float]:
            "-r", str(FPS), "-i", str(src_yuv), "-lavfi",
            "[0:v]split[a][b];[a]blockdetect,blurdetect,nullsink;[b][1:v]libvmaf=n_threads=1", "-f", "null", "-"]
     err = subprocess.run(cmd, capture_output=True, text=True).stderr
-    grab = lambda pat: float(re.search(pat + r":\s*([-0-9.eE+]+)", err).group(1))
+    # blurdetect prints "-nan" and blockdetect "inf" on clips with nothing to measure (the smooth retina source)
+    grab = lambda pat: float(re.search(pat + r":\s*(-?nan|-?inf|[-0-9.eE+]+)", err).group(1))
     return {"vmaf": grab("VMAF score"), "blockdetect": grab("block mean"), "blurdetect": grab("blur mean")}
 
 

@@ -13,14 +13,23 @@ class BlockCNN(nn.Module):
     block grid, where a 3x3 convolution mixes neighbouring blocks and a 1x1 head gives sigmoid intensities.
     Fully convolutional: any frame whose sides are multiples of 16.
 
-    Args: width (int, default 24): channels at 1/4 resolution; feat (int, default 32): block feature size.
+    With ``luma="mscn"`` luma enters as mean-subtracted contrast-normalised coefficients (MSCN, as in BRISQUE,
+    Mittal et al. 2012: (y - mu) / (sigma + 1) over a 7x7 Gaussian window): the picture's own brightness and
+    contrast are divided out, so what is left is the local structure the encoder disturbed.
+
+    Args: width (int, default 24): channels at 1/4 resolution; feat (int, default 32): block feature size;
+    luma ("raw" | "mscn", default "raw"): how luma enters.
     Shapes: y [N, 1, H, W] and uv [N, 2, H/2, W/2], raw 0..255 floats ->
         intensities [N, 4, H/16, W/16] in [0, 1], features [N, feat, H/16, W/16].
     """
 
-    def __init__(self, width: int = 24, feat: int = 32):
+    def __init__(self, width: int = 24, feat: int = 32, luma: str = "raw"):
         super().__init__()
-        self.width, self.feat = width, feat
+        if luma not in ("raw", "mscn"):
+            raise ValueError(f"luma must be 'raw' or 'mscn', got {luma!r}")
+        self.width, self.feat, self.luma_input = width, feat, luma
+        g = torch.exp(-0.5 * (torch.arange(7.0) - 3) ** 2 / (7 / 6) ** 2)
+        self.register_buffer("window", (g / g.sum())[None, None, None], persistent=False)  # 1x7, applied both ways
         self.luma = nn.Conv2d(1, width, 4, stride=4)
         self.chroma = nn.Conv2d(2, width // 2, 2, stride=2)
         c = width + width // 2
@@ -30,13 +39,23 @@ class BlockCNN(nn.Module):
             nn.Conv2d(feat, feat, 3, padding=1), nn.ReLU())
         self.head = nn.Conv2d(feat, 4, 1)
 
+    def mscn(self, y):
+        # separable Gaussian (7 + 7 taps instead of 49: this runs at full luma resolution)
+        blur = lambda a: nn.functional.conv2d(nn.functional.conv2d(nn.functional.pad(a, (3, 3, 3, 3), mode="reflect"),
+                                                                   self.window), self.window.transpose(-1, -2))
+        mu = blur(y)
+        sigma = (blur(y * y) - mu * mu).clamp_min(0).sqrt()
+        return (y - mu) / (sigma + 1.0)
+
     def forward(self, y, uv):
-        x = torch.cat([self.luma((y - 128.0) / 64.0), self.chroma((uv - 128.0) / 32.0)], 1)
+        y = self.mscn(y) if self.luma_input == "mscn" else (y - 128.0) / 64.0
+        x = torch.cat([self.luma(y), self.chroma((uv - 128.0) / 32.0)], 1)
         f = self.body(x)
         return torch.sigmoid(self.head(f)), f
 
     def __repr__(self):
-        return f"{type(self).__name__}(width={self.width}, feat={self.feat})"
+        luma = "" if self.luma_input == "raw" else f", luma={self.luma_input!r}"
+        return f"{type(self).__name__}(width={self.width}, feat={self.feat}{luma})"
 
 
 class Attention(nn.Module):

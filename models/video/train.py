@@ -35,6 +35,9 @@ CLEAN_THRESHOLD = 0.25  # a block / clip counts as showing an artifact above thi
 class Config:
     width: int = 24
     feat: int = 32
+    # BlockCNN's luma input: "mscn" (contrast-normalised) ordered QP on unseen sources better than "raw" in
+    # source cross-validation (models/video/report/crossval_*.md)
+    cnn_luma: str = "mscn"
     cnn_steps: int = 600
     cnn_batch: int = 24
     cnn_lr: float = 3e-3
@@ -113,7 +116,7 @@ def order_accuracy(preds, blocks, source) -> float:
 
 def train_cnn(cfg: Config, arm: str, train, val, log=print):
     torch.manual_seed(cfg.seed)
-    cnn = BlockCNN(cfg.width, cfg.feat)
+    cnn = BlockCNN(cfg.width, cfg.feat, cfg.cnn_luma)
     y, uv, blocks, source = train
     frames = D.FRAMES
     params = list(cnn.parameters())
@@ -312,7 +315,7 @@ def segment_intensities(fns, rows, saliency_method: str = "sstam") -> np.ndarray
 SALIENCY_METHODS = ("sstam", "spectral_residual", "uniform")
 
 
-def cross_fit_intensities(cfg: Config, arm: str, rows, folds: int = 3, log=print) -> dict:
+def cross_fit_intensities(cfg: Config, arm: str, rows, folds: int = 3, log=print, always_train=()) -> dict:
     """Out-of-fold segment intensities of `rows` (train.py: the training encodes; crossval.py: training and
     validation), {saliency method: [len(rows), 6]}.
 
@@ -320,8 +323,8 @@ def cross_fit_intensities(cfg: Config, arm: str, rows, folds: int = 3, log=print
     own training encodes every intensity does (in-sample), so a fit there cannot tell them apart. The rows'
     sources are split into `folds` groups; for each, a block CNN (`arm`, cfg.cnn_steps, last step: no selection)
     and a TimeSformer (fewer windows: phase 0, starts 0/4/8) are trained on the other groups and score the group's
-    encodes."""
-    sources = sorted({r["source"] for r in rows})
+    encodes. Sources in `always_train` are in every training group and never held out (their rows stay 0)."""
+    sources = sorted({r["source"] for r in rows} - set(always_train))
     out = {m: np.zeros((len(rows), 6)) for m in SALIENCY_METHODS}
     for k in range(folds):
         held = sources[k::folds]
@@ -423,7 +426,7 @@ def load(path: Path = WEIGHTS):
     meta = json.loads(path.with_suffix(".json").read_text())
     cfg = meta["config"]
     t = load_file(str(path))
-    cnn = BlockCNN(cfg["width"], cfg["feat"])
+    cnn = BlockCNN(cfg["width"], cfg["feat"], cfg.get("cnn_luma", "raw"))
     cnn.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("block.")})
     tsf = TimeSformer(meta["token_dim"], cfg["t_dim"], depth=cfg["t_depth"], use_from=meta["timesformer"].get("use_from", 0))
     tsf.load_state_dict({k[9:]: v for k, v in t.items() if k.startswith("temporal.")})
@@ -434,11 +437,12 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--cnn-steps", type=int, default=Config.cnn_steps)
     ap.add_argument("--t-steps", type=int, default=Config.t_steps)
+    ap.add_argument("--cnn-luma", choices=("raw", "mscn"), default=Config.cnn_luma)
     ap.add_argument("--arms", nargs="+", default=list(Config.arms))
     ap.add_argument("--t-use-from", nargs="+", type=int, default=list(Config.t_use_from))
     ap.add_argument("--reuse-cnn", type=Path, nargs="?", const=WEIGHTS, default=None,
                     help="keep the block CNN of these weights (default: the committed ones); retrain the TimeSformer and pooling")
     ap.add_argument("--out", type=Path, default=WEIGHTS, help="where to write the .safetensors (+ .json)")
     a = ap.parse_args()
-    run(Config(cnn_steps=a.cnn_steps, t_steps=a.t_steps, arms=tuple(a.arms), t_use_from=tuple(a.t_use_from)),
+    run(Config(cnn_steps=a.cnn_steps, t_steps=a.t_steps, cnn_luma=a.cnn_luma, arms=tuple(a.arms), t_use_from=tuple(a.t_use_from)),
         out=a.out, log=lambda m: print(m, flush=True), reuse_cnn=a.reuse_cnn)

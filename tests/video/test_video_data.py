@@ -106,3 +106,14 @@ def test_flicker_encode_really_alternates_quality(small_clip):
     assert detail[low_qp].mean() > detail[~low_qp].mean() + 0.05
     blocks, clip = D.labels_for(e, src, ref, read_all(folder / "flicker.mkv"))
     assert clip[0] == 1.0 and blocks[4:8].astype(float).mean() > blocks[0:4].astype(float).mean()
+
+
+def test_anchors_on_a_clip_with_nothing_to_measure(tmp_path):
+    """A flat grey clip: blurdetect finds no edges ("-nan") and blockdetect no texture; the anchors are still read
+    (as nan / inf) instead of failing the data build, and VMAF against itself is ~100."""
+    yuv = tmp_path / "flat.yuv"
+    yuv.write_bytes(np.full((D.FRAMES, D.SIZE * 3 // 2, D.SIZE), 128, np.uint8).tobytes())
+    D.encode(yuv, by_name("x264_qp44"), tmp_path / "flat.mp4")
+    a = D.anchors(tmp_path / "flat.mp4", yuv)
+    assert set(a) == {"vmaf", "blockdetect", "blurdetect"} and a["vmaf"] > 95
+    assert not np.isfinite(a["blurdetect"]) or not np.isfinite(a["blockdetect"])

@@ -21,6 +21,20 @@ def test_block_cnn_is_fully_convolutional(hw):
     assert "BlockCNN(width=8, feat=16)" == repr(cnn)
 
 
+def test_block_cnn_mscn_luma_divides_out_brightness_and_contrast():
+    torch.manual_seed(0)
+    y = torch.nn.functional.interpolate(torch.rand(1, 1, 16, 16), size=(64, 64), mode="bilinear") * 60 + 40  # textured
+    mscn = BlockCNN(8, 16, luma="mscn").mscn
+    z = mscn(y)
+    assert abs(float(z.mean())) < 0.2 and 0.3 < float(z.std()) < 3  # centred, unit-ish scale
+    # a brighter, higher-contrast copy of the same picture gives nearly the same input (the +1 floor keeps it inexact)
+    assert float((mscn(1.5 * y + 30) - z).abs().mean()) < 0.1 * float(z.abs().mean())
+    assert float((mscn(y.flip(-1)) - z).abs().mean()) > 0.3 * float(z.abs().mean())  # but the structure is kept
+    assert "BlockCNN(width=8, feat=16, luma='mscn')" == repr(BlockCNN(8, 16, luma="mscn"))
+    with pytest.raises(ValueError, match="luma must be"):
+        BlockCNN(8, 16, luma="rgb")
+
+
 def test_timesformer_shape_and_time_order_matters():
     torch.manual_seed(0)
     tsf = TimeSformer(token_dim(16), dim=16, heads=2, depth=1).eval()
