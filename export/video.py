@@ -90,9 +90,12 @@ def _export(module, example, inputs, outputs, dynamic) -> bytes:
 
 
 def export_graphs(cnn, tsf, token_dim: int) -> tuple[dict[str, bytes], dict]:
-    hw = {0: "batch", 2: "height", 3: "width"}
+    # one name per distinct size: ONNX Runtime plans buffers by these names, and a shared name for luma and
+    # (half-size) chroma made it reuse a [N, 2, H, W] buffer for a [N, 2, H/2, W/2] tensor
+    axes = lambda h, w: {0: "batch", 2: h, 3: w}
     block = _export(cnn, (torch.zeros(1, 1, 128, 128), torch.zeros(1, 2, 64, 64)), ["y", "uv"], ["intensities", "features"],
-                    {"y": hw, "uv": hw, "intensities": hw, "features": hw})
+                    {"y": axes("height", "width"), "uv": axes("height/2", "width/2"),
+                     "intensities": axes("height/16", "width/16"), "features": axes("height/16", "width/16")})
     temporal = _export(tsf, (torch.zeros(1, CLIP, GRID * GRID, token_dim),), ["tokens"], ["scores"],
                        {"tokens": {0: "batch"}, "scores": {0: "batch"}})
     rng = np.random.default_rng(0)
