@@ -66,6 +66,8 @@ def main(argv=None) -> None:
     p.add_argument("--always-train", nargs="*", default=[], metavar="SOURCE",
                    help="sources in every fold's training data, never held out (e.g. added training sources)")
     p.add_argument("--drop", nargs="*", default=[], metavar="SOURCE", help="sources left out entirely")
+    p.add_argument("--arm", choices=("ce", "ce+ceco"), help="block CNN arm (default: the served weights' chosen arm)")
+    p.add_argument("--cnn-steps", type=int, help="block CNN training steps (default: the served weights')")
     p.add_argument("--seed", type=int, help="training seed for the networks (default: the served weights')")
     p.add_argument("--tag", default="", help="write report/crossval_<tag>.{json,md} instead of crossval.{json,md}")
     a = p.parse_args(argv)
@@ -81,12 +83,15 @@ def main(argv=None) -> None:
         cfg = replace(cfg, cnn_luma=a.cnn_luma)
     if a.seed is not None:
         cfg = replace(cfg, seed=a.seed)
-    oof = cross_fit_intensities(cfg, meta["chosen_arm"], rows, a.folds, log=lambda m: print(m, flush=True),
+    if a.cnn_steps:
+        cfg = replace(cfg, cnn_steps=a.cnn_steps)
+    arm = a.arm or meta["chosen_arm"]
+    oof = cross_fit_intensities(cfg, arm, rows, a.folds, log=lambda m: print(m, flush=True),
                                 always_train=a.always_train)
     held = np.array([r["source"] not in a.always_train for r in rows])
     scored = [r for r, h in zip(rows, held) if h]
     results = {"sources": sorted({r["source"] for r in scored}), "always_train": sorted(a.always_train), "folds": a.folds,
-               "arm": meta["chosen_arm"], "cnn_steps": cfg.cnn_steps, "cnn_luma": cfg.cnn_luma, "seed": cfg.seed,
+               "arm": arm, "cnn_steps": cfg.cnn_steps, "cnn_luma": cfg.cnn_luma, "seed": cfg.seed,
                "by_saliency": {sal: compare(oof[sal][held], scored, a.folds) for sal in SALIENCY_METHODS},
                "seconds": round(time.time() - started)}
     REPORT.mkdir(exist_ok=True)
@@ -96,7 +101,7 @@ def main(argv=None) -> None:
     extra = f"; always in training: {', '.join(results['always_train'])}" if a.always_train else ""
     md = [f"# Source cross-validation over {len(results['sources'])} non-test sources ({a.folds} folds; no test encode scored)",
           "", f"`python -m models.video.crossval {' '.join(argv if argv is not None else sys.argv[1:])}`".replace(" `", "`"),
-          f"(block CNN luma input: {cfg.cnn_luma}{extra}) — mean SRCC with QP order within (held-out source, ladder);",
+          f"(block CNN: {arm}, luma input {cfg.cnn_luma}, {cfg.cnn_steps} steps, seed {cfg.seed}{extra}) — mean SRCC with QP order within (held-out source, ladder);",
           "every score comes from networks and a pooling that never saw that source.", "",
           "| score | " + " | ".join(f"{s} saliency" for s in SALIENCY_METHODS) + " |", "|---|" + "---|" * len(SALIENCY_METHODS)]
     md += [f"| {n} | " + " | ".join(f"{results['by_saliency'][s][n]['mean']:.3f}" for s in SALIENCY_METHODS) + " |" for n in names]
