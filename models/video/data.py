@@ -83,6 +83,7 @@ class Encode:
     deblock: bool = True
     chroma_offset: int = 0
     zones: tuple = ()     # (low, high) QP alternating every 4 frames with keyint 4
+    train_only: bool = False  # an extra rung made for the training sources only (not in LADDERS, not evaluated)
 
     def ffmpeg_args(self) -> list[str]:
         if self.codec == "x264":
@@ -134,6 +135,8 @@ ENCODES = [
     Encode("mpeg2_q4", "mpeg2", 4, "mkv"), Encode("mpeg2_q14", "mpeg2", 14, "mkv"), Encode("mpeg2_q31", "mpeg2", 31, "mkv"),
     Encode("x264_chroma_qp32", "x264", 32, chroma_offset=12),
     Encode("x264_flicker_20_44", "x264", 44, "mkv", zones=(20, 44)), Encode("x264_flicker_26_38", "x264", 38, "mkv", zones=(26, 38)),
+    # x265 had 3 rungs per source against x264's 9 encodes: two more for the networks to learn it from
+    Encode("x265_qp30", "x265", 30, "mkv", train_only=True), Encode("x265_qp42", "x265", 42, "mkv", train_only=True),
 ]
 # QP ladders within which the video score must be monotone (source, ladder name -> encode names, in QP order)
 LADDERS = {"x264": ["x264_qp18", "x264_qp28", "x264_qp36", "x264_qp44"], "x265": ["x265_qp24", "x265_qp36", "x265_qp46"],
@@ -271,57 +274,57 @@ def labels_for(enc: Encode, src: Source, ref, dec) -> tuple[np.ndarray, np.ndarr
     return np.stack(out).astype(np.float16), np.array([lv["flickering"], lv["floating"]], np.float32)
 
 
+def encodes_for(src: Source) -> list[Encode]:
+    return [e for e in ENCODES if src.split == "train" or not e.train_only]
+
+
 def build_source(src: Source, force: bool = False) -> list[dict]:
+    """Encodes, labels and anchors of one source; a cached source only gets the encodes it is missing."""
     folder = CACHE / src.name
     index = folder / "index.json"
-    if index.exists() and not force:
-        return json.loads(index.read_text())
-    import cv2
-    from skimage.measure import blur_effect
-
+    rows = json.loads(index.read_text()) if index.exists() and not force else []
+    missing = [e for e in encodes_for(src) if e.name not in {r["encode"] for r in rows}]
+    if not missing:
+        return rows
     folder.mkdir(parents=True, exist_ok=True)
-    rgb = source_frames(src)
-    src_yuv = folder / "source.yuv"
-    src_yuv.write_bytes(b"".join(_rgb_to_yuv420(f).tobytes() for f in rgb))
-    lossless = folder / "source_lossless.mkv"
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s",
-                    f"{SIZE}x{SIZE}", "-r", str(FPS), "-i", str(src_yuv), "-c:v", "libx264", "-qp", "0", str(lossless)], check=True)
+    src_yuv, lossless = folder / "source.yuv", folder / "source_lossless.mkv"
+    if not rows:
+        rgb = source_frames(src)
+        src_yuv.write_bytes(b"".join(_rgb_to_yuv420(f).tobytes() for f in rgb))
+        subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s",
+                        f"{SIZE}x{SIZE}", "-r", str(FPS), "-i", str(src_yuv), "-c:v", "libx264", "-qp", "0", str(lossless)], check=True)
     ref = read_all(lossless)
-    rows = []
-    for enc in ENCODES:
-        path = folder / f"{enc.name}.{enc.ext}"
-        encode(src_yuv, enc, path)
-        dec = read_all(path)
-        assert dec[0].shape == ref[0].shape, (src.name, enc.name, dec[0].shape)
-        blocks, clip = labels_for(enc, src, ref, dec)
-        np.savez_compressed(folder / f"{enc.name}.npz", y=dec[0], u=dec[1], v=dec[2], blocks=blocks, clip=clip)
-        a = anchors(path, src_yuv)
-        a["blur_effect"] = float(np.mean([blur_effect(dec[0][t]) for t in range(0, FRAMES, 8)]))
-        rows.append({"source": src.name, "split": src.split, "encode": enc.name, "codec": enc.codec, "q": enc.q,
-                     "file": str(path.relative_to(ROOT)), "levels": enc.levels(src), **a})
+    for enc in missing:
+        rows.append(make_encode(src, enc, ref))
     index.write_text(json.dumps(rows, indent=1))
     return rows
 
 
-def rebuild_encodes(names: list[str], sources=SOURCES) -> None:
-    """Re-make only the named encodes of every cached source (files, labels, anchors, index rows)."""
+def make_encode(src: Source, enc: Encode, ref) -> dict:
+    """Encode the cached source with `enc`, store the decoded frames with their labels, return its index row."""
     from skimage.measure import blur_effect
 
+    folder = CACHE / src.name
+    path = folder / f"{enc.name}.{enc.ext}"
+    encode(folder / "source.yuv", enc, path)
+    dec = read_all(path)
+    assert dec[0].shape == ref[0].shape, (src.name, enc.name, dec[0].shape)
+    blocks, clip = labels_for(enc, src, ref, dec)
+    np.savez_compressed(folder / f"{enc.name}.npz", y=dec[0], u=dec[1], v=dec[2], blocks=blocks, clip=clip)
+    a = anchors(path, folder / "source.yuv")
+    a["blur_effect"] = float(np.mean([blur_effect(dec[0][t]) for t in range(0, FRAMES, 8)]))
+    return {"source": src.name, "split": src.split, "encode": enc.name, "codec": enc.codec, "q": enc.q,
+            "file": str(path.relative_to(ROOT)), "levels": enc.levels(src), **a}
+
+
+def rebuild_encodes(names: list[str], sources=SOURCES) -> None:
+    """Re-make only the named encodes of every cached source (files, labels, anchors, index rows)."""
     for src in sources:
         folder = CACHE / src.name
         rows = json.loads((folder / "index.json").read_text())
         ref = read_all(folder / "source_lossless.mkv")
-        for enc in [e for e in ENCODES if e.name in names]:
-            path = folder / f"{enc.name}.{enc.ext}"
-            encode(folder / "source.yuv", enc, path)
-            dec = read_all(path)
-            assert dec[0].shape == ref[0].shape, (src.name, enc.name, dec[0].shape)
-            blocks, clip = labels_for(enc, src, ref, dec)
-            np.savez_compressed(folder / f"{enc.name}.npz", y=dec[0], u=dec[1], v=dec[2], blocks=blocks, clip=clip)
-            a = anchors(path, folder / "source.yuv")
-            a["blur_effect"] = float(np.mean([blur_effect(dec[0][t]) for t in range(0, FRAMES, 8)]))
-            row = {"source": src.name, "split": src.split, "encode": enc.name, "codec": enc.codec, "q": enc.q,
-                   "file": str(path.relative_to(ROOT)), "levels": enc.levels(src), **a}
+        for enc in [e for e in encodes_for(src) if e.name in names]:
+            row = make_encode(src, enc, ref)
             rows = [row if r["encode"] == enc.name else r for r in rows]
         (folder / "index.json").write_text(json.dumps(rows, indent=1))
         print(f"[data] {src.name}: rebuilt {names}", flush=True)
@@ -331,7 +334,7 @@ def build_all(sources=SOURCES, force=False) -> list[dict]:
     rows = []
     for i, s in enumerate(sources):
         rows += [{**r, "split": s.split} for r in build_source(s, force)]  # the split is SOURCES', not the cache's
-        print(f"[data] {i + 1}/{len(sources)} {s.name}: {len(ENCODES)} encodes", flush=True)
+        print(f"[data] {i + 1}/{len(sources)} {s.name}: {len(encodes_for(s))} encodes", flush=True)
     return rows
 
 
