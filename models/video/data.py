@@ -83,7 +83,6 @@ class Encode:
     deblock: bool = True
     chroma_offset: int = 0
     zones: tuple = ()     # (low, high) QP alternating every 4 frames with keyint 4
-    train_only: bool = False  # an extra rung made for the training sources only (not in LADDERS, not evaluated)
 
     def ffmpeg_args(self) -> list[str]:
         if self.codec == "x264":
@@ -135,8 +134,6 @@ ENCODES = [
     Encode("mpeg2_q4", "mpeg2", 4, "mkv"), Encode("mpeg2_q14", "mpeg2", 14, "mkv"), Encode("mpeg2_q31", "mpeg2", 31, "mkv"),
     Encode("x264_chroma_qp32", "x264", 32, chroma_offset=12),
     Encode("x264_flicker_20_44", "x264", 44, "mkv", zones=(20, 44)), Encode("x264_flicker_26_38", "x264", 38, "mkv", zones=(26, 38)),
-    # x265 had 3 rungs per source against x264's 9 encodes: two more for the networks to learn it from
-    Encode("x265_qp30", "x265", 30, "mkv", train_only=True), Encode("x265_qp42", "x265", 42, "mkv", train_only=True),
 ]
 # QP ladders within which the video score must be monotone (source, ladder name -> encode names, in QP order)
 LADDERS = {"x264": ["x264_qp18", "x264_qp28", "x264_qp36", "x264_qp44"], "x265": ["x265_qp24", "x265_qp36", "x265_qp46"],
@@ -274,16 +271,12 @@ def labels_for(enc: Encode, src: Source, ref, dec) -> tuple[np.ndarray, np.ndarr
     return np.stack(out).astype(np.float16), np.array([lv["flickering"], lv["floating"]], np.float32)
 
 
-def encodes_for(src: Source) -> list[Encode]:
-    return [e for e in ENCODES if src.split == "train" or not e.train_only]
-
-
 def build_source(src: Source, force: bool = False) -> list[dict]:
     """Encodes, labels and anchors of one source; a cached source only gets the encodes it is missing."""
     folder = CACHE / src.name
     index = folder / "index.json"
     rows = json.loads(index.read_text()) if index.exists() and not force else []
-    missing = [e for e in encodes_for(src) if e.name not in {r["encode"] for r in rows}]
+    missing = [e for e in ENCODES if e.name not in {r["encode"] for r in rows}]
     if not missing:
         return rows
     folder.mkdir(parents=True, exist_ok=True)
@@ -323,7 +316,7 @@ def rebuild_encodes(names: list[str], sources=SOURCES) -> None:
         folder = CACHE / src.name
         rows = json.loads((folder / "index.json").read_text())
         ref = read_all(folder / "source_lossless.mkv")
-        for enc in [e for e in encodes_for(src) if e.name in names]:
+        for enc in [e for e in ENCODES if e.name in names]:
             row = make_encode(src, enc, ref)
             rows = [row if r["encode"] == enc.name else r for r in rows]
         (folder / "index.json").write_text(json.dumps(rows, indent=1))
@@ -334,7 +327,7 @@ def build_all(sources=SOURCES, force=False) -> list[dict]:
     rows = []
     for i, s in enumerate(sources):
         rows += [{**r, "split": s.split} for r in build_source(s, force)]  # the split is SOURCES', not the cache's
-        print(f"[data] {i + 1}/{len(sources)} {s.name}: {len(encodes_for(s))} encodes", flush=True)
+        print(f"[data] {i + 1}/{len(sources)} {s.name}: {len(ENCODES)} encodes", flush=True)
     return rows
 
 

@@ -118,10 +118,3 @@ def test_anchors_on_a_clip_with_nothing_to_measure(tmp_path):
     assert set(a) == {"vmaf", "blockdetect", "blurdetect"} and a["vmaf"] > 95
     assert not np.isfinite(a["blurdetect"]) or not np.isfinite(a["blockdetect"])
 
-
-def test_extra_rungs_are_for_training_sources_only():
-    extra = {e.name for e in D.ENCODES if e.train_only}
-    assert extra and not extra & {n for names in D.LADDERS.values() for n in names}  # never part of an evaluated ladder
-    for src in D.SOURCES:
-        names = {e.name for e in D.encodes_for(src)}
-        assert extra <= names if src.split == "train" else not extra & names, src.name
