@@ -117,4 +117,3 @@ def test_anchors_on_a_clip_with_nothing_to_measure(tmp_path):
     a = D.anchors(tmp_path / "flat.mp4", yuv)
     assert set(a) == {"vmaf", "blockdetect", "blurdetect"} and a["vmaf"] > 95
     assert not np.isfinite(a["blurdetect"]) or not np.isfinite(a["blockdetect"])
-
