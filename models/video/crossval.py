@@ -79,12 +79,8 @@ def main(argv=None) -> None:
     rows = [r for r in split["train"] + split["val"] if r["source"] not in a.drop]
     meta = json.loads(WEIGHTS.with_suffix(".json").read_text())
     cfg = Config(**{k: v for k, v in meta["config"].items() if k in Config.__dataclass_fields__ and k not in ("arms", "t_use_from")})
-    if a.cnn_luma:
-        cfg = replace(cfg, cnn_luma=a.cnn_luma)
-    if a.seed is not None:
-        cfg = replace(cfg, seed=a.seed)
-    if a.cnn_steps:
-        cfg = replace(cfg, cnn_steps=a.cnn_steps)
+    overrides = {"cnn_luma": a.cnn_luma, "seed": a.seed, "cnn_steps": a.cnn_steps}
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     arm = a.arm or meta["chosen_arm"]
     oof = cross_fit_intensities(cfg, arm, rows, a.folds, log=lambda m: print(m, flush=True),
                                 always_train=a.always_train)
@@ -100,7 +96,7 @@ def main(argv=None) -> None:
     names = list(results["by_saliency"]["sstam"])
     extra = f"; always in training: {', '.join(results['always_train'])}" if a.always_train else ""
     md = [f"# Source cross-validation over {len(results['sources'])} non-test sources ({a.folds} folds; no test encode scored)",
-          "", f"`python -m models.video.crossval {' '.join(argv if argv is not None else sys.argv[1:])}`".replace(" `", "`"),
+          "", "`" + " ".join(["python -m models.video.crossval", *(argv if argv is not None else sys.argv[1:])]) + "`",
           f"(block CNN: {arm}, luma input {cfg.cnn_luma}, {cfg.cnn_steps} steps, seed {cfg.seed}{extra}) — mean SRCC with QP order within (held-out source, ladder);",
           "every score comes from networks and a pooling that never saw that source.", "",
           "| score | " + " | ".join(f"{s} saliency" for s in SALIENCY_METHODS) + " |", "|---|" + "---|" * len(SALIENCY_METHODS)]
