@@ -1,12 +1,16 @@
 """Overload and fault figures: `python -m loadtest.reliability [--seconds 5]`.
 
-Serves the example models only (fast start) and measures, on `slow_identity` (a batch of 4 takes 50 ms;
-8 in flight + 8 queued per replica, so 16 concurrent clients saturate it):
-- overload: closed-loop HTTP clients at 1x, 2x, 4x and 8x that concurrency; accepted throughput, p50/p99 of
-  accepted requests, share and latency of 503 refusals, and the server's memory (RSS of its process tree)
-  before and after — the queue is bounded, so memory must not grow with the load;
+Serves the example models only (fast start) and measures, on `slow_identity` (hosted in the ingress; a batch of
+4 takes 50 ms, one batch may wait behind the one computing: `max_queue_size: 4`), so 4 concurrent clients
+saturate it:
+- unloaded: one client; its p99 is the reference for the overload promise;
+- overload: closed-loop HTTP clients at 1x, 2x, 4x and 8x saturation; accepted throughput, p50/p99 of accepted
+  requests, share and latency of 503 refusals, and the server's memory (RSS of its process tree) before and after —
+  the queue is bounded, so memory must not grow with the load. The promise checked: at 4x, accepted p99 <= 2x the
+  unloaded p99 + the configured queue delay;
 - recovery after overload: latency of the first requests once the burst stops;
-- a fault: a replica killed (SIGKILL) under load at 1x; how requests ended and how long until the first success.
+- faults under 1x load, each SIGKILL: the replica of `slow_identity_dedicated` (its own deployment) and the ingress
+  replica itself (which also hosts the models placed in it); how requests ended and when the first success came.
 Writes loadtest/reports/reliability.json and .md.
 """
 import argparse
@@ -29,7 +33,8 @@ from .server import start_server, stop_server
 
 REPORTS = Path(__file__).parent / "reports"
 BODY = {"inputs": [{"name": "X", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]}
-SATURATION = 16
+SATURATION = 4
+QUEUE_DELAY_MS = 1.0  # slow_identity's max_queue_delay_microseconds
 
 
 def rss_mb(pid: int) -> float:
@@ -45,7 +50,7 @@ def _reason(response: httpx.Response) -> str:
     return "503 at capacity" if "at capacity" in text else "503 replica lost" if "replica" in text else str(response.status_code)
 
 
-async def closed_loop(address: str, clients: int, seconds: float) -> list[tuple[int, float, str]]:
+async def closed_loop(address: str, clients: int, seconds: float, model: str = "slow_identity") -> list[tuple[int, float, str]]:
     outcomes: list[tuple[int, float, str]] = []
     stop_at = time.perf_counter() + seconds
     async with httpx.AsyncClient(base_url=f"http://{address}", timeout=60, limits=httpx.Limits(max_connections=clients)) as client:
@@ -53,7 +58,7 @@ async def closed_loop(address: str, clients: int, seconds: float) -> list[tuple[
             while time.perf_counter() < stop_at:
                 started = time.perf_counter()
                 try:
-                    response = await client.post("/v2/models/slow_identity/infer", json=BODY)
+                    response = await client.post(f"/v2/models/{model}/infer", json=BODY)
                     status, reason = response.status_code, _reason(response)
                 except httpx.HTTPError as e:
                     status, reason = -1, type(e).__name__
@@ -84,20 +89,26 @@ def replica_pid(server_pid: int, deployment: str) -> int:
     raise RuntimeError(f"no replica process for {deployment}")
 
 
-async def fault(address: str, server_pid: int, seconds: float) -> dict:
-    load = asyncio.create_task(closed_loop(address, SATURATION, seconds))
+async def fault(address: str, server_pid: int, seconds: float, model: str, deployment: str) -> dict:
+    """Kill `deployment`'s replica under 1x load on `model`; how the requests ended, when the first success came."""
+    load = asyncio.create_task(closed_loop(address, SATURATION, seconds, model))
     await asyncio.sleep(seconds / 3)
     killed_at = time.perf_counter()
-    os.kill(replica_pid(server_pid, "slow_identity_v1"), signal.SIGKILL)
+    os.kill(replica_pid(server_pid, deployment), signal.SIGKILL)
     outcomes = await load
     async with httpx.AsyncClient(base_url=f"http://{address}", timeout=60) as client:
-        while (await client.post("/v2/models/slow_identity/infer", json=BODY)).status_code != 200:
+        while True:
+            try:
+                if (await client.post(f"/v2/models/{model}/infer", json=BODY)).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass  # the ingress's port is closed until Serve has replaced it
             await asyncio.sleep(0.2)
     statuses = {}
     for _, _, reason in outcomes:
         statuses[reason] = statuses.get(reason, 0) + 1
     return {
-        "outcomes_during_load": statuses, "slowest_request_s": round(max(t for _, t, _ in outcomes), 2),
+        "killed": deployment, "outcomes_during_load": statuses, "slowest_request_s": round(max(t for _, t, _ in outcomes), 2),
         "first_success_after_kill_s": round(time.perf_counter() - killed_at, 1),
     }
 
@@ -109,10 +120,14 @@ def main(argv=None) -> None:
     work = Path(tempfile.mkdtemp(prefix="reliability-"))
     build_examples(work / "repo")
     server = start_server(work / "repo", work / "server")
-    results: dict = {"overload": {}, "conditions": f"{os.cpu_count()} cores, examples repository, HTTP, closed loop"}
+    results: dict = {"overload": {}, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                     "conditions": f"{os.cpu_count()} cores, examples repository, HTTP, closed loop"}
     try:
         asyncio.run(closed_loop(server.http, 4, 1.0))  # warm-up
         baseline_rss = rss_mb(server.process.pid)
+        unloaded = summarize(asyncio.run(closed_loop(server.http, 1, args.seconds)), args.seconds)
+        results["unloaded"] = unloaded
+        print(f"unloaded (1 client): {unloaded}", flush=True)
         for factor in (1, 2, 4, 8):
             outcomes = asyncio.run(closed_loop(server.http, SATURATION * factor, args.seconds))
             row = summarize(outcomes, args.seconds) | {"rss_mb": round(rss_mb(server.process.pid))}
@@ -123,8 +138,16 @@ def main(argv=None) -> None:
         results["recovery"] = {"first_request_ms": round(after[0][1] * 1000, 1), "status": after[0][0],
                                "measured_after_s": round(time.perf_counter() - started, 1)}
         results["rss_mb_before"] = round(baseline_rss)
-        results["fault"] = asyncio.run(fault(server.http, server.process.pid, args.seconds * 2))
-        print("fault:", results["fault"], flush=True)
+        bound = 2 * unloaded["accepted_p99_ms"] + QUEUE_DELAY_MS
+        results["promise"] = {"accepted_p99_at_4x_ms": results["overload"]["4x"]["accepted_p99_ms"], "bound_ms": round(bound, 1),
+                              "kept": results["overload"]["4x"]["accepted_p99_ms"] <= bound}
+        print("promise:", results["promise"], flush=True)
+        results["faults"] = [
+            asyncio.run(fault(server.http, server.process.pid, args.seconds * 2, "slow_identity_dedicated", "slow_identity_dedicated_v1")),
+            asyncio.run(fault(server.http, server.process.pid, args.seconds * 2, "slow_identity", "Ingress")),
+        ]
+        for outcome in results["faults"]:
+            print("fault:", outcome, flush=True)
     finally:
         stop_server(server.process)
     REPORTS.mkdir(exist_ok=True)
@@ -133,8 +156,13 @@ def main(argv=None) -> None:
     for factor, row in results["overload"].items():
         lines.append(f"| {factor} | {SATURATION * int(factor[:-1])} | {row['accepted_per_s']} | {row['accepted_p50_ms']} / "
                      f"{row['accepted_p99_ms']} | {row['refused_share']} | {row['refused_p50_ms']} | {row['rss_mb']} |")
-    lines += ["", f"RSS before the load: {results['rss_mb_before']} MB. Recovery: {results['recovery']}.",
-              f"Replica killed under 1x load: {results['fault']}.", "", f"Conditions: {results['conditions']}."]
+    promise = results["promise"]
+    lines += ["", f"Unloaded (1 client): accepted p50 / p99 {results['unloaded']['accepted_p50_ms']} / {results['unloaded']['accepted_p99_ms']} ms. "
+              f"Promise at 4x: accepted p99 {promise['accepted_p99_at_4x_ms']} ms vs bound {promise['bound_ms']} ms "
+              f"(2x unloaded p99 + {QUEUE_DELAY_MS:g} ms queue delay): {'kept' if promise['kept'] else 'NOT kept'}.",
+              f"RSS before the load: {results['rss_mb_before']} MB. Recovery: {results['recovery']}."]
+    lines += [f"Killed under 1x load: {outcome}." for outcome in results["faults"]]
+    lines += ["", f"Conditions: {results['conditions']}."]
     (REPORTS / "reliability.md").write_text("# Overload and fault figures (`python -m loadtest.reliability`)\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -189,7 +189,7 @@ def batch_mean(before: dict, after: dict) -> float:
 # ---------------------------------------------------------------- baselines
 
 def in_process_baselines(repository: Path, models: list[str], duration_s: float) -> list[dict]:
-    from .bench import in_process
+    from .bench import onnx_in_process
 
     from serve.repository import load_model
 
@@ -202,7 +202,7 @@ def in_process_baselines(repository: Path, models: list[str], duration_s: float)
         if sc.decoupled or not model_file.exists() or load_model(repository / served_name(name)).platform != "onnxruntime_onnx":
             continue
         for batch in (1, 8):
-            r = in_process(model_file, sc.factory, batch, duration_s, threads=1)
+            r = onnx_in_process(model_file, sc.factory, batch, duration_s)
             out.append({"model": name, "kind": "in_process", "batch": batch, "throughput": r["throughput"],
                         "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]})
     return out

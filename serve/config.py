@@ -1,16 +1,23 @@
 """The Serve config generated from the model repository: one file for `make serve`, `serve run` and KubeRay.
 
-Each model version becomes one deployment whose options come from its config.pbtxt (batching sizes
+`placement` decides where each model version runs. Most run inside the ingress replica, as Triton hosts many
+models in one process: a request is executed where it lands, without a second process, Ray's router and a
+replica-to-replica call (on 2 cores that hop cost 2.5x the throughput of the whole path, loadtest/BENCH.md).
+A version gets a deployment of its own when it needs one: a GPU, a long job or a subprocess, a heavy handler
+whose work should not share the ingress's cores, or a config asking for it (`parameters { key: "placement"
+value { string_value: "dedicated" } }`). Such a deployment's options come from its config.pbtxt (batching sizes
 the concurrency, instance_group sizes autoscaling and devices); the settings give the rest.
-`deployment_options` is the single place those rules live: `app.build_app` applies the same options
-when no config file is used, and the YAML written here overrides nothing by surprise.
+`deployment_options` and `ingress_options` are the single place those rules live: `app.build_app` applies the
+same options when no config file is used, and the YAML written here overrides nothing by surprise.
 """
 from pathlib import Path
 
 import yaml
 
-from proto import SERVICER_FUNCTION, model_config_pb2
+from proto import SERVICER_FUNCTION
 
+from .errors import RepositoryError
+from .handler import handler_class
 from .repository import ModelRepository, ModelSpec
 from .settings import ServerSettings
 
@@ -22,16 +29,32 @@ def deployment_name(model: str, version: int) -> str:
     return f"{model}_v{version}"
 
 
+INGRESS, DEDICATED = "ingress", "dedicated"
+
+
+def placement(spec: ModelSpec) -> tuple[str, str]:
+    """(where the model runs, why): `ingress` (in the ingress replica) or `dedicated` (a deployment of its own)."""
+    asked = spec.params.get("placement")
+    if asked not in (None, INGRESS, DEDICATED):
+        raise RepositoryError(f"{spec.path / 'config.pbtxt'}: parameter 'placement' must be {INGRESS!r} or {DEDICATED!r}, got {asked!r}")
+    if spec.on_gpu:
+        return DEDICATED, "KIND_GPU: its replicas hold a GPU"
+    if asked:
+        return asked, "config.pbtxt parameter 'placement'"
+    if spec.platform != "python":
+        return INGRESS, f"{spec.platform} on the CPU"
+    declared = handler_class(spec.handler).placement
+    return declared, f"its handler declares placement {declared!r}"
+
+
 def deployment_options(spec: ModelSpec, settings: ServerSettings) -> dict:
-    """Serve options for one model version, read off its config.pbtxt."""
-    groups = list(spec.config.instance_group)
-    max_replicas = max(1, sum(g.count or 1 for g in groups)) if groups else 1
-    on_gpu = any(g.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU for g in groups)
+    """Serve options for one model version with a deployment of its own, read off its config.pbtxt."""
     gpu_share = float(spec.params.get("num_gpus", "1"))
     batch = max(spec.max_batch_size, 1)
     # Batches only fill if a replica may hold at least one batch of single-row requests, twice over
     # so the next batch queues while one runs.
     max_ongoing = max(2 * batch, 8)
+    max_replicas = spec.instance_count
     queue_limit = spec.config.dynamic_batching.default_queue_policy.max_queue_size if spec.dynamic_batching else 0
     snapshot = spec.snapshot_state()
     return {
@@ -47,18 +70,30 @@ def deployment_options(spec: ModelSpec, settings: ServerSettings) -> dict:
             "upscale_delay_s": 3.0,
             "downscale_delay_s": 30.0,
         },
-        "ray_actor_options": {"num_cpus": settings.model_num_cpus, "num_gpus": gpu_share if on_gpu else 0.0},
+        "ray_actor_options": {"num_cpus": settings.model_num_cpus, "num_gpus": gpu_share if spec.on_gpu else 0.0},
         "graceful_shutdown_timeout_s": 10.0,
         "health_check_period_s": 5.0,
     }
 
 
-def ingress_options(settings: ServerSettings) -> dict:
-    return {
-        "num_replicas": settings.ingress_replicas,
-        "max_ongoing_requests": 256,
-        "ray_actor_options": {"num_cpus": settings.ingress_num_cpus},
+def ingress_options(settings: ServerSettings, repository: ModelRepository) -> dict:
+    """The ingress also hosts the models placed in it; their data snapshots are its `user_config`, so naming a new
+    file reloads them in place (Ingress.reconfigure) as it does for a dedicated deployment."""
+    snapshots = {
+        f"{spec.name}/{version}": spec.snapshot
+        for spec in repository if spec.snapshot and placement(spec)[0] == INGRESS for version in spec.versions
     }
+    return {
+        **({"user_config": {"snapshots": snapshots}} if snapshots else {}),
+        "num_replicas": settings.ingress_replicas,
+        "max_ongoing_requests": settings.ingress_max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": settings.ingress_num_cpus},
+        "graceful_shutdown_timeout_s": 10.0,
+    }
+
+
+def dedicated_versions(repository: ModelRepository) -> list[tuple[ModelSpec, int]]:
+    return [(spec, v) for spec in repository if placement(spec)[0] == DEDICATED for v in spec.versions]
 
 
 def build_serve_config(settings: ServerSettings, repository_path: str | None = None) -> dict:
@@ -66,10 +101,9 @@ def build_serve_config(settings: ServerSettings, repository_path: str | None = N
     (the local folder for `make serve`, the volume mount in Kubernetes)."""
     repository = ModelRepository(settings.repository)
     target = repository_path or str(Path(settings.repository).resolve())
-    deployments = [{"name": INGRESS_NAME, **ingress_options(settings)}]
-    for spec in repository:
-        for version in spec.versions:
-            deployments.append({"name": deployment_name(spec.name, version), **deployment_options(spec, settings)})
+    deployments = [{"name": INGRESS_NAME, **ingress_options(settings, repository)}]
+    for spec, version in dedicated_versions(repository):
+        deployments.append({"name": deployment_name(spec.name, version), **deployment_options(spec, settings)})
     http_options = {"host": settings.http_host, "port": settings.http_port, "request_timeout_s": settings.request_timeout_s}
     if settings.tls_certfile or settings.tls_keyfile:
         if not (settings.tls_certfile and settings.tls_keyfile):
@@ -85,7 +119,9 @@ def build_serve_config(settings: ServerSettings, repository_path: str | None = N
                 "name": APP_NAME,
                 "route_prefix": "/",
                 "import_path": "serve.app:build_app",
-                "args": {"repository": target},
+                # The served versions are listed so that adding or removing one changes the application itself
+                # (`launcher.redeploy` refuses that live); build_app reads them from the repository again.
+                "args": {"repository": target, "models": [f"{s.name}/{v}" for s in repository for v in s.versions]},
                 "deployments": deployments,
             }
         ],

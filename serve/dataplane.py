@@ -7,7 +7,6 @@ worker object itself in unit tests).
 import asyncio
 import hmac
 import time
-import uuid
 from collections import Counter
 from typing import AsyncIterator, Protocol
 
@@ -26,7 +25,7 @@ _LOOPBACK_PEERS = ("ipv4:127.", "ipv6:[::1]", "ipv6:%5B::1%5D", "unix:")
 
 
 class ModelBackend(Protocol):
-    async def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    async def infer(self, inputs: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, np.ndarray]: ...
 
     def stream(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]: ...
 
@@ -50,6 +49,7 @@ class DataPlane:
         self.max_request_bytes = max_request_bytes
         self.sequences = SequenceTable()
         self._in_flight: Counter = Counter()
+        self._sampler: asyncio.Task | None = None
 
     # -- access ---------------------------------------------------------------------------------
     def authenticate(self, authorization: str | None, peer: str | None = None) -> None:
@@ -146,17 +146,17 @@ class DataPlane:
 
     async def _infer_once(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> InferResponse:
         backend = self.backends[(spec.name, version)]
-        async with self._track(spec.name, version, protocol):
+        async with self._track(spec.name, version, protocol, request):
             if spec.sequence:
                 outputs = await self.sequences.run(spec, version, request, backend.infer)
             else:
-                outputs = await backend.infer(request.inputs)
+                outputs = await backend.infer(request.inputs, _queue_timeout_s(request))
         return self._response(spec, version, request, outputs)
 
     async def _decoupled(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
         # Each response is sent as soon as the handler yields it (no look-ahead to mark the last one final:
         # progress must not lag); the final response is the one carrying the result outputs.
-        async with self._track(spec.name, version, protocol):
+        async with self._track(spec.name, version, protocol, request):
             count = 0
             async for outputs in self.backends[(spec.name, version)].stream(request.inputs):
                 count += 1
@@ -169,7 +169,7 @@ class DataPlane:
 
     async def _rollout(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
         steps = int(request.inputs[spec.rollout.steps_input].ravel()[0])
-        async with self._track(spec.name, version, protocol):
+        async with self._track(spec.name, version, protocol, request):
             step = 0
             # Leaving this loop early (client gone, stream cancelled) closes the backend's generator,
             # which stops the rollout in the model replica.
@@ -232,12 +232,40 @@ class DataPlane:
                 raise RuntimeError(f"model {spec.name} output {name} is {outputs[name].dtype}, config says {declared[name]}")
         return InferResponse(spec.name, str(version), {n: outputs[n] for n in wanted}, id=request.id or "")
 
-    def _track(self, model: str, version: int, protocol: str):
-        return _Tracked(self, {"model": model, "version": str(version)}, protocol)
+    def _track(self, model: str, version: int, protocol: str, request: InferRequest | None = None):
+        return _Tracked(self, {"model": model, "version": str(version)}, protocol, request.received if request else None)
 
-    @staticmethod
-    def new_request_id() -> str:
-        return uuid.uuid4().hex
+    def record_encode(self, response: InferResponse, seconds: float, protocol: str) -> None:
+        """The adapter's encode stage for one response (called by the adapter, which does the encoding)."""
+        tags = {"model": response.model, "version": response.version, "protocol": protocol, "stage": "encode"}
+        metrics.stage_time_ms().observe(seconds * 1000, tags=tags)
+
+    def _sample_in_flight(self) -> None:
+        """Keeps a task that copies the in-flight counts into their gauge once a second while requests come in."""
+        if self._sampler is None or self._sampler.done():
+            self._sampler = asyncio.get_running_loop().create_task(self._report_in_flight())
+
+    async def _report_in_flight(self) -> None:
+        reported: dict = {}
+        while True:
+            for (model, version), count in list(self._in_flight.items()):
+                if reported.get((model, version)) != count:
+                    metrics.in_flight().set(count, tags={"model": model, "version": version})
+                    reported[(model, version)] = count
+            if not any(self._in_flight.values()):
+                return  # idle: the next request starts a new sampler
+            await asyncio.sleep(1.0)
+
+
+def _queue_timeout_s(request: InferRequest) -> float | None:
+    """Triton's request parameter `timeout` (microseconds in the queue), used where the model's queue policy allows
+    overriding its default (`allow_timeout_override`)."""
+    value = (request.parameters or {}).get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"request parameter 'timeout': a non-negative integer (microseconds) expected, got {value!r}")
+    return value / 1e6 or None
 
 
 def _check_text(name: str, array: np.ndarray, max_bytes: int | None, max_words: int | None) -> None:
@@ -260,21 +288,20 @@ def _outcome(exc: BaseException | None) -> str:
 
 
 class _Tracked:
-    """Counts a request in flight and records its latency and outcome, whatever happens inside."""
+    """Counts a request in flight and records its decode stage, latency and outcome, whatever happens inside."""
 
-    def __init__(self, plane: DataPlane, tags: dict, protocol: str):
-        self.plane, self.tags, self.protocol = plane, tags, protocol
+    def __init__(self, plane: DataPlane, tags: dict, protocol: str, received: float | None = None):
+        self.plane, self.tags, self.protocol, self.received = plane, tags, protocol, received
 
     async def __aenter__(self):
         self.started = time.perf_counter()
-        key = (self.tags["model"], self.tags["version"])
-        self.plane._in_flight[key] += 1
-        metrics.in_flight().set(self.plane._in_flight[key], tags=self.tags)
+        self.plane._in_flight[(self.tags["model"], self.tags["version"])] += 1
+        self.plane._sample_in_flight()
+        if self.received is not None:
+            metrics.stage_time_ms().observe((self.started - self.received) * 1000, tags=self.tags | {"protocol": self.protocol, "stage": "decode"})
 
     async def __aexit__(self, exc_type, exc, tb):
-        key = (self.tags["model"], self.tags["version"])
-        self.plane._in_flight[key] -= 1
-        metrics.in_flight().set(self.plane._in_flight[key], tags=self.tags)
+        self.plane._in_flight[(self.tags["model"], self.tags["version"])] -= 1
         tags = self.tags | {"protocol": self.protocol}
         metrics.request_latency_ms().observe((time.perf_counter() - self.started) * 1000, tags=tags)
         metrics.requests().inc(tags=tags | {"outcome": _outcome(exc)})

@@ -6,6 +6,7 @@ an empty response. Every RPC of the service is defined, so an unsupported one an
 instead of Serve's INTERNAL with a traceback.
 """
 import logging
+import time
 
 import grpc
 import numpy as np
@@ -144,11 +145,19 @@ class GRPCInferenceServicer:
         return await self._unary(grpc_context, pb.RepositoryIndexResponse(), call)
 
     async def ModelInfer(self, request, grpc_context):
+        received = time.perf_counter()
+
         async def call():
-            if request.ByteSize() > self.plane.max_request_bytes:
-                raise InvalidInput(f"request of {request.ByteSize()} bytes exceeds the limit of {self.plane.max_request_bytes} bytes")
-            response = await self.plane.infer(decode_infer_request(request), protocol="grpc")
-            return encode_infer_response(response)
+            size = request.ByteSize()
+            if size > self.plane.max_request_bytes:
+                raise InvalidInput(f"request of {size} bytes exceeds the limit of {self.plane.max_request_bytes} bytes")
+            infer_request = decode_infer_request(request)
+            infer_request.received = received
+            response = await self.plane.infer(infer_request, protocol="grpc")
+            encoding = time.perf_counter()
+            message = encode_infer_response(response)
+            self.plane.record_encode(response, time.perf_counter() - encoding, "grpc")
+            return message
 
         return await self._unary(grpc_context, pb.ModelInferResponse(), call)
 

@@ -35,6 +35,11 @@ ALLOWED_PREFIX = "models."
 class ModelHandler(Runtime):
     """Base class. `model_dir` is the version folder; `params` are config.pbtxt's parameters as strings."""
 
+    placement = "dedicated"
+    """Where the model runs unless its config says otherwise (serve/config.py): "ingress" for a handler whose
+    requests are light (a lookup, a small decode and an ONNX call), so they run where they land; "dedicated" (a
+    deployment of its own) for jobs, subprocesses and heavy work that should not share the ingress's cores."""
+
     snapshot = None
     """The data snapshot in service, for handlers that serve one. A request reads it once (`graph = self.snapshot`)
     and uses only that, so a request in flight during a swap finishes on the snapshot it started with."""

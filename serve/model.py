@@ -1,9 +1,10 @@
-"""One model version in one replica: loads its runtime, batches requests dynamically, streams rollouts
-and handler responses.
+"""One model version: loads its runtime, batches requests dynamically, streams rollouts and handler
+responses. The same object serves inside the ingress replica (most CPU models: no hop between processes) and
+as a deployment of its own (GPU models, jobs, heavy handlers); `serve.config.placement` decides which.
 
-Triton's dynamic batcher counts rows, not requests (a [3,16] request fills three slots), so Serve's
-batch queue is given `batch_size_fn=_rows` and `max_batch_size` from config.pbtxt. Requests whose
-non-batch dimensions differ cannot share a tensor: within a batch they run as separate groups.
+Triton's dynamic batcher counts rows, not requests (a [3,16] request fills three slots), and applies the
+config's queue policy: `serve/batcher.py`. Requests whose non-batch dimensions differ cannot share a tensor:
+within a batch they run as separate groups.
 """
 import asyncio
 import logging
@@ -15,18 +16,14 @@ from pathlib import Path
 from typing import AsyncIterator, Iterator
 
 import numpy as np
-from ray import serve
 
 from . import metrics
+from .batcher import DynamicBatcher
 from .handler import ModelHandler
 from .repository import load_model
 from .runtimes import load_runtime
 
 logger = logging.getLogger("ray.serve")  # Serve's logger: lines land in the replica's log with its id
-
-
-def _rows(items) -> int:
-    return sum(_batch_rows(inputs) for _, inputs in items)
 
 
 def _batch_rows(inputs: dict[str, np.ndarray]) -> int:
@@ -48,18 +45,12 @@ def replica_resources() -> tuple[int, str]:
     return max(1, math.ceil(cpus)), ("cuda" if gpus > 0 else "cpu")
 
 
-def _in_serve_replica() -> bool:
-    try:
-        serve.get_replica_context()
-        return True
-    except Exception:
-        return False
-
-
 class ModelWorker:
-    """A `ModelBackend` itself: Serve wraps it in a deployment, tests and scripts call it directly."""
+    """A `ModelBackend` itself: the ingress holds it directly, Serve wraps it in a deployment, tests call it.
+    `instance_count` batches may run at once (Triton's instance_group count, for a model hosted in the ingress;
+    a deployment scales replicas instead)."""
 
-    def __init__(self, repository: str, model: str, version: int):
+    def __init__(self, repository: str, model: str, version: int, instance_count: int = 1):
         self.spec = load_model(Path(repository) / model)
         self.version = int(version)
         self.tags = {"model": model, "version": str(version)}
@@ -75,11 +66,8 @@ class ModelWorker:
         self.snapshot = self.spec.snapshot_state()  # what the handler loaded; Serve's user_config names the wanted one
         if self.snapshot:
             metrics.snapshot_info().set(1, tags=self.tags | {"snapshot": self.snapshot["snapshot"]})
-        # Serve's batch queue lives in a replica; elsewhere (tests, scripts) each call is its own batch.
-        self.batching = self.spec.dynamic_batching and _in_serve_replica()
-        if self.batching:
-            self._infer_batched.set_max_batch_size(self.spec.max_batch_size)
-            self._infer_batched.set_batch_wait_timeout_s(self.spec.max_queue_delay_s)
+        self.instance_count = instance_count
+        self.batcher: DynamicBatcher | None = None  # made on first use, on the loop that serves this worker
 
     async def reconfigure(self, user_config: dict) -> None:
         """Serve calls this when the replica starts and whenever the deployment's `user_config` changes: here, a
@@ -104,15 +92,30 @@ class ModelWorker:
     def describe(self) -> dict:
         return {"model": self.spec.name, "version": self.version, "pid": os.getpid()} | self.runtime.describe()
 
-    async def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def infer(self, inputs: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """One request through the batch queue; `timeout_s` is the request's own queue timeout (Triton's `timeout`
+        parameter), honoured when the config's queue policy allows overriding it."""
+        return await self._infer(inputs, timeout_s)
+
+    async def _infer(self, inputs: dict[str, np.ndarray], timeout_s: float | None = None, admitted: bool = False):
+        """`admitted`: a later step of a rollout already accepted, which the queue policy must not refuse halfway."""
         if self.preprocesses:  # per request, so one undecodable input fails alone, not the batch it joins
             inputs = await asyncio.to_thread(self.runtime.preprocess, inputs)
-        if self.batching:
-            outputs = await self._infer_batched((time.perf_counter(), inputs))
-        else:
-            outputs = (await self._run_batch([(time.perf_counter(), inputs)]))[0]
+        rows = _batch_rows(inputs) if self.spec.max_batch_size > 0 and inputs else 1
+        outputs = await self._batcher().submit(inputs, rows, timeout_s, admitted)
         self._observe(outputs)
         return outputs
+
+    def _batcher(self) -> DynamicBatcher:
+        loop = asyncio.get_running_loop()
+        if self.batcher is None or self.batcher.loop is not loop:  # a script may drive the worker from several loops
+            spec = self.spec
+            self.batcher = DynamicBatcher(
+                self._run_batch, name=spec.name, max_batch_size=spec.max_batch_size if spec.dynamic_batching else 1,
+                max_queue_delay_s=spec.max_queue_delay_s if spec.dynamic_batching else 0.0,
+                policy=spec.queue_policy, instance_count=self.instance_count, loop=loop,
+            )
+        return self.batcher
 
     def _observe(self, outputs: dict[str, np.ndarray]) -> None:
         """Content telemetry: the values of outputs named by `output_histogram.<OUTPUT>` parameters."""
@@ -128,10 +131,6 @@ class ModelWorker:
             else:
                 for value in values.ravel()[:1024]:
                     histogram.observe(float(value), tags=self.tags | {"label": ""})
-
-    @serve.batch(batch_size_fn=_rows)
-    async def _infer_batched(self, items):
-        return await self._run_batch(items)
 
     async def _run_batch(self, items) -> list[dict[str, np.ndarray]]:
         started = time.perf_counter()
@@ -179,8 +178,8 @@ class ModelWorker:
         rollout = self.spec.rollout
         state = dict(inputs)
         steps = int(np.asarray(state.pop(rollout.steps_input)).ravel()[0])
-        for _ in range(steps):
-            outputs = await self.infer(state)
+        for step in range(steps):
+            outputs = await self._infer(state, admitted=step > 0)
             yield outputs
             for output, state_input in rollout.state.items():
                 state[state_input] = outputs[output]

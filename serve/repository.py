@@ -21,6 +21,7 @@ from google.protobuf import json_format, text_format
 
 from proto import model_config_pb2
 
+from .batcher import QueuePolicy
 from .datatypes import from_config, numpy_dtype
 from .errors import ModelNotFound, RepositoryError
 
@@ -121,6 +122,28 @@ class ModelSpec:
     @property
     def max_queue_delay_s(self) -> float:
         return self.config.dynamic_batching.max_queue_delay_microseconds / 1e6
+
+    @property
+    def queue_policy(self) -> QueuePolicy:
+        """`dynamic_batching.default_queue_policy`. Unlike Triton, whose queue is unbounded unless configured, an
+        unset `max_queue_size` holds one batch behind the one computing (at least 8 requests): past that, overload
+        is refused at once (503 / RESOURCE_EXHAUSTED) instead of growing every accepted request's latency."""
+        policy = self.config.dynamic_batching.default_queue_policy
+        return QueuePolicy(
+            max_queue_size=policy.max_queue_size or max(self.max_batch_size, 8),
+            timeout_s=policy.default_timeout_microseconds / 1e6,
+            allow_timeout_override=policy.allow_timeout_override,
+        )
+
+    @property
+    def instance_count(self) -> int:
+        """Triton's instance_group count: batches run at once in the ingress, replicas for a deployment."""
+        groups = list(self.config.instance_group)
+        return max(1, sum(g.count or 1 for g in groups)) if groups else 1
+
+    @property
+    def on_gpu(self) -> bool:
+        return any(g.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU for g in self.config.instance_group)
 
     @cached_property
     def inputs(self) -> tuple[TensorSpec, ...]:

@@ -7,6 +7,7 @@ Outputs come back binary when the client asks (per output `binary_data`, or requ
 """
 import json
 import logging
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -152,13 +153,18 @@ async def repository_index(request: Request):
 @app.post("/v2/models/{model}/infer")
 @app.post("/v2/models/{model}/versions/{version}/infer")
 async def infer(request: Request, model: str, version: str | None = None):
+    received = time.perf_counter()
     authenticate(request)
     data_plane = plane(request)
     body = await _read_body(request, data_plane.max_request_bytes)
     wire, binary = _split_binary(body, request.headers.get(HEADER_LENGTH))
     infer_request = decode_request(model, version, wire, binary)
+    infer_request.received = received
     response = await data_plane.infer(infer_request, protocol="http")
-    return encode_response(response, wire)
+    encoding = time.perf_counter()
+    encoded = encode_response(response, wire)
+    data_plane.record_encode(response, time.perf_counter() - encoding, "http")
+    return encoded
 
 
 @app.post("/v2/models/{model}/generate_stream")

@@ -35,6 +35,8 @@ class ServerSettings(BaseSettings):
     request_timeout_s: float = 60.0
     """Serve's end-to-end limit per request (504 / DEADLINE_EXCEEDED past it)."""
     ingress_replicas: int = 1
+    ingress_max_ongoing_requests: int = 256
+    """Requests one ingress replica holds at once (all models it hosts together); Serve refuses more (503)."""
     ingress_num_cpus: float = 0.2
     model_num_cpus: float = 0.05
     """CPU share reserved by each model replica; also sizes its intra-op thread pool (at least one thread).

@@ -3,6 +3,7 @@
 Tensors are numpy arrays whose dtype carries the v2 datatype (BYTES = object arrays of bytes), so no
 second description of a tensor travels beside it.
 """
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,8 @@ class InferRequest:
     """Names of the outputs asked for; None asks for all of them."""
     id: str = ""
     parameters: dict = field(default_factory=dict)
+    received: float = field(default_factory=time.perf_counter)
+    """When the adapter started on it (perf_counter): the decode stage runs from here to the model call."""
 
 
 @dataclass

@@ -92,7 +92,7 @@ def replica_pids(server, deployment: str) -> list[int]:
 
 
 def test_killed_replica_mid_load_every_request_ends_and_serving_resumes(server):
-    (pid,) = replica_pids(server, "slow_identity_v1")
+    (pid,) = replica_pids(server, "slow_identity_dedicated_v1")
     outcomes, stop = [], threading.Event()
 
     def client_loop():
@@ -102,7 +102,7 @@ def test_killed_replica_mid_load_every_request_ends_and_serving_resumes(server):
         while not stop.is_set():
             started = time.perf_counter()
             try:
-                client.infer("slow_identity", [x], client_timeout=30)
+                client.infer("slow_identity_dedicated", [x], client_timeout=30)
                 outcomes.append(("ok", time.perf_counter() - started))
             except InferenceServerException as e:
                 outcomes.append((str(e.status()) + " " + str(e.message()), time.perf_counter() - started))
@@ -128,13 +128,13 @@ def test_killed_replica_mid_load_every_request_ends_and_serving_resumes(server):
     deadline = time.monotonic() + 180
     while True:
         try:
-            assert client.infer("slow_identity", [x], client_timeout=30).as_numpy("Y")[0, 0] == 4.0
+            assert client.infer("slow_identity_dedicated", [x], client_timeout=30).as_numpy("Y")[0, 0] == 4.0
             break
         except InferenceServerException:
             assert time.monotonic() < deadline, "the model did not come back"
             time.sleep(1)
     client.close()
-    assert replica_pids(server, "slow_identity_v1") != [pid]
+    assert replica_pids(server, "slow_identity_dedicated_v1") != [pid]
 
 
 def test_stream_cut_by_a_dead_replica_ends_with_an_error(server):
@@ -161,3 +161,53 @@ def test_stream_cut_by_a_dead_replica_ends_with_an_error(server):
         assert time.monotonic() < deadline, "countdown_job did not come back"
         time.sleep(1)
     client.close()
+
+
+def test_killed_ingress_mid_load_every_request_ends_and_serving_resumes_on_the_same_ports(server):
+    """The ingress replica listens on the public ports and hosts the models placed in it: killing it cuts every
+    connection at once. Each request must end (never hang), and Serve's replacement must listen on the same ports."""
+    (pid,) = replica_pids(server, "Ingress")
+    outcomes, stop = [], threading.Event()
+
+    def client_loop():
+        client = grpcclient.InferenceServerClient(server.grpc)
+        x = grpcclient.InferInput("X", [1, 1], "FP32")
+        x.set_data_from_numpy(np.ones((1, 1), np.float32))
+        while not stop.is_set():
+            try:
+                client.infer("slow_identity", [x], client_timeout=30)
+                outcomes.append("ok")
+            except InferenceServerException as e:
+                outcomes.append(str(e.status()) + " " + str(e.message()))
+                time.sleep(0.2)
+        client.close()
+
+    threads = [threading.Thread(target=client_loop) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(3)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a request hung past its deadline"
+    assert "ok" in outcomes
+    failures = [o for o in outcomes if o != "ok"]
+    assert failures and all("UNAVAILABLE" in f or "RESOURCE_EXHAUSTED" in f for f in failures), failures[:5]
+    http = httpx.Client(base_url=f"http://{server.http}", timeout=10)
+    deadline = time.monotonic() + 240
+    while True:  # the same HTTP and gRPC addresses answer again once Serve has replaced the replica
+        try:
+            if http.get("/v2/health/ready").status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the ingress did not come back on its port"
+        time.sleep(1)
+    client = grpcclient.InferenceServerClient(server.grpc)
+    x = grpcclient.InferInput("X", [1, 1], "FP32")
+    x.set_data_from_numpy(np.full((1, 1), 3.0, np.float32))
+    assert client.infer("slow_identity", [x], client_timeout=30).as_numpy("Y")[0, 0] == 3.0
+    client.close()
+    assert replica_pids(server, "Ingress") not in ([], [pid])

@@ -5,7 +5,9 @@
 - `simple_sequence`: Triton's accumulator example: OUTPUT is the running sum of INPUT over a sequence,
   carried between requests as implicit state by the data plane;
 - `countdown_job`: a decoupled job that streams progress, then its result; stopping early closes it;
-- `slow_identity`: a batch takes `delay_s`, its queue holds 8: the overload tests push it past capacity.
+- `slow_identity`: a batch of 4 takes `delay_s`, one batch may wait behind it (`max_queue_size: 4`): the overload
+  tests push it past capacity;
+  `slow_identity_dedicated` is the same model in a deployment of its own (the replica-kill tests).
 """
 import time
 
@@ -16,6 +18,8 @@ from serve.handler import ModelHandler
 
 
 class ByteLengthHandler(ModelHandler):
+    placement = "ingress"
+
     def preprocess(self, inputs):
         data = inputs["DATA"]
         for index, item in enumerate(data.ravel()):
@@ -28,6 +32,8 @@ class ByteLengthHandler(ModelHandler):
 
 
 class AccumulateHandler(ModelHandler):
+    placement = "ingress"
+
     def infer(self, inputs):
         previous = inputs["TOTAL_IN"]
         total = (previous if previous.size else np.zeros([1], np.int64)) + inputs["INPUT"].astype(np.int64)
@@ -54,6 +60,8 @@ class CountdownJobHandler(ModelHandler):
 
 
 class SlowIdentityHandler(ModelHandler):
+    placement = "ingress"
+
     def infer(self, inputs):
         time.sleep(float(self.params.get("delay_s", "0.05")))
         return {"Y": inputs["X"]}
@@ -107,13 +115,18 @@ backend: "python"
 max_batch_size: 4
 input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
 output [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]
-dynamic_batching { max_queue_delay_microseconds: 1000 default_queue_policy { max_queue_size: 8 } }
+dynamic_batching { max_queue_delay_microseconds: 1000 default_queue_policy { max_queue_size: 4 } }
 parameters { key: "handler" value { string_value: "models.examples.handlers:SlowIdentityHandler" } }
 parameters { key: "delay_s" value { string_value: "0.05" } }
 """
 
+SLOW_IDENTITY_DEDICATED = SLOW_IDENTITY.replace('"slow_identity"', '"slow_identity_dedicated"') + (
+    'parameters { key: "placement" value { string_value: "dedicated" } }\n'
+)
+
 MODELS = {
     "byte_length": BYTE_LENGTH, "simple_sequence": SIMPLE_SEQUENCE, "countdown_job": COUNTDOWN_JOB, "slow_identity": SLOW_IDENTITY,
+    "slow_identity_dedicated": SLOW_IDENTITY_DEDICATED,
 }
 CARD = """# {name}
 

@@ -158,6 +158,7 @@ class BotDetectorHandler(ModelHandler):
     FOUND BOOL [n, 1]. Unknown ids get FOUND false and -1 probabilities; the others are answered.
     The hosted graph is the version folder's snapshot file (parameter `snapshot`, default graph.npz); ids are
     looked up in the same snapshot that scores them, so a batch running during a swap stays consistent."""
+    placement = "ingress"
 
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
@@ -227,6 +228,7 @@ class SubgraphHandler(ModelHandler):
     """`bot_detector_subgraph`: a caller's own subgraph. NODE_FEATURES FP32 [n, 788], EDGE_INDEX INT64 [2, E]
     (messages flow row 0 -> row 1), EDGE_TYPE INT64 [E] in 0..6, TARGETS INT64 [t] -> BOT_PROBABILITY FP32 [t],
     STANCE_PROBS FP32 [t, 3]."""
+    placement = "ingress"
 
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
@@ -267,6 +269,7 @@ class ClusterSnapshot:
 class ClusterLookupHandler(ModelHandler):
     """`account_clusters`: ACCOUNT_IDS INT64 [n, 1] -> CLUSTER INT64 [n, 1] (-1 if unknown), CONFIDENCE FP32 [n, 1],
     FOUND BOOL [n, 1], from the CCGC clustering of the hosted graph (parameter `snapshot`, default clusters.npz)."""
+    placement = "ingress"
 
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)

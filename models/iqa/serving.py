@@ -45,6 +45,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 
 class IqaHandler(ModelHandler):
+    placement = "ingress"
+
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
         self.max_pixels = int(self.params.get("max_pixels", 4096 * 4096))

@@ -3,8 +3,9 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from serve.config import build_serve_config, write_serve_config
-from serve.repository import ModelRepository
+from serve.config import DEDICATED, INGRESS, build_serve_config, placement, write_serve_config
+from serve.errors import RepositoryError
+from serve.repository import ModelRepository, load_model
 from serve.settings import ServerSettings
 
 
@@ -15,23 +16,50 @@ def test_generated_config_is_a_valid_serve_deploy_schema(repository, tmp_path):
     config = yaml.safe_load(path.read_text())
     schema = ServeDeploySchema.model_validate(config)
     app = schema.applications[0]
-    assert app.import_path == "serve.app:build_app" and app.args == {"repository": "/models"}
+    assert app.import_path == "serve.app:build_app" and app.args["repository"] == "/models"
+    assert "digits_cnn/2" in app.args["models"] and "video_artifacts/1" in app.args["models"]
     names = {d.name for d in app.deployments}
-    versions = [f"{spec.name}_v{v}" for spec in ModelRepository(repository) for v in spec.versions]
-    assert names == {"Ingress", *versions} and len(names) == 1 + len(versions)
-    assert {"simple_v1", "heat1d_v1", "digits_cnn_v1", "digits_cnn_v2", "digits_cnn_torchscript_v1"} <= names
+    dedicated = [f"{s.name}_v{v}" for s in ModelRepository(repository) if placement(s)[0] == DEDICATED for v in s.versions]
+    assert names == {"Ingress", *dedicated} and len(names) == 1 + len(dedicated)
+    # Jobs, subprocesses and heavy handlers get their own deployment; CPU runtimes and light handlers run in the ingress.
+    assert {"video_artifacts_v1", "backdoor_scan_v1", "account_clusters_job_v1", "countdown_job_v1", "slow_identity_dedicated_v1"} <= names
+    assert not names & {"simple_v1", "heat1d_v1", "digits_cnn_v1", "digits_cnn_v2", "digits_cnn_torchscript_v1", "iqa_v1", "bot_detector_v1"}
     assert config["http_options"]["host"] == "127.0.0.1"
     assert config["grpc_options"]["grpc_servicer_functions"] == ["proto.add_servicer_to_server"]
+
+
+def _with_params(repository, tmp_path, model: str, extra: str):
+    folder = tmp_path / model
+    folder.mkdir()
+    (folder / "1").symlink_to(repository / model / "1")
+    (folder / "config.pbtxt").write_text((repository / model / "config.pbtxt").read_text() + extra)
+    return load_model(folder)
+
+
+def test_placement_follows_platform_handler_and_config(repository, tmp_path):
+    repo = ModelRepository(repository)
+    assert placement(repo.get("digits_cnn"))[0] == INGRESS
+    assert placement(repo.get("iqa")) == (INGRESS, "its handler declares placement 'ingress'")
+    assert placement(repo.get("video_artifacts"))[0] == DEDICATED
+    assert placement(repo.get("slow_identity_dedicated")) == (DEDICATED, "config.pbtxt parameter 'placement'")
+    gpu = _with_params(repository, tmp_path, "digits_cnn", 'instance_group [ { kind: KIND_GPU count: 1 } ]\n')
+    assert placement(gpu) == (DEDICATED, "KIND_GPU: its replicas hold a GPU")
+    typo = _with_params(repository, tmp_path, "simple", 'parameters { key: "placement" value { string_value: "ingres" } }\n')
+    with pytest.raises(RepositoryError, match="'placement' must be 'ingress' or 'dedicated', got 'ingres'"):
+        placement(typo)
 
 
 def test_deployment_options_follow_config_pbtxt(repository):
     config = build_serve_config(ServerSettings(repository=str(repository), model_num_cpus=0.3))
     deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
-    digits = deployments["digits_cnn_v2"]
-    assert digits["max_ongoing_requests"] >= 32  # max_batch_size 32: a batch can fill
-    assert digits["autoscaling_config"]["max_replicas"] == 2  # instance_group count 2
-    assert digits["ray_actor_options"] == {"num_cpus": 0.3, "num_gpus": 0.0}
-    assert deployments["simple_v1"]["autoscaling_config"]["max_replicas"] == 1
+    slow = deployments["slow_identity_dedicated_v1"]
+    assert slow["max_ongoing_requests"] >= 4  # max_batch_size 4: a batch can fill
+    assert slow["max_queued_requests"] == 4  # default_queue_policy.max_queue_size
+    assert slow["ray_actor_options"] == {"num_cpus": 0.3, "num_gpus": 0.0}
+    assert slow["autoscaling_config"]["max_replicas"] == 1
+    assert deployments["Ingress"]["user_config"] == {"snapshots": {
+        "bot_detector/1": "graph.npz", "account_clusters/1": "clusters.npz", "account_cluster_members/1": "clusters.npz",
+    }}
 
 
 def test_launcher_refuses_a_repository_that_cannot_be_placed(repository):

@@ -150,7 +150,7 @@ def test_overload_is_a_503_with_retry_after(plane):
     from serve.errors import Overloaded
 
     class Full:
-        async def infer(self, inputs):
+        async def infer(self, inputs, timeout_s=None):
             raise Overloaded("model 'simple' is at capacity; retry later")
 
     rest.attach(DataPlane(plane.repository, plane.backends | {("simple", 1): Full()}))

@@ -182,8 +182,8 @@ def test_a_broken_manifest_is_rejected(name, index, path, value, named):
     "old,new",
     [
         ("proxy_location: EveryNode", "proxy_location: Everywhere"),
-        ("target_ongoing_requests: 16", "target_ongoing_requests: lots"),
-        ("max_ongoing_requests: 64", "max_ongoing_requests: -1"),
+        ("target_ongoing_requests: 2", "target_ongoing_requests: lots"),
+        ("max_ongoing_requests: 8", "max_ongoing_requests: -1"),
         ("num_replicas: 1", "num_replicas: 0.5"),
     ],
 )

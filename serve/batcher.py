@@ -1,0 +1,148 @@
+"""Triton's dynamic batcher for one model version, on the event loop of whatever process hosts it.
+
+Several model versions share one process (the ingress replica), so each needs a queue of its own;
+`@serve.batch` keeps one queue per decorated function, shared by every instance in the process, and has no
+notion of Triton's queue policy. This is the part of Triton's scheduler the platform needs:
+
+- a batch is counted in rows, not requests (a [3, 16] request fills three of `max_batch_size` slots);
+- once a batch slot is free, the batcher takes what is queued; short of `max_batch_size` rows it waits until
+  the oldest request has waited `max_queue_delay_microseconds`, then runs what it has;
+- `instance_count` batches run at once (Triton's instance_group count), each in a worker thread, so requests
+  keep arriving while one computes;
+- `default_queue_policy`: `max_queue_size` requests may wait (one more is refused at once, 503 /
+  RESOURCE_EXHAUSTED); a request that waited past `default_timeout_microseconds` (or its own `timeout`
+  parameter when `allow_timeout_override` is set) is refused instead of run;
+- a request whose caller went away (cancelled) is dropped from the queue without being computed.
+"""
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from .errors import Overloaded
+
+
+@dataclass
+class QueuePolicy:
+    """Triton's `ModelQueuePolicy` as the batcher applies it; 0 means unbounded / no timeout."""
+
+    max_queue_size: int = 0
+    timeout_s: float = 0.0
+    allow_timeout_override: bool = False
+
+
+@dataclass
+class _Queued:
+    item: Any
+    rows: int
+    arrived: float
+    deadline: float  # monotonic; inf without a timeout
+    future: asyncio.Future = field(repr=False)
+
+
+class DynamicBatcher:
+    """`await submit(item, rows)` returns `run_batch`'s answer for that item. `run_batch(items)` receives a
+    list of (arrival time, item) and returns one result per item, in order; it runs on the event loop and is
+    expected to push heavy work to a thread itself."""
+
+    def __init__(
+        self, run_batch: Callable[[list], Awaitable[list]], *, name: str, max_batch_size: int, max_queue_delay_s: float,
+        policy: QueuePolicy, instance_count: int = 1, loop: asyncio.AbstractEventLoop | None = None,
+    ):
+        self.run_batch = run_batch
+        self.name = name
+        self.max_rows = max(1, max_batch_size)
+        self.delay_s = max_queue_delay_s
+        self.policy = policy
+        self.instance_count = max(1, instance_count)
+        self.loop = loop
+        self.queue: deque[_Queued] = deque()
+        self._arrived = asyncio.Event()
+        self._workers: list[asyncio.Task] = []
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    async def submit(self, item, rows: int, timeout_s: float | None = None, admitted: bool = False):
+        """`timeout_s`: the request's own queue timeout; `admitted`: already accepted (a rollout's later step), so
+        neither the queue bound nor a timeout applies."""
+        policy = self.policy
+        if not admitted and policy.max_queue_size and len(self.queue) >= policy.max_queue_size:
+            raise Overloaded(f"model {self.name!r} is at capacity ({len(self.queue)} requests queued); retry later")
+        limit = timeout_s if (timeout_s and policy.allow_timeout_override) else policy.timeout_s
+        if admitted:
+            limit = 0.0
+        now = time.perf_counter()
+        future = asyncio.get_running_loop().create_future()
+        self.queue.append(_Queued(item, rows, now, now + limit if limit else float("inf"), future))
+        self._arrived.set()
+        if not self._workers:
+            self._workers = [asyncio.create_task(self._work()) for _ in range(self.instance_count)]
+        return await future  # cancelled by the caller: the entry stays queued but is skipped when a batch forms
+
+    async def _work(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            if not batch:
+                continue
+            try:
+                results = await self.run_batch([(q.arrived, q.item) for q in batch])
+            except BaseException as e:  # noqa: BLE001 - every waiter gets the batch's failure, the worker lives on
+                for q in batch:
+                    if not q.future.done():
+                        q.future.set_exception(e if isinstance(e, Exception) else RuntimeError(repr(e)))
+                if not isinstance(e, Exception):
+                    raise
+                continue
+            for q, result in zip(batch, results):
+                if not q.future.done():
+                    q.future.set_result(result)
+
+    async def _next_batch(self) -> list[_Queued]:
+        while not self._live_head():
+            self._arrived.clear()
+            await self._arrived.wait()
+        # Wait for a full batch until the oldest request has waited the configured delay.
+        while self._queued_rows() < self.max_rows and self.delay_s > 0:
+            remaining = self.queue[0].arrived + self.delay_s - time.perf_counter()
+            if remaining <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                break
+            if not self._live_head():
+                return []
+        batch, rows, now = [], 0, time.perf_counter()
+        while self.queue and rows + self.queue[0].rows <= self.max_rows:
+            q = self.queue.popleft()
+            if q.future.done():
+                continue
+            if now > q.deadline:
+                waited = (now - q.arrived) * 1000
+                q.future.set_exception(Overloaded(
+                    f"model {self.name!r}: the request waited {waited:.0f} ms in the queue, past its timeout of "
+                    f"{(q.deadline - q.arrived) * 1000:.0f} ms; retry later"
+                ))
+                continue
+            batch.append(q)
+            rows += q.rows
+        if not batch and self.queue:  # a request larger than a batch (validation prevents it): run it alone
+            batch.append(self.queue.popleft())
+        return batch
+
+    def _live_head(self) -> bool:
+        """Drop cancelled requests at the head; True when a live one is queued."""
+        while self.queue and self.queue[0].future.done():
+            self.queue.popleft()
+        return bool(self.queue)
+
+    def _queued_rows(self) -> int:
+        return sum(q.rows for q in self.queue if not q.future.done())
+
+    def close(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        self._workers = []
