@@ -273,7 +273,9 @@ def main(argv=None) -> None:
         drive("ours", {"http": server.http, "grpc": server.grpc}, RAY_NICENESS, args.models, ("http", "grpc"))
     finally:
         stop_server(server.process)
-    onnx_models = [m for m in args.models if (repository / m / VERSIONS[m] / "model.onnx").is_file()]
+    from serve.repository import load_model
+
+    onnx_models = [m for m in args.models if load_model(repository / m).platform == "onnxruntime_onnx"]
     if (args.triton_venv / "bin" / "python").exists() and TRITON_PEER.exists():
         for model in onnx_models:
             print(f"[bench] triton: {model}", flush=True)

@@ -126,11 +126,12 @@ class ModelSpec:
     @property
     def queue_policy(self) -> QueuePolicy:
         """`dynamic_batching.default_queue_policy`. Unlike Triton, whose queue is unbounded unless configured, an
-        unset `max_queue_size` holds one batch behind the one computing (at least 8 requests): past that, overload
-        is refused at once (503 / RESOURCE_EXHAUSTED) instead of growing every accepted request's latency."""
+        unset `max_queue_size` holds four full batches (at least 32 requests): past that, overload is refused at once
+        (503 / RESOURCE_EXHAUSTED) instead of growing every accepted request's latency. A model that promises a
+        latency bound under overload sets it to one batch (`slow_identity`)."""
         policy = self.config.dynamic_batching.default_queue_policy
         return QueuePolicy(
-            max_queue_size=policy.max_queue_size or max(self.max_batch_size, 8),
+            max_queue_size=policy.max_queue_size or 4 * max(self.max_batch_size, 8),
             timeout_s=policy.default_timeout_microseconds / 1e6,
             allow_timeout_override=policy.allow_timeout_override,
         )
