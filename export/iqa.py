@@ -38,6 +38,7 @@ dynamic_batching {{ max_queue_delay_microseconds: 5000 }}
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 parameters {{ key: "handler" value {{ string_value: "{HANDLER}" }} }}
 parameters {{ key: "max_pixels" value {{ string_value: "16777216" }} }}
+parameters {{ key: "max_request_pixels" value {{ string_value: "33554432" }} }}
 parameters {{ key: "min_side" value {{ string_value: "64" }} }}
 parameters {{ key: "short_side" value {{ string_value: "256" }} }}
 parameters {{ key: "crop_grid" value {{ string_value: "2" }} }}
@@ -86,7 +87,9 @@ probabilities of the ten pseudo-MOS bins [0,10), [10,20), …, [90,100].
 
 Handling (models/iqa/serving.py): decoding happens in the replica, per request; grey is replicated to RGB and alpha is
 composited over white (as in training); other channel counts are refused. Limits: at least 64×64 px; at most
-16,777,216 px (4096²; `max_pixels`), checked from the file header before decoding; images whose short side exceeds 256 px
+16,777,216 px (4096²; `max_pixels`) per image and 33,554,432 px per request (`max_request_pixels`), both checked from
+the file headers before any pixel is decoded; one image is decoded at a time; only the JPEG, PNG and WebP decoders ever
+read client bytes (PNG text chunks held to 1 MiB); images whose short side exceeds 256 px
 are downscaled to short side 256 (the scale of the training pictures). Each image is scored as the mean over four
 64×64 crops at fixed positions (centres at ¼ and ¾ of each side), so an image gets the same score alone or in a batch.
 Bad input (undecodable / truncated bytes, other formats, too small, too large, unsupported channel count, empty tensor,

@@ -1,10 +1,14 @@
 """Admission checks for an untrusted ONNX model, run before anything interprets it.
 
-Order: size limit → protobuf parse → `onnx.checker` → no model-local functions, no custom domains, no
-external-data references → every node's op in `ALLOWED_OPS` → the graph is an image classifier
-(one float input [N, C, H, W] with C ∈ {1, 3} and static 8 ≤ H, W ≤ 256; one float output [N, K]).
-Each failure raises `Refused(kind, message)`; `kind` is one of `REFUSAL_KINDS`, and the message names what
-was found and what was expected, so a server can return it as a 400 as is.
+Order: size limit → protobuf parse → no external-data references (in any dense or sparse tensor, of any
+graph or subgraph) → no model-local functions, no custom domains → `onnx.checker` → every node's op in
+`ALLOWED_OPS` → the graph is an image classifier (one float input [N, C, H, W] with C ∈ {1, 3} and static
+8 ≤ H, W ≤ 256; one float output [N, K]). Each failure raises `Refused(kind, message)`; `kind` is one of
+`REFUSAL_KINDS`, and the message names what was found and what was expected, so a server can return it as a
+400 as is.
+
+`onnx.checker` looks up an external-data location relative to the working directory, so it runs only in the
+scan process, whose working directory is empty (jobs.py); the replica calls `check(..., run_checker=False)`.
 
 Why an allow-list and not a deny-list: the scanner interprets the graph with its own PyTorch
 implementation of exactly these ops (graph_torch.py), so an op outside the list could not be run anyway,
@@ -29,20 +33,37 @@ class Refused(ValueError):
         self.kind, self.message = kind, message
 
 
+def _sparse(sparse: onnx.SparseTensorProto):
+    yield sparse.values
+    yield sparse.indices
+
+
 def _tensors(graph: onnx.GraphProto):
+    """Every TensorProto of a graph and its subgraphs: initializers, sparse initializers and node attributes
+    (a Constant's `value` / `sparse_value`, TENSOR(S) and SPARSE_TENSOR(S) attributes, If / Loop / Scan bodies)."""
     yield from graph.initializer
     for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
+        yield from _sparse(sparse)
     for node in graph.node:
         for attr in node.attribute:
             if attr.HasField("t"):
                 yield attr.t
             yield from attr.tensors
+            if attr.HasField("sparse_tensor"):
+                yield from _sparse(attr.sparse_tensor)
+            for sparse in attr.sparse_tensors:
+                yield from _sparse(sparse)
             if attr.HasField("g"):
                 yield from _tensors(attr.g)
             for g in attr.graphs:
                 yield from _tensors(g)
+
+
+def _graphs(model: onnx.ModelProto):
+    yield model.graph
+    for info in model.training_info:
+        yield info.initialization
+        yield info.algorithm
 
 
 def _dims(value_info) -> list:
@@ -52,8 +73,9 @@ def _dims(value_info) -> list:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
 
 
-def check(data: bytes, max_bytes: int = MAX_BYTES) -> onnx.ModelProto:
-    """Validate ONNX bytes; returns the parsed model or raises `Refused`."""
+def check(data: bytes, max_bytes: int = MAX_BYTES, run_checker: bool = True) -> onnx.ModelProto:
+    """Validate ONNX bytes; returns the parsed model or raises `Refused`. `run_checker=False` skips `onnx.checker`
+    (for the replica: see the module docstring); the scan process always runs it."""
     if not isinstance(data, (bytes, bytearray)) or len(data) == 0:
         raise Refused("malformed", "MODEL: expected the bytes of an ONNX file, got an empty value")
     if len(data) > max_bytes:
@@ -65,7 +87,7 @@ def check(data: bytes, max_bytes: int = MAX_BYTES) -> onnx.ModelProto:
     if not model.HasField("graph") or len(model.graph.node) == 0:
         raise Refused("malformed", "MODEL: the ONNX model has no graph nodes")
     # External data first: the checker itself would try to open the referenced path.
-    for tensor in _tensors(model.graph):
+    for tensor in (t for g in _graphs(model) for t in _tensors(g)):
         if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
             where = next((e.value for e in tensor.external_data if e.key == "location"), "?")
             raise Refused("external_data", f"MODEL: tensor {tensor.name!r} refers to external data at {where!r}; "
@@ -78,10 +100,11 @@ def check(data: bytes, max_bytes: int = MAX_BYTES) -> onnx.ModelProto:
     for node in model.graph.node:
         if node.domain not in STANDARD_DOMAINS:
             raise Refused("custom_op", f"MODEL: node {node.name or node.op_type!r} uses custom op {node.domain}.{node.op_type}; custom-op libraries are not accepted")
-    try:
-        onnx.checker.check_model(model)
-    except Exception as e:
-        raise Refused("malformed", f"MODEL: the ONNX checker rejects the model: {str(e).splitlines()[0][:300]}") from None
+    if run_checker:
+        try:
+            onnx.checker.check_model(model)
+        except Exception as e:
+            raise Refused("malformed", f"MODEL: the ONNX checker rejects the model: {str(e).splitlines()[0][:300]}") from None
     bad = sorted({n.op_type for n in model.graph.node} - ALLOWED_OPS)
     if bad:
         raise Refused("disallowed_op", f"MODEL: operators {bad} are not on the allow-list; allowed: {sorted(ALLOWED_OPS)}")

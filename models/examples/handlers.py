@@ -43,6 +43,8 @@ class AccumulateHandler(ModelHandler):
 class CountdownJobHandler(ModelHandler):
     """Counts STEPS down with `delay_s` between steps; `closed` records that a consumer's early stop reached it."""
 
+    pool = "jobs"
+
     closed = 0
 
     def stream(self, inputs):

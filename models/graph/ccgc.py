@@ -30,6 +30,7 @@ filter of the graph (a projection on its top eigenspace), so use it with t = 0 (
 still smooths the attributes with Â^t (which, unregularised, drifts back towards the low-degree fringe). Memory O(N·d): sparse eigsh (Lanczos), no N×N matrix.
 `select_feature_block` picks (feat_weight, t_feat) without labels by the silhouette of k-means on the attributes.
 """
+import threading
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -41,6 +42,10 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score
 from torch import nn
+
+
+class Cancelled(Exception):
+    """Raised by `fit` when its `cancel` event is set."""
 
 
 @dataclass
@@ -192,9 +197,15 @@ def soft_assignment(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 
 def fit(x: np.ndarray, edge_index: np.ndarray, k: int, cfg: CCGCConfig | None = None,
-        progress: Callable[[int, int, float], None] | None = None) -> dict:
-    """Cluster the nodes into k groups. Returns labels [N], confidence [N], embedding [N, dim], losses."""
+        progress: Callable[[int, int, float], None] | None = None, cancel: threading.Event | None = None) -> dict:
+    """Cluster the nodes into k groups. Returns labels [N], confidence [N], embedding [N, dim], losses.
+    `cancel`: once set, the fit raises `Cancelled` at its next mini-batch or k-means (a served job's client left)."""
     cfg = cfg or CCGCConfig()
+
+    def check_cancel():
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     n = x.shape[0]
@@ -210,11 +221,13 @@ def fit(x: np.ndarray, edge_index: np.ndarray, k: int, cfg: CCGCConfig | None = 
 
     for epoch in range(cfg.epochs):
         if epoch >= cfg.warmup and (hc is None or (epoch - cfg.warmup) % cfg.refresh == 0):
+            check_cancel()
             km = _kmeans(embed(), k, cfg.seed)
             hc, pseudo = high_confidence(embed(), km, cfg.tau), km.labels_
         order = rng.permutation(n if hc is None else hc)
         total = 0.0
         for i in range(0, len(order), cfg.batch):
+            check_cancel()
             b = torch.from_numpy(order[i : i + cfg.batch])
             z1, z2 = enc(xs[b])
             if hc is None:  # warm-up on the batch's B×B block
@@ -236,6 +249,7 @@ def fit(x: np.ndarray, edge_index: np.ndarray, k: int, cfg: CCGCConfig | None = 
         losses.append(total / len(order))
         if progress:
             progress(epoch + 1, cfg.epochs, losses[-1])
+    check_cancel()
     z = embed()
     km = _kmeans(z, k, cfg.seed)
     q = soft_assignment(z, km.cluster_centers_)

@@ -16,19 +16,22 @@ Everything here is numpy, scipy and ONNX Runtime — except `account_clusters_jo
 caller's graph and so needs autograd: it imports models.graph.ccgc (torch, scikit-learn; no PyG).
 """
 import json
+import queue
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from serve.errors import InvalidInput
+from serve.errors import InvalidInput, Overloaded, RepositoryError
 from serve.handler import ModelHandler
 from serve.runtimes.onnx import OnnxRuntime
 
 N_FEATURES, N_RELATIONS = 788, 7
 MAX_SUBGRAPH_NODES, MAX_SUBGRAPH_EDGES = 50_000, 2_000_000
 MAX_JOB_NODES, MAX_JOB_EDGES, MAX_JOB_FEATURES, MAX_JOB_CLUSTERS = 5_000, 200_000, 1_024, 64
+JOB_THREAD = "account_clusters_job-fit"
 
 
 def _leaky(x):
@@ -315,7 +318,16 @@ class ClusterMembersHandler(ClusterLookupHandler):
 class ClusterJobHandler(ModelHandler):
     """`account_clusters_job` (decoupled): NODE_FEATURES FP32 [n, d], EDGE_INDEX INT64 [2, E], N_CLUSTERS INT64 [1]
     -> a stream of PROGRESS FP32 [1] + STATUS BYTES [1] (JSON) messages, then CLUSTER INT64 [n] and CONFIDENCE FP32 [n]
-    with a final PROGRESS 1.0. Bounded: n ≤ 5,000, E ≤ 200,000, d ≤ 1,024, 2 ≤ N_CLUSTERS ≤ min(64, n)."""
+    with a final PROGRESS 1.0. Bounded: n ≤ 5,000, E ≤ 200,000, d ≤ 1,024, 2 ≤ N_CLUSTERS ≤ min(64, n); at most
+    `max_concurrent_jobs` fits per replica (config.pbtxt parameter, default 2), one more is refused with Overloaded.
+    Closing the stream (the client left) stops the fit at its next mini-batch or k-means."""
+
+    pool = "jobs"  # a fit takes seconds to minutes of CPU: outside the ingress, beside the other jobs
+
+    def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
+        super().__init__(model_dir, params, input_names, output_names, num_threads, device)
+        self.max_jobs = _positive_int(self.params, "max_concurrent_jobs", 2)
+        self.job_slots = threading.BoundedSemaphore(self.max_jobs)
 
     def preprocess(self, inputs):
         x, ei, _ = validate_subgraph(inputs, MAX_JOB_NODES, MAX_JOB_EDGES, width=None)
@@ -328,35 +340,53 @@ class ClusterJobHandler(ModelHandler):
         return {"NODE_FEATURES": x, "EDGE_INDEX": ei, "N_CLUSTERS": np.array([k], np.int64)}
 
     def stream(self, inputs):
-        import queue
-        import threading
-
-        from .ccgc import CCGCConfig, fit
+        from .ccgc import CCGCConfig, Cancelled, fit
 
         x, ei, k = inputs["NODE_FEATURES"], inputs["EDGE_INDEX"], int(inputs["N_CLUSTERS"][0])
         cfg = CCGCConfig(epochs=int(self.params.get("job_epochs", 40)), warmup=10, dim=min(256, 4 * len(x)), batch=min(1024, max(32, len(x) // 4)))
+        if not self.job_slots.acquire(blocking=False):
+            raise Overloaded(f"account_clusters_job: this replica is already running {self.max_jobs} clustering job(s), the "
+                             "limit set by its parameter max_concurrent_jobs; retry later")
         events: queue.Queue = queue.Queue()
         result = {}
+        cancel = threading.Event()
 
         def work():
             try:
-                result["fit"] = fit(x, ei, k, cfg, progress=lambda e, total, loss: events.put((e, total, loss)))
+                result["fit"] = fit(x, ei, k, cfg, progress=lambda e, total, loss: events.put((e, total, loss)), cancel=cancel)
+            except Cancelled:
+                pass
             except Exception as e:  # reported in the stream, the job's own failure
                 result["error"] = e
-            events.put(None)
+            finally:
+                self.job_slots.release()  # the slot is the fit's, held until it has really stopped
+                events.put(None)
 
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        yield _status(0.0, {"state": "started", "nodes": len(x), "edges": int(ei.shape[1]), "clusters": k, "epochs": cfg.epochs})
-        while (event := events.get()) is not None:
-            e, total, loss = event
-            if e % 5 == 0 or e == total:
+        try:
+            threading.Thread(target=work, name=JOB_THREAD, daemon=True).start()
+        except BaseException:
+            self.job_slots.release()
+            raise
+        try:
+            yield _status(0.0, {"state": "started", "nodes": len(x), "edges": int(ei.shape[1]), "clusters": k, "epochs": cfg.epochs})
+            while (event := events.get()) is not None:
+                # A response every epoch: a client that leaves is noticed at the next one (serve/model.py closes
+                # this generator after the step in progress), so each step stays short.
+                e, total, loss = event
                 yield _status(0.95 * e / total, {"state": "training", "epoch": e, "of": total, "loss": round(loss, 5)})
-        thread.join()
-        if "error" in result:
-            raise result["error"]
-        fit_ = result["fit"]
-        yield {**_status(1.0, {"state": "done", "clusters": k}), "CLUSTER": fit_["labels"], "CONFIDENCE": fit_["confidence"]}
+            if "error" in result:
+                raise result["error"]
+            fit_ = result["fit"]
+            yield {**_status(1.0, {"state": "done", "clusters": k}), "CLUSTER": fit_["labels"], "CONFIDENCE": fit_["confidence"]}
+        finally:
+            cancel.set()  # a client that left: the fit stops at its next step and frees its slot
+
+
+def _positive_int(params: dict, name: str, default: int) -> int:
+    value = params.get(name, str(default))
+    if not value.strip().isdigit() or int(value) < 1:
+        raise RepositoryError(f"config.pbtxt parameter {name!r}: expected an integer ≥ 1, got {value!r}")
+    return int(value)
 
 
 def _status(progress: float, message: dict) -> dict:

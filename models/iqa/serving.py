@@ -12,16 +12,24 @@ Conversions and limits (the model card repeats them):
 - grey (1 channel, or PNG modes L / I;16 / 1) is replicated to RGB; an alpha channel (4 channels, PNG RGBA /
   LA, palette transparency) is composited over white — the same rule the training data used;
   CMYK / YCbCr JPEGs are converted to RGB. Any other channel count is refused.
-- at least `min_side` (64) px on each side; at most `max_pixels` (default 16,777,216 = 4096²) pixels, checked
-  from the file header before anything is decoded. Larger-than-training images are downscaled so the short
-  side is `short_side` (256, the scale of the training pictures); smaller ones are scored as they are.
+- at least `min_side` (64) px on each side; at most `max_pixels` (default 16,777,216 = 4096²) pixels per image and
+  `max_request_pixels` (default 33,554,432 = 2 × 4096²) pixels per request, all images together. Both are checked
+  from the file headers of every image of the request before any pixel is decoded; then the images are decoded one
+  at a time, each reduced to its crops before the next, so one decoded image is alive at once. A request's
+  decoding memory and CPU are bounded by the size of one image and the budget, not by how well its files compress.
+- only the JPEG, PNG and WebP decoders ever parse client bytes (`Image.open(formats=...)`); any decoder error
+  (truncated or corrupt data, Pillow's decompression-bomb guard) is a refusal of that element.
+- larger-than-training images are downscaled so the short side is `short_side` (256, the scale of the training
+  pictures); smaller ones are scored as they are.
 - four 64×64 crops at fixed positions (models/iqa/crops.py): one image always gets one score, alone or in a batch.
 Every refusal is `InvalidInput` naming the input, the element and what was expected (400 / INVALID_ARGUMENT).
 """
 import io
+import struct
+import zlib
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from serve.errors import InvalidInput
 from serve.handler import ModelHandler
@@ -29,7 +37,14 @@ from serve.runtimes.onnx import OnnxRuntime
 
 from .crops import CROP, fixed_crops
 
-FORMATS = {"JPEG", "PNG", "WEBP"}
+# Pillow inflates up to 64 MiB of compressed PNG text per file while it reads the header, before any of our checks:
+# a picture to score carries no such metadata worth that, so text chunks are held to 1 MiB in this process.
+PngImagePlugin.MAX_TEXT_CHUNK = PngImagePlugin.MAX_TEXT_MEMORY = 1 << 20
+
+FORMATS = ("JPEG", "PNG", "WEBP")  # the only Pillow plugins that ever parse client bytes
+# What Pillow's plugins raise on malformed or truncated data (mostly OSError / ValueError; the rest from raw chunk parsing)
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error)
+BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)  # the warning is raised where warnings are errors
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -41,7 +56,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
         return Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im).convert("RGB")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey PNG: keep the top 8 bits
         return Image.fromarray((np.asarray(im, np.uint32) >> 8).clip(0, 255).astype(np.uint8)).convert("RGB")
-    return im.convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")  # convert would copy an RGB image: 4 bytes a pixel
 
 
 class IqaHandler(ModelHandler):
@@ -50,6 +65,7 @@ class IqaHandler(ModelHandler):
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
         self.max_pixels = int(self.params.get("max_pixels", 4096 * 4096))
+        self.max_request_pixels = int(self.params.get("max_request_pixels", 2 * 4096 * 4096))
         self.min_side = int(self.params.get("min_side", CROP))
         self.short_side = int(self.params.get("short_side", 256))
         self.grid = int(self.params.get("crop_grid", 2))
@@ -64,37 +80,52 @@ class IqaHandler(ModelHandler):
             items = inputs["IMAGE"].reshape(inputs["IMAGE"].shape[0], -1)
             if items.shape[0] == 0 or items.shape[1] != 1:
                 raise InvalidInput(f"input 'IMAGE': shape {list(inputs['IMAGE'].shape)}; one encoded image per row expected")
-            images = [self.decode(item, i) for i, item in enumerate(items[:, 0])]
+            files = items[:, 0]
+            # Every header first (open is lazy: no pixels), keeping only the sizes: a request over its budget
+            # costs no decoding, and no parsed file (text chunks, WebP decoder state) outlives its check.
+            self.check_request([self.open(data, i).size for i, data in enumerate(files)], "input 'IMAGE' element")
+            # One decoded image alive at a time: each is reduced to its crops before the next is decoded.
+            crops = [self.crops(self.decode(data, i)) for i, data in enumerate(files)]
         else:
             raw = inputs["IMAGE_RAW"]
             if raw.ndim != 4 or raw.shape[0] == 0 or raw.size == 0:
                 raise InvalidInput(f"input 'IMAGE_RAW': shape {list(raw.shape)}; a non-empty [batch, H, W, C] UINT8 tensor expected")
-            images = [self.from_array(a, i) for i, a in enumerate(raw)]
-        return {"CROPS": np.stack([fixed_crops(self.rescale(im)[None], self.grid) for im in images])}
+            n, h, w, c = raw.shape
+            where = "input 'IMAGE_RAW'"  # one shape for the whole batch: checked once
+            self.check_size(w, h, where)
+            if c not in (1, 3, 4):
+                raise InvalidInput(f"{where}: {c} channels; 3 (RGB), 1 (grey, replicated) or 4 (RGBA, composited over white) expected")
+            self.check_request([(w, h)] * n, f"{where} image")
+            crops = [self.crops(self.from_array(a)) for a in raw]
+        return {"CROPS": np.stack(crops)}
 
-    def decode(self, data, index: int) -> Image.Image:
+    def open(self, data, index: int) -> Image.Image:
+        """The file with only its header parsed, its declared size checked; no pixel is decoded yet."""
         where = f"input 'IMAGE' element {index}"
         if not isinstance(data, (bytes, bytearray)) or len(data) == 0:
             raise InvalidInput(f"{where}: empty; an encoded JPEG, PNG or WebP file expected")
         try:
-            im = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, OSError, ValueError):
+            im = Image.open(io.BytesIO(data), formats=FORMATS)
+        except BOMB as e:  # Pillow's own ceiling, far above ours, checked inside open: the same refusal
+            raise InvalidInput(f"{where}: the header declares an image above the limit of {self.max_pixels} pixels ({e})") from None
+        except (UnidentifiedImageError, *DECODE_ERRORS):
             raise InvalidInput(f"{where}: not a decodable image ({len(data)} bytes); JPEG, PNG or WebP expected") from None
-        if im.format not in FORMATS:
+        if im.format not in FORMATS:  # a multi-picture JPEG opens as MPO through the JPEG plugin
             raise InvalidInput(f"{where}: format {im.format}; JPEG, PNG or WebP expected")
-        self.check_size(im.size[0], im.size[1], where)  # from the header, before the pixels are decoded
+        self.check_size(im.size[0], im.size[1], where)
+        return im
+
+    def decode(self, data, index: int) -> Image.Image:
+        im = self.open(data, index)
         try:
             im.load()
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            raise InvalidInput(f"{where}: the {im.format} data is truncated or corrupt ({e})") from None
+        except DECODE_ERRORS as e:
+            raise InvalidInput(f"input 'IMAGE' element {index}: the {im.format} data is truncated or corrupt ({e})") from None
         return to_rgb(im)
 
-    def from_array(self, a: np.ndarray, index: int) -> Image.Image:
-        where = f"input 'IMAGE_RAW' image {index}"
-        h, w, c = a.shape
-        self.check_size(w, h, where)
-        if c not in (1, 3, 4):
-            raise InvalidInput(f"{where}: {c} channels; 3 (RGB), 1 (grey, replicated) or 4 (RGBA, composited over white) expected")
+    @staticmethod
+    def from_array(a: np.ndarray) -> Image.Image:
+        c = a.shape[2]
         a = np.ascontiguousarray(a)
         return to_rgb(Image.fromarray(a[..., 0] if c == 1 else a, {1: "L", 3: "RGB", 4: "RGBA"}[c]))
 
@@ -103,6 +134,19 @@ class IqaHandler(ModelHandler):
             raise InvalidInput(f"{where}: {w}×{h} pixels is smaller than the {self.min_side}×{self.min_side} crop; a larger image expected")
         if w * h > self.max_pixels:
             raise InvalidInput(f"{where}: {w}×{h} = {w * h} pixels is above the limit of {self.max_pixels}")
+
+    def check_request(self, sizes: list[tuple[int, int]], where: str) -> None:
+        """The per-request pixel budget: bounds what one request may make the replica decode and resize."""
+        total = 0
+        for i, (w, h) in enumerate(sizes):
+            total += w * h
+            if total > self.max_request_pixels:
+                raise InvalidInput(f"{where} {i}: {w}×{h} pixels brings the request to {total} pixels, above the per-request "
+                                   f"limit of {self.max_request_pixels}; fewer or smaller images per request expected")
+
+    def crops(self, im: Image.Image) -> np.ndarray:
+        """[crops, 3, 64, 64] of one image, at the training scale."""
+        return fixed_crops(self.rescale(im)[None], self.grid)
 
     def rescale(self, im: Image.Image) -> np.ndarray:
         w, h = im.size

@@ -11,11 +11,13 @@
   feature and motion saliency continue across segment boundaries).
 
 Parameters (config.pbtxt, strings): sample_fps (12.5), max_width (1920), max_height (1088),
-max_seconds (600), max_bytes (268435456), saliency (sstam | spectral_residual | uniform),
+max_seconds (600), max_frames (36000 decoded frames), max_pixel_rate (125337600 decoded pixels per second of
+video, 1080p60), max_bytes (268435456), saliency (sstam | spectral_residual | uniform),
 segment_clips (2: a segment is 2 clips of 8 sampled frames = 1.28 s at 12.5 fps), frame_batch (4),
 decode_threads (the replica's threads; > 1 turns on FFmpeg's frame threading).
 """
 import json
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from .pipeline import ARTIFACTS, Analyzer, Pooling, SegmentResult, summarize
 
 class _Sstam(ModelHandler):
     video_input = "VIDEO"
+    pool = "video"  # decoding a video is heavy: outside the ingress, both video models in one replica
 
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
@@ -39,7 +42,11 @@ class _Sstam(ModelHandler):
         self.pooling = Pooling(**meta["pooling"])
         p = self.params
         self.sample_fps = float(p.get("sample_fps", 12.5))
-        self.limits = Limits(int(p.get("max_width", 1920)), int(p.get("max_height", 1088)), float(p.get("max_seconds", 600)))
+        d = Limits()
+        self.limits = Limits(max_width=int(p.get("max_width", d.max_width)), max_height=int(p.get("max_height", d.max_height)),
+                             max_seconds=float(p.get("max_seconds", d.max_seconds)),
+                             max_frames=int(p.get("max_frames", d.max_frames)),
+                             max_pixel_rate=float(p.get("max_pixel_rate", d.max_pixel_rate)))
         self.max_bytes = int(p.get("max_bytes", 256 << 20))
         self.saliency = p.get("saliency", "sstam")
         self.segment_clips = int(p.get("segment_clips", 2))
@@ -100,10 +107,12 @@ class VideoArtifactsHandler(_Sstam):
     def stream(self, inputs):
         data = self._video_bytes(inputs, "VIDEO")
         an, info, segments = self.analyzer(), {}, []
-        for frame in self.frames("VIDEO", data, info):
-            for r in an.push(frame):
-                segments.append(r)
-                yield _segment_outputs(r)
+        # closing(): when the consumer closes this stream (client gone), the decoder is closed here and now
+        with closing(self.frames("VIDEO", data, info)) as frames:
+            for frame in frames:
+                for r in an.push(frame):
+                    segments.append(r)
+                    yield _segment_outputs(r)
         for r in an.finish():
             segments.append(r)
             yield _segment_outputs(r)

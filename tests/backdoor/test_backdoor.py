@@ -141,6 +141,42 @@ def test_guard_refuses(kind, make_bytes):
     assert e.value.kind == kind and "MODEL" in e.value.message
 
 
+def _sparse_external(where):
+    """A sparse tensor whose values are in an external file (a path relative to the working directory), placed
+    `where` in the model."""
+    values = helper.make_tensor("sparse_values", TensorProto.FLOAT, [1], [0.0])
+    values.ClearField("float_data")
+    values.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "config.pbtxt"), ("offset", "0"), ("length", "4")):
+        e = values.external_data.add()
+        e.key, e.value = k, v
+    sparse = helper.make_sparse_tensor(values, helper.make_tensor("sparse_indices", TensorProto.INT64, [1], [0]), [4])
+    model = _tiny()
+    constant = helper.make_node("Constant", [], ["c"], sparse_value=sparse)
+    if where == "constant sparse_value":
+        model.graph.node.insert(0, constant)
+    elif where == "sparse_value in an If branch":
+        branch = helper.make_graph([constant], "branch", [], [helper.make_tensor_value_info("c", TensorProto.FLOAT, [4])])
+        model.graph.node.insert(0, helper.make_node("Constant", [], ["cond"], value=helper.make_tensor("v", TensorProto.BOOL, [], [True])))
+        model.graph.node.insert(1, helper.make_node("If", ["cond"], ["o"], then_branch=branch, else_branch=branch))
+    elif where == "sparse_tensors attribute":
+        model.graph.node[0].attribute.append(helper.make_attribute("extra", [sparse]))
+    elif where == "sparse_initializer":
+        model.graph.sparse_initializer.append(sparse)
+    return model.SerializeToString()
+
+
+SPARSE_PLACES = ["constant sparse_value", "sparse_value in an If branch", "sparse_tensors attribute", "sparse_initializer"]
+
+
+@pytest.mark.parametrize("where", SPARSE_PLACES)
+def test_guard_refuses_external_data_in_sparse_tensors(where):
+    for run_checker in (True, False):  # refused by the guard's own walk, whether or not the checker runs after it
+        with pytest.raises(Refused) as e:
+            check(_sparse_external(where), run_checker=run_checker)
+        assert e.value.kind == "external_data" and "'sparse_values' refers to external data at 'config.pbtxt'" in e.value.message
+
+
 def test_guard_accepts_an_exported_classifier(planted):
     check(to_onnx(planted))
 

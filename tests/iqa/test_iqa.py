@@ -1,16 +1,23 @@
 """PMT-IQA: the benchmark's construction, the model, a tiny training run, ONNX parity, and the served handler
 (decoding, conversions, fixed crops, batching, every bad input) through ModelWorker and the data plane."""
 import asyncio
+import contextlib
 import io
+import struct
+import threading
+import weakref
+import zlib
 
 import numpy as np
+import psutil
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 
 from export.iqa import CONFIG, NAME, export, parity_crops
 from export.repository import write_model
 from models.iqa import data as D
+from models.iqa import serving
 from models.iqa.crops import CROP, crop_positions, fixed_crops
 from models.iqa.model import PMTIQA, progressive_weights
 from models.iqa.resnet import resnet18, resnet50
@@ -228,7 +235,7 @@ def _bad_cases():
         ("undecodable", {"IMAGE": as_bytes(b"definitely not an image")}, "not a decodable image"),
         ("truncated", {"IMAGE": as_bytes(jpg[: len(jpg) // 2])}, "truncated or corrupt"),
         ("empty bytes", {"IMAGE": as_bytes(b"")}, "empty"),
-        ("other format", {"IMAGE": as_bytes(gif)}, "format GIF"),
+        ("other format", {"IMAGE": as_bytes(gif)}, "JPEG, PNG or WebP expected"),
         ("too small", {"IMAGE": as_bytes(encode(img[:40, :90]))}, "smaller than the 64×64 crop"),
         ("too small raw", {"IMAGE_RAW": img[None, :63]}, "smaller than the 64×64 crop"),
         ("above the pixel limit", {"IMAGE": as_bytes(huge)}, "above the limit of 16777216"),
@@ -248,6 +255,189 @@ def test_bad_input_is_invalid_argument(plane, case, inputs, message):
         asyncio.run(plane.infer(InferRequest(NAME, None, inputs), "test"))
     assert message in e.value.message, e.value.message
     assert e.value.grpc_code.name == "INVALID_ARGUMENT" and e.value.http_status == 400
+
+
+# ---- hostile input: a request's memory and CPU are bounded before they are spent ------------------------
+
+MiB = 1 << 20
+
+
+def one_bit_png(side: int = 4096) -> bytes:
+    """A few kB that decode to side² bytes as a 1-bit image and 4 × side² as RGB."""
+    buf = io.BytesIO()
+    Image.new("1", (side, side)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def png_declaring(w: int, h: int) -> bytes:
+    """A valid 64×64 PNG whose IHDR declares w×h (with a correct CRC, so Pillow trusts the header)."""
+    data = bytearray(encode(np.zeros((64, 64), np.uint8)))
+    assert data[12:16] == b"IHDR"  # signature (8), chunk length (4), type, then width and height, ..., CRC of type + data
+    data[16:24] = struct.pack(">II", w, h)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def webp_declaring(w: int, h: int) -> bytes:
+    """An animated WebP of two 64×64 frames on a w×h canvas: libwebp reserves the canvas when the file is opened
+    and fills it when it is decoded."""
+    buf = io.BytesIO()
+    frames = [Image.new("RGB", (64, 64), (i * 90, 0, 0)) for i in range(2)]
+    frames[0].save(buf, "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    data = bytearray(buf.getvalue())
+    assert data[12:16] == b"VP8X"  # RIFF header (12), chunk type and length (8), flags (4), canvas width − 1, height − 1
+    data[24:30] = (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
+    return bytes(data)
+
+
+@contextlib.contextmanager
+def rss_growth():
+    """Peak resident-memory growth of this process while the block runs, sampled every 0.5 ms."""
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    peak, stop = [base], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            stop.wait(0.0005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        yield lambda: peak[0] - base
+    finally:
+        stop.set()
+        sampler.join()
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """The sizes of the images whose pixels get decoded (every Pillow plugin's load goes through ImageFile.load;
+    `tile` lists what is still to decode, empty once loaded)."""
+    decoded, real = [], ImageFile.ImageFile.load
+
+    def load(im):
+        if im.tile:
+            decoded.append(im.size)
+        return real(im)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return decoded
+
+
+def refusal(handler, **inputs) -> str:
+    with pytest.raises(InvalidInput) as e:
+        handler.preprocess(inputs)
+    return e.value.message
+
+
+def test_request_pixel_budget_defaults(worker):
+    assert worker.runtime.max_pixels == 4096 * 4096 and worker.runtime.max_request_pixels == 2 * 4096 * 4096
+
+
+def test_a_request_over_its_pixel_budget_is_refused_from_the_headers(worker, loads):
+    tiny = one_bit_png()
+    assert len(tiny) < 4096  # four of them: the issue's 8.6 kB that cost +272 MiB when every image was decoded
+    with rss_growth() as growth:
+        message = refusal(worker.runtime, IMAGE=as_bytes(*[tiny] * 4))
+    assert "input 'IMAGE' element 2" in message and "50331648 pixels" in message, message
+    assert "above the per-request limit of 33554432" in message, message
+    assert loads == []  # refused before any pixel was decoded
+    assert growth() < 32 * MiB, growth() / MiB
+
+
+def test_a_raw_request_over_its_pixel_budget_is_refused(worker):
+    raw = np.broadcast_to(np.zeros((1, 1, 1, 1), np.uint8), (3, 4096, 4096, 1))  # the shape is all that is checked
+    message = refusal(worker.runtime, IMAGE_RAW=raw)
+    assert "input 'IMAGE_RAW' image 2" in message and "above the per-request limit of 33554432" in message, message
+    message = refusal(worker.runtime, IMAGE_RAW=np.broadcast_to(np.zeros((1, 1, 1, 1), np.uint8), (1, 4097, 4096, 1)))
+    assert "4096×4097 = 16781312 pixels is above the limit of 16777216" in message, message
+
+
+def test_images_are_decoded_one_at_a_time(worker, monkeypatch, loads):
+    alive, decoded, real = [], [], serving.to_rgb
+
+    def spy(im):  # when an image is converted, are the ones decoded before it still held?
+        alive.append(sum(ref() is not None for ref in decoded))
+        rgb = real(im)
+        decoded.extend([weakref.ref(im), weakref.ref(rgb)])
+        return rgb
+
+    monkeypatch.setattr(serving, "to_rgb", spy)
+    tiny = one_bit_png()
+    with rss_growth() as growth:
+        out = worker.runtime.preprocess({"IMAGE": as_bytes(tiny, tiny)})  # exactly the budget
+    assert out["CROPS"].shape == (2, 4, 3, CROP, CROP) and loads == [(4096, 4096)] * 2
+    assert alive == [0, 0]
+    # one 4096² image as 1-bit (16 MiB) and RGB (64 MiB) at a time; both at once were 142 MiB
+    assert growth() < 112 * MiB, growth() / MiB
+
+
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")  # the path where warnings are errors
+@pytest.mark.parametrize("make,side", [(png_declaring, 5000), (png_declaring, 10000), (png_declaring, 20000),
+                                       (webp_declaring, 5000), (webp_declaring, 13000)],
+                         ids=["png 5000² (our limit)", "png 10000² (Pillow warns)", "png 20000² (Pillow refuses)",
+                              "webp 5000²", "webp 13000²"])
+def test_a_header_declaring_too_many_pixels_is_refused_before_decoding(plane, loads, make, side):
+    with rss_growth() as growth, pytest.raises(InvalidInput) as e:
+        asyncio.run(plane.infer(InferRequest(NAME, None, {"IMAGE": as_bytes(make(side, side))}), "test"))
+    message = e.value.message
+    assert "input 'IMAGE' element 0" in message and "above the limit of 16777216" in message, message
+    assert e.value.http_status == 400 and loads == []
+    assert growth() < 32 * MiB, growth() / MiB  # a decoded 13000² WebP canvas alone would be 645 MiB
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF", "PPM", "ICO", "TGA"])
+def test_only_the_jpeg_png_and_webp_decoders_parse_client_bytes(worker, monkeypatch, fmt):
+    Image.init()
+    tried = []
+    for name, (factory, _) in list(Image.OPEN.items()):
+        if name not in ("JPEG", "PNG", "WEBP"):  # any other plugin that is asked records it and declines
+            monkeypatch.setitem(Image.OPEN, name, (factory, lambda prefix, name=name: tried.append(name)))
+    data = encode(np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8), fmt)
+    message = refusal(worker.runtime, IMAGE=as_bytes(data))
+    assert "input 'IMAGE' element 0: not a decodable image" in message and "JPEG, PNG or WebP expected" in message, message
+    assert tried == []
+
+
+def test_corrupt_and_truncated_files_are_refused_never_an_internal_error(worker):
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)
+    files = [encode(img), encode(img[..., 0]), encode(img, "JPEG", quality=80), encode(img, "JPEG", progressive=True),
+             encode(img, "WEBP"), encode(img, "WEBP", lossless=True)]
+    outcomes = {"scored": 0, "refused": 0}
+    for data in files:
+        for _ in range(60):
+            bad = bytearray(data)
+            if rng.random() < 0.3:
+                bad = bad[: rng.integers(1, len(bad))]
+            else:  # mostly in the headers, where the parsers are
+                for _ in range(rng.integers(1, 4)):
+                    bad[rng.integers(0, min(len(bad), 300))] = rng.integers(0, 256)
+            try:
+                worker.runtime.preprocess({"IMAGE": as_bytes(bytes(bad))})
+                outcomes["scored"] += 1
+            except InvalidInput as e:
+                assert "input 'IMAGE' element 0" in e.message, e.message
+                outcomes["refused"] += 1
+    assert outcomes["refused"] > 100, outcomes
+
+
+def test_a_multi_image_request_scores_as_each_image_alone_and_as_pillow_decodes_it(worker, pictures):
+    files = [encode(pictures["coffee"]), encode(pictures["noise"], "JPEG", quality=70), encode(pictures["big"], "WEBP"),
+             encode(pictures["coffee"][..., 0]), encode(np.dstack([pictures["coffee"], np.full((160, 200), 255, np.uint8)]))]
+    crops = worker.runtime.preprocess({"IMAGE": as_bytes(*files)})["CROPS"]
+    for i, data in enumerate(files):
+        rgb = Image.open(io.BytesIO(data)).convert("RGB")  # opaque alpha and grey: the same pixels as plain RGB
+        w, h = rgb.size
+        if min(w, h) > 256:
+            rgb = rgb.resize((round(w * 256 / min(w, h)), round(h * 256 / min(w, h))), Image.LANCZOS)
+        np.testing.assert_array_equal(crops[i], fixed_crops(np.asarray(rgb)[None]))
+        np.testing.assert_array_equal(crops[i], worker.runtime.preprocess({"IMAGE": as_bytes(data)})["CROPS"][0])
+    together = infer(worker, IMAGE=as_bytes(*files))["SCORE"]
+    alone = [infer(worker, IMAGE=as_bytes(f))["SCORE"][0] for f in files]
+    np.testing.assert_allclose(together, np.stack(alone), atol=1e-4)
 
 
 # ---- the trained, committed model ---------------------------------------------------------------------
