@@ -3,7 +3,9 @@
 Generated from each model's declared signature, so a new endpoint is covered the day it lands: missing,
 extra and misnamed inputs, wrong datatypes, ranks, element counts and batch sizes, absurd shapes, unknown
 outputs and versions, text where numbers belong, NaN where the model refuses it, and protocol-level damage
-(truncated JSON, raw buffers of the wrong length). Every case must be answered with a 4xx /
+(truncated JSON, raw buffers of the wrong length). Hostile sizes too: declared shapes whose product overflows or
+that a few bytes cannot hold (BYTES counts of 2**26), JSON nested 5,000 deep, request parameters of the wrong type
+(sequence_id as a list or object, a non-integer timeout). Every case must be answered with a 4xx /
 INVALID_ARGUMENT-class status, never a 5xx, and the server must stay healthy.
 
 `python -m loadtest.bad_inputs --repository model_repository --http 127.0.0.1:8000 --grpc 127.0.0.1:9000`
@@ -51,6 +53,18 @@ class Case:
     http_body: bytes | None = None
     """Set for HTTP-only damage (the body as sent); such cases are not sent over gRPC."""
     grpc_only: bool = False
+    http_only: bool = False
+    """A value gRPC cannot even encode (a dim of 2**63 in an int64 field)."""
+    parameters: dict = field(default_factory=dict)
+    """Request parameters; a value gRPC's InferParameter cannot carry (a list, an object) goes over HTTP only."""
+
+    @property
+    def over_http(self) -> bool:
+        return not self.grpc_only
+
+    @property
+    def over_grpc(self) -> bool:
+        return self.http_body is None and not self.http_only and all(isinstance(v, (bool, int, float, str)) for v in self.parameters.values())
 
 
 def _example_shape(spec: ModelSpec, dims: tuple[int, ...], name: str) -> list[int]:
@@ -128,13 +142,29 @@ def model_cases(spec: ModelSpec) -> list[Case]:
             cases.append(Case(f"{m}/{t.name}: numbers for text", m, _replace(base, i, datatype="BYTES", values=[1.5] * count)))
         if t.datatype.startswith("FP") and spec.reject_non_finite:
             cases.append(Case(f"{m}/{t.name}: NaN", m, _replace(base, i, values=[float("nan")] * count)))
+        overflow = [0] + [2**62] * max(len(t.shape) - 1, 1)
+        cases += [
+            Case(f"{m}/{t.name}: shape product overflows", m, _replace(base, i, shape=overflow, values=[])),
+            Case(f"{m}/{t.name}: 2**63 dim", m, _replace(base, i, shape=[2**63] + [0] * (len(t.shape) - 1), values=[]), http_only=True),
+            Case(f"{m}/{t.name}: 2**26 elements declared, 8 bytes sent", m,
+                 _replace(base, i, shape=[2**26] + [1] * (len(t.shape) - 1), raw=b"\0" * 8), grpc_only=True),
+        ]
     body = json.dumps({"inputs": [tensor_json(t) for t in base]}).encode()
+    deep = json.dumps({"inputs": [tensor_json(t) for t in base[:1]]}).encode().replace(b'"data": [', b'"data": ' + b"[" * 5000, 1)
+    deep = deep.replace(b"]}]}", b"]" * 5000 + b"}]}") if base else b"[" * 5000 + b"]" * 5000
     cases += [
         Case(f"{m}: truncated JSON", m, base, http_body=body[: len(body) // 2]),
         Case(f"{m}: JSON array body", m, base, http_body=b"[1, 2, 3]"),
         Case(f"{m}: inputs not a list", m, base, http_body=b'{"inputs": {"name": "x"}}'),
         Case(f"{m}: binary header past the body", m, base, http_body=body),  # with a bad header length, see send_http
+        Case(f"{m}: JSON nested 5000 deep", m, base, http_body=deep),
+        Case(f"{m}: timeout not an integer", m, base, parameters={"timeout": "soon"}),
     ]
+    if spec.sequence:  # elsewhere sequence parameters are ignored, as by Triton
+        cases += [
+            Case(f"{m}: sequence_id as a list", m, base, parameters={"sequence_id": [1, 2], "sequence_start": True}),
+            Case(f"{m}: sequence_id as an object", m, base, parameters={"sequence_id": {"a": 1}, "sequence_start": True}),
+        ]
     return cases
 
 
@@ -153,6 +183,8 @@ def send_http(address: str, case: Case, timeout_s: float = 30) -> tuple[int, str
     headers = {"Content-Type": "application/json"}
     if body is None:
         document = {"inputs": [tensor_json(t) for t in case.inputs]}
+        if case.parameters:
+            document["parameters"] = case.parameters
         if case.outputs:
             document["outputs"] = [{"name": n} for n in case.outputs]
         body = json.dumps(document).encode()
@@ -177,6 +209,13 @@ def grpc_request(case: Case) -> pb.ModelInferRequest:
             _typed(tensor.contents, t)
     for name in case.outputs:
         request.outputs.add(name=name)
+    for key, value in case.parameters.items():
+        if isinstance(value, bool):
+            request.parameters[key].bool_param = value
+        elif isinstance(value, int):
+            request.parameters[key].int64_param = value
+        else:
+            request.parameters[key].string_param = str(value)
     return request
 
 
@@ -225,12 +264,12 @@ def main(argv=None) -> None:
     stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(args.grpc))
     tally, bad = Counter(), []
     for case in cases:
-        if not case.grpc_only:
+        if case.over_http:
             status, text = send_http(args.http, case)
             tally[f"http {status}"] += 1
             if status not in CLIENT_HTTP:
                 bad.append((case.id, "http", status, text[:200]))
-        if case.http_body is None:
+        if case.over_grpc:
             code, text = send_grpc(stub, case)
             tally[f"grpc {code.name}"] += 1
             if code not in CLIENT_GRPC:

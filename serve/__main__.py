@@ -12,6 +12,7 @@ import yaml
 
 from .config import build_serve_config, write_serve_config
 from .errors import RepositoryError
+from .private_files import UnsafeFile, read_private
 from .settings import ServerSettings
 
 
@@ -61,15 +62,21 @@ def request_reload(temp_dir: Path, timeout_s: float) -> int:
     """SIGHUP the server that runs with this temp dir and wait for its answer in reload.json."""
     pid_file, status_file = temp_dir / "streamserve.pid", temp_dir / "reload.json"
     try:
-        pid = int(pid_file.read_text())
-    except (OSError, ValueError):
+        pid = int(read_private(pid_file) or b"")
+    except UnsafeFile as e:
+        print(f"error: {e}")
+        return 2
+    except ValueError:
         print(f"error: no running server found ({pid_file} is missing); is `python -m serve run` up with --temp-dir {temp_dir}?")
+        return 2
+    if not _is_our_server(pid):
+        print(f"error: pid {pid} in {pid_file} is not a streamserve server of this user; not signalling it")
         return 2
 
     def count():
         try:
-            return json.loads(status_file.read_text())["count"]
-        except (OSError, ValueError, KeyError):
+            return json.loads(read_private(status_file) or b"{}").get("count", 0)
+        except (UnsafeFile, ValueError, AttributeError):
             return 0
 
     before = count()
@@ -84,9 +91,19 @@ def request_reload(temp_dir: Path, timeout_s: float) -> int:
             print(f"error: no answer from the server (pid {pid}) after {timeout_s:.0f}s")
             return 1
         time.sleep(0.2)
-    status = json.loads(status_file.read_text())
+    status = json.loads(read_private(status_file))
     print(status["message"])
     return 0 if status["ok"] else 1
+
+
+def _is_our_server(pid: int) -> bool:
+    """The pid names a live `serve run` process of this user (a stale or planted pid file names another)."""
+    try:
+        proc = Path(f"/proc/{pid}")
+        cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        return proc.stat().st_uid == os.getuid() and b"serve" in b" ".join(cmdline) and b"run" in cmdline
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

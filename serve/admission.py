@@ -4,7 +4,8 @@
 (None admits; a string is the reason for refusing, e.g. the backdoor scanner's verdict). It runs when the
 application is built, once per model file: verdicts are cached by the file's SHA-256, so a restart does
 not rescan unchanged models. A refused version gets no deployment; its index entry reads UNAVAILABLE with
-the reason, and requests to it answer 503 / UNAVAILABLE naming the reason.
+the reason, and requests to it answer 503 / UNAVAILABLE naming the reason. The cache lives in the server's private
+directory (serve/private_files.py): a verdict planted by another local user would skip the scan.
 """
 import hashlib
 import json
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import RepositoryError
+from .private_files import UnsafeFile, private_dir, read_private, write_private
 from .repository import ModelRepository, ModelSpec
 
 logger = logging.getLogger("streamserve.admission")
@@ -45,8 +47,12 @@ def admit(repository: ModelRepository, check_path: str | None, cache_dir: str | 
     if not check_path:
         return {}
     check = load_check(check_path)
-    cache_file = Path(cache_dir) / "admission.json"
-    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    cache_file = private_dir(cache_dir) / "admission.json"
+    try:
+        cache = json.loads(read_private(cache_file) or b"{}")
+    except (UnsafeFile, ValueError) as e:  # a cache we cannot trust is rebuilt, never believed
+        logger.warning("admission cache %s ignored: %s", cache_file, e)
+        cache = {}
     refused = {}
     for spec in repository:
         for version in spec.versions:
@@ -61,6 +67,5 @@ def admit(repository: ModelRepository, check_path: str | None, cache_dir: str | 
             if verdict:
                 refused[(spec.name, version)] = verdict
                 logger.warning("model %s version %s refused at admission: %s", spec.name, version, verdict)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps(cache, indent=1))
+    write_private(cache_file, json.dumps(cache, indent=1).encode())
     return refused

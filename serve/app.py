@@ -1,5 +1,5 @@
 """The Ray Serve application: one ingress (HTTP + gRPC adapters over the data plane) that also runs the
-models placed in it, and one deployment per model version that needs its own (`serve.config.placement`).
+models placed in it, and a deployment for the model versions that need one, alone or pooled (`serve.config`).
 `serve.app:build_app` is the import path in the Serve config.
 """
 from pathlib import Path
@@ -10,11 +10,11 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle
 
 from .admission import admit
-from .config import INGRESS, INGRESS_NAME, dedicated_versions, deployment_name, deployment_options, ingress_options, placement
+from .config import INGRESS_NAME, deployment_options, hosted, ingress_options
 from .dataplane import DataPlane
 from .errors import ModelNotReady, Overloaded
 from .grpc_servicer import GRPCInferenceServicer
-from .model import ModelWorker
+from .model import ModelPool
 from .repository import ModelRepository
 from . import rest
 from .settings import ServerSettings
@@ -29,19 +29,20 @@ class RayModelBackend:
     RESOURCE_EXHAUSTED; a replica lost mid-request a 503 UNAVAILABLE naming what happened (for a stream,
     after the responses already sent, so a client never mistakes a cut rollout for a finished one)."""
 
-    def __init__(self, handle: DeploymentHandle, name: str):
-        self.handle, self.name = handle, name
+    def __init__(self, handle: DeploymentHandle, key: str):
+        self.handle, self.key = handle, key
+        self.name = key.rsplit("/", 1)[0]
 
     async def infer(self, inputs, timeout_s: float | None = None):
         try:
-            return await self.handle.infer.remote(inputs, timeout_s)
+            return await self.handle.infer.remote(self.key, inputs, timeout_s)
         except BackPressureError:
             raise Overloaded(f"model {self.name!r} is at capacity; retry later") from None
         except _REPLICA_LOST as e:
             raise ModelNotReady(f"model {self.name!r}: the replica serving this request stopped ({type(e).__name__}); retry") from None
 
     async def stream(self, inputs):
-        responses = self.handle.options(stream=True).stream.remote(inputs)
+        responses = self.handle.options(stream=True).stream.remote(self.key, inputs)
         sent = 0
         try:
             async for outputs in responses:
@@ -64,33 +65,27 @@ class RayModelBackend:
 @serve.deployment(name=INGRESS_NAME)
 @serve.ingress(rest.app)
 class Ingress(GRPCInferenceServicer):
-    """`local` model versions ("name/version") run here, each with its own batch queue; `models` are the
-    handles of the dedicated deployments."""
+    """Runs the `local` model versions ("name/version") itself, each with its own batch queue; `models` maps the
+    others to the handle of the deployment that runs them."""
 
     def __init__(
         self, repository: str, models: dict[str, DeploymentHandle], refused: dict[str, str] | None = None,
         local: list[str] | tuple = (),
     ):
         settings = ServerSettings()  # the token and limits come from the environment, never the config file
-        self.local: dict[str, ModelWorker] = {}
-        backends = {}
-        for key, handle in models.items():
-            name, version = _split(key)
-            backends[(name, version)] = RayModelBackend(handle, name)
-        model_repository = ModelRepository(repository)
-        for key in local:
-            name, version = _split(key)
-            worker = ModelWorker(repository, name, version, instance_count=model_repository.get(name).instance_count)
-            self.local[key] = backends[(name, version)] = worker
+        self.pool = ModelPool(repository, local)
+        backends = {_split(key): RayModelBackend(handle, key) for key, handle in models.items()}
+        backends |= {_split(key): worker for key, worker in self.pool.workers.items()}
         refusals = {_split(key): reason for key, reason in (refused or {}).items()}
-        self.plane = DataPlane(model_repository, backends, settings.auth_token, settings.max_request_bytes, refusals)
+        self.plane = DataPlane(
+            ModelRepository(repository), backends, settings.auth_token, settings.max_request_bytes, refusals,
+            settings.max_response_bytes,
+        )
+        self.plane.grpc_loopback_only = bool(settings.tls_certfile)
         rest.attach(self.plane)
 
     async def reconfigure(self, user_config: dict) -> None:
-        """The data snapshots of the models hosted here (`ingress_options`): each is swapped in place."""
-        for key, snapshot in (user_config.get("snapshots") or {}).items():
-            if key in self.local:
-                await self.local[key].reconfigure({"snapshot": snapshot})
+        await self.pool.reconfigure(user_config)
 
 
 def _split(key: str) -> tuple[str, int]:
@@ -98,7 +93,7 @@ def _split(key: str) -> tuple[str, int]:
     return name, int(version)
 
 
-ModelDeployment = serve.deployment(ModelWorker)
+ModelDeployment = serve.deployment(ModelPool)
 
 
 def build_app(args: dict) -> serve.Application:
@@ -107,18 +102,16 @@ def build_app(args: dict) -> serve.Application:
     repository = ModelRepository(settings.repository)
     root = str(Path(settings.repository).resolve())
     refused = admit(repository, settings.admission_check, settings.temp_dir)
-    models = {}
-    for spec, version in dedicated_versions(repository):
-        if (spec.name, version) not in refused:
-            models[f"{spec.name}/{version}"] = ModelDeployment.options(
-                name=deployment_name(spec.name, version), **deployment_options(spec, settings)
-            ).bind(root, spec.name, version)
-    local = [
-        f"{spec.name}/{version}" for spec in repository if placement(spec)[0] == INGRESS
-        for version in spec.versions if (spec.name, version) not in refused
-    ]
+    handles, local = {}, []
+    for name, versions in hosted(repository).items():
+        keys = [f"{spec.name}/{version}" for spec, version in versions if (spec.name, version) not in refused]
+        if name is None:
+            local = keys
+        elif keys:
+            handle = ModelDeployment.options(name=name, **deployment_options(versions, settings)).bind(root, keys)
+            handles |= {key: handle for key in keys}
     return Ingress.options(**ingress_options(settings, repository)).bind(
-        root, models, {f"{n}/{v}": r for (n, v), r in refused.items()}, local
+        root, handles, {f"{n}/{v}": r for (n, v), r in refused.items()}, local
     )
 
 

@@ -41,11 +41,19 @@ _FIELD_DTYPES = {
 }
 
 
+# No tensor of a request under the size limit can hold more elements than this (BOOL and UINT8 take one byte,
+# a BYTES element four); a declared count past it is refused before anything is allocated.
+MAX_ELEMENTS = 2**31
+
+
 def element_count(shape, name: str) -> int:
     for dim in shape:
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
             raise InvalidInput(f"tensor {name!r}: shape {list(shape)} must be a list of non-negative integers")
-    return math.prod(shape)
+    count = math.prod(shape)  # Python integers: no overflow, whatever the client declares
+    if count > MAX_ELEMENTS or any(dim > MAX_ELEMENTS for dim in shape):  # numpy refuses [0, 2**62, 2**62] too
+        raise InvalidInput(f"tensor {name!r}: shape {list(shape)} declares {count} elements; at most {MAX_ELEMENTS} are accepted")
+    return count
 
 
 def decode_raw(buffer: bytes, datatype: str, shape, name: str) -> np.ndarray:
@@ -64,6 +72,9 @@ def decode_raw(buffer: bytes, datatype: str, shape, name: str) -> np.ndarray:
 
 
 def _decode_bytes_elements(buffer: bytes, count: int, name: str) -> np.ndarray:
+    # Each element carries a 4-byte length: the buffer bounds the count before the array is allocated.
+    if count * 4 > len(buffer):
+        raise InvalidInput(f"tensor {name!r}: {count} BYTES elements need at least {count * 4} bytes, the data has {len(buffer)}")
     out = np.empty(count, dtype=object)
     view, offset = memoryview(buffer), 0
     for i in range(count):
@@ -98,8 +109,8 @@ def decode_json(data, datatype: str, shape, name: str) -> np.ndarray:
         raise InvalidInput(f"tensor {name!r}: 'data' must be a list, got {type(data).__name__}")
     try:
         values = np.asarray(data).reshape(-1)
-    except ValueError:
-        raise InvalidInput(f"tensor {name!r}: 'data' is a ragged nested list") from None
+    except (ValueError, RecursionError):
+        raise InvalidInput(f"tensor {name!r}: 'data' is a ragged or too deeply nested list") from None
     if values.size != count:
         raise InvalidInput(f"tensor {name!r}: 'data' has {values.size} elements, shape {list(shape)} needs {count}")
     if dtype.kind in "iu" and values.dtype.kind in "fO":

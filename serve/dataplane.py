@@ -8,11 +8,13 @@ import asyncio
 import hmac
 import time
 from collections import Counter
+from contextlib import aclosing
 from typing import AsyncIterator, Protocol
 
 import numpy as np
 
 from . import __version__, metrics
+from .codecs import element_count
 from .datatypes import from_numpy
 from .errors import InferenceError, InvalidInput, ModelNotReady, Unauthenticated
 from .repository import ModelRepository, ModelSpec
@@ -40,6 +42,7 @@ class DataPlane:
         auth_token: str | None = None,
         max_request_bytes: int = 64 * 2**20,
         refused: dict[tuple[str, int], str] | None = None,
+        max_response_bytes: int = 64 * 2**20,
     ):
         self.repository = repository
         self.backends = backends
@@ -47,13 +50,20 @@ class DataPlane:
         """(model, version) -> why admission refused it (serve/admission.py): listed, never served."""
         self.auth_token = auth_token
         self.max_request_bytes = max_request_bytes
+        self.max_response_bytes = max_response_bytes
         self.sequences = SequenceTable()
         self._in_flight: Counter = Counter()
         self._sampler: asyncio.Task | None = None
 
     # -- access ---------------------------------------------------------------------------------
-    def authenticate(self, authorization: str | None, peer: str | None = None) -> None:
+    grpc_loopback_only = False
+    """TLS mode: every legitimate gRPC call arrives through the TLS terminator on loopback, so a peer from another
+    host reached Serve's plaintext gRPC port (Serve binds it on every interface) and is refused even with a token."""
+
+    def authenticate(self, authorization: str | None, peer: str | None = None, via_grpc: bool = False) -> None:
         """Bearer-token check when a token is configured; otherwise only loopback peers (gRPC passes its peer)."""
+        if via_grpc and self.grpc_loopback_only and not (peer or "").startswith(_LOOPBACK_PEERS):
+            raise Unauthenticated("gRPC is served over TLS only: connect to the server's TLS port")
         if self.auth_token:
             scheme, _, token = (authorization or "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.auth_token.encode()):
@@ -113,11 +123,29 @@ class DataPlane:
             final.parameters["responses"] = count
             return final
         if spec.rollout:
-            steps = [response async for response in self._rollout(spec, version, request, protocol)]
+            steps = await self._whole_rollout(spec, version, request, protocol)
             axis = 1 if spec.max_batch_size > 0 else 0
             outputs = {name: np.stack([r.outputs[name] for r in steps], axis=axis) for name in steps[0].outputs}
             return InferResponse(spec.name, str(version), outputs, id=request.id, parameters={"rollout_steps": len(steps)})
         return await self._infer_once(spec, version, request, protocol)
+
+    async def _whole_rollout(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> list[InferResponse]:
+        """Every step of a rollout for one unary response, refused once the first step shows that the whole would
+        pass `max_response_bytes`: such a rollout is what the streaming calls are for."""
+        wanted = int(request.inputs[spec.rollout.steps_input].ravel()[0])
+        steps = []
+        async with aclosing(self._rollout(spec, version, request, protocol)) as responses:
+            async for response in responses:
+                if not steps:
+                    projected = wanted * sum(array.nbytes for array in response.outputs.values())
+                    if projected > self.max_response_bytes:
+                        raise InvalidInput(
+                            f"input {spec.rollout.steps_input!r}: {wanted} steps would make a response of about {projected} "
+                            f"bytes, over the limit of {self.max_response_bytes}; ask for fewer steps or outputs, or stream "
+                            "the rollout (gRPC ModelStreamInfer, or POST .../generate_stream)"
+                        )
+                steps.append(response)
+        return steps
 
     def stream(self, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
         """Responses for one request: one for an ordinary model, one per step, as computed, for a rollout.
@@ -142,6 +170,7 @@ class DataPlane:
         if (spec.name, version) in self.refused:
             raise ModelNotReady(f"model {spec.name!r} version {version} was refused at admission: {self.refused[(spec.name, version)]}")
         self.validate(spec, request)
+        _queue_timeout_s(request)  # a malformed `timeout` parameter is refused whatever the model's kind
         return spec, version
 
     async def _infer_once(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> InferResponse:
@@ -158,9 +187,10 @@ class DataPlane:
         # progress must not lag); the final response is the one carrying the result outputs.
         async with self._track(spec.name, version, protocol, request):
             count = 0
-            async for outputs in self.backends[(spec.name, version)].stream(request.inputs):
-                count += 1
-                yield self._response(spec, version, request, outputs)
+            async with aclosing(self.backends[(spec.name, version)].stream(request.inputs)) as responses:
+                async for outputs in responses:
+                    count += 1
+                    yield self._response(spec, version, request, outputs)
             if not count:
                 raise RuntimeError(f"model {spec.name} answered a request with no response")
 
@@ -173,13 +203,30 @@ class DataPlane:
             step = 0
             # Leaving this loop early (client gone, stream cancelled) closes the backend's generator,
             # which stops the rollout in the model replica.
-            async for outputs in self.backends[(spec.name, version)].stream(request.inputs):
-                step += 1
-                response = self._response(spec, version, request, outputs)
-                response.parameters.update(rollout_step=step, rollout_steps=steps)
-                if step == steps:
-                    response.parameters["triton_final_response"] = True
-                yield response
+            async with aclosing(self.backends[(spec.name, version)].stream(request.inputs)) as responses:
+                async for outputs in responses:
+                    step += 1
+                    response = self._response(spec, version, request, outputs)
+                    response.parameters.update(rollout_step=step, rollout_steps=steps)
+                    if step == steps:
+                        response.parameters["triton_final_response"] = True
+                    yield response
+
+    def check_header(self, spec: ModelSpec, name: str, datatype: str, shape) -> None:
+        """An input as the request declares it (name, datatype, shape), checked against the model before its data is
+        decoded, so no allocation follows a declared shape the model would refuse anyway."""
+        declared = {t.name: t for t in spec.inputs}
+        tensor = declared.get(name)
+        if tensor is None:
+            raise InvalidInput(f"model {spec.name!r}: unexpected input {name!r}; expected {list(declared)}")
+        if datatype != tensor.datatype:
+            raise InvalidInput(f"input {name!r}: datatype {datatype} does not match the model's {tensor.datatype}")
+        element_count(shape, name)  # non-negative integers, a bounded product
+        expected = tensor.shape(spec.max_batch_size)
+        if len(shape) != len(expected) or any(e not in (-1, a) for e, a in zip(expected, shape)):
+            raise InvalidInput(f"input {name!r}: shape {list(shape)} does not match the model's {expected} (-1 = any)")
+        if spec.max_batch_size > 0 and not 1 <= shape[0] <= spec.max_batch_size:
+            raise InvalidInput(f"input {name!r}: batch size {shape[0]} must be between 1 and max_batch_size {spec.max_batch_size}")
 
     def validate(self, spec: ModelSpec, request: InferRequest) -> None:
         declared = {t.name: t for t in spec.inputs}

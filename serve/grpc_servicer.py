@@ -7,6 +7,7 @@ instead of Serve's INTERNAL with a traceback.
 """
 import logging
 import time
+from functools import partial
 
 import grpc
 import numpy as np
@@ -15,7 +16,7 @@ from proto import RPC_NAMES, model_config_pb2, service_pb2 as pb
 
 from .codecs import decode_contents, decode_raw, encode_raw
 from .dataplane import DataPlane
-from .datatypes import from_numpy
+from .datatypes import from_numpy, numpy_dtype
 from .errors import InferenceError, InvalidInput
 from .types import InferRequest, InferResponse
 
@@ -23,7 +24,8 @@ logger = logging.getLogger("streamserve.grpc")
 Tensor = pb.ModelInferResponse.InferOutputTensor
 
 
-def decode_infer_request(request: pb.ModelInferRequest) -> InferRequest:
+def decode_infer_request(request: pb.ModelInferRequest, check_header=None) -> InferRequest:
+    """`check_header(name, datatype, shape)` vets each input as declared before its data is decoded."""
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; use raw for all inputs or none")
@@ -32,6 +34,9 @@ def decode_infer_request(request: pb.ModelInferRequest) -> InferRequest:
         if tensor.name in inputs:
             raise InvalidInput(f"input {tensor.name!r} appears twice")
         shape = list(tensor.shape)
+        if check_header:
+            numpy_dtype(tensor.datatype, tensor.name)
+            check_header(tensor.name, tensor.datatype, shape)
         if raw:
             inputs[tensor.name] = decode_raw(raw[i], tensor.datatype, shape, tensor.name)
         else:
@@ -44,6 +49,14 @@ def decode_infer_request(request: pb.ModelInferRequest) -> InferRequest:
         [o.name for o in request.outputs] or None, id=request.id,
         parameters={key: _parameter_value(value) for key, value in request.parameters.items()},
     )
+
+
+def _peer_host(peer: str) -> str:
+    """'ipv4:10.0.0.7:51234' -> '10.0.0.7', 'ipv6:[::1]:51234' -> '::1': the caller without its port."""
+    address = peer.partition(":")[2]
+    if address.startswith("["):
+        return address[1:].partition("]")[0]
+    return address.rpartition(":")[0] or address
 
 
 def _parameter_value(parameter: pb.InferParameter):
@@ -82,7 +95,17 @@ class GRPCInferenceServicer:
 
     def _authenticate(self, context) -> None:
         metadata = dict(context.invocation_metadata())
-        self.plane.authenticate(metadata.get("authorization"), context.peer())
+        self.plane.authenticate(metadata.get("authorization"), context.peer(), via_grpc=True)
+
+    def _decode(self, request: pb.ModelInferRequest, context) -> InferRequest:
+        """Size, model and declared shapes are checked before any tensor data is decoded (unary and streamed calls)."""
+        size = request.ByteSize()
+        if size > self.plane.max_request_bytes:
+            raise InvalidInput(f"request of {size} bytes exceeds the limit of {self.plane.max_request_bytes} bytes")
+        spec, _ = self.plane.model(request.model_name, request.model_version or None)
+        decoded = decode_infer_request(request, partial(self.plane.check_header, spec))
+        decoded.caller = _peer_host(context.peer())
+        return decoded
 
     async def _unary(self, context, empty, call, authenticate=True):
         try:
@@ -148,10 +171,7 @@ class GRPCInferenceServicer:
         received = time.perf_counter()
 
         async def call():
-            size = request.ByteSize()
-            if size > self.plane.max_request_bytes:
-                raise InvalidInput(f"request of {size} bytes exceeds the limit of {self.plane.max_request_bytes} bytes")
-            infer_request = decode_infer_request(request)
+            infer_request = self._decode(request, grpc_context)
             infer_request.received = received
             response = await self.plane.infer(infer_request, protocol="grpc")
             encoding = time.perf_counter()
@@ -172,7 +192,7 @@ class GRPCInferenceServicer:
             return
         async for request in request_iterator:
             try:
-                async for response in self.plane.stream(decode_infer_request(request), protocol="grpc"):
+                async for response in self.plane.stream(self._decode(request, grpc_context), protocol="grpc"):
                     yield pb.ModelStreamInferResponse(infer_response=encode_infer_response(response))
             except InferenceError as e:
                 yield pb.ModelStreamInferResponse(error_message=e.message, infer_response=pb.ModelInferResponse(id=request.id))

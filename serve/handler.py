@@ -40,6 +40,10 @@ class ModelHandler(Runtime):
     requests are light (a lookup, a small decode and an ONNX call), so they run where they land; "dedicated" (a
     deployment of its own) for jobs, subprocesses and heavy work that should not share the ingress's cores."""
 
+    pool: str | None = None
+    """For a dedicated handler: the name of a pool deployment (`pool_<name>`) it shares with others that need their
+    own process but not one each (a family's heavy handlers; the jobs). None: a deployment of its own."""
+
     snapshot = None
     """The data snapshot in service, for handlers that serve one. A request reads it once (`graph = self.snapshot`)
     and uses only that, so a request in flight during a swap finishes on the snapshot it started with."""

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from .config import INGRESS_NAME, deployment_name
+from .private_files import UnsafeFile, private_dir, write_private
 from .settings import ServerSettings
 
 
@@ -53,7 +54,7 @@ def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) 
     message_limit = str(min(2 * settings.max_request_bytes, 2**31 - 1))
     os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", message_limit)
     os.environ.setdefault("RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH", message_limit)  # ingress -> model calls
-    for field in ("auth_token", "max_request_bytes"):
+    for field in ("auth_token", "max_request_bytes", "max_response_bytes", "tls_certfile"):
         value = getattr(settings, field)
         if value is not None:
             os.environ[f"STREAMSERVE_{field.upper()}"] = str(value)
@@ -75,6 +76,10 @@ def run(settings: ServerSettings, load_config, ready_file: str | None = None) ->
     """`load_config()` gives the Serve config (generated from the repository, or read from a file); it is
     called again on each reload."""
     grpc_port = serve_grpc_port(settings)
+    try:
+        private_dir(settings.temp_dir)  # Ray's session files and our control files
+    except UnsafeFile as e:
+        sys.exit(f"error: {e}")
     prepare_environment(settings, grpc_port)
     import ray
     from ray import serve
@@ -121,13 +126,13 @@ def run(settings: ServerSettings, load_config, ready_file: str | None = None) ->
     if grpc_port != settings.grpc_port:
         from .tls import TlsTerminator
 
-        terminator = TlsTerminator("::", settings.grpc_port, grpc_port, settings.tls_certfile, settings.tls_keyfile).start()
+        terminator = TlsTerminator(settings.grpc_port, grpc_port, settings.tls_certfile, settings.tls_keyfile).start()
     stop, reload = threading.Event(), threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: (stop.set(), reload.set()))
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
     pid_file, reloads = Path(settings.temp_dir) / "streamserve.pid", 0
-    pid_file.write_text(f"{os.getpid()}\n")
+    write_private(pid_file, f"{os.getpid()}\n".encode())
     print(banner(settings, time.perf_counter() - started), flush=True)
     if ready_file:
         Path(ready_file).write_text("ready\n")
@@ -195,10 +200,7 @@ def redeploy(client, serve, deployed: dict, config: dict) -> tuple[bool, str]:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    """Written whole or not at all: the reader never sees half a file."""
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(payload))
-    os.replace(temporary, path)
+    write_private(path, json.dumps(payload).encode())
 
 
 def _check_capacity(config: dict, resources: dict) -> None:

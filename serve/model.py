@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections import defaultdict
+from contextlib import aclosing
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
@@ -163,14 +164,17 @@ class ModelWorker:
     async def stream(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
         """A decoupled model's responses to one request: a rollout's steps, or what the handler yields."""
         if self.spec.rollout:
-            async for outputs in self._rollout(inputs):
-                yield outputs
+            async with aclosing(self._rollout(inputs)) as steps:
+                async for outputs in steps:
+                    yield outputs
             return
         if self.preprocesses:
             inputs = await asyncio.to_thread(self.runtime.preprocess, inputs)
-        async for outputs in _in_thread(self.runtime.stream(inputs)):
-            self._observe(outputs)
-            yield outputs
+        # aclosing: a consumer that stops early closes the handler's generator now, not when the loop collects it
+        async with aclosing(_in_thread(self.runtime.stream(inputs))) as responses:
+            async for outputs in responses:
+                self._observe(outputs)
+                yield outputs
 
     async def _rollout(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
         """Run the step `steps` times, feeding declared outputs back as inputs. Each step goes through
@@ -188,10 +192,43 @@ class ModelWorker:
         return True
 
 
+class ModelPool:
+    """The model versions one replica runs, each its own ModelWorker: the ingress's, or a deployment's (one version,
+    or a pool of several). Requests name the version as "model/version"."""
+
+    def __init__(self, repository: str, keys: list[str] | tuple = ()):
+        self.workers: dict[str, ModelWorker] = {}
+        for key in keys:
+            name, version = key.rsplit("/", 1)
+            spec = load_model(Path(repository) / name)
+            self.workers[key] = ModelWorker(repository, name, int(version), instance_count=spec.instance_count)
+
+    async def infer(self, key: str, inputs: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        return await self.workers[key].infer(inputs, timeout_s)
+
+    async def stream(self, key: str, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
+        async with aclosing(self.workers[key].stream(inputs)) as responses:
+            async for outputs in responses:
+                yield outputs
+
+    async def ready(self) -> bool:
+        return True
+
+    async def reconfigure(self, user_config: dict) -> None:
+        """Serve's `user_config`: {"snapshots": {"model/version": file}}, each swapped in place (ModelWorker.reconfigure)."""
+        for key, snapshot in (user_config.get("snapshots") or {}).items():
+            if key in self.workers:
+                await self.workers[key].reconfigure({"snapshot": snapshot})
+
+    def describe(self) -> dict:
+        return {key: worker.describe() for key, worker in self.workers.items()}
+
+
 async def _in_thread(generator: Iterator) -> AsyncIterator:
     """Drive a blocking generator from a worker thread, one item at a time. When the consumer stops early
     (client gone), the step in progress is allowed to finish and the generator is closed, so a handler's
-    `finally` (killing a job's subprocess, closing a decoder) always runs."""
+    `finally` (killing a job's subprocess, closing a decoder) always runs. Both happen in a worker thread: the
+    event loop keeps serving other requests (and Serve's health checks) meanwhile."""
     done = object()
     step = None
     try:
@@ -205,7 +242,7 @@ async def _in_thread(generator: Iterator) -> AsyncIterator:
     finally:
         if step is not None:
             try:
-                await step
+                await asyncio.shield(step)
             except BaseException:
                 pass
-        generator.close()
+        await asyncio.shield(asyncio.to_thread(generator.close))

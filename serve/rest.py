@@ -8,6 +8,7 @@ Outputs come back binary when the client asks (per output `binary_data`, or requ
 import json
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -102,6 +103,11 @@ def _peer(host: str) -> str:
     return f"ipv6:[{host}]" if ":" in host else f"ipv4:{host}"
 
 
+def _caller(request: Request) -> str:
+    """Who sent it, as far as HTTP tells: the client's address (sequences are bound to it)."""
+    return request.client.host if request.client else ""
+
+
 # -- health and metadata ------------------------------------------------------------------------------
 @app.get("/v2/health/live")
 async def live(request: Request):
@@ -156,10 +162,11 @@ async def infer(request: Request, model: str, version: str | None = None):
     received = time.perf_counter()
     authenticate(request)
     data_plane = plane(request)
+    spec, _ = data_plane.model(model, version)  # an unknown model is refused before its body is read
     body = await _read_body(request, data_plane.max_request_bytes)
     wire, binary = _split_binary(body, request.headers.get(HEADER_LENGTH))
-    infer_request = decode_request(model, version, wire, binary)
-    infer_request.received = received
+    infer_request = decode_request(model, version, wire, binary, partial(data_plane.check_header, spec))
+    infer_request.received, infer_request.caller = received, _caller(request)
     response = await data_plane.infer(infer_request, protocol="http")
     encoding = time.perf_counter()
     encoded = encode_response(response, wire)
@@ -176,10 +183,13 @@ async def infer_stream(request: Request, model: str, version: str | None = None)
     connection stops the rollout."""
     authenticate(request)
     data_plane = plane(request)
+    spec, _ = data_plane.model(model, version)
     body = await _read_body(request, data_plane.max_request_bytes)
     wire, binary = _split_binary(body, request.headers.get(HEADER_LENGTH))
+    infer_request = decode_request(model, version, wire, binary, partial(data_plane.check_header, spec))
+    infer_request.caller = _caller(request)
     # Checked here, so a client error is a 4xx before the stream's 200 starts.
-    responses = data_plane.stream(decode_request(model, version, wire, binary), protocol="http")
+    responses = data_plane.stream(infer_request, protocol="http")
 
     async def events():
         try:
@@ -240,6 +250,8 @@ def _split_binary(body: bytes, header_length: str | None) -> tuple[InferenceRequ
         document = json.loads(json_part)
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidInput(f"request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InvalidInput("request body is JSON nested too deeply") from None
     try:
         return InferenceRequestBody.model_validate(document), binary
     except ValidationError as e:
@@ -247,12 +259,15 @@ def _split_binary(body: bytes, header_length: str | None) -> tuple[InferenceRequ
         raise InvalidInput(f"invalid inference request: {problems}") from None
 
 
-def decode_request(model: str, version: str | None, wire: InferenceRequestBody, binary: bytes) -> InferRequest:
+def decode_request(model: str, version: str | None, wire: InferenceRequestBody, binary: bytes, check_header=None) -> InferRequest:
+    """`check_header(name, datatype, shape)` vets each input as declared before its data is decoded."""
     inputs, offset = {}, 0
     for tensor in wire.inputs:
         if tensor.name in inputs:
             raise InvalidInput(f"input {tensor.name!r} appears twice")
         numpy_dtype(tensor.datatype, tensor.name)  # unknown datatype: named before anything else
+        if check_header:
+            check_header(tensor.name, tensor.datatype, tensor.shape)
         size = (tensor.parameters or {}).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0:

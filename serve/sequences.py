@@ -8,7 +8,9 @@ same sequence, and requests of one sequence run one at a time, in arrival order.
 
 State lives in the ingress, so model replicas stay stateless and any replica can take any segment.
 Sequences idle past `max_sequence_idle_microseconds` (60 s when unset) are dropped; at most
-`MAX_LIVE_SEQUENCES` per model version are held, beyond that a new sequence is refused as overload.
+`MAX_LIVE_SEQUENCES` per model version are held, and at most `MAX_SEQUENCES_PER_CALLER` of them for one caller
+(the peer's address), so one client cannot fill the table for everyone; beyond that a new sequence is refused as
+overload. A sequence belongs to the caller that started it: another caller naming the same id opens its own.
 """
 import asyncio
 import time
@@ -22,6 +24,7 @@ from .repository import ModelSpec
 from .types import InferRequest
 
 MAX_LIVE_SEQUENCES = 1024
+MAX_SEQUENCES_PER_CALLER = 256
 
 
 @dataclass
@@ -37,7 +40,10 @@ def sequence_parameters(request: InferRequest, model: str) -> tuple[int | str, b
     sequence_id = params.get("sequence_id", 0)
     if isinstance(sequence_id, str) and sequence_id.isdigit():
         sequence_id = int(sequence_id)
-    if sequence_id in (0, "", None) or isinstance(sequence_id, (bool, float)):
+    for flag in ("sequence_start", "sequence_end"):
+        if params.get(flag, False) not in (True, False):  # 1 and 0 compare equal to them and are accepted
+            raise InvalidInput(f"request parameter {flag!r}: true or false expected, got {params[flag]!r}")
+    if not isinstance(sequence_id, (int, str)) or isinstance(sequence_id, bool) or sequence_id in (0, ""):
         raise InvalidInput(
             f"model {model!r} takes sequences: send the request parameters 'sequence_id' (a non-zero integer or a "
             "string), 'sequence_start': true on the first request and 'sequence_end': true on the last"
@@ -46,9 +52,11 @@ def sequence_parameters(request: InferRequest, model: str) -> tuple[int | str, b
 
 
 class SequenceTable:
-    def __init__(self, max_live: int = MAX_LIVE_SEQUENCES):
+    def __init__(self, max_live: int = MAX_LIVE_SEQUENCES, max_per_caller: int = MAX_SEQUENCES_PER_CALLER):
         self.max_live = max_live
-        self.live: dict[tuple[str, int, int | str], _Live] = {}
+        self.max_per_caller = max_per_caller
+        self.live: dict[tuple[str, int, str, int | str], _Live] = {}
+        """(model, version, caller, sequence id) -> the sequence's state"""
 
     def __len__(self) -> int:
         return len(self.live)
@@ -59,7 +67,7 @@ class SequenceTable:
     ) -> dict[str, np.ndarray]:
         sequence = spec.sequence
         sequence_id, start, end = sequence_parameters(request, spec.name)
-        key = (spec.name, version, sequence_id)
+        key = (spec.name, version, request.caller, sequence_id)
         self._expire(time.monotonic())
         entry = self.live.get(key)
         if entry is None:
@@ -68,6 +76,8 @@ class SequenceTable:
                     f"model {spec.name!r}: sequence {sequence_id!r} is not open (never started, already ended, or idle "
                     f"for more than {sequence.idle_s:g} s); send 'sequence_start': true to begin it"
                 )
+            if sum(1 for k in self.live if k[:3] == key[:3]) >= self.max_per_caller:
+                raise Overloaded(f"model {spec.name!r} holds {self.max_per_caller} open sequences of this caller; end some or retry later")
             if sum(1 for k in self.live if k[:2] == key[:2]) >= self.max_live:
                 raise Overloaded(f"model {spec.name!r} holds {self.max_live} open sequences; end some or retry later")
             entry = self.live[key] = _Live({}, time.monotonic(), sequence.idle_s)

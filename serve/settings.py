@@ -24,14 +24,17 @@ class ServerSettings(BaseSettings):
     gRPC metadata). When unset, gRPC calls from other hosts are refused, since the gRPC port is open."""
     tls_certfile: str | None = None
     """PEM certificate (chain) for HTTPS; with `tls_keyfile`, the HTTP port speaks TLS only. Ray Serve's gRPC
-    server has no TLS option: terminate gRPC TLS in front of it (deploy/k8s/README.md, docs/SECURITY.md)."""
+    server has no TLS option: terminate gRPC TLS in front of it (serve/tls.py; in Kubernetes, deploy/k8s/README.md)."""
     tls_keyfile: str | None = Field(default=None, repr=False)
     """PEM private key for `tls_certfile`."""
     admission_check: str | None = None
     """`models.<family>.<module>:<function>` run on every model version before it is served (serve/admission.py),
     e.g. the backdoor scanner; refused versions are listed UNAVAILABLE with the reason."""
     max_request_bytes: int = 64 * 2**20
-    """Largest accepted request body or gRPC message."""
+    """Largest accepted request body or gRPC message (each message of a stream)."""
+    max_response_bytes: int = 64 * 2**20
+    """Largest unary response the server assembles (a rollout of every step): past it the request is refused and
+    pointed at the streaming calls, which send one step at a time."""
     request_timeout_s: float = 60.0
     """Serve's end-to-end limit per request (504 / DEADLINE_EXCEEDED past it)."""
     ingress_replicas: int = 1

@@ -6,14 +6,23 @@ pipes the decrypted HTTP/2 bytes to Serve over loopback. It parses nothing, so e
 (streams, metadata, deadlines) passes through unchanged. Connections it forwards reach Serve from
 127.0.0.1, so TLS mode requires the bearer token: the peer address can no longer tell who is local.
 In Kubernetes, terminate TLS at the ingress or load balancer instead (deploy/k8s/README.md).
+
+It listens on IPv6 and IPv4 alike (one dual-stack socket), gives a client `HANDSHAKE_TIMEOUT_S` to finish the TLS
+handshake, closes a connection that moved no byte in either direction for `IDLE_TIMEOUT_S`, and holds at most
+`MAX_CONNECTIONS` at once (one more is closed at once): a client cannot pin the terminator's memory or sockets.
 """
 import asyncio
 import logging
+import socket
 import ssl
 import threading
+import time
 
 logger = logging.getLogger("streamserve.tls")
 _CHUNK = 1 << 16
+HANDSHAKE_TIMEOUT_S = 10.0
+IDLE_TIMEOUT_S = 300.0
+MAX_CONNECTIONS = 1024
 
 
 def server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
@@ -24,9 +33,28 @@ def server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     return context
 
 
+def dual_stack_socket(port: int) -> socket.socket:
+    """A listening socket on [::]:port that also accepts IPv4 clients (as ::ffff:a.b.c.d); IPv4 only where the
+    machine has no IPv6."""
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        address = ("::", port)
+    except OSError:
+        sock, address = socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("0.0.0.0", port)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(256)
+    sock.setblocking(False)
+    return sock
+
+
 class TlsTerminator:
-    def __init__(self, host: str, port: int, target_port: int, certfile: str, keyfile: str):
-        self.host, self.port, self.target_port = host, port, target_port
+    def __init__(self, port: int, target_port: int, certfile: str, keyfile: str,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS):
+        self.port, self.target_port = port, target_port
+        self.idle_timeout_s, self.max_connections = idle_timeout_s, max_connections
+        self.connections = 0
         self.context = server_context(certfile, keyfile)
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -41,15 +69,21 @@ class TlsTerminator:
         return self
 
     def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        async def shutdown():
+            self._server.close()
+            for task in asyncio.all_tasks() - {asyncio.current_task()}:  # open connections end with the terminator
+                task.cancel()
+            self._loop.stop()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            self._server = self._loop.run_until_complete(
-                asyncio.start_server(self._connection, self.host, self.port, ssl=self.context, ssl_handshake_timeout=10)
-            )
+            self._server = self._loop.run_until_complete(asyncio.start_server(
+                self._connection, sock=dual_stack_socket(self.port), ssl=self.context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S,
+            ))
         except BaseException as e:  # the port is taken, the key does not match the certificate, ...
             self._error = e
             self._started.set()
@@ -58,18 +92,37 @@ class TlsTerminator:
         self._loop.run_forever()
 
     async def _connection(self, client_reader, client_writer) -> None:
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError as e:
-            logger.warning("gRPC TLS: cannot reach Serve's gRPC port %d: %s", self.target_port, e)
+        if self.connections >= self.max_connections:
+            logger.warning("gRPC TLS: %d connections open, refusing one more", self.connections)
             client_writer.close()
             return
-        await asyncio.gather(_pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer))
+        self.connections += 1
+        try:
+            try:
+                upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            except OSError as e:
+                logger.warning("gRPC TLS: cannot reach Serve's gRPC port %d: %s", self.target_port, e)
+                client_writer.close()
+                return
+            activity = [time.monotonic()]
+            pipes = [asyncio.ensure_future(_pipe(client_reader, upstream_writer, activity)),
+                     asyncio.ensure_future(_pipe(upstream_reader, client_writer, activity))]
+            while not all(p.done() for p in pipes):
+                idle = time.monotonic() - activity[0]
+                if idle >= self.idle_timeout_s:
+                    for writer in (client_writer, upstream_writer):
+                        writer.close()
+                    break
+                await asyncio.wait(pipes, timeout=self.idle_timeout_s - idle)
+            await asyncio.gather(*pipes, return_exceptions=True)
+        finally:
+            self.connections -= 1
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, activity: list[float]) -> None:
     try:
         while data := await reader.read(_CHUNK):
+            activity[0] = time.monotonic()
             writer.write(data)
             await writer.drain()
     except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):

@@ -21,11 +21,10 @@ def repository(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(repository, tmp_path_factory):
-    # A small request limit, so the over-limit cases stay cheap (test_bad_input.LIMIT).
+    # Small request and response limits, so the over-limit cases stay cheap (test_bad_input.LIMIT, test_hostile_server).
+    limits = {"STREAMSERVE_MAX_REQUEST_BYTES": str(1 << 20), "STREAMSERVE_MAX_RESPONSE_BYTES": str(4 << 20)}
     try:
-        srv = start_server(
-            repository, tmp_path_factory.mktemp("server"), {"STREAMSERVE_MAX_REQUEST_BYTES": str(1 << 20)}, timeout_s=600
-        )
+        srv = start_server(repository, tmp_path_factory.mktemp("server"), limits, timeout_s=600)
     except RuntimeError as e:
         pytest.fail(str(e))
     yield srv

@@ -18,7 +18,7 @@ def cases(repository):
 def test_corpus_is_large_and_covers_every_model(cases, repository):
     from serve.repository import ModelRepository
 
-    requests = sum((not c.grpc_only) + (c.http_body is None) for c in cases)
+    requests = sum(c.over_http + c.over_grpc for c in cases)
     assert requests >= 200, requests
     assert {c.model for c in cases} == {spec.name for spec in ModelRepository(repository)}
 
@@ -27,11 +27,11 @@ def test_every_malformed_request_is_a_client_error(server, cases):
     stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.grpc))
     wrong = []
     for case in cases:
-        if not case.grpc_only:
+        if case.over_http:
             status, text = send_http(server.http, case)
             if status not in CLIENT_HTTP or "internal error" in text or not text:
                 wrong.append((case.id, "http", status, text[:160]))
-        if case.http_body is None:
+        if case.over_grpc:
             code, text = send_grpc(stub, case)
             if code not in CLIENT_GRPC or "internal error" in text or not text:
                 wrong.append((case.id, "grpc", code.name, text[:160]))

@@ -146,7 +146,7 @@ def test_stream_cut_by_a_dead_replica_ends_with_an_error(server):
     client.async_stream_infer("countdown_job", [steps])
     for _ in range(3):
         assert got.get(timeout=60)[1] is None
-    (pid,) = replica_pids(server, "countdown_job_v1")
+    (pid,) = replica_pids(server, "pool_jobs")  # countdown_job runs in the jobs pool
     os.kill(pid, signal.SIGKILL)
     error = None
     deadline = time.monotonic() + 60

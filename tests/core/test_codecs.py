@@ -78,7 +78,7 @@ BAD = [
     (lambda: decode_raw(b"\0" * 8, "INT32", [-2], "t"), "non-negative integers"),
     (lambda: decode_raw(b"\x05\0\0\0ab", "BYTES", [1], "t"), "claims 5 bytes, only 2 remain"),
     (lambda: decode_raw(b"\x01\0\0\0a!", "BYTES", [1], "t"), "1 bytes left over"),
-    (lambda: decode_raw(b"\x01\0\0", "BYTES", [1], "t"), "ends after 0 of 1 elements"),
+    (lambda: decode_raw(b"\x01\0\0", "BYTES", [1], "t"), "1 BYTES elements need at least 4 bytes, the data has 3"),
     (lambda: decode_raw(b"", "FP8", [1], "t"), "unknown datatype 'FP8'"),
     (lambda: decode_json([1, 2, 3], "INT32", [2], "t"), "has 3 elements, shape [2] needs 2"),
     (lambda: decode_json([1.5, 2], "INT64", [2], "t"), "floating-point values, expected INT64"),

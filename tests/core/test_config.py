@@ -3,7 +3,7 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from serve.config import DEDICATED, INGRESS, build_serve_config, placement, write_serve_config
+from serve.config import DEDICATED, INGRESS, build_serve_config, deployment_of, hosted, placement, write_serve_config
 from serve.errors import RepositoryError
 from serve.repository import ModelRepository, load_model
 from serve.settings import ServerSettings
@@ -19,11 +19,13 @@ def test_generated_config_is_a_valid_serve_deploy_schema(repository, tmp_path):
     assert app.import_path == "serve.app:build_app" and app.args["repository"] == "/models"
     assert "digits_cnn/2" in app.args["models"] and "video_artifacts/1" in app.args["models"]
     names = {d.name for d in app.deployments}
-    dedicated = [f"{s.name}_v{v}" for s in ModelRepository(repository) if placement(s)[0] == DEDICATED for v in s.versions]
-    assert names == {"Ingress", *dedicated} and len(names) == 1 + len(dedicated)
-    # Jobs, subprocesses and heavy handlers get their own deployment; CPU runtimes and light handlers run in the ingress.
-    assert {"video_artifacts_v1", "backdoor_scan_v1", "account_clusters_job_v1", "countdown_job_v1", "slow_identity_dedicated_v1"} <= names
-    assert not names & {"simple_v1", "heat1d_v1", "digits_cnn_v1", "digits_cnn_v2", "digits_cnn_torchscript_v1", "iqa_v1", "bot_detector_v1"}
+    # CPU runtimes and light handlers run in the ingress; heavy handlers and jobs share a pool per kind; a model that
+    # asks for a deployment of its own gets one.
+    assert names == {"Ingress", "pool_video", "pool_jobs", "slow_identity_dedicated_v1"}
+    groups = {name: sorted(f"{s.name}/{v}" for s, v in versions) for name, versions in hosted(ModelRepository(repository)).items()}
+    assert groups["pool_video"] == ["video_artifacts/1", "video_artifacts_segments/1"]
+    assert groups["pool_jobs"] == ["account_clusters_job/1", "backdoor_scan/1", "countdown_job/1"]
+    assert {"simple/1", "digits_cnn/1", "digits_cnn/2", "iqa/1", "bot_detector/1", "slow_identity/1"} <= set(groups[None])
     assert config["http_options"]["host"] == "127.0.0.1"
     assert config["grpc_options"]["grpc_servicer_functions"] == ["proto.add_servicer_to_server"]
 
@@ -43,7 +45,10 @@ def test_placement_follows_platform_handler_and_config(repository, tmp_path):
     assert placement(repo.get("video_artifacts"))[0] == DEDICATED
     assert placement(repo.get("slow_identity_dedicated")) == (DEDICATED, "config.pbtxt parameter 'placement'")
     gpu = _with_params(repository, tmp_path, "digits_cnn", 'instance_group [ { kind: KIND_GPU count: 1 } ]\n')
-    assert placement(gpu) == (DEDICATED, "KIND_GPU: its replicas hold a GPU")
+    assert placement(gpu) == (DEDICATED, "KIND_GPU: its replicas hold a GPU") and deployment_of(gpu, 1) == "digits_cnn_v1"
+    pooled = _with_params(repository, tmp_path, "simple_sequence", 'parameters { key: "placement" value { string_value: "dedicated" } }\n'
+                          'parameters { key: "pool" value { string_value: "examples" } }\n')
+    assert deployment_of(pooled, 1) == "pool_examples"
     typo = _with_params(repository, tmp_path, "simple", 'parameters { key: "placement" value { string_value: "ingres" } }\n')
     with pytest.raises(RepositoryError, match="'placement' must be 'ingress' or 'dedicated', got 'ingres'"):
         placement(typo)
@@ -68,4 +73,4 @@ def test_launcher_refuses_a_repository_that_cannot_be_placed(repository):
     config = build_serve_config(ServerSettings(repository=str(repository)))
     _check_capacity(config, {"CPU": 2.0})  # the default shares fit a 2-core machine
     with pytest.raises(SystemExit, match="lower STREAMSERVE_MODEL_NUM_CPUS"):
-        _check_capacity(build_serve_config(ServerSettings(repository=str(repository), model_num_cpus=0.5)), {"CPU": 2.0})
+        _check_capacity(build_serve_config(ServerSettings(repository=str(repository), model_num_cpus=1.0)), {"CPU": 2.0})

@@ -1,6 +1,5 @@
 """The data plane and both adapters without Ray: the REST app through FastAPI's TestClient and the gRPC
-servicer with a stand-in context, over ModelWorkers running in this process (outside a replica, each
-call is its own batch)."""
+servicer with a stand-in context, over ModelWorkers running in this process, as the ingress hosts them."""
 import asyncio
 
 import grpc
