@@ -11,7 +11,7 @@ HTTP and gRPC, against:
   crops and ONNX Runtime; for the rollout, the step runtime run STEPS times).
 Servers run one at a time. Each load cell is a subprocess at the niceness of the server under test (Ray starts
 its workers at nice 15; Triton and the naive server run at 0), so neither side is starved by the other.
-Writes loadtest/results/bench.json, loadtest/reports/bench.png, and the table between the markers in
+Writes loadtest/reports/bench.json, loadtest/reports/bench.png, and the table between the markers in
 loadtest/BENCH.md. Ratios, not absolute numbers, carry over between runs on a shared 2-core machine.
 """
 import argparse
@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
 REPORTS = Path(__file__).parent / "reports"
 BENCH_MD = Path(__file__).parent / "BENCH.md"
 MARKERS = ("<!-- bench:serving:start -->", "<!-- bench:serving:end -->")
@@ -239,6 +238,9 @@ def main(argv=None) -> None:
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per cell")
     parser.add_argument("--triton-venv", type=Path, default=Path("/tmp/triton-peer"),
                         help="the triton peer's venv (`triton-peer.sh setup VENV`); skipped when missing")
+    parser.add_argument("--servers", nargs="+", default=["ours", "triton", "naive", "in-process"],
+                        choices=["ours", "triton", "naive", "in-process"])
+    parser.add_argument("--tag", default="", help="results/bench<tag>.json; BENCH.md and the plot only for the full run")
     parser.add_argument("--cell", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cell:
@@ -266,17 +268,20 @@ def main(argv=None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     from .server import start_server, stop_server
 
-    print("[bench] ours: python -m serve run (full repository)", flush=True)
-    server = start_server(repository, workdir / "ours", timeout_s=600)
-    try:
-        time.sleep(5)
-        drive("ours", {"http": server.http, "grpc": server.grpc}, RAY_NICENESS, args.models, ("http", "grpc"))
-    finally:
-        stop_server(server.process)
+    if "ours" in args.servers:
+        print("[bench] ours: python -m serve run (full repository)", flush=True)
+        server = start_server(repository, workdir / "ours", timeout_s=600)
+        try:
+            time.sleep(5)
+            drive("ours", {"http": server.http, "grpc": server.grpc}, RAY_NICENESS, args.models, ("http", "grpc"))
+        finally:
+            stop_server(server.process)
     from serve.repository import load_model
 
     onnx_models = [m for m in args.models if load_model(repository / m).platform == "onnxruntime_onnx"]
-    if (args.triton_venv / "bin" / "python").exists() and TRITON_PEER.exists():
+    if "triton" not in args.servers:
+        pass
+    elif (args.triton_venv / "bin" / "python").exists() and TRITON_PEER.exists():
         for model in onnx_models:
             print(f"[bench] triton: {model}", flush=True)
             http, grpc, process = start_triton(args.triton_venv, repository, model, workdir / f"triton-{model}")
@@ -288,25 +293,26 @@ def main(argv=None) -> None:
         print(f"[bench] triton: skipped (no peer venv at {args.triton_venv}; `{TRITON_PEER} setup {args.triton_venv}`)")
     from .naive_server import start_naive, stop_naive
 
-    for model in onnx_models:
+    for model in onnx_models if "naive" in args.servers else []:
         print(f"[bench] naive: {model}", flush=True)
         address, process = start_naive(repository, model, VERSIONS[model], workdir / f"naive-{model}.log")
         try:
             drive("naive", {"http": address}, 0, [model], ("http",), binary=False)
         finally:
             stop_naive(process)
-    for model in args.models:
+    for model in args.models if "in-process" in args.servers else []:
         print(f"[bench] in-process: {model}", flush=True)
         for n in args.concurrency:
             record("in-process", model, "-", n, in_process(repository, model, n, args.duration))
     shutil.rmtree(workdir, ignore_errors=True)
     report = {"date": started, "duration_s": args.duration, "machine": f"{os.cpu_count()} cores", "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench.json").write_text(json.dumps(report, indent=2))
+    REPORTS.mkdir(exist_ok=True)
+    (REPORTS / f"bench{args.tag}.json").write_text(json.dumps(report, indent=2))
     table = markdown(report, args.models, args.concurrency)
     print("\n" + table)
-    write_bench_md(table)
-    plot(report, args.models, REPORTS / "bench.png")
+    if not args.tag:
+        write_bench_md(table)
+        plot(report, args.models, REPORTS / "bench.png")
 
 
 def _find(rows, server, model, protocol, n):
