@@ -218,7 +218,7 @@ class DataPlane:
         declared = {t.name: t for t in spec.inputs}
         tensor = declared.get(name)
         if tensor is None:
-            raise InvalidInput(f"model {spec.name!r}: unexpected input {name!r}; expected {list(declared)}")
+            raise InvalidInput(f"model {spec.name!r}: unexpected input(s) [{name!r}]; expected {list(declared)}")
         if datatype != tensor.datatype:
             raise InvalidInput(f"input {name!r}: datatype {datatype} does not match the model's {tensor.datatype}")
         element_count(shape, name)  # non-negative integers, a bounded product

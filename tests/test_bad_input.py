@@ -167,7 +167,8 @@ GRPC_CASES = [
     ("raw buffer wrong length", grpc_request(raw_override=[b"\0" * 60, b"\0" * 64]), grpclib.StatusCode.INVALID_ARGUMENT, "raw data has 60 bytes, expected 64"),
     ("raw entries for some inputs", grpc_request(raw_override=[b"\0" * 64]), grpclib.StatusCode.INVALID_ARGUMENT, "raw_input_contents has 1 entries for 2 inputs"),
     ("typed contents too short", grpc_request(raw=False, count=15), grpclib.StatusCode.INVALID_ARGUMENT, "int_contents has 15 elements"),
-    ("FP16 in typed contents", grpc_request(raw=False, datatype="FP16"), grpclib.StatusCode.INVALID_ARGUMENT, "FP16 has no typed contents field"),
+    # the declared datatype is checked against the model before the contents are read
+    ("FP16 in typed contents", grpc_request(raw=False, datatype="FP16"), grpclib.StatusCode.INVALID_ARGUMENT, "datatype FP16 does not match the model's INT32"),
     ("missing input", grpc_request(names=("INPUT0",)), grpclib.StatusCode.INVALID_ARGUMENT, "missing input(s) ['INPUT1']"),
     ("extra input", grpc_request(names=("INPUT0", "INPUT1", "INPUT7")), grpclib.StatusCode.INVALID_ARGUMENT, "unexpected input(s) ['INPUT7']"),
     ("unknown datatype", grpc_request(datatype="COMPLEX64"), grpclib.StatusCode.INVALID_ARGUMENT, "unknown datatype 'COMPLEX64'"),

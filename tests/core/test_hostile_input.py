@@ -60,7 +60,7 @@ def test_shapes_whose_product_overflows_or_is_absurd_are_client_errors(shape):
     ({"inputs": [{"name": "DATA", "shape": [2**26, 1], "datatype": "BYTES", "data": ["a"]}]}, "batch size 67108864"),
     ({"inputs": [{"name": "DATA", "shape": [2, 5], "datatype": "BYTES", "data": ["a"]}]}, "does not match the model's [-1, 1]"),
     ({"inputs": [{"name": "DATA", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]}, "datatype FP32 does not match"),
-    ({"inputs": [{"name": "NOPE", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}, "unexpected input 'NOPE'"),
+    ({"inputs": [{"name": "NOPE", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}, "unexpected input(s) ['NOPE']"),
     ({"inputs": [{"name": "DATA", "shape": [2**63, 0], "datatype": "BYTES", "data": []}]}, "'DATA'"),
 ])
 def test_declared_shapes_are_checked_against_the_model_first(plane, body, fragment):

@@ -330,20 +330,23 @@ def new_snapshot(tmp_path, small, shared: int = 10):
 
 def test_new_snapshot_swaps_into_a_running_worker(family, small, tmp_path):
     """`add_snapshot` installs the new graph beside the old one and names it in config.pbtxt; the Serve config
-    turns that into user_config, and `reconfigure` swaps it into a worker built on the old graph: new ids are
-    found afterwards, ids only in the old graph are not, shared ids are scored on the new graph."""
+    turns that into the user_config of the deployment that hosts the model (the ingress), and `reconfigure` swaps it
+    into a worker built on the old graph: new ids are found afterwards, ids only in the old graph are not, shared ids
+    are scored on the new graph."""
     import shutil
 
     from export.graph import add_snapshot
-    from serve.config import deployment_options
-    from serve.repository import load_model
+    from serve.config import ingress_options
+    from serve.model import ModelPool
+    from serve.repository import ModelRepository, load_model
     from serve.settings import ServerSettings
 
     root = tmp_path / "repo"
     shutil.copytree(family["root"], root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("serve.model.replica_resources", lambda: (1, "cpu"))
-        worker = ModelWorker(str(root), "bot_detector", 1)
+        pool = ModelPool(str(root), ["bot_detector/1"])
+        worker = pool.workers["bot_detector/1"]
     g, path = new_snapshot(tmp_path, small)
     ids = np.array([[small["account_id"][0]], [small["account_id"][500]], [g["account_id"][300]]], np.int64)
     assert asyncio.run(worker.infer({"ACCOUNT_IDS": ids}))["FOUND"].ravel().tolist() == [True, True, False]
@@ -353,10 +356,10 @@ def test_new_snapshot_swaps_into_a_running_worker(family, small, tmp_path):
     assert name.startswith("graph-") and (root / "bot_detector" / "1" / "graph.npz").exists()  # the old one is kept
     spec = load_model(root / "bot_detector")
     assert spec.snapshot == name
-    user_config = deployment_options(spec, ServerSettings(repository=str(root)))["user_config"]
-    assert user_config == {"snapshot": name}
+    user_config = ingress_options(ServerSettings(repository=str(root)), ModelRepository(root))["user_config"]
+    assert user_config["snapshots"]["bot_detector/1"] == name
 
-    asyncio.run(worker.reconfigure(user_config))
+    asyncio.run(pool.reconfigure(user_config))
     out = asyncio.run(worker.infer({"ACCOUNT_IDS": ids}))
     assert out["FOUND"].ravel().tolist() == [True, False, True]
     assert worker.describe()["snapshot"] == name and worker.describe()["accounts"] == 800
@@ -365,7 +368,7 @@ def test_new_snapshot_swaps_into_a_running_worker(family, small, tmp_path):
         mp.setattr("serve.model.replica_resources", lambda: (1, "cpu"))
         fresh = ModelWorker(str(root), "bot_detector", 1)
     assert np.allclose(asyncio.run(fresh.infer({"ACCOUNT_IDS": ids}))["BOT_PROBABILITY"], out["BOT_PROBABILITY"])
-    asyncio.run(worker.reconfigure(user_config))  # the same config again changes nothing
+    asyncio.run(pool.reconfigure(user_config))  # the same config again changes nothing
     assert worker.runtime.snapshot_name == name
 
 
