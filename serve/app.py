@@ -20,6 +20,27 @@ from . import rest
 from .settings import ServerSettings
 
 
+def _rebindable_http_port() -> None:
+    """Ray Serve 2.60 binds the direct-ingress HTTP socket without SO_REUSEADDR. When an ingress replica dies with
+    HTTP clients connected, the kernel keeps its side of those connections in TIME_WAIT for a minute, the replacement's
+    bind fails, and Serve then blocks that port for good: HTTP would never come back on the public port. Binding with
+    Serve's own reuse option (SO_REUSEADDR and SO_REUSEPORT) lets the replacement listen at once; each ingress replica
+    still gets its own port from Serve. `tests/test_resilience_server.py` kills the ingress under HTTP load."""
+    from ray.serve._private import replica
+
+    original = replica.start_asgi_http_server
+    if getattr(original, "rebindable", False):
+        return
+
+    async def start_asgi_http_server(app, http_options, *, event_loop, enable_so_reuseport=False):
+        return await original(app, http_options, event_loop=event_loop, enable_so_reuseport=True)
+
+    start_asgi_http_server.rebindable = True
+    replica.start_asgi_http_server = start_asgi_http_server
+
+
+_rebindable_http_port()
+
 # A replica that died or is restarting: the request may be retried once Serve has replaced it.
 _REPLICA_LOST = (RayActorError, ActorUnavailableError, ReplicaUnavailableError, DeploymentUnavailableError)
 

@@ -66,6 +66,9 @@ def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) 
     os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     # Serve keeps a stopping ingress listening 30 s for load balancers to notice; none sits in front here.
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+    # Serve holds a dead replica's port out of use for 150 s so that HAProxy workers in front drop it first; none sit
+    # in front here, and the public ports are the only ones the ingress may take: a replaced ingress listens at once.
+    os.environ.setdefault("RAY_SERVE_PORT_QUARANTINE_S", "0")
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", str(settings.http_port))
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT", str(settings.http_port + settings.ingress_replicas))
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT", str(grpc_port))

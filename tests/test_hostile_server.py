@@ -104,3 +104,36 @@ def test_a_streamed_message_over_the_request_limit_is_refused_and_the_stream_goe
     responses = list(stub.ModelStreamInfer(iter([simple(3 << 19), simple()]), timeout=60))  # 1.5 MiB: over our 1 MiB, under gRPC's 2 MiB cut
     assert "exceeds the limit" in responses[0].error_message
     assert responses[1].infer_response.model_name == "simple" and not responses[1].error_message
+
+
+def bytes_body(name: str, items: list[bytes]) -> tuple[bytes, dict]:
+    """Triton's binary tensor extension: a JSON header, then each element as 4-byte length + bytes."""
+    raw = b"".join(len(item).to_bytes(4, "little") + item for item in items)
+    header = json.dumps({"inputs": [{"name": name, "shape": [len(items), 1], "datatype": "BYTES",
+                                     "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    return header + raw, {"inference-header-content-length": str(len(header))}
+
+
+def test_iqa_pixel_bombs_are_refused_from_the_headers(server, bounded):
+    from tests.iqa.test_iqa import one_bit_png, png_declaring
+
+    # four 1-bit 4096² PNGs (a few kB) would decode to 268 MB of RGB: over the per-request pixel budget
+    body, headers = bytes_body("IMAGE", [one_bit_png()] * 4)
+    response = post(server, "iqa", body, headers)
+    assert response.status_code == 400 and "per-request limit" in response.json()["error"], response.text
+    # a header declaring 20000² pixels (Pillow's decompression bomb) names the element, never a 500
+    body, headers = bytes_body("IMAGE", [png_declaring(20000, 20000)])
+    response = post(server, "iqa", body, headers)
+    assert response.status_code == 400 and "element 0" in response.json()["error"], response.text
+
+
+def test_a_video_whose_frames_grow_after_the_first_is_refused_before_analysis(server, bounded):
+    from tests.video.test_video_hostile import jpeg, mjpeg_mkv
+
+    video = mjpeg_mkv([(jpeg(64, 64), 0)] + [(jpeg(1920, 1080, i), i) for i in range(1, 6)])
+    request = pb.ModelInferRequest(model_name="video_artifacts")
+    request.inputs.add(name="VIDEO", datatype="BYTES", shape=[1])
+    request.raw_input_contents.append(len(video).to_bytes(4, "little") + video)
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.grpc))
+    responses = list(stub.ModelStreamInfer(iter([request]), timeout=120))
+    assert any("1920x1080" in r.error_message for r in responses), [r.error_message for r in responses]

@@ -92,7 +92,7 @@ def replica_pids(server, deployment: str) -> list[int]:
 
 
 def test_killed_replica_mid_load_every_request_ends_and_serving_resumes(server):
-    (pid,) = replica_pids(server, "slow_identity_dedicated_v1")
+    (pid,) = replica_pids(server, "pool_jobs")  # slow_identity_dedicated runs in the jobs pool
     outcomes, stop = [], threading.Event()
 
     def client_loop():
@@ -134,7 +134,7 @@ def test_killed_replica_mid_load_every_request_ends_and_serving_resumes(server):
             assert time.monotonic() < deadline, "the model did not come back"
             time.sleep(1)
     client.close()
-    assert replica_pids(server, "slow_identity_dedicated_v1") != [pid]
+    assert replica_pids(server, "pool_jobs") != [pid]
 
 
 def test_stream_cut_by_a_dead_replica_ends_with_an_error(server):
@@ -182,7 +182,15 @@ def test_killed_ingress_mid_load_every_request_ends_and_serving_resumes_on_the_s
                 time.sleep(0.2)
         client.close()
 
-    threads = [threading.Thread(target=client_loop) for _ in range(4)]
+    def http_loop():  # connections open on the HTTP port when the ingress dies: its replacement must still bind it
+        with httpx.Client(base_url=f"http://{server.http}", timeout=30) as http:
+            while not stop.is_set():
+                try:
+                    http.post("/v2/models/slow_identity/infer", json=BODY)
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+
+    threads = [threading.Thread(target=client_loop) for _ in range(4)] + [threading.Thread(target=http_loop) for _ in range(4)]
     for t in threads:
         t.start()
     time.sleep(2)

@@ -7,7 +7,7 @@
 - `countdown_job`: a decoupled job that streams progress, then its result; stopping early closes it;
 - `slow_identity`: a batch of 4 takes `delay_s`, one batch may wait behind it (`max_queue_size: 4`): the overload
   tests push it past capacity;
-  `slow_identity_dedicated` is the same model in a deployment of its own (the replica-kill tests).
+  `slow_identity_dedicated` is the same model outside the ingress, in the jobs pool (the replica-kill tests).
 """
 import time
 
@@ -124,6 +124,7 @@ parameters { key: "delay_s" value { string_value: "0.05" } }
 
 SLOW_IDENTITY_DEDICATED = SLOW_IDENTITY.replace('"slow_identity"', '"slow_identity_dedicated"') + (
     'parameters { key: "placement" value { string_value: "dedicated" } }\n'
+    'parameters { key: "pool" value { string_value: "jobs" } }\n'  # an example needs no process of its own
 )
 
 MODELS = {
