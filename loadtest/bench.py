@@ -331,7 +331,10 @@ def markdown(report: dict, models, concurrency) -> str:
     ]
 
     def cell(r):
-        return f"{r['throughput']:.0f} ({r['p50_ms']:.1f} / {r['p99_ms']:.1f})" + (f" err {r['errors']}" if r["errors"] else "") if r else "—"
+        if not r:
+            return "—"
+        rate = f"{r['throughput']:.0f}" if r["throughput"] >= 100 else f"{r['throughput']:.1f}"
+        return f"{rate} ({r['p50_ms']:.1f} / {r['p99_ms']:.1f})" + (f" err {r['errors']}" if r["errors"] else "")
 
     def ratio(a, b):
         return f"{a['throughput'] / b['throughput']:.2f}×" if a and b and b["throughput"] else "—"
@@ -376,7 +379,7 @@ def plot(report: dict, models, path: Path) -> None:
             if points:
                 ax.plot([r["concurrency"] for r in points], [r["throughput"] for r in points], style,
                         label=f"{server} {protocol}".replace(" -", ""))
-        ax.set(title=f"{model}", xlabel="clients (in-process: batch)", ylabel=UNITS[model], xscale="log")
+        ax.set(title=f"{model}", xlabel="clients (in-process: batch)", ylabel=UNITS[model], xscale="log", yscale="log")
         ax.legend(fontsize=7)
     fig.suptitle(f"make bench, {report['date']}")
     fig.tight_layout()

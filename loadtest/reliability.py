@@ -4,12 +4,14 @@ Serves the example models only (fast start) and measures, on `slow_identity` (ho
 4 takes 50 ms, one batch may wait behind the one computing: `max_queue_size: 4`), so 4 concurrent clients
 saturate it:
 - unloaded: one client; its p99 is the reference for the overload promise;
-- overload: closed-loop HTTP clients at 1x, 2x, 4x and 8x saturation; accepted throughput, p50/p99 of accepted
-  requests, share and latency of 503 refusals, and the server's memory (RSS of its process tree) before and after —
-  the queue is bounded, so memory must not grow with the load. The promise checked: at 4x, accepted p99 <= 2x the
-  unloaded p99 + the configured queue delay;
+- overload, offered as arrivals at 1x, 2x, 4x and 8x the model's capacity (open loop: 80 requests/s is one full
+  batch every 50 ms): accepted throughput, p50/p99 of accepted requests, share and latency of 503 refusals, and the
+  server's memory (RSS of its process tree) — the queue is bounded, so memory must not grow with the load. The promise
+  checked: at 4x, accepted p99 <= 2x the unloaded p99 + the configured queue delay;
+- the same with closed-loop clients (1x-8x of 4 clients) that retry 10 ms after a refusal: a retry storm offers far
+  more than the factor says, and shows what refusals cost the ingress;
 - recovery after overload: latency of the first requests once the burst stops;
-- faults under 1x load, each SIGKILL: the replica of `slow_identity_dedicated` (its own deployment) and the ingress
+- faults under 1x load, each SIGKILL: the replica running `slow_identity_dedicated` (the jobs pool) and the ingress
   replica itself (which also hosts the models placed in it); how requests ended and when the first success came.
 Writes loadtest/reports/reliability.json and .md.
 """
@@ -29,11 +31,13 @@ import psutil
 
 from export.build import build_examples
 
+from .bench import RAY_NICENESS
 from .server import start_server, stop_server
 
 REPORTS = Path(__file__).parent / "reports"
 BODY = {"inputs": [{"name": "X", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]}
 SATURATION = 4
+CAPACITY_PER_S = 80.0  # slow_identity: a batch of 4 every 50 ms
 QUEUE_DELAY_MS = 1.0  # slow_identity's max_queue_delay_microseconds
 
 
@@ -67,6 +71,28 @@ async def closed_loop(address: str, clients: int, seconds: float, model: str = "
                     await asyncio.sleep(0.01)  # a polite client honours back-off a little
 
         await asyncio.gather(*(user() for _ in range(clients)))
+    return outcomes
+
+
+async def open_loop(address: str, rate_per_s: float, seconds: float) -> list[tuple[int, float, str]]:
+    """Requests sent at a fixed rate whatever the answers (arrivals, not clients): the offered load is the rate."""
+    outcomes: list[tuple[int, float, str]] = []
+    async with httpx.AsyncClient(base_url=f"http://{address}", timeout=60, limits=httpx.Limits(max_connections=1024)) as client:
+        async def one():
+            started = time.perf_counter()
+            try:
+                response = await client.post("/v2/models/slow_identity/infer", json=BODY)
+                status, reason = response.status_code, _reason(response)
+            except httpx.HTTPError as e:
+                status, reason = -1, type(e).__name__
+            outcomes.append((status, time.perf_counter() - started, reason))
+
+        loop, tasks = asyncio.get_running_loop(), []
+        began = loop.time()
+        for i in range(int(rate_per_s * seconds)):
+            await asyncio.sleep(max(0.0, began + i / rate_per_s - loop.time()))
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
     return outcomes
 
 
@@ -120,8 +146,11 @@ def main(argv=None) -> None:
     work = Path(tempfile.mkdtemp(prefix="reliability-"))
     build_examples(work / "repo")
     server = start_server(work / "repo", work / "server")
+    # Ray runs the replicas at nice 15: a load client at nice 0 would take the cores first and its retry storm would
+    # be measured as the server's latency. The client runs at the server's niceness, as in loadtest/bench.py.
+    os.nice(RAY_NICENESS - os.nice(0))
     results: dict = {"overload": {}, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                     "conditions": f"{os.cpu_count()} cores, examples repository, HTTP, closed loop"}
+                     "conditions": f"{os.cpu_count()} cores, examples repository, HTTP, open and closed loop, client at nice {RAY_NICENESS}"}
     try:
         asyncio.run(closed_loop(server.http, 4, 1.0))  # warm-up
         baseline_rss = rss_mb(server.process.pid)
@@ -129,10 +158,19 @@ def main(argv=None) -> None:
         results["unloaded"] = unloaded
         print(f"unloaded (1 client): {unloaded}", flush=True)
         for factor in (1, 2, 4, 8):
+            started = time.perf_counter()
+            outcomes = asyncio.run(open_loop(server.http, CAPACITY_PER_S * factor, args.seconds))
+            wall = time.perf_counter() - started  # longer than planned when the client cannot send that fast
+            row = summarize(outcomes, wall) | {"rss_mb": round(rss_mb(server.process.pid)),
+                                               "offered_per_s": round(len(outcomes) / wall, 1)}
+            results["overload"][f"{factor}x"] = row
+            print(f"{factor}x capacity ({CAPACITY_PER_S * factor:g} requests/s offered): {row}", flush=True)
+        results["retry_storm"] = {}
+        for factor in (1, 2, 4, 8):
             outcomes = asyncio.run(closed_loop(server.http, SATURATION * factor, args.seconds))
             row = summarize(outcomes, args.seconds) | {"rss_mb": round(rss_mb(server.process.pid))}
-            results["overload"][f"{factor}x"] = row
-            print(f"{factor}x saturation ({SATURATION * factor} clients): {row}", flush=True)
+            results["retry_storm"][f"{factor}x"] = row
+            print(f"{factor}x closed loop ({SATURATION * factor} clients retrying): {row}", flush=True)
         started = time.perf_counter()
         after = asyncio.run(closed_loop(server.http, 1, 1.0))
         results["recovery"] = {"first_request_ms": round(after[0][1] * 1000, 1), "status": after[0][0],
@@ -143,7 +181,7 @@ def main(argv=None) -> None:
                               "kept": results["overload"]["4x"]["accepted_p99_ms"] <= bound}
         print("promise:", results["promise"], flush=True)
         results["faults"] = [
-            asyncio.run(fault(server.http, server.process.pid, args.seconds * 2, "slow_identity_dedicated", "slow_identity_dedicated_v1")),
+            asyncio.run(fault(server.http, server.process.pid, args.seconds * 2, "slow_identity_dedicated", "pool_jobs")),
             asyncio.run(fault(server.http, server.process.pid, args.seconds * 2, "slow_identity", "Ingress")),
         ]
         for outcome in results["faults"]:
@@ -152,10 +190,13 @@ def main(argv=None) -> None:
         stop_server(server.process)
     REPORTS.mkdir(exist_ok=True)
     (REPORTS / "reliability.json").write_text(json.dumps(results, indent=2))
-    lines = ["| load | clients | accepted/s | accepted p50 / p99 ms | refused share | refused p50 ms | RSS MB |", "|---|---|---|---|---|---|---|"]
+    lines = ["| load | offered | accepted/s | accepted p50 / p99 ms | refused share | refused p50 ms | RSS MB |", "|---|---|---|---|---|---|---|"]
     for factor, row in results["overload"].items():
-        lines.append(f"| {factor} | {SATURATION * int(factor[:-1])} | {row['accepted_per_s']} | {row['accepted_p50_ms']} / "
-                     f"{row['accepted_p99_ms']} | {row['refused_share']} | {row['refused_p50_ms']} | {row['rss_mb']} |")
+        lines.append(f"| {factor} capacity | {row['offered_per_s']:g} req/s (open loop, {CAPACITY_PER_S * int(factor[:-1]):g} planned) | {row['accepted_per_s']} | "
+                     f"{row['accepted_p50_ms']} / {row['accepted_p99_ms']} | {row['refused_share']} | {row['refused_p50_ms']} | {row['rss_mb']} |")
+    for factor, row in results["retry_storm"].items():
+        lines.append(f"| {factor} clients | {SATURATION * int(factor[:-1])} closed-loop clients, retry after 10 ms | {row['accepted_per_s']} | "
+                     f"{row['accepted_p50_ms']} / {row['accepted_p99_ms']} | {row['refused_share']} | {row['refused_p50_ms']} | {row['rss_mb']} |")
     promise = results["promise"]
     lines += ["", f"Unloaded (1 client): accepted p50 / p99 {results['unloaded']['accepted_p50_ms']} / {results['unloaded']['accepted_p99_ms']} ms. "
               f"Promise at 4x: accepted p99 {promise['accepted_p99_at_4x_ms']} ms vs bound {promise['bound_ms']} ms "
