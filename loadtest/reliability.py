@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import tempfile
 import time
 from pathlib import Path

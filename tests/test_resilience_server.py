@@ -91,6 +91,20 @@ def replica_pids(server, deployment: str) -> list[int]:
     return [p.pid for p in tree if f"ServeReplica:streamserve:{deployment}" in " ".join(p.cmdline())]
 
 
+def kill_under_load(pid: int, loops, stop: threading.Event) -> None:
+    """Run the client loops, SIGKILL `pid` two seconds in, stop the clients three seconds later: every call ended."""
+    threads = [threading.Thread(target=loop) for loop in loops]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(3)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a request hung past its deadline"
+
+
 def test_killed_replica_mid_load_every_request_ends_and_serving_resumes(server):
     (pid,) = replica_pids(server, "pool_jobs")  # slow_identity_dedicated runs in the jobs pool
     outcomes, stop = [], threading.Event()
@@ -108,16 +122,7 @@ def test_killed_replica_mid_load_every_request_ends_and_serving_resumes(server):
                 outcomes.append((str(e.status()) + " " + str(e.message()), time.perf_counter() - started))
         client.close()
 
-    threads = [threading.Thread(target=client_loop) for _ in range(6)]
-    for t in threads:
-        t.start()
-    time.sleep(2)
-    os.kill(pid, signal.SIGKILL)
-    time.sleep(3)
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a request hung past its deadline"
+    kill_under_load(pid, [client_loop] * 6, stop)
     failures = [o for o, _ in outcomes if o != "ok"]
     # In-flight requests on the dead replica end with a clear, retryable error, never a hang or a 500.
     assert all("UNAVAILABLE" in f or "RESOURCE_EXHAUSTED" in f or "DEADLINE" in f for f in failures), failures[:5]
@@ -190,16 +195,7 @@ def test_killed_ingress_mid_load_every_request_ends_and_serving_resumes_on_the_s
                 except httpx.HTTPError:
                     time.sleep(0.2)
 
-    threads = [threading.Thread(target=client_loop) for _ in range(4)] + [threading.Thread(target=http_loop) for _ in range(4)]
-    for t in threads:
-        t.start()
-    time.sleep(2)
-    os.kill(pid, signal.SIGKILL)
-    time.sleep(3)
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a request hung past its deadline"
+    kill_under_load(pid, [client_loop] * 4 + [http_loop] * 4, stop)
     assert "ok" in outcomes
     failures = [o for o in outcomes if o != "ok"]
     assert failures and all("UNAVAILABLE" in f or "RESOURCE_EXHAUSTED" in f for f in failures), failures[:5]

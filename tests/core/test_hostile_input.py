@@ -5,7 +5,6 @@ import asyncio
 import tracemalloc
 
 import grpc
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 

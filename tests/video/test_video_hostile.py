@@ -20,6 +20,7 @@ from models.video.decode import CODECS, PIXEL_FORMATS, Limits, VideoError, iter_
 from models.video.serving import VideoArtifactsHandler
 from serve.errors import InvalidInput
 from serve.model import ModelWorker
+from tests.video.test_video_serving import collect, video
 
 
 def jpeg(w, h, seed=0):
@@ -103,16 +104,6 @@ def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("video_repo_hostile")
     build(root)
     return root
-
-
-def collect(worker, inputs):
-    async def go():
-        return [r async for r in worker.stream(inputs)]
-    return asyncio.run(go())
-
-
-def video(b):
-    return {"VIDEO": np.array([b], dtype=object)}
 
 
 def test_served_stream_refuses_the_size_change_without_analysing_it(repo, switch_1080):
