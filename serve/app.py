@@ -94,7 +94,7 @@ class Ingress(GRPCInferenceServicer):
         local: list[str] | tuple = (),
     ):
         settings = ServerSettings()  # the token and limits come from the environment, never the config file
-        self.pool = ModelPool(repository, local)
+        self.pool = ModelPool(repository, local, in_ingress=True)
         backends = {_split(key): RayModelBackend(handle, key) for key, handle in models.items()}
         backends |= {_split(key): worker for key, worker in self.pool.workers.items()}
         refusals = {_split(key): reason for key, reason in (refused or {}).items()}

@@ -37,7 +37,7 @@ class _Queued:
     item: Any
     rows: int
     arrived: float
-    deadline: float  # monotonic; inf without a timeout
+    deadline: float  # perf_counter time; inf without a timeout
     future: asyncio.Future = field(repr=False)
 
 
@@ -60,9 +60,6 @@ class DynamicBatcher:
         self.queue: deque[_Queued] = deque()
         self._arrived = asyncio.Event()
         self._workers: list[asyncio.Task] = []
-
-    def __len__(self) -> int:
-        return len(self.queue)
 
     async def submit(self, item, rows: int, timeout_s: float | None = None, admitted: bool = False):
         """`timeout_s`: the request's own queue timeout; `admitted`: already accepted (a rollout's later step), so
@@ -141,8 +138,3 @@ class DynamicBatcher:
 
     def _queued_rows(self) -> int:
         return sum(q.rows for q in self.queue if not q.future.done())
-
-    def close(self) -> None:
-        for task in self._workers:
-            task.cancel()
-        self._workers = []

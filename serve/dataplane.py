@@ -215,7 +215,7 @@ class DataPlane:
     def check_header(self, spec: ModelSpec, name: str, datatype: str, shape) -> None:
         """An input as the request declares it (name, datatype, shape), checked against the model before its data is
         decoded, so no allocation follows a declared shape the model would refuse anyway."""
-        declared = {t.name: t for t in spec.inputs}
+        declared = spec.input_by_name
         tensor = declared.get(name)
         if tensor is None:
             raise InvalidInput(f"model {spec.name!r}: unexpected input(s) [{name!r}]; expected {list(declared)}")
@@ -229,7 +229,7 @@ class DataPlane:
             raise InvalidInput(f"input {name!r}: batch size {shape[0]} must be between 1 and max_batch_size {spec.max_batch_size}")
 
     def validate(self, spec: ModelSpec, request: InferRequest) -> None:
-        declared = {t.name: t for t in spec.inputs}
+        declared = spec.input_by_name
         missing = [n for n, t in declared.items() if n not in request.inputs and not t.optional]
         unexpected = [n for n in request.inputs if n not in declared]
         if missing or unexpected:

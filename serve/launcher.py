@@ -129,7 +129,7 @@ def run(settings: ServerSettings, load_config, ready_file: str | None = None) ->
     if grpc_port != settings.grpc_port:
         from .tls import TlsTerminator
 
-        terminator = TlsTerminator(settings.grpc_port, grpc_port, settings.tls_certfile, settings.tls_keyfile).start()
+        terminator = TlsTerminator(settings.http_host, settings.grpc_port, grpc_port, settings.tls_certfile, settings.tls_keyfile).start()
     stop, reload = threading.Event(), threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: (stop.set(), reload.set()))
@@ -251,7 +251,7 @@ def banner(settings: ServerSettings, seconds: float) -> str:
         [
             f"streamserve ready in {seconds:.1f}s (Ctrl-C stops it)",
             f"  HTTP     {scheme}://{settings.http_host}:{settings.http_port}/v2  (KServe v2 REST)",
-            f"  gRPC     [::]:{settings.grpc_port}  inference.GRPCInferenceService ({auth}{tls})",
+            f"  gRPC     {settings.http_host if tls else '[::]'}:{settings.grpc_port}  inference.GRPCInferenceService ({auth}{tls})",
             f"  metrics  http://127.0.0.1:{settings.metrics_port}/metrics  (Prometheus)",
             f"  models   {Path(settings.repository).resolve()}",
         ]

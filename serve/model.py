@@ -194,14 +194,15 @@ class ModelWorker:
 
 class ModelPool:
     """The model versions one replica runs, each its own ModelWorker: the ingress's, or a deployment's (one version,
-    or a pool of several). Requests name the version as "model/version"."""
+    or a pool of several). Requests name the version as "model/version". `in_ingress`: the ingress is one replica, so
+    a model's instance_group count becomes batches run at once; a deployment has that many replicas instead."""
 
-    def __init__(self, repository: str, keys: list[str] | tuple = ()):
+    def __init__(self, repository: str, keys: list[str] | tuple = (), in_ingress: bool = False):
         self.workers: dict[str, ModelWorker] = {}
         for key in keys:
             name, version = key.rsplit("/", 1)
-            spec = load_model(Path(repository) / name)
-            self.workers[key] = ModelWorker(repository, name, int(version), instance_count=spec.instance_count)
+            instances = load_model(Path(repository) / name).instance_count if in_ingress else 1
+            self.workers[key] = ModelWorker(repository, name, int(version), instance_count=instances)
 
     async def infer(self, key: str, inputs: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, np.ndarray]:
         return await self.workers[key].infer(inputs, timeout_s)

@@ -151,6 +151,10 @@ class ModelSpec:
         return tuple(_tensor(t, optional=t.optional) for t in self.config.input)
 
     @cached_property
+    def input_by_name(self) -> dict[str, TensorSpec]:
+        return {t.name: t for t in self.inputs}
+
+    @cached_property
     def outputs(self) -> tuple[TensorSpec, ...]:
         return tuple(_tensor(t) for t in self.config.output)
 

@@ -13,7 +13,8 @@ class ServerSettings(BaseSettings):
     repository: str = "model_repository"
     """Folder of the model repository (Triton layout)."""
     http_host: str = "127.0.0.1"
-    """HTTP bind address. Loopback by default: exposing it is a deliberate choice."""
+    """HTTP bind address, and the gRPC TLS terminator's in TLS mode. Loopback by default: exposing the server is a
+    deliberate choice ("::" for every interface, IPv4 and IPv6)."""
     http_port: int = 8000
     grpc_port: int = 9000
     """Ray Serve's gRPC proxy binds every interface ([::]); see `auth_token`."""

@@ -7,7 +7,8 @@ pipes the decrypted HTTP/2 bytes to Serve over loopback. It parses nothing, so e
 127.0.0.1, so TLS mode requires the bearer token: the peer address can no longer tell who is local.
 In Kubernetes, terminate TLS at the ingress or load balancer instead (deploy/k8s/README.md).
 
-It listens on IPv6 and IPv4 alike (one dual-stack socket), gives a client `HANDSHAKE_TIMEOUT_S` to finish the TLS
+It listens where HTTP does (`STREAMSERVE_HTTP_HOST`: loopback unless exposing the server is chosen; "::" is every
+interface for IPv6 and IPv4 clients alike, one dual-stack socket), gives a client `HANDSHAKE_TIMEOUT_S` to finish the TLS
 handshake, closes a connection that moved no byte in either direction for `IDLE_TIMEOUT_S`, and holds at most
 `MAX_CONNECTIONS` at once (one more is closed at once): a client cannot pin the terminator's memory or sockets.
 """
@@ -33,26 +34,22 @@ def server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     return context
 
 
-def dual_stack_socket(port: int) -> socket.socket:
-    """A listening socket on [::]:port that also accepts IPv4 clients (as ::ffff:a.b.c.d); IPv4 only where the
-    machine has no IPv6."""
-    try:
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port. "::" (every interface) also accepts IPv4 clients, as ::ffff:a.b.c.d."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    if host == "::":
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        address = ("::", port)
-    except OSError:
-        sock, address = socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("0.0.0.0", port)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
+    sock.bind((host, port))
     sock.listen(256)
     sock.setblocking(False)
     return sock
 
 
 class TlsTerminator:
-    def __init__(self, port: int, target_port: int, certfile: str, keyfile: str,
+    def __init__(self, host: str, port: int, target_port: int, certfile: str, keyfile: str,
                  idle_timeout_s: float = IDLE_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS):
-        self.port, self.target_port = port, target_port
+        self.host, self.port, self.target_port = host, port, target_port
         self.idle_timeout_s, self.max_connections = idle_timeout_s, max_connections
         self.connections = 0
         self.context = server_context(certfile, keyfile)
@@ -71,8 +68,10 @@ class TlsTerminator:
     def stop(self) -> None:
         async def shutdown():
             self._server.close()
-            for task in asyncio.all_tasks() - {asyncio.current_task()}:  # open connections end with the terminator
+            connections = asyncio.all_tasks() - {asyncio.current_task()}  # open connections end with the terminator
+            for task in connections:
                 task.cancel()
+            await asyncio.gather(*connections, return_exceptions=True)
             self._loop.stop()
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
@@ -82,7 +81,7 @@ class TlsTerminator:
         asyncio.set_event_loop(self._loop)
         try:
             self._server = self._loop.run_until_complete(asyncio.start_server(
-                self._connection, sock=dual_stack_socket(self.port), ssl=self.context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S,
+                self._connection, sock=listening_socket(self.host, self.port), ssl=self.context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S,
             ))
         except BaseException as e:  # the port is taken, the key does not match the certificate, ...
             self._error = e

@@ -31,9 +31,9 @@ def echo_port():
     server.close()
 
 
-def terminator(tmp_path, echo_port, **options):
+def terminator(tmp_path, echo_port, host="::", **options):
     certfile, keyfile = self_signed_pair(tmp_path)
-    return TlsTerminator(free_loopback_port(), echo_port, str(certfile), str(keyfile), **options).start()
+    return TlsTerminator(host, free_loopback_port(), echo_port, str(certfile), str(keyfile), **options).start()
 
 
 def tls_connect(host: str, port: int) -> ssl.SSLSocket:
@@ -53,6 +53,18 @@ def test_ipv4_and_ipv6_clients_are_both_served(tmp_path, echo_port):
             with tls_connect(host, tls.port) as conn:
                 conn.sendall(b"ping " + host.encode())
                 assert conn.recv(100) == b"ping " + host.encode()
+    finally:
+        tls.stop()
+
+
+def test_the_default_loopback_host_serves_ipv4_loopback_only(tmp_path, echo_port):
+    tls = terminator(tmp_path, echo_port, host="127.0.0.1")
+    try:
+        with tls_connect("127.0.0.1", tls.port) as conn:
+            conn.sendall(b"x")
+            assert conn.recv(10) == b"x"
+        with pytest.raises(OSError):
+            tls_connect("::1", tls.port)
     finally:
         tls.stop()
 
