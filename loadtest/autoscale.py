@@ -17,7 +17,7 @@ import numpy as np
 import tritonclient.grpc.aio as grpc_aio
 from prometheus_client.parser import text_string_to_metric_families
 
-from .server import start_server, stop_server
+from serve.testing import start_server, stop_server
 
 MODEL, DEPLOYMENT = "heat1d", "heat1d_v1"
 POINTS, STEPS = 2000, 200

@@ -266,7 +266,7 @@ def main(argv=None) -> None:
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    from .server import start_server, stop_server
+    from serve.testing import start_server, stop_server
 
     if "ours" in args.servers:
         print("[bench] ours: python -m serve run (full repository)", flush=True)

@@ -14,7 +14,7 @@ users, 1.7M edges); 10 is ten times larger (101,990 users, 17M edges). Weights f
 (the served ones).
 
 With --served it also builds the graph family into a temp repository, starts the real server
-(loadtest/server.py) and drives `bot_detector` with single-id requests (a random hosted account each) from 1
+(serve/testing.py) and drives `bot_detector` with single-id requests (a random hosted account each) from 1
 and 32 concurrent tritonclient clients over HTTP and gRPC (closed loop): p50 / p99 per request beside the
 in-process figures of the hosted (scale 0.1) graph, which is the snapshot the replica serves.
 Prints a table last and writes loadtest/results/bench_graph.json.
@@ -43,13 +43,13 @@ def graph_for_scale(scale: float) -> dict:
 
 def served(duration_s: float) -> dict:
     """{protocol: {concurrency: cell}} for `bot_detector` through the real server (hosted snapshot)."""
-    from export.build import BUILDERS
+    from models.graph.export import build as build_graph
     from .bench import served as drive
-    from .server import start_server, stop_server
+    from serve.testing import start_server, stop_server
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-graph-"))
     repository = workdir / "repository"
-    BUILDERS["graph"](repository)
+    build_graph(repository)
     ids = np.load(repository / "bot_detector" / "1" / "graph.npz")["account_id"]
     rng = np.random.default_rng(1)
     server = start_server(repository, workdir)
@@ -79,7 +79,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
 
-    from export.graph import load_trained, model_files
+    from models.graph.export import load_trained, model_files
     from models.graph.serving import BotScorer, HostedGraph
 
     model, _ = load_trained()

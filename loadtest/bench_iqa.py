@@ -5,7 +5,7 @@ Images/s at batch (or concurrency) 1, 8, 32 for:
 - onnxruntime: the exported graph in this process on the same crops (model only);
 - handler: models/iqa/serving.py in this process — JPEG decode, resize, crops, ONNX Runtime — what a replica
   does per batch, without the server;
-- with --served: the real server (loadtest/server.py) driven by tritonclient over HTTP and gRPC, N concurrent
+- with --served: the real server (serve/testing.py) driven by tritonclient over HTTP and gRPC, N concurrent
   clients each sending one encoded JPEG per request (closed loop), so the dynamic batcher forms the batches.
 The workload is a test-split picture (motorcycle_left, 379×256 JPEG, quality 90). All on one intra-op thread
 (the replica's share on 2 cores). Prints the table and writes loadtest/results/bench_iqa.json. Served / in-process
@@ -49,9 +49,9 @@ def timed(fn, items_per_call: int, duration_s: float) -> dict:
 
 
 def in_process(model_dir: Path, jpeg: bytes, duration_s: float) -> dict:
-    from export.iqa import HANDLER, load_trained
+    from models.iqa.export import HANDLER, load_trained
     from models.iqa.model import ServedIQA
-    from serve.handler import handler_class
+    from serve.runtimes.python import handler_class
 
     handler = handler_class(HANDLER)(model_dir, {}, ["IMAGE", "IMAGE_RAW"], ["SCORE", "LEVEL_PROBS"], 1, "cpu")
     crops1 = handler.preprocess({"IMAGE": np.array([[jpeg]], dtype=object)})["CROPS"]  # [1, 4, 3, 64, 64]
@@ -84,7 +84,7 @@ async def served_cell(protocol: str, address: str, jpeg: bytes, concurrency: int
 
 
 def served(repository: Path, jpeg: bytes, duration_s: float) -> dict:
-    from .server import start_server, stop_server
+    from serve.testing import start_server, stop_server
 
     server = start_server(repository.resolve(), Path(tempfile.mkdtemp(prefix="bench-iqa-")))
     out = {}

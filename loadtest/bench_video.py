@@ -5,7 +5,7 @@
 - ffmpeg's `blockdetect,blurdetect` on the same clip (the imageio-ffmpeg binary, 1 thread and default threads).
 
 Frames per second count decoded (source) frames; real-time factor = clip duration / wall time (>= 1 is
-faster than real time). With --served, the same clip also goes through the real server (loadtest/server.py)
+faster than real time). With --served, the same clip also goes through the real server (serve/testing.py)
 as one gRPC stream (tritonclient), timed from the request to the first segment and to the SUMMARY response:
 the served / in-process ratio is the platform's cost on a streamed job.
 
@@ -35,7 +35,7 @@ def clip_bytes() -> tuple[bytes, dict]:
 
 
 def handler(repo: Path, sample_fps: float, threads: int):
-    from export.video import NAME
+    from models.video.export import NAME
     from models.video.serving import VideoArtifactsHandler
 
     return VideoArtifactsHandler(repo / NAME / "1", {"sample_fps": str(sample_fps)}, ["VIDEO"], [], threads, "cpu")
@@ -69,7 +69,7 @@ def served_stream(address: str, data: bytes) -> tuple[float, float, int]:
 
 def served(repo: Path, data: bytes, repeats: int) -> tuple[float, float, int]:
     """Best of `repeats` streamed clips through the real server: (first segment s, whole clip s, segments)."""
-    from .server import start_server, stop_server
+    from serve.testing import start_server, stop_server
 
     server = start_server(repo.resolve(), Path(tempfile.mkdtemp(prefix="bench-video-")))
     try:
@@ -98,7 +98,7 @@ def main(argv=None):
     repo = a.repository
     tmp = None
     if repo is None:
-        from export.video import build
+        from models.video.export import build
 
         tmp = tempfile.TemporaryDirectory()
         repo = Path(tmp.name)

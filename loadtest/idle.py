@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from .server import start_server, stop_server
+from serve.testing import start_server, stop_server
 
 REPORTS = Path(__file__).parent / "reports"
 

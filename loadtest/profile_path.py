@@ -21,7 +21,7 @@ import psutil
 
 from .bench import RAY_NICENESS, run_cell
 from .idle import cpu_seconds, tree
-from .server import start_server, stop_server
+from serve.testing import start_server, stop_server
 
 REPORTS = Path(__file__).parent / "reports"
 CATEGORIES = (  # (name, test on (function, file)); the first that matches the innermost frame wins

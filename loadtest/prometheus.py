@@ -1,7 +1,7 @@
 """A real Prometheus server scraping the platform during a load run: `python -m loadtest.prometheus`.
 
 Needs Debian's `prometheus` package (`apt-get install -y prometheus`; the binary at /usr/bin/prometheus,
-or pass --prometheus). Starts the platform (loadtest/server.py), writes a Prometheus config that scrapes
+or pass --prometheus). Starts the platform (serve/testing.py), writes a Prometheus config that scrapes
 its metrics port every 3 s (SCRAPE_S), starts `prometheus` on a free loopback port with its own TSDB in a temp
 dir, drives digits_cnn with a short locust run (gRPC users, steady), then queries Prometheus' HTTP API:
 
@@ -119,7 +119,7 @@ def run(binary: str, repository: Path, model: str = "digits_cnn", load_s: float 
         server=None, workdir: Path | None = None) -> dict:
     """Load the platform while Prometheus scrapes it; returns {query name: value} read back from Prometheus.
     Starts (and stops) its own server unless one is passed in."""
-    from .server import start_server, stop_server
+    from serve.testing import start_server, stop_server
     from .suite import run_locust, summarize
 
     workdir = workdir or Path(tempfile.mkdtemp(prefix="prom-"))

@@ -28,10 +28,10 @@ import httpx
 import numpy as np
 import psutil
 
-from export.build import build_examples
+from models.examples.export import build as build_examples
 
 from .bench import RAY_NICENESS
-from .server import start_server, stop_server
+from serve.testing import start_server, stop_server
 
 REPORTS = Path(__file__).parent / "reports"
 BODY = {"inputs": [{"name": "X", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]}

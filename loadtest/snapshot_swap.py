@@ -4,7 +4,7 @@
 
 Builds the graph family from the committed weights into a temp repository, starts the real server, and drives
 `bot_detector` from closed-loop gRPC clients. Each request asks for three accounts: one in both graphs, one only in
-the old graph, one only in the new. Meanwhile it installs a new graph of the hosted size (`export.graph.add_snapshot`)
+the old graph, one only in the new. Meanwhile it installs a new graph of the hosted size (`models.graph.export.add_snapshot`)
 and runs `python -m serve reload`. Every answer is classified old (old-only found, new-only not), new (the reverse)
 or mixed (a request answered from two snapshots: must never happen). Reports errors, when the new graph started
 answering, and latency before / during / after the swap; writes loadtest/results/snapshot_swap.json.
@@ -111,14 +111,14 @@ def main(argv=None) -> None:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--settle", type=float, default=5.0, help="seconds of load before the install and after the reload")
     a = p.parse_args(argv)
-    from export.build import BUILDERS
-    from export.graph import add_snapshot
+    from models.graph.export import build as build_graph
+    from models.graph.export import add_snapshot
 
-    from .server import start_server, stop_server
+    from serve.testing import start_server, stop_server
 
     workdir = Path(tempfile.mkdtemp(prefix="snapshot-swap-"))
     repository = workdir / "repository"
-    BUILDERS["graph"](repository)
+    build_graph(repository)
     old_ids = np.load(repository / "bot_detector" / "1" / "graph.npz")["account_id"]
     new_ids = new_graph(old_ids, workdir / "new.npz")
     ids = (int(old_ids[0]), int(old_ids[-1]), int(new_ids[-1]))

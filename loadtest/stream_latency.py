@@ -17,7 +17,7 @@ import tritonclient.grpc as grpcclient
 from serve.repository import load_model
 from serve.runtimes import load_runtime
 
-from .server import start_server, stop_server
+from serve.testing import start_server, stop_server
 
 
 def window_for(model: str, grid: int) -> np.ndarray:

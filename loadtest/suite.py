@@ -1,6 +1,6 @@
 """The load-test suite, one command: `python -m loadtest.suite [--short] [--models digits_cnn simple ...]`.
 
-Starts the real server (loadtest/server.py), then for every endpoint in loadtest/locust/scenarios.py that
+Starts the real server (serve/testing.py), then for every endpoint in loadtest/locust/scenarios.py that
 the repository holds, runs headless locust scenarios (HTTP users via tritonclient.http, gRPC users via
 tritonclient.grpc, decoupled models over gRPC streams; all to 127.0.0.1):
 
@@ -212,7 +212,7 @@ def in_process_baselines(repository: Path, models: list[str], duration_s: float)
 
 def run(plan: Plan, repository: Path, out: Path, workdir: Path) -> dict:
     from .naive_server import start_naive, stop_naive
-    from .server import start_server, stop_server
+    from serve.testing import start_server, stop_server
 
     models = available(repository, plan.models or None)
     skipped = [m for m in (plan.models or SCENARIOS) if m not in models]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import build_serve_config, write_serve_config
+from .serve_config import build_serve_config, write_serve_config
 from .errors import RepositoryError
 from .private_files import UnsafeFile, read_private
 from .settings import ServerSettings

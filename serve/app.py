@@ -1,5 +1,5 @@
 """The Ray Serve application: one ingress (HTTP + gRPC adapters over the data plane) that also runs the
-models placed in it, and a deployment for the model versions that need one, alone or pooled (`serve.config`).
+models placed in it, and a deployment for the model versions that need one, alone or pooled (`serve.serve_config`).
 `serve.app:build_app` is the import path in the Serve config.
 """
 from pathlib import Path
@@ -10,11 +10,11 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle
 
 from .admission import admit
-from .config import INGRESS_NAME, deployment_options, hosted, ingress_options
+from .serve_config import INGRESS_NAME, deployment_options, hosted, ingress_options
 from .dataplane import DataPlane
 from .errors import ModelNotReady, Overloaded
 from .grpc_servicer import GRPCInferenceServicer
-from .model import ModelPool
+from .replica import ModelPool
 from .repository import ModelRepository
 from . import rest
 from .settings import ServerSettings
@@ -25,7 +25,7 @@ def _rebindable_http_port() -> None:
     HTTP clients connected, the kernel keeps its side of those connections in TIME_WAIT for a minute, the replacement's
     bind fails, and Serve then blocks that port for good: HTTP would never come back on the public port. Binding with
     Serve's own reuse option (SO_REUSEADDR and SO_REUSEPORT) lets the replacement listen at once; each ingress replica
-    still gets its own port from Serve. `tests/test_resilience_server.py` kills the ingress under HTTP load."""
+    still gets its own port from Serve. `tests/serve/test_resilience_server.py` kills the ingress under HTTP load."""
     from ray.serve._private import replica
 
     original = replica.start_asgi_http_server

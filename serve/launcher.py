@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from .config import INGRESS_NAME, deployment_name
+from .serve_config import INGRESS_NAME, deployment_name
 from .private_files import UnsafeFile, private_dir, write_private
 from .settings import ServerSettings
 

@@ -31,7 +31,7 @@ MC = model_config_pb2.ModelConfig
 RUNTIMES = {
     "onnxruntime_onnx": ("onnxruntime", "model.onnx"),
     "pytorch_libtorch": ("pytorch", "model.pt"),
-    "python": ("python", ""),  # a handler from `models.` (serve/handler.py); the version folder holds its data
+    "python": ("python", ""),  # a handler from `models.` (serve/runtimes/python.py); the version folder holds its data
 }
 _PLATFORM_OF_BACKEND = {backend: platform for platform, (backend, _) in RUNTIMES.items()}
 CARD_FILES = ("card.md", "card.json")
@@ -172,7 +172,7 @@ class ModelSpec:
     def snapshot_state(self) -> dict[str, str] | None:
         """The served snapshot as the deployment's `user_config`: naming another file is a lightweight Serve update
         (ModelWorker.reconfigure), not a restart. Snapshot files are immutable; a new one gets a new name
-        (`export.graph.add_snapshot` names them by content)."""
+        (`models.graph.export.add_snapshot` names them by content)."""
         return {"snapshot": self.snapshot} if self.snapshot else None
 
     @cached_property

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.server import start_server, stop_server
+from serve.testing import start_server, stop_server
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Render the Kubernetes manifests of deploy/k8s/ from the model repository: `python deploy/k8s/generate.py`.
 
-The RayService embeds, as `serveConfigV2`, the Serve config `make serve` runs (`serve.config.build_serve_config`),
+The RayService embeds, as `serveConfigV2`, the Serve config `make serve` runs (`serve.serve_config.build_serve_config`),
 pointed at the volume mount and listening on all interfaces of the pod. Everything else (cluster shape,
 environment, volumes, monitoring) is written here once, so the committed YAML is output, never hand-edited:
 tests/deploy/ re-renders it and fails if a byte differs.
@@ -20,7 +20,7 @@ ROOT = HERE.parents[1]
 # shadow ours; the root goes first, as it does for `python -m serve`.
 sys.path.insert(0, str(ROOT))
 
-from serve.config import build_serve_config  # noqa: E402
+from serve.serve_config import build_serve_config  # noqa: E402
 from serve.settings import ServerSettings  # noqa: E402
 NAME = "streamserve"
 RAY_VERSION = "2.60.0"

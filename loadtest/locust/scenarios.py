@@ -79,8 +79,8 @@ def _png() -> bytes:
 
 @lru_cache(maxsize=1)
 def _account_ids() -> np.ndarray:
-    # The hosted snapshot is the training graph, regenerated from its seed and scale (export/graph.py).
-    from export.graph import hosted_graph, load_trained
+    # The hosted snapshot is the training graph, regenerated from its seed and scale (models/graph/export.py).
+    from models.graph.export import hosted_graph, load_trained
 
     return np.asarray(hosted_graph(load_trained()[1])["account_id"][:256], np.int64)
 

@@ -76,7 +76,7 @@ def make_pairs(split: str, n: int, seed: int = 0) -> dict:
 
 
 def tokenize(texts: list[str], max_len: int) -> np.ndarray:
-    """The Python reference of the in-graph tokeniser (export/caption.py): ASCII lower-case, split on runs of
+    """The Python reference of the in-graph tokeniser (models/augment/export.py): ASCII lower-case, split on runs of
     spaces (only ' '; tabs and newlines stay inside a word), map words to VOCAB ids (unknown -> 1), pad with 0
     and cut to ``max_len``. Returns int64 ``[len(texts), max_len]``."""
     index = {w: i for i, w in enumerate(VOCAB)}

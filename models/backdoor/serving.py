@@ -19,7 +19,7 @@ from contextlib import closing
 import numpy as np
 
 from serve.errors import InvalidInput, Overloaded, RepositoryError
-from serve.handler import ModelHandler
+from serve.runtimes.python import ModelHandler
 
 from .jobs import Limits, run_scan
 from .onnx_guard import MAX_BYTES, Refused, check, image_shape

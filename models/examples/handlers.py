@@ -1,4 +1,4 @@
-"""Three small python-backend models that prove the handler interface (serve/handler.py) end to end:
+"""Three small python-backend models that prove the handler interface (serve/runtimes/python.py) end to end:
 
 - `byte_length`: per-request preprocessing (an empty element is refused alone), batched `infer`, and
   content telemetry (a histogram of the lengths served);
@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from serve.errors import InvalidInput
-from serve.handler import ModelHandler
+from serve.runtimes.python import ModelHandler
 
 
 class ByteLengthHandler(ModelHandler):
@@ -134,5 +134,5 @@ MODELS = {
 CARD = """# {name}
 
 A platform example for python-backend handlers (`models/examples/handlers.py`); no training, no data.
-Tested in `tests/core/test_handlers.py` and through tritonclient in `tests/test_server.py`.
+Tested in `tests/serve/test_handlers.py` and through tritonclient in `tests/serve/test_server.py`.
 """

@@ -42,7 +42,7 @@ rollouts are batched step by step (max_batch_size 8 rows).
 
 - Data / training: none; the graph is written by `models/examples/heat1d.py` (`make repository`).
 - Check: the stream equals `reference_rollout` (numpy) to float32 precision and conserves the sum of U,
-  in `tests/test_server.py`.
+  in `tests/serve/test_server.py`.
 """
 
 

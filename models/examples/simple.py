@@ -29,7 +29,7 @@ Triton's `simple` example model, as an ONNX graph of two ops: `OUTPUT0 = INPUT0 
 `OUTPUT1 = INPUT0 - INPUT1`, INT32 tensors of shape [batch, 16], max_batch_size 8.
 
 - Data / training: none; the graph is written by `models/examples/simple.py` (`make repository`).
-- Metric: exact integer arithmetic, checked against numpy in `tests/test_server.py`.
+- Metric: exact integer arithmetic, checked against numpy in `tests/serve/test_server.py`.
 """
 
 

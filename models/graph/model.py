@@ -13,7 +13,7 @@ tasks at once (half the CPU) and pick each head's epoch on its own validation sc
   semantic attention over the relations.
 
 :class:`ServedBotRGCN` is BotRGCN re-written without PyG, with ops ONNX can express (Gather, MatMul,
-ScatterElements-add): :meth:`ServedBotRGCN.from_botrgcn` copies the trained weights and export/graph.py
+ScatterElements-add): :meth:`ServedBotRGCN.from_botrgcn` copies the trained weights and models/graph/export.py
 checks parity. It is split in two graphs: the per-node ``encoder`` (no edges) and the relational ``gnn``,
 so a replica hosting a graph snapshot encodes every account once and a query only runs the ``gnn`` over
 the query's 2-hop computation subgraph.

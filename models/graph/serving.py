@@ -1,7 +1,7 @@
 """Serving handlers of the graph family: `bot_detector`, `bot_detector_subgraph`, `account_clusters`,
 `account_cluster_members`, `account_clusters_job`.
 
-The served bot model is BotRGCN in three pieces (see export/graph.py for why):
+The served bot model is BotRGCN in three pieces (see models/graph/export.py for why):
 - `encoder.onnx`: the per-node input block, x [N, 788] -> h0 [N, H] (ONNX Runtime);
 - two relational layers in numpy / scipy (`gnn.npz`: per-relation weights W_r, root, bias): mean over each
   relation's incoming neighbours as one sparse matmul — ONNX's ScatterElements-add was both slower (12 s on
@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from serve.errors import InvalidInput, Overloaded, RepositoryError
-from serve.handler import ModelHandler
+from serve.runtimes.python import ModelHandler
 from serve.runtimes.onnx import OnnxRuntime
 
 N_FEATURES, N_RELATIONS = 788, 7
@@ -370,7 +370,7 @@ class ClusterJobHandler(ModelHandler):
         try:
             yield _status(0.0, {"state": "started", "nodes": len(x), "edges": int(ei.shape[1]), "clusters": k, "epochs": cfg.epochs})
             while (event := events.get()) is not None:
-                # A response every epoch: a client that leaves is noticed at the next one (serve/model.py closes
+                # A response every epoch: a client that leaves is noticed at the next one (serve/replica.py closes
                 # this generator after the step in progress), so each step stays short.
                 e, total, loss = event
                 yield _status(0.95 * e / total, {"state": "training", "epoch": e, "of": total, "loss": round(loss, 5)})

@@ -8,7 +8,7 @@ trunk, two heads, losses summed). What we change for a shared 2-core CPU, and sa
 (MGTAB: 256), 50 epochs at lr 1e-2 (MGTAB: 200 at 1e-3), and the graph's edge counts scaled by
 `--edge-scale` (0.1: 170k edges, mean in-degree 17; MGTAB's full counts are 1.7M).
 
-``--save`` writes weights/botrgcn.safetensors + .json (config, metrics, graph config): what export/graph.py serves.
+``--save`` writes weights/botrgcn.safetensors + .json (config, metrics, graph config): what models/graph/export.py serves.
 The hosted graph is regenerated from the recorded graph config (the generator is deterministic).
 """
 import argparse

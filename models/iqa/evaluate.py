@@ -3,7 +3,7 @@
 1. Backbone cost: one forward+backward of PMT-IQA (batch 32, 64×64 crops, 1 thread) with ResNet-18 and ResNet-50,
    at torchvision's width (64) and at width 16 -> report/backbone_timing.json (the choice in the card).
 2. For each seed: PMT-IQA "progressive multi-task" and the "plain regression" ablation (models/iqa/train.py),
-   each selected on validation; the progressive seed-0 weights are saved (served by export/iqa.py).
+   each selected on validation; the progressive seed-0 weights are saved (served by models/iqa/export.py).
 3. Test split (references never seen in training or selection): SRCC / PLCC against pseudo-MOS, and the
    within-group severity SRCC (same reference and distortion, five levels: ground truth by construction),
    overall and per distortion type. Classical no-reference baseline on the same images:

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from serve.errors import InvalidInput
-from serve.handler import ModelHandler
+from serve.runtimes.python import ModelHandler
 from serve.runtimes.onnx import OnnxRuntime
 
 from .crops import CROP, fixed_crops

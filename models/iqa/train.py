@@ -7,7 +7,7 @@
 horizontal flips) from the training images, each labelled with its image's pseudo-MOS. After every epoch the
 model is scored on the **validation** references (mean score over the 4 fixed crops of each image, SRCC
 against pseudo-MOS); the best epoch's weights are kept — the test split is never looked at here.
-``--save`` writes weights/pmt_iqa_<mode>_seed<seed>.safetensors (+ .json), which export/iqa.py serves.
+``--save`` writes weights/pmt_iqa_<mode>_seed<seed>.safetensors (+ .json), which models/iqa/export.py serves.
 """
 import argparse
 import json

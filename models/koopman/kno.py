@@ -6,7 +6,7 @@ point" of the paper is a 1×1 convolution, and nothing depends on the grid size.
 
 The complex spectral weights are stored as two real tensors and multiplied in real arithmetic
 between ``rfft`` and ``irfft``: the ONNX (dynamo) exporter handles the FFTs but not complex
-parameters or complex ``einsum`` (see ``export/koopman.py``).
+parameters or complex ``einsum`` (see ``models/koopman/export.py``).
 """
 import torch
 from torch import nn

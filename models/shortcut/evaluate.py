@@ -1,7 +1,7 @@
 """Every number in models/shortcut/report: `python -m models.shortcut.evaluate [--seeds 0 1 2 3 4]`.
 
 For each shortcut kind and seed, runs models/shortcut/train.py (Chroma-VAE stage 1 + 2, and ERM), saves the
-seed-0 weights (served by export/shortcut.py), and writes report/results.json, report/results.md (mean ± std
+seed-0 weights (served by models/shortcut/export.py), and writes report/results.json, report/results.md (mean ± std
 over seeds of test average and worst-group accuracy, each model chosen on validation) and report/traversal_<kind>.png
 (decodings while z1 sweeps its training range, z2 held at a test image's posterior mean).
 """

@@ -6,7 +6,7 @@ Stage 1 trains :class:`ChromaVAE` (fixed epochs, no selection). Stage 2 fits, on
 of the training images, a kNN vote (k in K_GRID) and a logistic-regression probe (C in C_GRID). Every choice
 (k, C, and the ERM epoch) is made on the *validation* split, drawn like train (90 % shortcut agreement), by
 worst-group accuracy over its four (label, attribute) groups; test is scored once, at the chosen setting.
-``--save`` writes weights/chroma_<kind>_seed<seed>.safetensors (+ .json) which export/shortcut.py serves.
+``--save`` writes weights/chroma_<kind>_seed<seed>.safetensors (+ .json) which models/shortcut/export.py serves.
 """
 import argparse
 import json

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from serve.errors import InvalidInput
-from serve.handler import ModelHandler
+from serve.runtimes.python import ModelHandler
 from serve.runtimes.onnx import OnnxRuntime
 
 from .decode import Limits, VideoError, iter_frames, probe

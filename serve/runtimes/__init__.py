@@ -1,7 +1,7 @@
 """Runtimes run one model on arrays; they know nothing of protocols, batching or Ray.
 
 `load_runtime` picks the runtime by the model's platform in config.pbtxt: ONNX Runtime, TorchScript,
-or a model family's handler (serve/handler.py) for `backend: "python"`.
+or a model family's handler (serve/runtimes/python.py) for `backend: "python"`.
 """
 from .base import Runtime
 
@@ -17,7 +17,7 @@ def load_runtime(spec, version: int, input_names, output_names, num_threads: int
 
         return TorchScriptRuntime(model_file, input_names, output_names, num_threads, device)
     if spec.platform == "python":
-        from ..handler import handler_class
+        from .python import handler_class
 
         return handler_class(spec.handler)(model_file, spec.params, input_names, output_names, num_threads, device)
     raise ValueError(f"no runtime for platform {spec.platform!r}")

@@ -10,7 +10,7 @@ from unittest import mock
 import pytest
 import yaml
 
-from serve.config import build_serve_config
+from serve.serve_config import build_serve_config
 from serve.settings import ServerSettings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,163 @@
+"""A 40-step NS rollout: the exported KNO against our solver at the resolution and time step it needs for the
+same accuracy, with the KNO's error beside it, in one run:
+
+    python -m loadtest.bench_koopman [--count 4] [--served] [--json models/koopman/report/bench.json]
+
+1. The KNO as served (``kno_ns2d`` from the model repository, its own runtime, one thread, batch 1): time per
+   40-step rollout from the first 10 test frames, and its relative L2 against the test solution (128², dt 5e-3,
+   subsampled to 64²) over the first 10 steps and over all 40.
+2. Our solver from the same state (the test solution at t = 10, spectrally truncated to n²) on a ladder of grids
+   and time steps, each scored the same way (its field spectrally interpolated to 64²) and timed at batch 1.
+3. The cheapest solver setting at least as accurate as the KNO over the first 10 steps, and over 40: the speed
+   ratio is solver time / KNO time at equal accuracy (the issue's goal: ≥ 100× at < 5 % error over 10 steps).
+4. With ``--served``: the same rollout through the real server (one gRPC ``ModelStreamInfer``), time to the first
+   streamed step and to the last (goal: first step within 50 ms).
+"""
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.koopman import data, solvers
+
+REPORT = Path(__file__).resolve().parents[1] / "models" / "koopman" / "report" / "bench.json"
+LADDER = [(8, 0.1), (8, 0.05), (16, 0.1), (16, 0.05), (16, 0.025), (32, 0.05), (32, 0.025), (32, 0.0125), (64, 0.025), (64, 0.0125), (64, 0.01)]
+
+
+def resample(field: torch.Tensor, n: int) -> torch.Tensor:
+    """Spectral resampling of ``[..., m, m]`` periodic fields to n × n: truncation (n < m) or zero padding."""
+    m = field.shape[-1]
+    if n == m:
+        return field
+    spectrum = torch.fft.fft2(field.to(torch.float64))
+    k = min(n, m) // 2
+    out = torch.zeros(*field.shape[:-2], n, n, dtype=spectrum.dtype)
+    for rows_in, rows_out in ((slice(0, k), slice(0, k)), (slice(-k, None), slice(-k, None))):
+        out[..., rows_out, :k] = spectrum[..., rows_in, :k]
+        out[..., rows_out, -k:] = spectrum[..., rows_in, -k:]
+    return torch.fft.ifft2(out).real * (n * n) / (m * m)
+
+
+def relative_l2(pred: torch.Tensor, true: torch.Tensor) -> np.ndarray:
+    """Per step, mean over trajectories: ``[N, T, X, Y] -> [T]``."""
+    return ((pred - true).pow(2).sum((-2, -1)).sqrt() / true.pow(2).sum((-2, -1)).sqrt()).mean(0).numpy()
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    result = fn()  # warm-up, and the answer that is scored
+    started = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - started) / repeats, result
+
+
+def kno_rollouts(repository: Path, windows: np.ndarray, steps: int, repeats: int) -> tuple[float, torch.Tensor, str]:
+    """Seconds per batch-1 rollout (mean over trajectories) and the predicted frames, through the served runtime."""
+    from loadtest.stream_latency import step_runtime
+    from serve.repository import load_model
+
+    spec, runtime = load_model(repository / "kno_ns2d"), step_runtime(repository, "kno_ns2d")
+
+    def rollout(window):
+        frames = []
+        for _ in range(steps):
+            out = runtime.infer({"WINDOW": window})
+            frames.append(out["FRAMES"])
+            window = out["WINDOW_NEXT"]
+        return np.concatenate(frames, axis=1)
+
+    seconds, predictions = [], []
+    for w in windows:
+        s, pred = timed(lambda: rollout(w[None]), repeats)
+        seconds.append(s)
+        predictions.append(pred[0])
+    return float(np.mean(seconds)), torch.from_numpy(np.stack(predictions)), f"{spec.platform} ({type(runtime).__name__})"
+
+
+def solver_rollouts(start: torch.Tensor, n: int, dt: float, steps: int, repeats: int, grid: int) -> tuple[float, torch.Tensor]:
+    """Seconds per batch-1 solve from ``start`` at n², dt, and its frames resampled to the scoring grid."""
+    w0 = resample(start, n)
+    seconds, frames = [], []
+    for w in w0:
+        s, out = timed(lambda: solvers.ns_solve(w[None], data.NS["nu"], float(steps), dt, record_every=1.0), repeats)
+        seconds.append(s)
+        frames.append(resample(out[0], grid).float())
+    return float(np.mean(seconds)), torch.stack(frames)
+
+
+def served_rollout(repository: Path, window: np.ndarray, steps: int) -> list[float]:
+    from serve.testing import start_server, stop_server
+    from loadtest.stream_latency import served
+
+    server = start_server(repository.resolve(), Path(tempfile.mkdtemp(prefix="kno-bench-")))
+    try:
+        served(server.grpc, "kno_ns2d", window, 3)  # warm-up: replica loaded, first batch run
+        return served(server.grpc, "kno_ns2d", window, steps)
+    finally:
+        stop_server(server.process)
+
+
+def main(argv=None) -> None:
+    torch.set_num_threads(1)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--count", type=int, default=4, help="test trajectories")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--served", action="store_true", help="also time the rollout through the real server")
+    parser.add_argument("--json", type=Path, default=REPORT)
+    args = parser.parse_args(argv)
+    steps, t_in = 40, data.NS["t_in"]
+    test = data.load("ns", "test", 64)[: args.count]                 # [N, 50, 64, 64], from the 128² solve
+    truth = test[:, t_in : t_in + steps]
+    start = data.load("ns", "test")[: args.count, t_in - 1]          # t = 10 at 128²: the solver's initial state
+
+    kno_seconds, kno_pred, runtime = kno_rollouts(args.repository, test[:, :t_in].numpy(), steps, args.repeats)
+    kno_err = relative_l2(kno_pred, truth)
+    rows = [{"method": f"KNO, served model ({runtime})", "grid": 64, "dt": None, "seconds": kno_seconds,
+             "err10": float(kno_err[:10].mean()), "err40": float(kno_err.mean())}]
+    print(f"KNO: {kno_seconds:.3f} s per rollout, rel. L2 {rows[0]['err10']:.4f} (10 steps) / {rows[0]['err40']:.4f} (40)", flush=True)
+    for n, dt in LADDER:
+        seconds, pred = solver_rollouts(start, n, dt, steps, args.repeats, truth.shape[-1])
+        err = relative_l2(pred, truth)
+        ok = bool(np.isfinite(err).all())
+        rows.append({"method": "solver", "grid": n, "dt": dt, "seconds": seconds,
+                     "err10": float(err[:10].mean()) if ok else None, "err40": float(err.mean()) if ok else None})
+        print(f"solver {n}² dt {dt}: {seconds:.3f} s, rel. L2 {rows[-1]['err10']} (10) / {rows[-1]['err40']} (40)", flush=True)
+
+    kno = rows[0]
+    matches = {}
+    for horizon in ("err10", "err40"):
+        fits = [r for r in rows[1:] if r[horizon] is not None and r[horizon] <= kno[horizon]]
+        best = min(fits, key=lambda r: r["seconds"]) if fits else None
+        matches[horizon] = None if best is None else {"grid": best["grid"], "dt": best["dt"], "seconds": best["seconds"],
+                                                      "error": best[horizon], "speedup": best["seconds"] / kno["seconds"]}
+    report = {"command": "python -m loadtest.bench_koopman" + (" --served" if args.served else ""), "trajectories": args.count,
+              "threads": 1, "batch": 1, "rows": rows, "equal_accuracy": matches}
+    if args.served:
+        arrivals = served_rollout(args.repository, test[:1, :t_in].numpy(), steps)
+        report["served"] = {"first_step_s": arrivals[0], "rollout_s": arrivals[-1],
+                            "per_step_s": (arrivals[-1] - arrivals[0]) / (len(arrivals) - 1)}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+    print(f"\n40-step NS rollout, batch 1, one thread; rel. L2 against the 128² test solution ({args.count} trajectories)\n")
+    print("| method | grid | dt | s / rollout | rel. L2, steps 1-10 | rel. L2, steps 1-40 |\n|---|---|---|---|---|---|")
+    for r in rows:
+        fmt = lambda v: "unstable" if v is None else f"{v:.4f}"  # noqa: E731
+        print(f"| {r['method']} | {r['grid']}² | {r['dt'] or '–'} | {r['seconds']:.3f} | {fmt(r['err10'])} | {fmt(r['err40'])} |")
+    for horizon, label in (("err10", "10 steps"), ("err40", "40 steps")):
+        m = matches[horizon]
+        print(f"equal accuracy over {label}: " + ("no solver setting on the ladder is as accurate" if m is None else
+              f"solver {m['grid']}², dt {m['dt']} ({m['error']:.4f}) takes {m['seconds']:.3f} s = {m['speedup']:.1f}× the KNO's time"))
+    if args.served:
+        s = report["served"]
+        print(f"served (gRPC stream): first step {s['first_step_s'] * 1e3:.0f} ms, {s['per_step_s'] * 1e3:.0f} ms per step, "
+              f"whole rollout {s['rollout_s']:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

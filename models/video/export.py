@@ -1,0 +1,140 @@
+"""Export SSTAM as `video_artifacts` (whole file in, segments streamed out) and `video_artifacts_segments`
+(client-sent segments over one sequence). Both are python-backend models whose version folder holds
+block_cnn.onnx (any frame size, sides multiples of 16), timesformer.onnx and sstam.json (pooling weights,
+training metadata); the handlers are models.video.serving. Built from the committed weights
+(models/video/weights/sstam.safetensors); if missing, `python -m models.video.train` runs first (~15 min).
+"""
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from models.video.pipeline import ARTIFACTS, CLIP, GRID
+
+from export.onnx_export import MAX_IR_VERSION, check_parity
+
+NAME, SEQ_NAME = "video_artifacts", "video_artifacts_segments"
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "models" / "video" / "report" / "results.md"
+BUCKETS = ",".join(f"{x / 10:.1f}" for x in range(11))
+TELEMETRY = f"""parameters {{ key: "output_histogram.INTENSITIES" value {{ string_value: "{BUCKETS}" }} }}
+parameters {{ key: "output_labels.INTENSITIES" value {{ string_value: "{','.join(ARTIFACTS)}" }} }}
+parameters {{ key: "output_histogram.QUALITY" value {{ string_value: "{BUCKETS}" }} }}
+parameters {{ key: "sample_fps" value {{ string_value: "12.5" }} }}
+parameters {{ key: "max_width" value {{ string_value: "1920" }} }}
+parameters {{ key: "max_height" value {{ string_value: "1088" }} }}
+parameters {{ key: "max_seconds" value {{ string_value: "600" }} }}
+parameters {{ key: "max_bytes" value {{ string_value: "268435456" }} }}
+parameters {{ key: "saliency" value {{ string_value: "sstam" }} }}"""
+
+CONFIG = f"""
+name: "{NAME}"
+backend: "python"
+max_batch_size: 0
+input [ {{ name: "VIDEO" data_type: TYPE_STRING dims: [ 1 ] }} ]
+output [
+  {{ name: "SEGMENT_INDEX" data_type: TYPE_INT64 dims: [ 1 ] }},
+  {{ name: "SEGMENT_START_S" data_type: TYPE_FP32 dims: [ 1 ] }},
+  {{ name: "SEGMENT_END_S" data_type: TYPE_FP32 dims: [ 1 ] }},
+  {{ name: "INTENSITIES" data_type: TYPE_FP32 dims: [ 6 ] }},
+  {{ name: "QUALITY" data_type: TYPE_FP32 dims: [ 1 ] }},
+  {{ name: "SUMMARY" data_type: TYPE_STRING dims: [ 1 ] }}
+]
+model_transaction_policy {{ decoupled: true }}
+instance_group [ {{ count: 1 kind: KIND_CPU }} ]
+parameters {{ key: "handler" value {{ string_value: "models.video.serving:VideoArtifactsHandler" }} }}
+parameters {{ key: "segment_clips" value {{ string_value: "2" }} }}
+{TELEMETRY}
+"""
+
+SEQ_CONFIG = f"""
+name: "{SEQ_NAME}"
+backend: "python"
+max_batch_size: 0
+input [
+  {{ name: "SEGMENT" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "SEGMENT_INDEX" data_type: TYPE_INT64 dims: [ 1 ] }}
+]
+output [
+  {{ name: "INTENSITIES" data_type: TYPE_FP32 dims: [ 6 ] }},
+  {{ name: "QUALITY" data_type: TYPE_FP32 dims: [ 1 ] }},
+  {{ name: "FRAMES" data_type: TYPE_INT64 dims: [ 1 ] }},
+  {{ name: "SUMMARY" data_type: TYPE_STRING dims: [ 1 ] }}
+]
+sequence_batching {{
+  max_sequence_idle_microseconds: 60000000
+  control_input [
+    {{ name: "START" control [ {{ kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] }} ] }},
+    {{ name: "END" control [ {{ kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] }} ] }}
+  ]
+  state [ {{ input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_FP32 dims: [ -1 ] }} ]
+}}
+instance_group [ {{ count: 1 kind: KIND_CPU }} ]
+parameters {{ key: "handler" value {{ string_value: "models.video.serving:VideoSegmentsHandler" }} }}
+{TELEMETRY}
+"""
+
+
+def _export(module, example, inputs, outputs, dynamic) -> bytes:
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(module.eval(), example, buf, input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
+                          opset_version=17, dynamo=False)
+    model = onnx.load_from_string(buf.getvalue())
+    model.ir_version = min(model.ir_version, MAX_IR_VERSION)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def export_graphs(cnn, tsf, token_dim: int) -> tuple[dict[str, bytes], dict]:
+    # one name per distinct size: ONNX Runtime plans buffers by these names, and a shared name for luma and
+    # (half-size) chroma made it reuse a [N, 2, H, W] buffer for a [N, 2, H/2, W/2] tensor
+    axes = lambda h, w: {0: "batch", 2: h, 3: w}
+    block = _export(cnn, (torch.zeros(1, 1, 128, 128), torch.zeros(1, 2, 64, 64)), ["y", "uv"], ["intensities", "features"],
+                    {"y": axes("height", "width"), "uv": axes("height/2", "width/2"),
+                     "intensities": axes("height/16", "width/16"), "features": axes("height/16", "width/16")})
+    temporal = _export(tsf, (torch.zeros(1, CLIP, GRID * GRID, token_dim),), ["tokens"], ["scores"],
+                       {"tokens": {0: "batch"}, "scores": {0: "batch"}})
+    rng = np.random.default_rng(0)
+    errors = {}
+    for h, w in ((128, 128), (144, 256)):  # parity at the training size and at another (non-square) size
+        y = rng.integers(0, 256, (2, 1, h, w)).astype(np.float32)
+        uv = rng.integers(0, 256, (2, 2, h // 2, w // 2)).astype(np.float32)
+        errors[f"block_{h}x{w}"] = check_parity(cnn, block, {"y": y, "uv": uv}, atol=1e-4)
+    errors["timesformer"] = check_parity(tsf, temporal, {"tokens": rng.normal(0, 1, (3, CLIP, GRID * GRID, token_dim)).astype(np.float32)}, atol=1e-4)
+    return {"block_cnn.onnx": block, "timesformer.onnx": temporal}, errors
+
+
+def card(meta: dict, errors: dict) -> str:
+    readme = ROOT / "models" / "video" / "README.md"
+    body = readme.read_text() if readme.exists() else "(see models/video/README.md)"
+    parity = "; ".join(f"{k}: " + ", ".join(f"{n} {v:.1e}" for n, v in e.items()) for k, e in errors.items())
+    return body + f"\n\n## Export\n`python -m export.build --only video`; ONNX parity against PyTorch (max abs error): {parity}.\n"
+
+
+def build(root: Path) -> None:
+    from models.video.train import WEIGHTS, Config, load, run
+
+    from export.repository import write_model
+
+    torch.set_num_threads(1)
+    if not WEIGHTS.exists():
+        print(f"no weights at {WEIGHTS}: training SSTAM (python -m models.video.train) ...", flush=True)
+        run(Config(), log=lambda m: print(m, flush=True))
+    cnn, tsf, pooling, meta = load(WEIGHTS)
+    graphs, errors = export_graphs(cnn, tsf, meta["token_dim"])
+    files = {**graphs, "sstam.json": json.dumps(meta, indent=1).encode()}
+    text = card(meta, errors)
+    write_model(root, NAME, CONFIG, {1: files}, text)
+    write_model(root, SEQ_NAME, SEQ_CONFIG, {1: files}, text)
+
+
+def torch_benchmarks() -> dict:
+    """loadtest/gpu_bench: the per-block CNN on one 128×128 luma block with its chroma (a 1080p frame is ~130 blocks)."""
+    from models.video.train import load
+
+    cnn = load()[0]
+    return {"video_artifacts (block CNN)": (cnn, lambda b: (torch.rand(b, 1, 128, 128) * 255, torch.rand(b, 2, 64, 64) * 255))}

@@ -1,0 +1,249 @@
+"""One model version: loads its runtime, batches requests dynamically, streams rollouts and handler
+responses. The same object serves inside the ingress replica (most CPU models: no hop between processes) and
+as a deployment of its own (GPU models, jobs, heavy handlers); `serve.serve_config.placement` decides which.
+
+Triton's dynamic batcher counts rows, not requests (a [3,16] request fills three slots), and applies the
+config's queue policy: `serve/batcher.py`. Requests whose non-batch dimensions differ cannot share a tensor:
+within a batch they run as separate groups.
+"""
+import asyncio
+import logging
+import math
+import os
+import time
+from collections import defaultdict
+from contextlib import aclosing
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import numpy as np
+
+from . import metrics
+from .batcher import DynamicBatcher
+from .runtimes.python import ModelHandler
+from .repository import load_model
+from .runtimes import load_runtime
+
+logger = logging.getLogger("ray.serve")  # Serve's logger: lines land in the replica's log with its id
+
+
+def _batch_rows(inputs: dict[str, np.ndarray]) -> int:
+    return next(iter(inputs.values())).shape[0]
+
+
+def replica_resources() -> tuple[int, str]:
+    """(threads, device) from what Ray assigned this replica; the whole machine outside Ray."""
+    import ray
+
+    if not ray.is_initialized():  # asking the runtime context would start a local Ray instance
+        return os.cpu_count() or 1, "cpu"
+    try:
+        assigned = ray.get_runtime_context().get_assigned_resources()
+        cpus = assigned.get("CPU", 1.0)
+        gpus = assigned.get("GPU", 0.0)
+    except Exception:
+        cpus, gpus = os.cpu_count() or 1, 0.0
+    return max(1, math.ceil(cpus)), ("cuda" if gpus > 0 else "cpu")
+
+
+class ModelWorker:
+    """A `ModelBackend` itself: the ingress holds it directly, Serve wraps it in a deployment, tests call it.
+    `instance_count` batches may run at once (Triton's instance_group count, for a model hosted in the ingress;
+    a deployment scales replicas instead)."""
+
+    def __init__(self, repository: str, model: str, version: int, instance_count: int = 1):
+        self.spec = load_model(Path(repository) / model)
+        self.version = int(version)
+        self.tags = {"model": model, "version": str(version)}
+        threads, device = replica_resources()
+        inputs = [t.name for t in self.spec.inputs if not self._is_control_input(t.name)]
+        outputs = [t.name for t in self.spec.outputs]
+        if self.spec.sequence:  # the data plane feeds these; the runtime sees them as ordinary tensors
+            inputs += [*self.spec.sequence.controls, *(s.input_name for s in self.spec.sequence.states)]
+            outputs += [s.output_name for s in self.spec.sequence.states]
+        self.runtime = load_runtime(self.spec, self.version, inputs, outputs, threads, device)
+        self.preprocesses = isinstance(self.runtime, ModelHandler) and type(self.runtime).preprocess is not ModelHandler.preprocess
+        self.histograms = self.spec.output_histograms
+        self.snapshot = self.spec.snapshot_state()  # what the handler loaded; Serve's user_config names the wanted one
+        if self.snapshot:
+            metrics.snapshot_info().set(1, tags=self.tags | {"snapshot": self.snapshot["snapshot"]})
+        self.instance_count = instance_count
+        self.batcher: DynamicBatcher | None = None  # made on first use, on the loop that serves this worker
+
+    async def reconfigure(self, user_config: dict) -> None:
+        """Serve calls this when the replica starts and whenever the deployment's `user_config` changes: here, a
+        new data snapshot file (`ModelSpec.snapshot_state`). It is Serve's lightweight update: the replica is not
+        restarted and keeps receiving requests, so the new snapshot is built in a thread while the old one answers,
+        then swapped in. Serve reports the deployment updated once every replica has returned from here."""
+        wanted = {"snapshot": user_config.get("snapshot")}
+        if not wanted["snapshot"] or wanted == self.snapshot:
+            return
+        started = time.perf_counter()
+        await asyncio.to_thread(self.runtime.use_snapshot, wanted["snapshot"])
+        if self.snapshot and self.snapshot["snapshot"] != wanted["snapshot"]:
+            metrics.snapshot_info().set(0, tags=self.tags | {"snapshot": self.snapshot["snapshot"]})
+        metrics.snapshot_info().set(1, tags=self.tags | {"snapshot": wanted["snapshot"]})
+        self.snapshot = wanted
+        logger.info("%s/%s: snapshot %s in service after %.2f s", self.spec.name, self.version, wanted["snapshot"],
+                    time.perf_counter() - started)
+
+    def _is_control_input(self, name: str) -> bool:
+        return self.spec.rollout is not None and name == self.spec.rollout.steps_input
+
+    def describe(self) -> dict:
+        return {"model": self.spec.name, "version": self.version, "pid": os.getpid()} | self.runtime.describe()
+
+    async def infer(self, inputs: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """One request through the batch queue; `timeout_s` is the request's own queue timeout (Triton's `timeout`
+        parameter), honoured when the config's queue policy allows overriding it."""
+        return await self._infer(inputs, timeout_s)
+
+    async def _infer(self, inputs: dict[str, np.ndarray], timeout_s: float | None = None, admitted: bool = False):
+        """`admitted`: a later step of a rollout already accepted, which the queue policy must not refuse halfway."""
+        if self.preprocesses:  # per request, so one undecodable input fails alone, not the batch it joins
+            inputs = await asyncio.to_thread(self.runtime.preprocess, inputs)
+        rows = _batch_rows(inputs) if self.spec.max_batch_size > 0 and inputs else 1
+        outputs = await self._batcher().submit(inputs, rows, timeout_s, admitted)
+        self._observe(outputs)
+        return outputs
+
+    def _batcher(self) -> DynamicBatcher:
+        loop = asyncio.get_running_loop()
+        if self.batcher is None or self.batcher.loop is not loop:  # a script may drive the worker from several loops
+            spec = self.spec
+            self.batcher = DynamicBatcher(
+                self._run_batch, name=spec.name, max_batch_size=spec.max_batch_size if spec.dynamic_batching else 1,
+                max_queue_delay_s=spec.max_queue_delay_s if spec.dynamic_batching else 0.0,
+                policy=spec.queue_policy, instance_count=self.instance_count, loop=loop,
+            )
+        return self.batcher
+
+    def _observe(self, outputs: dict[str, np.ndarray]) -> None:
+        """Content telemetry: the values of outputs named by `output_histogram.<OUTPUT>` parameters."""
+        for name, (boundaries, labels) in self.histograms.items():
+            if name not in outputs:
+                continue
+            values = np.asarray(outputs[name], dtype=np.float64)
+            histogram = metrics.output_histogram(name, boundaries)
+            if labels and values.shape and values.shape[-1] == len(labels):
+                for column, label in enumerate(labels):
+                    for value in values[..., column].ravel()[:1024]:
+                        histogram.observe(float(value), tags=self.tags | {"label": label})
+            else:
+                for value in values.ravel()[:1024]:
+                    histogram.observe(float(value), tags=self.tags | {"label": ""})
+
+    async def _run_batch(self, items) -> list[dict[str, np.ndarray]]:
+        started = time.perf_counter()
+        for arrived, _ in items:
+            metrics.queue_time_ms().observe((started - arrived) * 1000, tags=self.tags)
+        groups = defaultdict(list)  # same non-batch shapes -> one concatenated run
+        for index, (_, inputs) in enumerate(items):
+            groups[tuple((k, v.shape[1:]) for k, v in sorted(inputs.items()))].append(index)
+        results: list = [None] * len(items)
+        for indices in groups.values():
+            batch = [items[i][1] for i in indices]
+            outputs = await self._compute(
+                {name: np.concatenate([inp[name] for inp in batch]) for name in batch[0]} if len(batch) > 1 else batch[0]
+            )
+            bounds = np.cumsum([_batch_rows(inp) for inp in batch])[:-1]
+            split = {name: np.split(array, bounds) for name, array in outputs.items()}
+            for position, i in enumerate(indices):
+                results[i] = {name: parts[position] for name, parts in split.items()}
+        return results
+
+    async def _compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # In a thread, so requests keep arriving in the batch queue while this batch computes.
+        started = time.perf_counter()
+        outputs = await asyncio.to_thread(self.runtime.infer, inputs)
+        metrics.compute_time_ms().observe((time.perf_counter() - started) * 1000, tags=self.tags)
+        if self.spec.max_batch_size > 0:
+            metrics.batch_size().observe(_batch_rows(inputs), tags=self.tags)
+        return outputs
+
+    async def stream(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
+        """A decoupled model's responses to one request: a rollout's steps, or what the handler yields."""
+        if self.spec.rollout:
+            async with aclosing(self._rollout(inputs)) as steps:
+                async for outputs in steps:
+                    yield outputs
+            return
+        if self.preprocesses:
+            inputs = await asyncio.to_thread(self.runtime.preprocess, inputs)
+        # aclosing: a consumer that stops early closes the handler's generator now, not when the loop collects it
+        async with aclosing(_in_thread(self.runtime.stream(inputs))) as responses:
+            async for outputs in responses:
+                self._observe(outputs)
+                yield outputs
+
+    async def _rollout(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
+        """Run the step `steps` times, feeding declared outputs back as inputs. Each step goes through
+        the batch queue, so concurrent rollouts are batched step by step."""
+        rollout = self.spec.rollout
+        state = dict(inputs)
+        steps = int(np.asarray(state.pop(rollout.steps_input)).ravel()[0])
+        for step in range(steps):
+            outputs = await self._infer(state, admitted=step > 0)
+            yield outputs
+            for output, state_input in rollout.state.items():
+                state[state_input] = outputs[output]
+
+    async def ready(self) -> bool:
+        return True
+
+
+class ModelPool:
+    """The model versions one replica runs, each its own ModelWorker: the ingress's, or a deployment's (one version,
+    or a pool of several). Requests name the version as "model/version". `in_ingress`: the ingress is one replica, so
+    a model's instance_group count becomes batches run at once; a deployment has that many replicas instead."""
+
+    def __init__(self, repository: str, keys: list[str] | tuple = (), in_ingress: bool = False):
+        self.workers: dict[str, ModelWorker] = {}
+        for key in keys:
+            name, version = key.rsplit("/", 1)
+            instances = load_model(Path(repository) / name).instance_count if in_ingress else 1
+            self.workers[key] = ModelWorker(repository, name, int(version), instance_count=instances)
+
+    async def infer(self, key: str, inputs: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        return await self.workers[key].infer(inputs, timeout_s)
+
+    async def stream(self, key: str, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
+        async with aclosing(self.workers[key].stream(inputs)) as responses:
+            async for outputs in responses:
+                yield outputs
+
+    async def ready(self) -> bool:
+        return True
+
+    async def reconfigure(self, user_config: dict) -> None:
+        """Serve's `user_config`: {"snapshots": {"model/version": file}}, each swapped in place (ModelWorker.reconfigure)."""
+        for key, snapshot in (user_config.get("snapshots") or {}).items():
+            if key in self.workers:
+                await self.workers[key].reconfigure({"snapshot": snapshot})
+
+    def describe(self) -> dict:
+        return {key: worker.describe() for key, worker in self.workers.items()}
+
+
+async def _in_thread(generator: Iterator) -> AsyncIterator:
+    """Drive a blocking generator from a worker thread, one item at a time. When the consumer stops early
+    (client gone), the step in progress is allowed to finish and the generator is closed, so a handler's
+    `finally` (killing a job's subprocess, closing a decoder) always runs. Both happen in a worker thread: the
+    event loop keeps serving other requests (and Serve's health checks) meanwhile."""
+    done = object()
+    step = None
+    try:
+        while True:
+            step = asyncio.ensure_future(asyncio.to_thread(next, generator, done))
+            item = await asyncio.shield(step)
+            step = None
+            if item is done:
+                return
+            yield item
+    finally:
+        if step is not None:
+            try:
+                await asyncio.shield(step)
+            except BaseException:
+                pass
+        await asyncio.shield(asyncio.to_thread(generator.close))

@@ -1,0 +1,56 @@
+"""Export of a tiny KNO: the served TorchScript trace and the portable ONNX graph (dynamo exporter), each at
+parity with PyTorch at batch and grid sizes other than the ones exported with, and a config that the
+repository loader accepts as a rollout model."""
+import numpy as np
+import torch
+
+from models.koopman.export import config, export_one_step, parity, script_one_step, torchscript_parity
+from export.repository import write_model
+from models.koopman.kno import KNO
+from serve.repository import load_model
+
+
+def test_tiny_kno_exports_with_dynamic_batch_and_grid(tmp_path):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = KNO(t_in=4, width=4, modes=4, depth=1, dims=1).eval()
+    onnx_bytes = export_one_step(model, torch.randn(2, 4, 32))
+    rng = np.random.default_rng(0)
+    errors = parity(model, onnx_bytes, [rng.standard_normal((b, 4, n)).astype(np.float32) for b, n in [(1, 32), (3, 8), (5, 100)]])
+    assert set(errors) == {"32", "8", "100"}
+    assert max(e for grid in errors.values() for e in grid.values()) < 1e-5
+
+    folder = write_model(tmp_path, "kno_tiny", config("kno_tiny", 4, 1, 1, 0.02, min_grid=8, platform="onnxruntime_onnx"),
+                         {1: ("model.onnx", onnx_bytes)}, "# tiny")
+    spec = load_model(folder)
+    assert spec.decoupled and spec.rollout.state == {"WINDOW_NEXT": "WINDOW"} and spec.rollout.steps_input == "STEPS"
+    assert spec.rollout.max_steps == 200
+    assert spec.max_batch_size == 8 and spec.dynamic_batching  # concurrent rollouts share batches
+    assert {t.name: t.dims for t in spec.inputs} == {"WINDOW": (4, -1), "STEPS": (1,)}
+    assert {t.name: t.dims for t in spec.outputs} == {"FRAMES": (1, -1), "WINDOW_NEXT": (4, -1)}
+    assert spec.min_shapes == {"WINDOW": (1, 4, 8)} and spec.reject_non_finite
+    params = {k: v.string_value for k, v in spec.config.parameters.items()}
+    assert params["dt"] == "0.02"
+
+
+def test_tiny_2d_kno_traces_to_torchscript_that_takes_other_batches_and_grids(tmp_path):
+    from serve.replica import ModelWorker
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = KNO(t_in=3, width=4, modes=4, depth=2, dims=2).eval()
+    script = script_one_step(model, torch.randn(2, 3, 16, 16))
+    rng = np.random.default_rng(0)
+    windows = [rng.standard_normal(shape).astype(np.float32) for shape in [(1, 3, 16, 16), (3, 3, 8, 8), (2, 3, 24, 12)]]
+    errors = torchscript_parity(model, script, windows)
+    assert set(errors) == {"16x16", "8x8", "24x12"} and max(max(e.values()) for e in errors.values()) < 1e-5
+
+    folder = write_model(tmp_path, "kno_tiny2d", config("kno_tiny2d", 3, 1, 2, 1.0, min_grid=8), {1: ("model.pt", script)}, "# tiny")
+    spec = load_model(folder)
+    assert spec.platform == "pytorch_libtorch" and spec.decoupled
+    worker = ModelWorker(str(tmp_path), "kno_tiny2d", 1)
+    out = worker.runtime.infer({"WINDOW": windows[2]})
+    with torch.no_grad():
+        frames = model.predict(torch.from_numpy(windows[2]))
+    np.testing.assert_allclose(out["FRAMES"], frames.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(out["WINDOW_NEXT"][:, -1:], out["FRAMES"])

@@ -1,0 +1,169 @@
+"""The data plane and both adapters without Ray: the REST app through FastAPI's TestClient and the gRPC
+servicer with a stand-in context, over ModelWorkers running in this process, as the ingress hosts them."""
+import asyncio
+
+import grpc
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from proto import service_pb2 as pb
+from serve import rest
+from serve.dataplane import DataPlane
+from serve.errors import InvalidInput, ModelNotReady, Unauthenticated
+from serve.grpc_servicer import GRPCInferenceServicer
+from serve.replica import ModelWorker
+from serve.repository import ModelRepository
+
+
+@pytest.fixture(scope="module")
+def plane(repository):
+    repo = ModelRepository(repository)
+    backends = {(s.name, v): ModelWorker(str(repository), s.name, v) for s in repo for v in s.versions}
+    return DataPlane(repo, backends, auth_token=None, max_request_bytes=1 << 16)
+
+
+@pytest.fixture()
+def http(plane):
+    rest.attach(plane)
+    return TestClient(rest.app, client=("127.0.0.1", 5000))
+
+
+def simple_body(a=1):
+    return {"inputs": [{"name": n, "shape": [1, 16], "datatype": "INT32", "data": [a] * 16} for n in ("INPUT0", "INPUT1")]}
+
+
+def test_rest_infer_json(http):
+    response = http.post("/v2/models/simple/infer", json=simple_body(3))
+    assert response.status_code == 200
+    assert response.json()["outputs"][0] == {"name": "OUTPUT0", "datatype": "INT32", "shape": [1, 16], "data": [6] * 16}
+
+
+def test_rest_metadata_routes(http):
+    assert http.get("/v2/health/live").json() == {"live": True}
+    assert http.get("/v2/health/ready").status_code == 200
+    assert http.get("/v2/models/digits_cnn/versions/1").json()["versions"] == ["1", "2"]
+    assert http.get("/v2/models/digits_cnn/versions/3/ready").status_code == 404
+    assert http.get("/v2/models/heat1d/config").json()["model_transaction_policy"] == {"decoupled": True}
+
+
+class FakeContext:
+    def __init__(self, peer="ipv4:127.0.0.1:5000", metadata=()):
+        self._peer, self._metadata, self.code, self.details = peer, metadata, None, None
+
+    def peer(self):
+        return self._peer
+
+    def invocation_metadata(self):
+        return list(self._metadata)
+
+    def set_code(self, code):
+        self.code = code
+
+    def set_details(self, details):
+        self.details = details
+
+
+class Servicer(GRPCInferenceServicer):
+    def __init__(self, plane):
+        self.plane = plane
+
+
+def simple_grpc_request():
+    request = pb.ModelInferRequest(model_name="simple")
+    for name in ("INPUT0", "INPUT1"):
+        request.inputs.add(name=name, datatype="INT32", shape=[1, 16])
+        request.raw_input_contents.append(np.full(16, 2, "<i4").tobytes())
+    return request
+
+
+def test_grpc_servicer_infer_and_errors(plane):
+    servicer = Servicer(plane)
+    context = FakeContext()
+    response = asyncio.run(servicer.ModelInfer(simple_grpc_request(), context))
+    assert context.code is None and np.frombuffer(response.raw_output_contents[0], "<i4").tolist() == [4] * 16
+    context = FakeContext()
+    asyncio.run(servicer.ModelReady(pb.ModelReadyRequest(name="simple", version="9"), context))
+    assert context.code == grpc.StatusCode.NOT_FOUND and "version 9" in context.details
+
+
+def test_grpc_stream_keeps_going_after_an_error(plane):
+    servicer = Servicer(plane)
+    heat = pb.ModelInferRequest(model_name="heat1d", id="h")
+    heat.inputs.add(name="U", datatype="FP32", shape=[1, 4])
+    heat.raw_input_contents.append(np.array([1, 0, 0, 0], "<f4").tobytes())
+    heat.inputs.add(name="STEPS", datatype="INT32", shape=[1, 1])
+    heat.raw_input_contents.append(np.array([3], "<i4").tobytes())
+
+    async def requests():
+        for request in (pb.ModelInferRequest(model_name="nope", id="x"), heat, simple_grpc_request()):
+            yield request
+
+    async def collect():
+        return [r async for r in servicer.ModelStreamInfer(requests(), FakeContext())]
+
+    responses = asyncio.run(collect())
+    assert "unknown model 'nope'" in responses[0].error_message and responses[0].infer_response.id == "x"
+    steps = [r.infer_response.parameters["rollout_step"].int64_param for r in responses[1:4]]
+    assert steps == [1, 2, 3] and responses[4].infer_response.model_name == "simple"
+    assert np.isclose(np.frombuffer(responses[3].infer_response.raw_output_contents[0], "<f4").sum(), 1.0)
+
+
+@pytest.mark.parametrize("token,authorization,peer,allowed", [
+    (None, None, "ipv4:127.0.0.1:4000", True),
+    (None, None, "ipv6:[::1]:4000", True),
+    (None, None, "ipv4:10.1.2.3:4000", False),  # the gRPC port is open: other hosts need a token
+    (None, None, None, True),  # HTTP behind its loopback bind
+    ("s3cret", "Bearer s3cret", "ipv4:10.1.2.3:4000", True),
+    ("s3cret", "bearer s3cret", "ipv4:127.0.0.1:4000", True),
+    ("s3cret", None, "ipv4:127.0.0.1:4000", False),
+    ("s3cret", "Bearer wrong", "ipv4:127.0.0.1:4000", False),
+    ("s3cret", "s3cret", "ipv4:127.0.0.1:4000", False),
+])
+def test_authentication_rules(plane, token, authorization, peer, allowed):
+    gate = DataPlane(plane.repository, plane.backends, auth_token=token)
+    if allowed:
+        gate.authenticate(authorization, peer)
+    else:
+        with pytest.raises(Unauthenticated):
+            gate.authenticate(authorization, peer)
+
+
+def test_token_is_enforced_on_both_adapters_but_not_on_health(plane):
+    gate = DataPlane(plane.repository, plane.backends, auth_token="s3cret")
+    rest.attach(gate)
+    client = TestClient(rest.app, client=("127.0.0.1", 5000))
+    assert client.get("/v2/health/ready").status_code == 200
+    assert client.post("/v2/models/simple/infer", json=simple_body()).status_code == 401
+    assert client.get("/v2/models/simple").status_code == 401
+    ok = client.post("/v2/models/simple/infer", json=simple_body(), headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    context = FakeContext()
+    asyncio.run(Servicer(gate).ModelInfer(simple_grpc_request(), context))
+    assert context.code == grpc.StatusCode.UNAUTHENTICATED
+    context = FakeContext(metadata=[("authorization", "Bearer s3cret")])
+    assert asyncio.run(Servicer(gate).ModelInfer(simple_grpc_request(), context)).model_name == "simple"
+
+
+def test_overload_is_a_503_with_retry_after(plane):
+    from serve.errors import Overloaded
+
+    class Full:
+        async def infer(self, inputs, timeout_s=None):
+            raise Overloaded("model 'simple' is at capacity; retry later")
+
+    rest.attach(DataPlane(plane.repository, plane.backends | {("simple", 1): Full()}))
+    response = TestClient(rest.app, client=("127.0.0.1", 5000)).post("/v2/models/simple/infer", json=simple_body())
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert "at capacity" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "exc, outcome",
+    [(None, "success"), (asyncio.CancelledError(), "cancelled"), (InvalidInput("x"), "client_error"),
+     (ModelNotReady("x"), "failure"), (RuntimeError("x"), "failure")],
+)
+def test_request_outcomes_separate_clients_leaving_from_our_failures(exc, outcome):
+    from serve.dataplane import _outcome
+
+    assert _outcome(exc) == outcome

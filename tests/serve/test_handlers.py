@@ -1,0 +1,142 @@
+"""Python-backend handlers, sequences and decoupled jobs through the data plane, without Ray."""
+import asyncio
+
+import numpy as np
+import pytest
+
+from models.examples.export import build as build_examples
+from models.examples.handlers import CountdownJobHandler
+from serve.dataplane import DataPlane
+from serve.errors import InvalidInput, Overloaded, RepositoryError
+from serve.replica import ModelWorker
+from serve.repository import ModelRepository, load_model
+from serve.types import InferRequest
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory):
+    root = tmp_path_factory.mktemp("handlers")
+    build_examples(root)
+    repo = ModelRepository(root)
+    backends = {(s.name, v): ModelWorker(str(root), s.name, v) for s in repo for v in s.versions}
+    return DataPlane(repo, backends)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def request(model, inputs, **parameters):
+    return InferRequest(model, None, inputs, parameters=parameters)
+
+
+def collect(plane, req):
+    async def go():
+        return [r async for r in plane.stream(req, "test")]
+
+    return run(go())
+
+
+def test_preprocess_and_batched_infer(plane):
+    data = np.array([[b"abc"], [b"hello world"]], dtype=object)
+    response = run(plane.infer(request("byte_length", {"DATA": data}), "test"))
+    assert response.outputs["LENGTH"].tolist() == [[3], [11]]
+
+
+def test_preprocess_error_names_the_field(plane):
+    with pytest.raises(InvalidInput, match="'DATA': element 1 is empty"):
+        run(plane.infer(request("byte_length", {"DATA": np.array([[b"x"], [b""]], dtype=object)}), "test"))
+
+
+def test_sequence_accumulates_state_between_requests(plane):
+    totals = []
+    for i, value in enumerate([5, 7, -2]):
+        flags = {"sequence_start": i == 0, "sequence_end": i == 2}
+        response = run(plane.infer(request("simple_sequence", {"INPUT": np.array([value], np.int32)}, sequence_id=42, **flags), "test"))
+        totals.append(int(response.outputs["OUTPUT"][0]))
+        assert bool(response.outputs["STARTED"][0]) == (i == 0)
+        assert "TOTAL_OUT" not in response.outputs  # state is the platform's, not the client's
+    assert totals == [5, 12, 10]
+    assert len(plane.sequences) == 0  # sequence_end released it
+
+
+def test_two_sequences_keep_separate_state(plane):
+    def send(sid, value, start=False):
+        r = run(plane.infer(request("simple_sequence", {"INPUT": np.array([value], np.int32)}, sequence_id=sid, sequence_start=start), "test"))
+        return int(r.outputs["OUTPUT"][0])
+
+    assert send("a", 1, start=True) == 1
+    assert send("b", 100, start=True) == 100
+    assert send("a", 1) == 2
+    assert send("b", 1) == 101
+    assert send("a", 0, start=True) == 0  # a start on an open sequence restarts it
+
+
+@pytest.mark.parametrize(
+    "parameters, message",
+    [({}, "sequence_id"), ({"sequence_id": 0}, "sequence_id"), ({"sequence_id": 999}, "not open")],
+)
+def test_sequence_errors(plane, parameters, message):
+    with pytest.raises(InvalidInput, match=message):
+        run(plane.infer(request("simple_sequence", {"INPUT": np.array([1], np.int32)}, **parameters), "test"))
+
+
+def test_sequence_table_is_bounded(plane):
+    plane.sequences.live.clear()
+    table_limit, plane.sequences.max_live = plane.sequences.max_live, 2
+    try:
+        for sid in (1001, 1002):
+            run(plane.infer(request("simple_sequence", {"INPUT": np.array([1], np.int32)}, sequence_id=sid, sequence_start=True), "test"))
+        with pytest.raises(Overloaded):
+            run(plane.infer(request("simple_sequence", {"INPUT": np.array([1], np.int32)}, sequence_id=1003, sequence_start=True), "test"))
+    finally:
+        plane.sequences.max_live = table_limit
+        plane.sequences.live.clear()
+
+
+def test_job_streams_progress_then_result(plane):
+    responses = collect(plane, request("countdown_job", {"STEPS": np.array([4], np.int32)}))
+    assert [float(r.outputs["PROGRESS"][0]) for r in responses] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert all("RESULT" not in r.outputs for r in responses[:-1])
+    assert responses[-1].outputs["RESULT"][0] == b"done after 4 steps"
+
+
+def test_job_unary_infer_returns_the_final_response(plane):
+    response = run(plane.infer(request("countdown_job", {"STEPS": np.array([2], np.int32)}), "test"))
+    assert response.outputs["RESULT"][0] == b"done after 2 steps"
+    assert response.parameters["responses"] == 3
+
+
+def test_job_error_from_handler_is_a_client_error(plane):
+    with pytest.raises(InvalidInput, match="'STEPS': 500 is outside"):
+        collect(plane, request("countdown_job", {"STEPS": np.array([500], np.int32)}))
+
+
+def test_stopping_a_job_early_closes_the_handler(plane):
+    before = CountdownJobHandler.closed
+
+    async def first_then_stop():
+        stream = plane.stream(request("countdown_job", {"STEPS": np.array([50], np.int32)}), "test")
+        first = await stream.__anext__()
+        await stream.aclose()
+        return first
+
+    first = run(first_then_stop())
+    assert float(first.outputs["PROGRESS"][0]) == pytest.approx(0.02)
+    assert CountdownJobHandler.closed == before + 1
+
+
+@pytest.mark.parametrize(
+    "handler, message",
+    [("os:system", "models.<family>"), ("models.nope.serving:X", "not installed"), ("models.examples.handlers", "models.<family>")],
+)
+def test_handler_path_is_checked_at_load(tmp_path, handler, message):
+    folder = tmp_path / "m"
+    (folder / "1").mkdir(parents=True)
+    (folder / "config.pbtxt").write_text(
+        'name: "m" backend: "python" input [ { name: "A" data_type: TYPE_FP32 dims: [ 1 ] } ] '
+        'output [ { name: "B" data_type: TYPE_FP32 dims: [ 1 ] } ] '
+        f'parameters {{ key: "handler" value {{ string_value: "{handler}" }} }}'
+    )
+    with pytest.raises(RepositoryError, match=message):
+        load_model(folder)
