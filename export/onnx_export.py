@@ -1,6 +1,5 @@
 """Export a PyTorch module to ONNX and prove the file computes what the module computes."""
 import io
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -45,10 +44,3 @@ def check_parity(module: torch.nn.Module, onnx_bytes: bytes, inputs: dict[str, n
         if not np.allclose(a, b, atol=atol, rtol=rtol):
             raise AssertionError(f"ONNX output {name} differs from PyTorch by up to {errors[name]:.3g} (atol {atol}, rtol {rtol})")
     return errors
-
-
-def write_bytes_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

@@ -10,26 +10,15 @@ directory (serve/private_files.py): a verdict planted by another local user woul
 import hashlib
 import json
 import logging
-from importlib import import_module
 from pathlib import Path
 from typing import Callable
 
-from .errors import RepositoryError
+from .families import resolve
 from .private_files import UnsafeFile, private_dir, read_private, write_private
 from .repository import ModelRepository, ModelSpec
 
 logger = logging.getLogger("streamserve.admission")
 Check = Callable[[ModelSpec, int], "str | None"]
-
-
-def load_check(path: str) -> Check:
-    module, _, name = path.partition(":")
-    if not module.startswith("models.") or not name:
-        raise RepositoryError(f"admission check {path!r}: expected 'models.<family>.<module>:<function>'")
-    try:
-        return getattr(import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise RepositoryError(f"admission check {path!r} cannot be imported: {e}") from None
 
 
 def _fingerprint(spec: ModelSpec, version: int) -> str:
@@ -46,7 +35,7 @@ def admit(repository: ModelRepository, check_path: str | None, cache_dir: str | 
     """(model, version) -> reason, for every refused version."""
     if not check_path:
         return {}
-    check = load_check(check_path)
+    check = resolve(check_path, "admission check")
     cache_file = private_dir(cache_dir) / "admission.json"
     try:
         cache = json.loads(read_private(cache_file) or b"{}")

@@ -10,7 +10,6 @@ A folder that loads here loads in a Triton server too: parsing goes through trit
 Everything is checked when the repository is read, so a bad folder fails at startup, naming the file
 and the field, instead of on the first request.
 """
-import importlib.util
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +23,7 @@ from proto import model_config_pb2
 from .batcher import QueuePolicy
 from .datatypes import from_config, numpy_dtype
 from .errors import ModelNotFound, RepositoryError
+from .params import SERVER_KEYS, SERVER_PREFIXES, is_server_key, parse
 
 MC = model_config_pb2.ModelConfig
 
@@ -344,8 +344,7 @@ def load_model(folder: Path) -> ModelSpec:
     for version in versions:
         if spec.platform != "python" and not spec.model_file(version).is_file():
             raise RepositoryError(f"{folder / str(version)}: missing model file {spec.model_file(version).name}")
-    if spec.platform == "python":
-        _check_handler(spec, where)
+    _check_parameters(spec, where)
     if spec.snapshot:
         _check_snapshot(spec, where)
     if spec.rollout and not spec.decoupled:
@@ -366,18 +365,19 @@ def load_model(folder: Path) -> ModelSpec:
     return spec
 
 
-def _check_handler(spec: ModelSpec, where: str) -> None:
-    # Checked without importing: the ingress should not load every family's decoding libraries.
-    path = spec.params.get("handler", "")
-    module, _, cls = path.partition(":")
-    if not module.startswith("models.") or not cls:
-        raise RepositoryError(f"{where}: a python-backend model needs parameters {{ key: \"handler\" value {{ string_value: \"models.<family>.<module>:<Class>\" }} }}, got {path!r}")
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # a missing parent package
-        found = False
-    if not found:
-        raise RepositoryError(f"{where}: handler module {module!r} is not installed")
+def _check_parameters(spec: ModelSpec, where: str) -> None:
+    """A python model's own keys against its handler's `Params`; any other model may use only the server's keys."""
+    if spec.platform == "python":
+        if not spec.handler:
+            raise RepositoryError(f"{where}: a python-backend model needs parameters {{ key: \"handler\" value {{ string_value: \"models.<family>.<module>:<Class>\" }} }}")
+        from .runtimes.python import handler_class  # a handler module is cheap to import: heavy libraries load lazily
+
+        parse(handler_class(spec.handler).Params, spec.params, where)
+        return
+    unknown = sorted(key for key in spec.params if not is_server_key(key))
+    if unknown:
+        raise RepositoryError(f"{where}: unknown parameter(s) {unknown}; a {spec.platform} model takes only the server's "
+                              f"{sorted(SERVER_KEYS)} and {list(SERVER_PREFIXES)}<name>")
 
 
 def _check_snapshot(spec: ModelSpec, where: str) -> None:

@@ -27,7 +27,7 @@ NAME = "caption_match"
 OPSET, ML_OPSET = 20, 3
 MAX_LEN = 32  # token positions the text tower reads; the graph silently drops words beyond this
 MAX_TEXT_BYTES = 256  # what the server should accept per caption (a doubled MixGen caption is < 140 bytes)
-REPORT = Path(__file__).resolve().parents[1] / "models" / "augment" / "report" / "results.md"
+REPORT = Path(__file__).resolve().parent / "report" / "results.md"
 
 CONFIG = f"""
 name: "{NAME}"

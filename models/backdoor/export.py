@@ -12,9 +12,10 @@ import numpy as np
 
 from models.backdoor.data import load
 from models.backdoor.onnx_guard import ALLOWED_OPS, MAX_BYTES
+from models.backdoor.serving import ScanParams
 
 NAME = "backdoor_scan"
-REPORT = Path(__file__).resolve().parents[1] / "models" / "backdoor" / "report" / "results.md"
+REPORT = Path(__file__).resolve().parent / "report" / "results.md"
 
 CONFIG = f"""
 name: "{NAME}"
@@ -38,11 +39,7 @@ output [
 model_transaction_policy {{ decoupled: true }}
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 parameters {{ key: "handler" value {{ string_value: "models.backdoor.serving:BackdoorScanHandler" }} }}
-parameters {{ key: "max_model_bytes" value {{ string_value: "{MAX_BYTES}" }} }}
-parameters {{ key: "steps" value {{ string_value: "200" }} }}
-parameters {{ key: "memory_mb" value {{ string_value: "3072" }} }}
-parameters {{ key: "cpu_seconds" value {{ string_value: "240" }} }}
-parameters {{ key: "wall_seconds" value {{ string_value: "300" }} }}
+{ScanParams().pbtxt()}
 """
 
 

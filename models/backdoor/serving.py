@@ -12,14 +12,14 @@ refused with Overloaded (503 / RESOURCE_EXHAUSTED). A client that leaves has its
 No torch here: the served path is onnx + numpy + a subprocess.
 """
 import base64
-import json
 import threading
 from contextlib import closing
 
 import numpy as np
 
-from serve.errors import InvalidInput, Overloaded, RepositoryError
-from serve.runtimes.python import ModelHandler
+from pydantic import Field
+
+from serve.sdk import HandlerParams, InvalidInput, ModelHandler, Overloaded, bytes_tensor, json_tensor, one_bytes
 
 from .jobs import Limits, run_scan
 from .onnx_guard import MAX_BYTES, Refused, check, image_shape
@@ -27,35 +27,35 @@ from .onnx_guard import MAX_BYTES, Refused, check, image_shape
 MIN_CLEAN, MAX_CLEAN = 8, 512
 
 
-def _bytes(value: str) -> np.ndarray:
-    return np.array([value.encode()], dtype=object)
+_LIMITS = Limits()
 
 
-def _positive_int(params: dict, name: str, default: int) -> int:
-    value = params.get(name, str(default))
-    if not value.strip().isdigit() or int(value) < 1:
-        raise RepositoryError(f"config.pbtxt parameter {name!r}: expected an integer ≥ 1, got {value!r}")
-    return int(value)
+class ScanParams(HandlerParams):
+    """config.pbtxt parameters of `backdoor_scan` (models/backdoor/export.py writes them from these defaults)."""
+
+    max_model_bytes: int = Field(MAX_BYTES, ge=1, le=1 << 30, description="size of an uploaded ONNX file")
+    steps: int = Field(_LIMITS.steps, ge=1, le=1_000_000, description="trigger-reverse-engineering steps per class")
+    memory_mb: int = Field(_LIMITS.memory_mb, ge=256, description="address-space limit of the scan process")
+    cpu_seconds: int = Field(_LIMITS.cpu_seconds, ge=1, description="CPU-time limit of the scan process")
+    wall_seconds: float = Field(_LIMITS.wall_seconds, gt=0, description="wall-clock limit of a scan")
+    max_concurrent_scans: int = Field(1, ge=1, le=64, description="scans one replica runs at once; one more is refused (503)")
 
 
 class BackdoorScanHandler(ModelHandler):
     pool = "jobs"  # a scan runs in a subprocess for minutes: outside the ingress, beside the other jobs
 
+    Params = ScanParams
+
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
-        self.max_bytes = int(self.params.get("max_model_bytes", MAX_BYTES))
-        self.limits = Limits(memory_mb=int(self.params.get("memory_mb", 3072)), cpu_seconds=int(self.params.get("cpu_seconds", 240)),
-                             wall_seconds=float(self.params.get("wall_seconds", 300)), steps=int(self.params.get("steps", 200)))
+        p = self.params
+        self.max_bytes, self.max_scans = p.max_model_bytes, p.max_concurrent_scans
+        self.limits = Limits(memory_mb=p.memory_mb, cpu_seconds=p.cpu_seconds, wall_seconds=p.wall_seconds, steps=p.steps)
         self.clean = np.load(self.model_dir / "clean_reference.npy", allow_pickle=False).astype(np.float32)
-        self.max_scans = _positive_int(self.params, "max_concurrent_scans", 1)
         self.scan_slots = threading.BoundedSemaphore(self.max_scans)
 
     def preprocess(self, inputs):
-        raw = inputs.get("MODEL")
-        if raw is None or np.asarray(raw, dtype=object).size != 1:
-            raise InvalidInput("input 'MODEL': expected one BYTES element holding an ONNX file")
-        data = np.asarray(raw, dtype=object).ravel()[0]
-        data = data.encode() if isinstance(data, str) else bytes(data)
+        data = one_bytes(inputs, "MODEL", "an ONNX file")
         try:
             model = check(data, self.max_bytes, run_checker=False)
             c, h, w = image_shape(model)
@@ -94,7 +94,7 @@ class BackdoorScanHandler(ModelHandler):
             for event in events:
                 kind = event.get("event")
                 if kind == "progress":
-                    yield {"STAGE": _bytes(event["stage"]), "PROGRESS": np.array([event["progress"]], np.float32)}
+                    yield {"STAGE": bytes_tensor(event["stage"]), "PROGRESS": np.array([event["progress"]], np.float32)}
                 elif kind == "refused":
                     raise InvalidInput(f"input {event['message']} [{event['kind']}]")
                 elif kind == "error":
@@ -102,12 +102,12 @@ class BackdoorScanHandler(ModelHandler):
                 elif kind == "result":
                     report = {k: v for k, v in event.items() if k not in ("mask_png", "pattern_png", "event")}
                     yield {
-                        "STAGE": _bytes("done"), "PROGRESS": np.array([1.0], np.float32),
-                        "VERDICT": _bytes(event["verdict"]),
+                        "STAGE": bytes_tensor("done"), "PROGRESS": np.array([1.0], np.float32),
+                        "VERDICT": bytes_tensor(event["verdict"]),
                         "ANOMALY_INDEX": np.asarray(event["anomaly_index"], np.float32),
                         "SUSPECTED_TARGET": np.array([event["suspected_target"]], np.int64),
-                        "TRIGGER_MASK_PNG": np.array([base64.b64decode(event["mask_png"])], dtype=object),
-                        "TRIGGER_PATTERN_PNG": np.array([base64.b64decode(event["pattern_png"])], dtype=object),
-                        "STRIP": _bytes(json.dumps(event["strip"])),
-                        "REPORT": _bytes(json.dumps(report)),
+                        "TRIGGER_MASK_PNG": bytes_tensor(base64.b64decode(event["mask_png"])),
+                        "TRIGGER_PATTERN_PNG": bytes_tensor(base64.b64decode(event["pattern_png"])),
+                        "STRIP": json_tensor(event["strip"]),
+                        "REPORT": json_tensor(report),
                     }

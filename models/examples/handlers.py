@@ -13,8 +13,9 @@ import time
 
 import numpy as np
 
-from serve.errors import InvalidInput
-from serve.runtimes.python import ModelHandler
+from pydantic import Field
+
+from serve.sdk import HandlerParams, InvalidInput, ModelHandler
 
 
 class ByteLengthHandler(ModelHandler):
@@ -40,10 +41,15 @@ class AccumulateHandler(ModelHandler):
         return {"OUTPUT": total.astype(np.int32), "TOTAL_OUT": total, "STARTED": inputs["START"].astype(np.bool_)}
 
 
+class DelayParams(HandlerParams):
+    delay_s: float = Field(0.05, ge=0, le=10, description="seconds slept per step (countdown) or per batch (identity)")
+
+
 class CountdownJobHandler(ModelHandler):
     """Counts STEPS down with `delay_s` between steps; `closed` records that a consumer's early stop reached it."""
 
     pool = "jobs"
+    Params = DelayParams
 
     closed = 0
 
@@ -51,7 +57,7 @@ class CountdownJobHandler(ModelHandler):
         steps = int(inputs["STEPS"].ravel()[0])
         if not 1 <= steps <= 100:
             raise InvalidInput(f"input 'STEPS': {steps} is outside 1..100")
-        delay = float(self.params.get("delay_s", "0"))
+        delay = self.params.delay_s
         try:
             for step in range(1, steps + 1):
                 time.sleep(delay)
@@ -63,9 +69,10 @@ class CountdownJobHandler(ModelHandler):
 
 class SlowIdentityHandler(ModelHandler):
     placement = "ingress"
+    Params = DelayParams
 
     def infer(self, inputs):
-        time.sleep(float(self.params.get("delay_s", "0.05")))
+        time.sleep(self.params.delay_s)
         return {"Y": inputs["X"]}
 
 
@@ -108,8 +115,7 @@ output [
 ]
 model_transaction_policy { decoupled: true }
 parameters { key: "handler" value { string_value: "models.examples.handlers:CountdownJobHandler" } }
-parameters { key: "delay_s" value { string_value: "0.05" } }
-"""
+""" + DelayParams().pbtxt()
 
 SLOW_IDENTITY = """
 name: "slow_identity"
@@ -119,8 +125,7 @@ input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
 output [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]
 dynamic_batching { max_queue_delay_microseconds: 1000 default_queue_policy { max_queue_size: 4 } }
 parameters { key: "handler" value { string_value: "models.examples.handlers:SlowIdentityHandler" } }
-parameters { key: "delay_s" value { string_value: "0.05" } }
-"""
+""" + DelayParams().pbtxt() + "\n"
 
 SLOW_IDENTITY_DEDICATED = SLOW_IDENTITY.replace('"slow_identity"', '"slow_identity_dedicated"') + (
     'parameters { key: "placement" value { string_value: "dedicated" } }\n'

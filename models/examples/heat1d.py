@@ -28,7 +28,7 @@ model_transaction_policy {{ decoupled: true }}
 parameters {{ key: "rollout_state" value {{ string_value: "U=U_NEXT" }} }}
 parameters {{ key: "rollout_steps_input" value {{ string_value: "STEPS" }} }}
 parameters {{ key: "rollout_max_steps" value {{ string_value: "{MAX_STEPS}" }} }}
-parameters {{ key: "diffusion_number" value {{ string_value: "{DIFFUSION_NUMBER}" }} }}
+parameters {{ key: "info.diffusion_number" value {{ string_value: "{DIFFUSION_NUMBER}" }} }}
 parameters {{ key: "min_shape.U" value {{ string_value: "1,3" }} }}
 parameters {{ key: "reject_non_finite" value {{ string_value: "true" }} }}
 """

@@ -18,25 +18,23 @@ deployment's `user_config`. Reloading the config is then Serve's lightweight upd
 new snapshot while the old one answers, then swap (serve/replica.py `ModelWorker.reconfigure`); no restart, no gap.
 """
 import argparse
-import hashlib
 import io
 import json
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from google.protobuf import text_format
 from safetensors.torch import load_file
 from torch import nn
 
 from models.graph.model import BotRGCN, ServedEncoder
+from models.graph.serving import BotDetectorHandler, BotScorer, ClusterJobHandler, ClusterSnapshot, HostedGraph, validate_subgraph
 from models.graph.synth import GraphConfig, generate
 from models.graph.train import SERVED
-from serve.repository import load_model, parse_config
 
 from export.onnx_export import check_parity, export_onnx
+from export.repository import install_snapshot, latest_version_dir
 
 NAMES = ("bot_detector", "bot_detector_subgraph", "account_clusters", "account_cluster_members", "account_clusters_job")
 CLUSTERS = SERVED.parent / "clusters.npz"
@@ -56,7 +54,7 @@ output [
 dynamic_batching {{ max_queue_delay_microseconds: 2000 }}
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 parameters {{ key: "handler" value {{ string_value: "{HANDLER.format('BotDetectorHandler')}" }} }}
-parameters {{ key: "cache_layer1" value {{ string_value: "false" }} }}
+{BotDetectorHandler.Params().pbtxt()}
 parameters {{ key: "snapshot" value {{ string_value: "graph.npz" }} }}
 """,
     "bot_detector_subgraph": f"""
@@ -122,7 +120,7 @@ output [
 ]
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 parameters {{ key: "handler" value {{ string_value: "{HANDLER.format('ClusterJobHandler')}" }} }}
-parameters {{ key: "job_epochs" value {{ string_value: "40" }} }}
+{ClusterJobHandler.Params().pbtxt()}
 """,
 }
 
@@ -181,7 +179,6 @@ def snapshot_bytes(graph: dict) -> bytes:
 
 def end_to_end_parity(model: BotRGCN, files: dict[str, bytes], graph: dict, n_queries: int = 300) -> dict:
     """The handler's numpy path against PyG, on the whole hosted graph and through 2-hop queries."""
-    from models.graph.serving import BotScorer, HostedGraph
 
     with tempfile.TemporaryDirectory() as d:
         for name, data in files.items():
@@ -206,7 +203,7 @@ def end_to_end_parity(model: BotRGCN, files: dict[str, bytes], graph: dict, n_qu
 
 def card(name: str, meta: dict, errors: dict, graph: dict, extra: str = "") -> str:
     s = meta.get("served", {})
-    report = Path(__file__).resolve().parents[1] / "models" / "graph" / "report" / "results.md"
+    report = Path(__file__).resolve().parent / "report" / "results.md"
     return f"""# {name}
 
 **Data: generated, MGTAB-shaped — not MGTAB** (which cannot be downloaded here). Served model: BotRGCN, one trunk
@@ -280,15 +277,13 @@ def add_snapshot(root: Path, graph: Path, clusters: Path | None = None) -> dict[
     clustering for `account_clusters` / `account_cluster_members`. Each file is checked by loading it as a replica
     would before anything is written; the earlier snapshot files stay (pointing `snapshot` back is the rollback).
     Returns {model: installed file name}."""
-    from models.graph.serving import BotScorer, ClusterSnapshot, HostedGraph, validate_subgraph
 
     with np.load(graph, allow_pickle=False) as g:
         g = {k: g[k] for k in ("x", "edge_index", "edge_type", "account_id")}
     validate_subgraph({"NODE_FEATURES": g["x"], "EDGE_INDEX": g["edge_index"], "EDGE_TYPE": g["edge_type"]}, max_nodes=10**7, max_edges=10**9)
     if len(g["account_id"]) != len(g["x"]) or len(np.unique(g["account_id"])) != len(g["x"]):
         raise ValueError(f"{graph}: account_id must hold one unique id per node")
-    bot = load_model(root / "bot_detector")
-    HostedGraph.load(BotScorer(bot.path / str(bot.versions[-1])), graph)  # what a replica will do with it
+    HostedGraph.load(BotScorer(latest_version_dir(root / "bot_detector")), graph)  # what a replica will do with it
     if clusters is not None:
         c = ClusterSnapshot(clusters)
         if not np.array_equal(np.sort(c.account_id), np.sort(g["account_id"])):
@@ -301,28 +296,6 @@ def add_snapshot(root: Path, graph: Path, clusters: Path | None = None) -> dict[
         for name in ("account_clusters", "account_cluster_members"):
             installed[name] = install_snapshot(root / name, clusters, "clusters")
     return installed
-
-
-def install_snapshot(folder: Path, source: Path, stem: str) -> str:
-    """Copy `source` into every served version folder of the model at `folder` as `<stem>-<sha256[:12]>.npz`, then
-    point config.pbtxt's `snapshot` parameter at it. Each write lands by rename, so a replica starting meanwhile
-    reads either the old config and file or the new ones, never half of one."""
-    data = source.read_bytes()
-    name = f"{stem}-{hashlib.sha256(data).hexdigest()[:12]}.npz"
-    spec = load_model(folder)
-    for version in spec.versions:
-        _write_atomically(folder / str(version) / name, data)
-    config = parse_config((folder / "config.pbtxt").read_text())
-    config.parameters["snapshot"].string_value = name
-    _write_atomically(folder / "config.pbtxt", text_format.MessageToString(config).encode())
-    load_model(folder)
-    return name
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(data)
-    os.replace(f.name, path)
 
 
 def main(argv=None):

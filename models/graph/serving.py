@@ -15,7 +15,6 @@ its 2-hop computation subgraph: layer 1 at the targets and their in-neighbours, 
 Everything here is numpy, scipy and ONNX Runtime — except `account_clusters_job`, which fits CCGC for the
 caller's graph and so needs autograd: it imports models.graph.ccgc (torch, scikit-learn; no PyG).
 """
-import json
 import queue
 import threading
 import time
@@ -24,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from serve.errors import InvalidInput, Overloaded, RepositoryError
-from serve.runtimes.python import ModelHandler
-from serve.runtimes.onnx import OnnxRuntime
+from pydantic import Field
+
+from serve.sdk import HandlerParams, InvalidInput, ModelHandler, OnnxRuntime, Overloaded, json_tensor
 
 N_FEATURES, N_RELATIONS = 788, 7
 MAX_SUBGRAPH_NODES, MAX_SUBGRAPH_EDGES = 50_000, 2_000_000
@@ -163,12 +162,15 @@ class BotDetectorHandler(ModelHandler):
     looked up in the same snapshot that scores them, so a batch running during a swap stays consistent."""
     placement = "ingress"
 
+    class Params(HandlerParams):
+        cache_layer1: bool = Field(False, description="precompute the first layer for every hosted node: faster lookups, more memory")
+
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
         self.scorer = BotScorer(self.model_dir, num_threads, device)
-        self.cache_layer1 = self.params.get("cache_layer1", "false").lower() == "true"
+        self.cache_layer1 = self.params.cache_layer1
         started = time.perf_counter()
-        self.use_snapshot(self.params.get("snapshot", "graph.npz"))
+        self.use_snapshot(params.get("snapshot") or "graph.npz")
         self.load_seconds = time.perf_counter() - started
 
     def load_snapshot(self, path):
@@ -233,6 +235,9 @@ class SubgraphHandler(ModelHandler):
     STANCE_PROBS FP32 [t, 3]."""
     placement = "ingress"
 
+    class Params(HandlerParams):
+        cache_layer1: bool = Field(False, description="precompute the first layer for every hosted node: faster lookups, more memory")
+
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
         self.scorer = BotScorer(self.model_dir, num_threads, device)
@@ -276,7 +281,7 @@ class ClusterLookupHandler(ModelHandler):
 
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
-        self.use_snapshot(self.params.get("snapshot", "clusters.npz"))
+        self.use_snapshot(params.get("snapshot") or "clusters.npz")
 
     def load_snapshot(self, path):
         return ClusterSnapshot(path)
@@ -324,9 +329,13 @@ class ClusterJobHandler(ModelHandler):
 
     pool = "jobs"  # a fit takes seconds to minutes of CPU: outside the ingress, beside the other jobs
 
+    class Params(HandlerParams):
+        max_concurrent_jobs: int = Field(2, ge=1, le=64, description="fits one replica runs at once; one more is refused (503)")
+        job_epochs: int = Field(40, ge=1, le=100_000, description="CCGC training epochs per job")
+
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
-        self.max_jobs = _positive_int(self.params, "max_concurrent_jobs", 2)
+        self.max_jobs = self.params.max_concurrent_jobs
         self.job_slots = threading.BoundedSemaphore(self.max_jobs)
 
     def preprocess(self, inputs):
@@ -343,7 +352,7 @@ class ClusterJobHandler(ModelHandler):
         from .ccgc import CCGCConfig, Cancelled, fit
 
         x, ei, k = inputs["NODE_FEATURES"], inputs["EDGE_INDEX"], int(inputs["N_CLUSTERS"][0])
-        cfg = CCGCConfig(epochs=int(self.params.get("job_epochs", 40)), warmup=10, dim=min(256, 4 * len(x)), batch=min(1024, max(32, len(x) // 4)))
+        cfg = CCGCConfig(epochs=self.params.job_epochs, warmup=10, dim=min(256, 4 * len(x)), batch=min(1024, max(32, len(x) // 4)))
         if not self.job_slots.acquire(blocking=False):
             raise Overloaded(f"account_clusters_job: this replica is already running {self.max_jobs} clustering job(s), the "
                              "limit set by its parameter max_concurrent_jobs; retry later")
@@ -382,12 +391,5 @@ class ClusterJobHandler(ModelHandler):
             cancel.set()  # a client that left: the fit stops at its next step and frees its slot
 
 
-def _positive_int(params: dict, name: str, default: int) -> int:
-    value = params.get(name, str(default))
-    if not value.strip().isdigit() or int(value) < 1:
-        raise RepositoryError(f"config.pbtxt parameter {name!r}: expected an integer ≥ 1, got {value!r}")
-    return int(value)
-
-
 def _status(progress: float, message: dict) -> dict:
-    return {"PROGRESS": np.array([progress], np.float32), "STATUS": np.array([json.dumps(message).encode()], dtype=object)}
+    return {"PROGRESS": np.array([progress], np.float32), "STATUS": json_tensor(message)}

@@ -13,13 +13,14 @@ import torch
 
 from models.iqa.crops import fixed_crops
 from models.iqa.model import ServedIQA
+from models.iqa.serving import IqaParams
 from models.iqa.train import Config, load, run, weights_path
 
 from export.onnx_export import check_parity, export_onnx
 
 NAME, MODE, SEED = "iqa", "progressive", 0
 MAX_BATCH = 16
-REPORT = Path(__file__).resolve().parents[1] / "models" / "iqa" / "report" / "results.md"
+REPORT = Path(__file__).resolve().parent / "report" / "results.md"
 HANDLER = "models.iqa.serving:IqaHandler"
 
 CONFIG = f"""
@@ -37,11 +38,7 @@ output [
 dynamic_batching {{ max_queue_delay_microseconds: 5000 }}
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 parameters {{ key: "handler" value {{ string_value: "{HANDLER}" }} }}
-parameters {{ key: "max_pixels" value {{ string_value: "16777216" }} }}
-parameters {{ key: "max_request_pixels" value {{ string_value: "33554432" }} }}
-parameters {{ key: "min_side" value {{ string_value: "64" }} }}
-parameters {{ key: "short_side" value {{ string_value: "256" }} }}
-parameters {{ key: "crop_grid" value {{ string_value: "2" }} }}
+{IqaParams().pbtxt()}
 parameters {{ key: "output_histogram.SCORE" value {{ string_value: "0,10,20,30,40,50,60,70,80,90,100" }} }}
 """
 

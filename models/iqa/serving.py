@@ -24,27 +24,25 @@ Conversions and limits (the model card repeats them):
 - four 64×64 crops at fixed positions (models/iqa/crops.py): one image always gets one score, alone or in a batch.
 Every refusal is `InvalidInput` naming the input, the element and what was expected (400 / INVALID_ARGUMENT).
 """
-import io
-import struct
-import zlib
-
 import numpy as np
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image
+from pydantic import Field
 
-from serve.errors import InvalidInput
-from serve.runtimes.python import ModelHandler
-from serve.runtimes.onnx import OnnxRuntime
+from serve.sdk import HandlerParams, ImageReader, InvalidInput, ModelHandler, OnnxRuntime
 
 from .crops import CROP, fixed_crops
 
-# Pillow inflates up to 64 MiB of compressed PNG text per file while it reads the header, before any of our checks:
-# a picture to score carries no such metadata worth that, so text chunks are held to 1 MiB in this process.
-PngImagePlugin.MAX_TEXT_CHUNK = PngImagePlugin.MAX_TEXT_MEMORY = 1 << 20
-
 FORMATS = ("JPEG", "PNG", "WEBP")  # the only Pillow plugins that ever parse client bytes
-# What Pillow's plugins raise on malformed or truncated data (mostly OSError / ValueError; the rest from raw chunk parsing)
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error)
-BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)  # the warning is raised where warnings are errors
+
+
+class IqaParams(HandlerParams):
+    """config.pbtxt parameters of `iqa` (models/iqa/export.py writes them from these defaults)."""
+
+    max_pixels: int = Field(4096 * 4096, ge=CROP * CROP, description="pixels per image, checked from the header")
+    max_request_pixels: int = Field(2 * 4096 * 4096, ge=CROP * CROP, description="pixels per request, all images together")
+    min_side: int = Field(CROP, ge=CROP, description="shortest side accepted (a crop must fit)")
+    short_side: int = Field(256, ge=CROP, description="larger images are downscaled to this short side (the training scale)")
+    crop_grid: int = Field(2, ge=1, le=8, description="crops per side at fixed positions; an image's score is their mean")
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -62,13 +60,12 @@ def to_rgb(im: Image.Image) -> Image.Image:
 class IqaHandler(ModelHandler):
     placement = "ingress"
 
+    Params = IqaParams
+
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
-        self.max_pixels = int(self.params.get("max_pixels", 4096 * 4096))
-        self.max_request_pixels = int(self.params.get("max_request_pixels", 2 * 4096 * 4096))
-        self.min_side = int(self.params.get("min_side", CROP))
-        self.short_side = int(self.params.get("short_side", 256))
-        self.grid = int(self.params.get("crop_grid", 2))
+        p = self.params
+        self.images = ImageReader(FORMATS, p.max_pixels, p.min_side, p.max_request_pixels)
         self.graph = OnnxRuntime(self.model_dir / "model.onnx", ["crops"], ["score", "level_probs"], num_threads, device)
 
     # ---- per request ---------------------------------------------------------------------------------
@@ -83,45 +80,22 @@ class IqaHandler(ModelHandler):
             files = items[:, 0]
             # Every header first (open is lazy: no pixels), keeping only the sizes: a request over its budget
             # costs no decoding, and no parsed file (text chunks, WebP decoder state) outlives its check.
-            self.check_request([self.open(data, i).size for i, data in enumerate(files)], "input 'IMAGE' element")
+            where = "input 'IMAGE' element"
+            self.images.check_request([self.images.open(data, f"{where} {i}").size for i, data in enumerate(files)], where)
             # One decoded image alive at a time: each is reduced to its crops before the next is decoded.
-            crops = [self.crops(self.decode(data, i)) for i, data in enumerate(files)]
+            crops = [self.crops(to_rgb(self.images.decode(data, f"{where} {i}"))) for i, data in enumerate(files)]
         else:
             raw = inputs["IMAGE_RAW"]
             if raw.ndim != 4 or raw.shape[0] == 0 or raw.size == 0:
                 raise InvalidInput(f"input 'IMAGE_RAW': shape {list(raw.shape)}; a non-empty [batch, H, W, C] UINT8 tensor expected")
             n, h, w, c = raw.shape
             where = "input 'IMAGE_RAW'"  # one shape for the whole batch: checked once
-            self.check_size(w, h, where)
+            self.images.check_size(w, h, where)
             if c not in (1, 3, 4):
                 raise InvalidInput(f"{where}: {c} channels; 3 (RGB), 1 (grey, replicated) or 4 (RGBA, composited over white) expected")
-            self.check_request([(w, h)] * n, f"{where} image")
+            self.images.check_request([(w, h)] * n, f"{where} image")
             crops = [self.crops(self.from_array(a)) for a in raw]
         return {"CROPS": np.stack(crops)}
-
-    def open(self, data, index: int) -> Image.Image:
-        """The file with only its header parsed, its declared size checked; no pixel is decoded yet."""
-        where = f"input 'IMAGE' element {index}"
-        if not isinstance(data, (bytes, bytearray)) or len(data) == 0:
-            raise InvalidInput(f"{where}: empty; an encoded JPEG, PNG or WebP file expected")
-        try:
-            im = Image.open(io.BytesIO(data), formats=FORMATS)
-        except BOMB as e:  # Pillow's own ceiling, far above ours, checked inside open: the same refusal
-            raise InvalidInput(f"{where}: the header declares an image above the limit of {self.max_pixels} pixels ({e})") from None
-        except (UnidentifiedImageError, *DECODE_ERRORS):
-            raise InvalidInput(f"{where}: not a decodable image ({len(data)} bytes); JPEG, PNG or WebP expected") from None
-        if im.format not in FORMATS:  # a multi-picture JPEG opens as MPO through the JPEG plugin
-            raise InvalidInput(f"{where}: format {im.format}; JPEG, PNG or WebP expected")
-        self.check_size(im.size[0], im.size[1], where)
-        return im
-
-    def decode(self, data, index: int) -> Image.Image:
-        im = self.open(data, index)
-        try:
-            im.load()
-        except DECODE_ERRORS as e:
-            raise InvalidInput(f"input 'IMAGE' element {index}: the {im.format} data is truncated or corrupt ({e})") from None
-        return to_rgb(im)
 
     @staticmethod
     def from_array(a: np.ndarray) -> Image.Image:
@@ -129,30 +103,16 @@ class IqaHandler(ModelHandler):
         a = np.ascontiguousarray(a)
         return to_rgb(Image.fromarray(a[..., 0] if c == 1 else a, {1: "L", 3: "RGB", 4: "RGBA"}[c]))
 
-    def check_size(self, w: int, h: int, where: str) -> None:
-        if w < self.min_side or h < self.min_side:
-            raise InvalidInput(f"{where}: {w}×{h} pixels is smaller than the {self.min_side}×{self.min_side} crop; a larger image expected")
-        if w * h > self.max_pixels:
-            raise InvalidInput(f"{where}: {w}×{h} = {w * h} pixels is above the limit of {self.max_pixels}")
-
-    def check_request(self, sizes: list[tuple[int, int]], where: str) -> None:
-        """The per-request pixel budget: bounds what one request may make the replica decode and resize."""
-        total = 0
-        for i, (w, h) in enumerate(sizes):
-            total += w * h
-            if total > self.max_request_pixels:
-                raise InvalidInput(f"{where} {i}: {w}×{h} pixels brings the request to {total} pixels, above the per-request "
-                                   f"limit of {self.max_request_pixels}; fewer or smaller images per request expected")
-
     def crops(self, im: Image.Image) -> np.ndarray:
         """[crops, 3, 64, 64] of one image, at the training scale."""
-        return fixed_crops(self.rescale(im)[None], self.grid)
+        return fixed_crops(self.rescale(im)[None], self.params.crop_grid)
 
     def rescale(self, im: Image.Image) -> np.ndarray:
         w, h = im.size
-        if min(w, h) > self.short_side:
-            s = self.short_side / min(w, h)
-            im = im.resize((max(self.min_side, round(w * s)), max(self.min_side, round(h * s))), Image.LANCZOS)
+        short_side, min_side = self.params.short_side, self.params.min_side
+        if min(w, h) > short_side:
+            s = short_side / min(w, h)
+            im = im.resize((max(min_side, round(w * s)), max(min_side, round(h * s))), Image.LANCZOS)
         return np.asarray(im, np.uint8)
 
     # ---- per batch -----------------------------------------------------------------------------------

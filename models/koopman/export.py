@@ -24,7 +24,7 @@ from models.koopman.kno import OneStep
 
 from export.onnx_export import MAX_IR_VERSION, check_parity
 
-REPORT = Path(__file__).resolve().parents[1] / "models" / "koopman" / "report"
+REPORT = Path(__file__).resolve().parent / "report"
 MAX_STEPS = 200
 
 MODELS = {
@@ -118,7 +118,7 @@ parameters {{ key: "reject_non_finite" value {{ string_value: "true" }} }}
 parameters {{ key: "rollout_state" value {{ string_value: "WINDOW=WINDOW_NEXT" }} }}
 parameters {{ key: "rollout_steps_input" value {{ string_value: "STEPS" }} }}
 parameters {{ key: "rollout_max_steps" value {{ string_value: "{MAX_STEPS}" }} }}
-parameters {{ key: "dt" value {{ string_value: "{dt:g}" }} }}
+parameters {{ key: "info.dt" value {{ string_value: "{dt:g}" }} }}
 """
 
 

@@ -22,7 +22,7 @@ from export.onnx_export import check_parity, export_onnx
 
 NAME, KIND, SEED = "shortcut_audit", "colour", 0
 INPUTS, OUTPUTS = ["image"], ["core_probability", "shortcut_probability", "disagree"]
-REPORT = Path(__file__).resolve().parents[1] / "models" / "shortcut" / "report" / "results.md"
+REPORT = Path(__file__).resolve().parent / "report" / "results.md"
 
 CONFIG = f"""
 name: "{NAME}"

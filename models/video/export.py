@@ -13,22 +13,18 @@ import onnx
 import torch
 
 from models.video.pipeline import ARTIFACTS, CLIP, GRID
+from models.video.serving import VideoParams
 
 from export.onnx_export import MAX_IR_VERSION, check_parity
 
 NAME, SEQ_NAME = "video_artifacts", "video_artifacts_segments"
-ROOT = Path(__file__).resolve().parents[1]
-REPORT = ROOT / "models" / "video" / "report" / "results.md"
+FAMILY = Path(__file__).resolve().parent
+REPORT = FAMILY / "report" / "results.md"
 BUCKETS = ",".join(f"{x / 10:.1f}" for x in range(11))
 TELEMETRY = f"""parameters {{ key: "output_histogram.INTENSITIES" value {{ string_value: "{BUCKETS}" }} }}
 parameters {{ key: "output_labels.INTENSITIES" value {{ string_value: "{','.join(ARTIFACTS)}" }} }}
 parameters {{ key: "output_histogram.QUALITY" value {{ string_value: "{BUCKETS}" }} }}
-parameters {{ key: "sample_fps" value {{ string_value: "12.5" }} }}
-parameters {{ key: "max_width" value {{ string_value: "1920" }} }}
-parameters {{ key: "max_height" value {{ string_value: "1088" }} }}
-parameters {{ key: "max_seconds" value {{ string_value: "600" }} }}
-parameters {{ key: "max_bytes" value {{ string_value: "268435456" }} }}
-parameters {{ key: "saliency" value {{ string_value: "sstam" }} }}"""
+{VideoParams().pbtxt()}"""
 
 CONFIG = f"""
 name: "{NAME}"
@@ -46,7 +42,6 @@ output [
 model_transaction_policy {{ decoupled: true }}
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 parameters {{ key: "handler" value {{ string_value: "models.video.serving:VideoArtifactsHandler" }} }}
-parameters {{ key: "segment_clips" value {{ string_value: "2" }} }}
 {TELEMETRY}
 """
 
@@ -109,7 +104,7 @@ def export_graphs(cnn, tsf, token_dim: int) -> tuple[dict[str, bytes], dict]:
 
 
 def card(meta: dict, errors: dict) -> str:
-    readme = ROOT / "models" / "video" / "README.md"
+    readme = FAMILY / "README.md"
     body = readme.read_text() if readme.exists() else "(see models/video/README.md)"
     parity = "; ".join(f"{k}: " + ", ".join(f"{n} {v:.1e}" for n, v in e.items()) for k, e in errors.items())
     return body + f"\n\n## Export\n`python -m export.build --only video`; ONNX parity against PyTorch (max abs error): {parity}.\n"

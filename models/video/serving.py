@@ -18,19 +18,39 @@ decode_threads (the replica's threads; > 1 turns on FFmpeg's frame threading).
 """
 import json
 from contextlib import closing
-from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from serve.errors import InvalidInput
-from serve.runtimes.python import ModelHandler
-from serve.runtimes.onnx import OnnxRuntime
+from serve.sdk import HandlerParams, InvalidInput, ModelHandler, OnnxRuntime, bytes_tensor, json_tensor, one_bytes
 
 from .decode import Limits, VideoError, iter_frames, probe
 from .pipeline import ARTIFACTS, Analyzer, Pooling, SegmentResult, summarize
 
 
+_LIMITS = Limits()
+
+
+class VideoParams(HandlerParams):
+    """config.pbtxt parameters of `video_artifacts` and `video_artifacts_segments` (models/video/export.py writes
+    them from these defaults). The limits bound what one request may make the replica decode."""
+
+    sample_fps: float = Field(12.5, gt=0, le=120, description="frames analysed per second of video")
+    max_width: int = Field(_LIMITS.max_width, ge=_LIMITS.min_side)
+    max_height: int = Field(_LIMITS.max_height, ge=_LIMITS.min_side)
+    max_seconds: float = Field(_LIMITS.max_seconds, gt=0)
+    max_frames: int = Field(_LIMITS.max_frames, ge=1, description="decoded frames per request, sampled or not")
+    max_pixel_rate: float = Field(_LIMITS.max_pixel_rate, gt=0, description="decoded pixels per second of presentation time")
+    max_bytes: int = Field(256 << 20, ge=1, description="encoded bytes per request")
+    saliency: Literal["sstam", "uniform", "spectral_residual"] = "sstam"
+    segment_clips: int = Field(2, ge=1, le=64, description="clips per reported segment")
+    frame_batch: int = Field(4, ge=1, le=64, description="frames per ONNX call")
+    decode_threads: int = Field(0, ge=0, le=16, description="decoder threads; 0: the replica's CPU share")
+
+
 class _Sstam(ModelHandler):
+    Params = VideoParams
     video_input = "VIDEO"
     pool = "video"  # decoding a video is heavy: outside the ingress, both video models in one replica
 
@@ -41,17 +61,11 @@ class _Sstam(ModelHandler):
         meta = json.loads((self.model_dir / "sstam.json").read_text())
         self.pooling = Pooling(**meta["pooling"])
         p = self.params
-        self.sample_fps = float(p.get("sample_fps", 12.5))
-        d = Limits()
-        self.limits = Limits(max_width=int(p.get("max_width", d.max_width)), max_height=int(p.get("max_height", d.max_height)),
-                             max_seconds=float(p.get("max_seconds", d.max_seconds)),
-                             max_frames=int(p.get("max_frames", d.max_frames)),
-                             max_pixel_rate=float(p.get("max_pixel_rate", d.max_pixel_rate)))
-        self.max_bytes = int(p.get("max_bytes", 256 << 20))
-        self.saliency = p.get("saliency", "sstam")
-        self.segment_clips = int(p.get("segment_clips", 2))
-        self.frame_batch = int(p.get("frame_batch", 4))
-        self.decode_threads = int(p.get("decode_threads", self.num_threads))
+        self.sample_fps, self.max_bytes, self.saliency = p.sample_fps, p.max_bytes, p.saliency
+        self.segment_clips, self.frame_batch = p.segment_clips, p.frame_batch
+        self.decode_threads = p.decode_threads or self.num_threads
+        self.limits = Limits(max_width=p.max_width, max_height=p.max_height, max_seconds=p.max_seconds,
+                             max_frames=p.max_frames, max_pixel_rate=p.max_pixel_rate)
 
     def block_fn(self, y, uv):
         out = self.block.infer({"y": y, "uv": uv})
@@ -65,19 +79,7 @@ class _Sstam(ModelHandler):
                         seg_clips=segment_clips or self.segment_clips, batch=self.frame_batch)
 
     def _video_bytes(self, inputs, name) -> bytes:
-        if name not in inputs:
-            raise InvalidInput(f"input '{name}': missing; expected BYTES [1] holding one encoded video file")
-        a = np.asarray(inputs[name], dtype=object).ravel()
-        if a.size != 1:
-            raise InvalidInput(f"input '{name}': expected exactly one element (one encoded video), got {a.size}")
-        data = a[0]
-        if isinstance(data, str):
-            data = data.encode("latin-1")
-        if not isinstance(data, (bytes, bytearray)) or len(data) == 0:
-            raise InvalidInput(f"input '{name}': expected the bytes of an encoded video file (mp4/mkv/webm), got an empty element")
-        if len(data) > self.max_bytes:
-            raise InvalidInput(f"input '{name}': {len(data)} bytes, above the limit of {self.max_bytes}")
-        return bytes(data)
+        return one_bytes(inputs, name, "one encoded video file (mp4/mkv/webm)", self.max_bytes)
 
     def _check(self, name: str, data: bytes) -> dict:
         try:
@@ -102,7 +104,7 @@ class VideoArtifactsHandler(_Sstam):
     def preprocess(self, inputs):
         data = self._video_bytes(inputs, "VIDEO")
         self._check("VIDEO", data)  # container, codec and limits, before any response is sent
-        return {"VIDEO": np.array([data], dtype=object)}
+        return {"VIDEO": bytes_tensor(data)}
 
     def stream(self, inputs):
         data = self._video_bytes(inputs, "VIDEO")
@@ -120,7 +122,7 @@ class VideoArtifactsHandler(_Sstam):
         summary["video"] = {k: info.get(k) for k in ("codec", "container", "width", "height", "fps", "duration_s", "decoded", "sampled")}
         summary["sample_fps"] = self.sample_fps
         summary["per_segment"] = [s.as_dict() for s in segments]
-        yield {"SUMMARY": np.array([json.dumps(summary).encode()], dtype=object)}
+        yield {"SUMMARY": json_tensor(summary)}
 
 
 # STATE layout (FP32): [next_index, frames, sum_frames*intensities (6), sum_frames*quality, thumb_h, thumb_w, thumb...]
@@ -159,5 +161,5 @@ class VideoSegmentsHandler(_Sstam):
                                "intensities": {a: round(float(v), 6) for a, v in zip(ARTIFACTS, sums / frames)},
                                "quality": round(float(qsum / frames), 6)}
         return {"INTENSITIES": r.intensities.astype(np.float32), "QUALITY": np.array([r.quality], np.float32),
-                "FRAMES": np.array([r.frames], np.int64), "SUMMARY": np.array([json.dumps(seg).encode()], dtype=object),
+                "FRAMES": np.array([r.frames], np.int64), "SUMMARY": json_tensor(seg),
                 "STATE_OUT": new_state}

@@ -6,8 +6,8 @@ This is Triton's Python backend without code in the repository: a model folder d
     parameters { key: "handler" value { string_value: "models.iqa.serving:IqaHandler" } }
 
 and the version folder holds only data (ONNX files, a graph snapshot, JSON). The handler is imported
-from this installed package, never from the repository, so a repository cannot bring code with it;
-only modules under `models.` may be named.
+from this installed package, never from the repository (serve/families.py). Its other parameters are typed:
+the class's `Params` (serve/params.py) is checked when the repository loads, and `self.params` holds them parsed.
 
 A handler is a runtime with two more hooks:
 - `preprocess` runs once per request in the model replica, before the batch queue (decode an image,
@@ -20,20 +20,22 @@ A handler is a runtime with two more hooks:
 - `load_snapshot`, for a handler that answers from a data file named by config.pbtxt's `snapshot` parameter
   (a hosted graph): a new file is swapped into running replicas without a restart (ModelWorker.reconfigure).
 """
-from importlib import import_module
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from ..errors import RepositoryError
+from ..families import resolve
+from ..params import HandlerParams, parse
 from .base import Runtime
-
-ALLOWED_PREFIX = "models."
 
 
 class ModelHandler(Runtime):
-    """Base class. `model_dir` is the version folder; `params` are config.pbtxt's parameters as strings."""
+    """Base class. `model_dir` is the version folder; `params` are config.pbtxt's parameters, parsed into `Params`."""
+
+    Params: type[HandlerParams] = HandlerParams
+    """The handler's own config.pbtxt parameters with their types, defaults and bounds (none by default)."""
 
     placement = "dedicated"
     """Where the model runs unless its config says otherwise (serve/serve_config.py): "ingress" for a handler whose
@@ -52,7 +54,7 @@ class ModelHandler(Runtime):
     def __init__(self, model_dir: Path, params: dict[str, str], input_names, output_names, num_threads: int, device: str):
         super().__init__(model_dir, input_names, output_names, num_threads, device)
         self.model_dir = Path(model_dir)
-        self.params = dict(params)
+        self.params = parse(self.Params, params, f"{self.model_dir.parent.name}/config.pbtxt")
 
     def load_snapshot(self, path: Path):
         """Build a snapshot from its file, completely, and return it (called in a worker thread while the old
@@ -80,14 +82,8 @@ class ModelHandler(Runtime):
 
 
 def handler_class(path: str) -> type[ModelHandler]:
-    """Import `models.<family>.<module>:<Class>`; anything else is refused."""
-    module_name, _, class_name = path.partition(":")
-    if not module_name.startswith(ALLOWED_PREFIX) or not class_name:
-        raise RepositoryError(f"handler {path!r}: expected 'models.<family>.<module>:<Class>'")
-    try:
-        cls = getattr(import_module(module_name), class_name)
-    except (ImportError, AttributeError) as e:
-        raise RepositoryError(f"handler {path!r} cannot be imported: {e}") from None
+    """The handler class `models.<family>.<module>:<Class>` names; anything else is refused."""
+    cls = resolve(path, "handler")
     if not (isinstance(cls, type) and issubclass(cls, ModelHandler)):
-        raise RepositoryError(f"handler {path!r} is not a serve.runtimes.python.ModelHandler")
+        raise RepositoryError(f"handler {path!r} is not a ModelHandler (serve.sdk)")
     return cls

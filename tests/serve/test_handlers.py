@@ -128,7 +128,7 @@ def test_stopping_a_job_early_closes_the_handler(plane):
 
 @pytest.mark.parametrize(
     "handler, message",
-    [("os:system", "models.<family>"), ("models.nope.serving:X", "not installed"), ("models.examples.handlers", "models.<family>")],
+    [("os:system", "models.<family>"), ("models.nope.serving:X", "cannot be imported"), ("models.examples.handlers:DelayParams", "is not a ModelHandler"), ("models.examples.handlers", "models.<family>")],
 )
 def test_handler_path_is_checked_at_load(tmp_path, handler, message):
     folder = tmp_path / "m"

@@ -91,5 +91,5 @@ def test_the_checker_runs_in_the_scan_process(tmp_path, model_bytes):
 
 @pytest.mark.parametrize("value", ["0", "x"])
 def test_a_bad_cap_is_refused_naming_the_parameter(tmp_path, value):
-    with pytest.raises(RepositoryError, match=f"'max_concurrent_scans': expected an integer ≥ 1, got '{value}'"):
+    with pytest.raises(RepositoryError, match=f"parameter 'max_concurrent_scans': .*, got '{value}'"):
         handler(tmp_path, max_concurrent_scans=value)

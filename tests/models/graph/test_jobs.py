@@ -79,5 +79,5 @@ def test_a_finished_job_frees_its_slot(tmp_path):
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
 def test_a_bad_cap_is_refused_naming_the_parameter(tmp_path, value):
-    with pytest.raises(RepositoryError, match=f"'max_concurrent_jobs': expected an integer ≥ 1, got '{value}'"):
+    with pytest.raises(RepositoryError, match=f"parameter 'max_concurrent_jobs': .*, got '{value}'"):
         handler(tmp_path, max_concurrent_jobs=value)

@@ -236,8 +236,8 @@ def _bad_cases():
         ("truncated", {"IMAGE": as_bytes(jpg[: len(jpg) // 2])}, "truncated or corrupt"),
         ("empty bytes", {"IMAGE": as_bytes(b"")}, "empty"),
         ("other format", {"IMAGE": as_bytes(gif)}, "JPEG, PNG or WebP expected"),
-        ("too small", {"IMAGE": as_bytes(encode(img[:40, :90]))}, "smaller than the 64×64 crop"),
-        ("too small raw", {"IMAGE_RAW": img[None, :63]}, "smaller than the 64×64 crop"),
+        ("too small", {"IMAGE": as_bytes(encode(img[:40, :90]))}, "smaller than the 64×64 minimum"),
+        ("too small raw", {"IMAGE_RAW": img[None, :63]}, "smaller than the 64×64 minimum"),
         ("above the pixel limit", {"IMAGE": as_bytes(huge)}, "above the limit of 16777216"),
         ("2 channels", {"IMAGE_RAW": img[None, :, :, :2].copy()}, "2 channels"),
         ("5 channels", {"IMAGE_RAW": np.concatenate([img, img[..., :2]], 2)[None]}, "5 channels"),
@@ -333,7 +333,7 @@ def refusal(handler, **inputs) -> str:
 
 
 def test_request_pixel_budget_defaults(worker):
-    assert worker.runtime.max_pixels == 4096 * 4096 and worker.runtime.max_request_pixels == 2 * 4096 * 4096
+    assert worker.runtime.params.max_pixels == 4096 * 4096 and worker.runtime.params.max_request_pixels == 2 * 4096 * 4096
 
 
 def test_a_request_over_its_pixel_budget_is_refused_from_the_headers(worker, loads):

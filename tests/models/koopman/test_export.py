@@ -30,7 +30,7 @@ def test_tiny_kno_exports_with_dynamic_batch_and_grid(tmp_path):
     assert {t.name: t.dims for t in spec.outputs} == {"FRAMES": (1, -1), "WINDOW_NEXT": (4, -1)}
     assert spec.min_shapes == {"WINDOW": (1, 4, 8)} and spec.reject_non_finite
     params = {k: v.string_value for k, v in spec.config.parameters.items()}
-    assert params["dt"] == "0.02"
+    assert params["info.dt"] == "0.02"
 
 
 def test_tiny_2d_kno_traces_to_torchscript_that_takes_other_batches_and_grids(tmp_path):

@@ -88,7 +88,7 @@ def test_containers_and_codecs(repo, clips, kind, codec):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("text", "cannot open"), ("empty", "expected the bytes"), ("truncated", "input 'VIDEO'"), ("two", "exactly one element"),
+    ("text", "cannot open"), ("empty", "got an empty element"), ("truncated", "input 'VIDEO'"), ("two", "exactly one element"),
     ("zero", "input 'VIDEO'")])
 def test_bad_input_is_invalid_argument(repo, clips, case, message):
     data = {"text": video(b"this is not a video"), "empty": video(b""), "truncated": video(clips["mp4"][: len(clips["mp4"]) // 3]),

@@ -1,0 +1,33 @@
+"""The architecture's import contracts (pyproject.toml [tool.importlinter]) hold: arrows point one way, families
+reach the server only through serve.sdk, and families do not import each other."""
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
+    lint = Path(sys.executable).with_name("lint-imports")  # installed beside this interpreter with the dev extra
+    return subprocess.run([str(lint), "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"})
+
+
+def test_the_contracts_hold():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "Contracts: 3 kept, 0 broken." in result.stdout, result.stdout[-2000:]
+
+
+def test_a_family_importing_a_server_internal_breaks_the_contract(tmp_path):
+    """The check can fail: the same configuration over a copy of the tree with one forbidden import in a family."""
+    for package in ("serve", "models", "export", "loadtest", "proto"):
+        subprocess.run(["cp", "-r", str(ROOT / package), str(tmp_path / package)], check=True)
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    (tmp_path / "models" / "examples" / "sneaky.py").write_text(textwrap.dedent("""
+        from serve.dataplane import DataPlane  # a server internal, not serve.sdk
+    """))
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "models.examples.sneaky -> serve.dataplane" in result.stdout, result.stdout[-2000:]
+    assert "Contracts: 2 kept, 1 broken." in result.stdout
