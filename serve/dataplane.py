@@ -17,7 +17,7 @@ from . import __version__, metrics
 from .codecs import element_count
 from .datatypes import from_numpy
 from .errors import InferenceError, InvalidInput, ModelNotReady, Unauthenticated
-from .repository import ModelRepository, ModelSpec
+from .repository import ModelKind, ModelRepository, ModelSpec
 from .sequences import SequenceTable
 from .types import InferRequest, InferResponse
 
@@ -116,13 +116,13 @@ class DataPlane:
         batch dimension when the model batches, first otherwise). For another decoupled model (a job, a
         video's segments), its final response: the verdict or summary, without the progress before it."""
         spec, version = self._checked(request)
-        if spec.decoupled and not spec.rollout:
+        if spec.kind is ModelKind.DECOUPLED:
             final, count = None, 0
             async for final in self._decoupled(spec, version, request, protocol):
                 count += 1
             final.parameters["responses"] = count
             return final
-        if spec.rollout:
+        if spec.kind is ModelKind.ROLLOUT:
             steps = await self._whole_rollout(spec, version, request, protocol)
             axis = 1 if spec.max_batch_size > 0 else 0
             outputs = {name: np.stack([r.outputs[name] for r in steps], axis=axis) for name in steps[0].outputs}
@@ -151,9 +151,9 @@ class DataPlane:
         """Responses for one request: one for an ordinary model, one per step, as computed, for a rollout.
         The request is checked before this returns, so a client error is raised before anything streams."""
         spec, version = self._checked(request)
-        if spec.rollout:
+        if spec.kind is ModelKind.ROLLOUT:
             return self._rollout(spec, version, request, protocol)
-        if spec.decoupled:
+        if spec.kind is ModelKind.DECOUPLED:
             return self._decoupled(spec, version, request, protocol)
         return self._once_as_stream(spec, version, request, protocol)
 
@@ -176,7 +176,7 @@ class DataPlane:
     async def _infer_once(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> InferResponse:
         backend = self.backends[(spec.name, version)]
         async with self._track(spec.name, version, protocol, request):
-            if spec.sequence:
+            if spec.kind is ModelKind.SEQUENCE:
                 outputs = await self.sequences.run(spec, version, request, backend.infer)
             else:
                 outputs = await backend.infer(request.inputs, _queue_timeout_s(request))
@@ -261,7 +261,7 @@ class DataPlane:
         for name in request.outputs or []:
             if name not in known_outputs:
                 raise InvalidInput(f"model {spec.name!r}: unknown output {name!r}; outputs are {known_outputs}")
-        if spec.rollout:
+        if spec.kind is ModelKind.ROLLOUT:
             steps = np.unique(request.inputs[spec.rollout.steps_input])
             if steps.size != 1 or not 1 <= int(steps[0]) <= spec.rollout.max_steps:
                 raise InvalidInput(
@@ -271,7 +271,7 @@ class DataPlane:
 
     def _response(self, spec: ModelSpec, version: int, request: InferRequest, outputs: dict) -> InferResponse:
         wanted = request.outputs or [t.name for t in spec.outputs]
-        if spec.decoupled and not spec.rollout:  # progress responses carry a subset of the outputs
+        if spec.kind is ModelKind.DECOUPLED:  # progress responses carry a subset of the outputs
             wanted = [name for name in wanted if name in outputs]
         declared = {t.name: t.datatype for t in spec.outputs}
         for name in wanted:  # the runtime must honour the config: a mismatch is ours, not the client's

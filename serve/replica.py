@@ -21,7 +21,7 @@ import numpy as np
 from . import metrics
 from .batcher import DynamicBatcher
 from .runtimes.python import ModelHandler
-from .repository import load_model
+from .repository import ModelKind, load_model
 from .runtimes import load_runtime
 
 logger = logging.getLogger("ray.serve")  # Serve's logger: lines land in the replica's log with its id
@@ -58,7 +58,7 @@ class ModelWorker:
         threads, device = replica_resources()
         inputs = [t.name for t in self.spec.inputs if not self._is_control_input(t.name)]
         outputs = [t.name for t in self.spec.outputs]
-        if self.spec.sequence:  # the data plane feeds these; the runtime sees them as ordinary tensors
+        if self.spec.kind is ModelKind.SEQUENCE:  # the data plane feeds these; the runtime sees them as ordinary tensors
             inputs += [*self.spec.sequence.controls, *(s.input_name for s in self.spec.sequence.states)]
             outputs += [s.output_name for s in self.spec.sequence.states]
         self.runtime = load_runtime(self.spec, self.version, inputs, outputs, threads, device)
@@ -88,7 +88,7 @@ class ModelWorker:
                     time.perf_counter() - started)
 
     def _is_control_input(self, name: str) -> bool:
-        return self.spec.rollout is not None and name == self.spec.rollout.steps_input
+        return self.spec.kind is ModelKind.ROLLOUT and name == self.spec.rollout.steps_input
 
     def describe(self) -> dict:
         return {"model": self.spec.name, "version": self.version, "pid": os.getpid()} | self.runtime.describe()
@@ -163,7 +163,7 @@ class ModelWorker:
 
     async def stream(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
         """A decoupled model's responses to one request: a rollout's steps, or what the handler yields."""
-        if self.spec.rollout:
+        if self.spec.kind is ModelKind.ROLLOUT:
             async with aclosing(self._rollout(inputs)) as steps:
                 async for outputs in steps:
                     yield outputs

@@ -11,6 +11,7 @@ Everything is checked when the repository is read, so a bad folder fails at star
 and the field, instead of on the first request.
 """
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import cached_property
 from pathlib import Path
 
@@ -35,6 +36,19 @@ RUNTIMES = {
 }
 _PLATFORM_OF_BACKEND = {backend: platform for platform, (backend, _) in RUNTIMES.items()}
 CARD_FILES = ("card.md", "card.json")
+
+
+class ModelKind(str, Enum):
+    """How a model answers a request; the data plane and the replica branch on this one field."""
+
+    UNARY = "unary"
+    """one response per request, batched with others (Triton's default)"""
+    ROLLOUT = "rollout"
+    """a decoupled model that runs its step `steps` times, feeding outputs back as inputs: one response per step"""
+    DECOUPLED = "decoupled"
+    """a handler that yields any number of responses per request (progress, segments, then the result)"""
+    SEQUENCE = "sequence"
+    """one response per request, with state carried between the requests of a sequence (Triton's sequence batcher)"""
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,16 @@ class ModelSpec:
     @property
     def decoupled(self) -> bool:
         return self.config.model_transaction_policy.decoupled
+
+    @cached_property
+    def kind(self) -> ModelKind:
+        """What the config declares, checked at load (`load_model`): a rollout is decoupled and has rollout
+        parameters, any other decoupled model a handler; a sequence model is not decoupled."""
+        if self.rollout:
+            return ModelKind.ROLLOUT
+        if self.decoupled:
+            return ModelKind.DECOUPLED
+        return ModelKind.SEQUENCE if self.sequence else ModelKind.UNARY
 
     @property
     def dynamic_batching(self) -> bool:

@@ -111,3 +111,13 @@ def test_empty_or_missing_repository(tmp_path):
         ModelRepository(tmp_path / "nope")
     with pytest.raises(RepositoryError, match="holds no model folders"):
         ModelRepository(tmp_path)
+
+
+def test_each_model_of_the_built_repository_has_one_kind(repository):
+    from serve.repository import ModelKind
+
+    kinds = {spec.name: spec.kind for spec in ModelRepository(repository)}
+    assert kinds["simple"] is ModelKind.UNARY and kinds["iqa"] is ModelKind.UNARY
+    assert kinds["heat1d"] is ModelKind.ROLLOUT and kinds["kno_ns2d"] is ModelKind.ROLLOUT
+    assert kinds["backdoor_scan"] is ModelKind.DECOUPLED and kinds["video_artifacts"] is ModelKind.DECOUPLED
+    assert kinds["video_artifacts_segments"] is ModelKind.SEQUENCE
