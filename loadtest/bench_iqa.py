@@ -111,7 +111,7 @@ def main(argv=None) -> None:
     local = in_process(model_dir, jpeg, args.duration)
     remote = served(args.repository, jpeg, args.duration) if args.served else {}
     cols = ["torch_eager", "onnxruntime", "handler"] + (["http", "grpc", "http/ort", "grpc/ort"] if remote else [])
-    print(f"\niqa: images/s (1 thread; batch N in process, N concurrent one-image requests served)")
+    print("\niqa: images/s (1 thread; batch N in process, N concurrent one-image requests served)")
     print(f"{'N':>3} | " + " ".join(f"{c:>11}" for c in cols))
     for n in SIZES:
         cells = [local[n][c]["images_per_s"] for c in cols[:3]]

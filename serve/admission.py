@@ -11,14 +11,12 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Callable
 
 from .families import resolve
 from .private_files import UnsafeFile, private_dir, read_private, write_private
 from .repository import ModelRepository, ModelSpec
 
 logger = logging.getLogger("streamserve.admission")
-Check = Callable[[ModelSpec, int], "str | None"]
 
 
 def _fingerprint(spec: ModelSpec, version: int) -> str:

@@ -43,12 +43,6 @@ class Overloaded(InferenceError):
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-class Unsupported(InferenceError):
-    """A protocol feature this server does not offer (400 over HTTP / UNIMPLEMENTED over gRPC)."""
-
-    grpc_code = grpc.StatusCode.UNIMPLEMENTED
-
-
 class Unauthenticated(InferenceError):
     """Authentication is on and the request carries no valid token (401 / UNAUTHENTICATED)."""
 

@@ -110,7 +110,7 @@ def run(sizes, seeds, cfg: Config, save: bool) -> list[dict]:
 def summarise(rows: list[dict], cfg: Config) -> str:
     sizes, metrics = sorted({r["size"] for r in rows}), ["i2t_R@1", "i2t_R@5", "t2i_R@1", "t2i_R@5"]
     seeds = sorted({r["seed"] for r in rows})
-    lines = [f"# MixGen ablation: tiny dual encoder on generated digit captions\n",
+    lines = ["# MixGen ablation: tiny dual encoder on generated digit captions\n",
              f"Command: `python -m models.augment.experiment --seeds {' '.join(map(str, seeds))} --sizes {' '.join(map(str, sizes))} --steps {cfg.steps}`; "
              f"{cfg.steps} steps, batch {cfg.batch_size}, Adam lr {cfg.lr}; checkpoint chosen on validation mean R@1 ({N_VAL} pairs); "
              f"test: {N_TEST} pairs, scored once. Mean ± std over seeds {seeds}.\n",
@@ -150,13 +150,6 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def rewrite(report: Path) -> None:
-    """Re-render results.md and recall.png from results.json (no training)."""
-    saved = json.loads((report / "results.json").read_text())
-    (report / "results.md").write_text(summarise(saved["rows"], Config(**saved["config"])))
-    plot(saved["rows"], report / "recall.png")
 
 
 def main() -> None:

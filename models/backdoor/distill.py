@@ -20,13 +20,13 @@ Backdoors (Liu et al., NDSS 2023, "Backdoor Attacks Against Dataset Distillation
 import argparse
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import NUM_CLASSES, SIZE, Trigger, load, poison_indices, stamp
+from .data import NUM_CLASSES, Trigger, load, poison_indices, stamp
 from .model import make
 
 

@@ -12,7 +12,6 @@
 """
 import argparse
 import json
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 

@@ -36,7 +36,6 @@ from models.graph.train import SERVED
 from export.onnx_export import check_parity, export_onnx
 from export.repository import install_snapshot, latest_version_dir
 
-NAMES = ("bot_detector", "bot_detector_subgraph", "account_clusters", "account_cluster_members", "account_clusters_job")
 CLUSTERS = SERVED.parent / "clusters.npz"
 HANDLER = "models.graph.serving:{}"
 

@@ -12,11 +12,10 @@ tasks at once (half the CPU) and pick each head's epoch on its own validation sc
 - :class:`RGT` — Feng et al., 2022: per relation a TransformerConv, gated with the node's own state;
   semantic attention over the relations.
 
-:class:`ServedBotRGCN` is BotRGCN re-written without PyG, with ops ONNX can express (Gather, MatMul,
-ScatterElements-add): :meth:`ServedBotRGCN.from_botrgcn` copies the trained weights and models/graph/export.py
-checks parity. It is split in two graphs: the per-node ``encoder`` (no edges) and the relational ``gnn``,
-so a replica hosting a graph snapshot encodes every account once and a query only runs the ``gnn`` over
-the query's 2-hop computation subgraph.
+:class:`ServedEncoder` is BotRGCN's per-node input block (no edges), exported to ONNX: a replica hosting a
+graph snapshot encodes every account once, and a query runs only the two relational layers (numpy / scipy,
+models/graph/serving.py) and the heads over its 2-hop computation subgraph; models/graph/export.py checks
+parity end to end against the PyG model.
 """
 import torch
 import torch.nn.functional as F
@@ -166,23 +165,7 @@ class RGT(MLP):
 MODELS = {"MLP": MLP, "GCN": GCN, "GAT": GAT, "RGCN": RGCN, "BotRGCN": BotRGCN, "RGT": RGT}
 
 
-# ---------------------------------------------------------------- served form (no PyG, ONNX-exportable)
-
-
-def relational_mean(h: torch.Tensor, weight: torch.Tensor, root: torch.Tensor, bias: torch.Tensor,
-                    edge_index: torch.Tensor, edge_type: torch.Tensor) -> torch.Tensor:
-    """RGCNConv (aggr mean): out_i = h_i·root + b + Σ_r mean_{j→i on r} h_j·W_r, with only Gather, MatMul,
-    ScatterElements(add): every relation's transform in one MatMul, messages gathered at (src, type)."""
-    n, hidden = h.shape[0], weight.shape[2]
-    r = weight.shape[0]
-    transformed = (h @ weight.permute(1, 0, 2).reshape(h.shape[1], r * hidden)).reshape(n * r, hidden)
-    src, dst = edge_index[0], edge_index[1]
-    slot = dst * r + edge_type  # one mean per (receiver, relation)
-    deg = torch.zeros(n * r, dtype=h.dtype).index_add(0, slot, torch.ones_like(slot, dtype=h.dtype))
-    norm = 1.0 / deg.clamp(min=1.0)[slot]
-    messages = transformed[src * r + edge_type] * norm[:, None]
-    agg = torch.zeros(n, hidden, dtype=h.dtype).index_add(0, dst, messages)
-    return agg + h @ root + bias
+# ---------------------------------------------------------------- served form
 
 
 class ServedEncoder(nn.Module):
@@ -192,35 +175,3 @@ class ServedEncoder(nn.Module):
 
     def forward(self, x):
         return self.encoder(x)
-
-
-class ServedGNN(nn.Module):
-    """BotRGCN after the encoder: (h0 [N, H], edge_index, edge_type) -> (bot probability [N], stance probs [N, 3])."""
-
-    def __init__(self, hidden: int):
-        super().__init__()
-        for i in (1, 2):
-            self.register_buffer(f"w{i}", torch.zeros(N_RELATIONS, hidden, hidden))
-            self.register_buffer(f"root{i}", torch.zeros(hidden, hidden))
-            self.register_buffer(f"b{i}", torch.zeros(hidden))
-        self.out = nn.Linear(hidden, hidden)
-        self.heads = Heads(hidden)
-
-    def forward(self, h, edge_index, edge_type):
-        h = relational_mean(h, self.w1, self.root1, self.b1, edge_index, edge_type)
-        h = relational_mean(h, self.w2, self.root2, self.b2, edge_index, edge_type)
-        bot, stance = self.heads(F.leaky_relu(self.out(h)))
-        return torch.softmax(bot, dim=1)[:, 1], torch.softmax(stance, dim=1)
-
-
-def served_from_botrgcn(model: BotRGCN) -> tuple[ServedEncoder, ServedGNN]:
-    enc = ServedEncoder(model.encoder).eval()
-    gnn = ServedGNN(model.hidden)
-    with torch.no_grad():
-        for i, conv in ((1, model.c1), (2, model.c2)):
-            getattr(gnn, f"w{i}").copy_(conv.weight)
-            getattr(gnn, f"root{i}").copy_(conv.root)
-            getattr(gnn, f"b{i}").copy_(conv.bias)
-        gnn.out.load_state_dict(model.out.state_dict())
-        gnn.heads.load_state_dict(model.heads.state_dict())
-    return enc, gnn.eval()

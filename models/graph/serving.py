@@ -33,10 +33,6 @@ MAX_JOB_NODES, MAX_JOB_EDGES, MAX_JOB_FEATURES, MAX_JOB_CLUSTERS = 5_000, 200_00
 JOB_THREAD = "account_clusters_job-fit"
 
 
-def _leaky(x):
-    return np.where(x > 0, x, 0.01 * x)
-
-
 def aggregation_matrix(edge_index: np.ndarray, edge_type: np.ndarray, n: int, r: int = N_RELATIONS) -> sp.csr_matrix:
     """A [n, n·r]: row i, column j·r + t holds 1/deg_t(i) for every edge j -> i of type t, so that
     A @ (h W_t stacked as [n·r, H]) is RGCN's Σ_t mean_{j→i on t} h_j W_t."""

@@ -39,7 +39,6 @@ N_FEATURES = N_PROFILE + N_TEXT
 N_NUMERIC = 10  # profile cols 0..9 numeric, 10..19 binary ("categorical") — BotRGCN projects them separately
 BOT_SHARE = 0.2694
 STANCE_SHARES = (0.37, 0.36, 0.27)
-STANCE_NAMES = ("neutral", "against", "support")
 # P(sender has the receiver's bot label), per relation, for (human, bot) receivers.
 HOMOPHILY = {
     "followers": (0.90, 0.20), "friends": (0.88, 0.30), "mention": (0.88, 0.75), "reply": (0.90, 0.60),
@@ -213,12 +212,6 @@ def homophily_by_class(graph: dict, label: str = "bot") -> np.ndarray:
             if mc.any():
                 out[r, c] = float((y[src[mc]] == c).mean())
     return out
-
-
-def edge_homophily(graph: dict, label: str = "bot") -> np.ndarray:
-    """Per relation, the fraction of edges joining two nodes with the same label."""
-    y, (src, dst), t = graph[label], graph["edge_index"], graph["edge_type"]
-    return np.array([float((y[src[t == r]] == y[dst[t == r]]).mean()) for r in range(len(RELATIONS))])
 
 
 def split_masks(n: int, seed: int, fractions=(0.7, 0.2, 0.1)) -> dict[str, np.ndarray]:

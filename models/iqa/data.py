@@ -26,8 +26,6 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .crops import CROP, crop_positions, fixed_crops  # noqa: F401  (re-exported)
-
 VERSION = 1
 SCALE = 256  # short side of a source picture, px
 TILE = 128  # reference size, px

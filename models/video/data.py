@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "build" / "video" / "data"
 SIZE, FPS, FRAMES = 128, 25, 32
 ARTIFACTS = ["blurring", "blocking", "bleeding", "ringing", "flickering", "floating"]
-SPATIAL, TEMPORAL = ARTIFACTS[:4], ARTIFACTS[4:]
+SPATIAL = ARTIFACTS[:4]  # the rest (flicker, stutter) are temporal
 
 
 @dataclass(frozen=True)
@@ -308,19 +308,6 @@ def make_encode(src: Source, enc: Encode, ref) -> dict:
     a["blur_effect"] = float(np.mean([blur_effect(dec[0][t]) for t in range(0, FRAMES, 8)]))
     return {"source": src.name, "split": src.split, "encode": enc.name, "codec": enc.codec, "q": enc.q,
             "file": str(path.relative_to(ROOT)), "levels": enc.levels(src), **a}
-
-
-def rebuild_encodes(names: list[str], sources=SOURCES) -> None:
-    """Re-make only the named encodes of every cached source (files, labels, anchors, index rows)."""
-    for src in sources:
-        folder = CACHE / src.name
-        rows = json.loads((folder / "index.json").read_text())
-        ref = read_all(folder / "source_lossless.mkv")
-        for enc in [e for e in ENCODES if e.name in names]:
-            row = make_encode(src, enc, ref)
-            rows = [row if r["encode"] == enc.name else r for r in rows]
-        (folder / "index.json").write_text(json.dumps(rows, indent=1))
-        print(f"[data] {src.name}: rebuilt {names}", flush=True)
 
 
 def build_all(sources=SOURCES, force=False) -> list[dict]:

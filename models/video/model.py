@@ -1,5 +1,4 @@
 """SSTAM's two learned parts: the block CNN (spatial artifacts) and a compact TimeSformer (temporal ones)."""
-import math
 
 import torch
 from torch import nn

@@ -51,7 +51,6 @@ class VideoParams(HandlerParams):
 
 class _Sstam(ModelHandler):
     Params = VideoParams
-    video_input = "VIDEO"
     pool = "video"  # decoding a video is heavy: outside the ingress, both video models in one replica
 
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):

@@ -137,7 +137,6 @@ def test_video_segment_sequence_refuses_a_segment_out_of_order(grpc, clip):
 
 # -- backdoor_scan ---------------------------------------------------------------------------------------
 def test_backdoor_scan_refuses_a_disallowed_operator_in_the_stream(server):
-    import onnx
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(

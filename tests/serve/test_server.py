@@ -12,7 +12,6 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
-from tritonclient.utils import InferenceServerException
 
 from models.examples.heat1d import reference_step
 from models.digits.data import load_splits

@@ -1,6 +1,5 @@
 """Backdoor family: data and trigger geometry, DC distillation, the two attacks' mechanics, the ONNX guard's
 refusals, the graph interpreter's parity, the scanner on a planted-trigger model, and the streaming handler."""
-import io
 
 import numpy as np
 import onnx
@@ -186,7 +185,6 @@ def test_guard_accepts_an_exported_classifier(planted):
 @pytest.fixture(scope="module")
 def handler(tmp_path_factory):
     from models.backdoor.export import NAME, build
-    from serve.repository import load_model
     from models.backdoor.serving import BackdoorScanHandler
 
     root = tmp_path_factory.mktemp("repo")

@@ -1,5 +1,4 @@
 """Data generation: labels follow how each clip was made; encodes are deterministic and decode as expected."""
-import subprocess
 
 import numpy as np
 import pytest

@@ -6,7 +6,7 @@ import torch
 from models.ceco.ceco import CeCo, centre_geometry, class_centres, simplex_etf
 from models.video.decode import Frame
 from models.video.model import BlockCNN, TimeSformer
-from models.video.pipeline import CLIP, Analyzer, Pooling, region_pool, saliency, spectral_residual, thumbnail, token_dim
+from models.video.pipeline import CLIP, Analyzer, Pooling, region_pool, saliency, spectral_residual, token_dim
 
 torch.set_num_threads(1)
 

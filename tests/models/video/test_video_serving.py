@@ -156,7 +156,7 @@ def test_dataplane_sequence_with_state_and_out_of_order(plane, clips):
         req = InferRequest(SEQ_NAME, None, inputs, parameters={"sequence_id": 7, "sequence_start": start, "sequence_end": end})
         return asyncio.run(plane.infer(req, "test"))
 
-    r0 = send(0, start=True)
+    send(0, start=True)
     with pytest.raises(InvalidInput, match="out of order; expected segment 1"):
         send(2)
     r1 = send(1, end=True)

@@ -1,5 +1,5 @@
-"""The architecture's import contracts (pyproject.toml [tool.importlinter]) hold: arrows point one way, families
-reach the server only through serve.sdk, and families do not import each other."""
+"""The architecture holds: the import contracts of pyproject.toml [tool.importlinter] (arrows point one way, families
+reach the server only through serve.sdk, families do not import each other), and no dead code ([tool.vulture])."""
 import subprocess
 import sys
 import textwrap
@@ -31,3 +31,10 @@ def test_a_family_importing_a_server_internal_breaks_the_contract(tmp_path):
     assert result.returncode != 0
     assert "models.examples.sneaky -> serve.dataplane" in result.stdout, result.stdout[-2000:]
     assert "Contracts: 2 kept, 1 broken." in result.stdout
+
+
+def test_no_dead_code():
+    """vulture over the tree, with what only a framework calls ignored in pyproject.toml [tool.vulture]."""
+    vulture = Path(sys.executable).with_name("vulture")
+    result = subprocess.run([str(vulture)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, "unused code (remove it, or if a framework calls it, add it to [tool.vulture]):\n" + result.stdout[-4000:]
