@@ -38,3 +38,22 @@ def test_no_dead_code():
     vulture = Path(sys.executable).with_name("vulture")
     result = subprocess.run([str(vulture)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, "unused code (remove it, or if a framework calls it, add it to [tool.vulture]):\n" + result.stdout[-4000:]
+
+
+def test_every_module_imports():
+    """A moved or deleted name breaks an import that no other test may reach (a CLI, a benchmark): import them all."""
+    script = textwrap.dedent("""
+        import importlib, pkgutil
+        failed = []
+        for package in ("serve", "export", "models", "loadtest"):
+            for module in pkgutil.walk_packages(importlib.import_module(package).__path__, package + "."):
+                if module.name.startswith("loadtest.locust"):  # gevent monkey-patches the process on import
+                    continue
+                try:
+                    importlib.import_module(module.name)
+                except Exception as e:
+                    failed.append(f"{module.name}: {type(e).__name__}: {e}")
+        print("\\n".join(failed))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout[-3000:] + result.stderr[-3000:]

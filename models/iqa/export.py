@@ -70,7 +70,7 @@ def parity_crops(n_images: int = 16) -> np.ndarray:
 
 def card(metrics: dict, errors: dict) -> str:
     table = REPORT.read_text().split("\n", 2)[-1] if REPORT.exists() else "(run `python -m models.iqa.evaluate` for the multi-seed table)"
-    c, s = metrics["config"], metrics["split_sizes"]
+    c, s, p = metrics["config"], metrics["split_sizes"], IqaParams()
     return f"""# {NAME}
 
 PMT-IQA (progressive multi-task blind image quality assessment, arXiv:2301.01182) trained **from scratch** on a
@@ -83,12 +83,13 @@ or `IMAGE_RAW` UINT8 [batch ≤ {MAX_BATCH}, H, W, C], decoded pixels, C = 3 (RG
 probabilities of the ten pseudo-MOS bins [0,10), [10,20), …, [90,100].
 
 Handling (models/iqa/serving.py): decoding happens in the replica, per request; grey is replicated to RGB and alpha is
-composited over white (as in training); other channel counts are refused. Limits: at least 64×64 px; at most
-16,777,216 px (4096²; `max_pixels`) per image and 33,554,432 px per request (`max_request_pixels`), both checked from
-the file headers before any pixel is decoded; one image is decoded at a time; only the JPEG, PNG and WebP decoders ever
-read client bytes (PNG text chunks held to 1 MiB); images whose short side exceeds 256 px
-are downscaled to short side 256 (the scale of the training pictures). Each image is scored as the mean over four
-64×64 crops at fixed positions (centres at ¼ and ¾ of each side), so an image gets the same score alone or in a batch.
+composited over white (as in training); other channel counts are refused. Limits: at least {p.min_side}×{p.min_side} px
+(`min_side`); at most {p.max_pixels:,} px (`max_pixels`) per image and {p.max_request_pixels:,} px per request
+(`max_request_pixels`), both checked from the file headers before any pixel is decoded; one image is decoded at a time;
+only the JPEG, PNG and WebP decoders ever read client bytes (PNG text chunks held to 1 MiB); images whose short side
+exceeds {p.short_side} px (`short_side`) are downscaled to it (the scale of the training pictures). Each image is scored
+as the mean over {p.crop_grid ** 2} 64×64 crops at fixed positions (`crop_grid` per side), so an image gets the same
+score alone or in a batch.
 Bad input (undecodable / truncated bytes, other formats, too small, too large, unsupported channel count, empty tensor,
 both or neither input) is answered INVALID_ARGUMENT / 400 naming the input and element.
 Telemetry: served scores go to a Prometheus histogram per model version (`output_histogram.SCORE`, buckets of 10).

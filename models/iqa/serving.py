@@ -12,14 +12,14 @@ Conversions and limits (the model card repeats them):
 - grey (1 channel, or PNG modes L / I;16 / 1) is replicated to RGB; an alpha channel (4 channels, PNG RGBA /
   LA, palette transparency) is composited over white — the same rule the training data used;
   CMYK / YCbCr JPEGs are converted to RGB. Any other channel count is refused.
-- at least `min_side` (64) px on each side; at most `max_pixels` (default 16,777,216 = 4096²) pixels per image and
-  `max_request_pixels` (default 33,554,432 = 2 × 4096²) pixels per request, all images together. Both are checked
+- at least `min_side` px on each side; at most `max_pixels` pixels per image and `max_request_pixels` pixels per
+  request, all images together (`IqaParams` below holds the defaults and bounds). Both are checked
   from the file headers of every image of the request before any pixel is decoded; then the images are decoded one
   at a time, each reduced to its crops before the next, so one decoded image is alive at once. A request's
   decoding memory and CPU are bounded by the size of one image and the budget, not by how well its files compress.
 - only the JPEG, PNG and WebP decoders ever parse client bytes (`Image.open(formats=...)`); any decoder error
   (truncated or corrupt data, Pillow's decompression-bomb guard) is a refusal of that element.
-- larger-than-training images are downscaled so the short side is `short_side` (256, the scale of the training
+- larger-than-training images are downscaled so the short side is `short_side` (the scale of the training
   pictures); smaller ones are scored as they are.
 - four 64×64 crops at fixed positions (models/iqa/crops.py): one image always gets one score, alone or in a batch.
 Every refusal is `InvalidInput` naming the input, the element and what was expected (400 / INVALID_ARGUMENT).

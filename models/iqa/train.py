@@ -20,7 +20,8 @@ import torch
 from safetensors.torch import save_file
 from scipy.stats import pearsonr, spearmanr
 
-from .data import CROP, TYPES, fixed_crops, level_of, make_benchmark
+from .crops import CROP, fixed_crops
+from .data import TYPES, level_of, make_benchmark
 from .model import PMTIQA, loss, progressive_weights
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
