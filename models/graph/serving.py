@@ -231,9 +231,6 @@ class SubgraphHandler(ModelHandler):
     STANCE_PROBS FP32 [t, 3]."""
     placement = "ingress"
 
-    class Params(HandlerParams):
-        cache_layer1: bool = Field(False, description="precompute the first layer for every hosted node: faster lookups, more memory")
-
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
         self.scorer = BotScorer(self.model_dir, num_threads, device)
