@@ -23,7 +23,9 @@ BATCHES = (1, 8, 32, 128, 512)
 
 def models():
     """name -> (module, inputs(batch) -> tuple of tensors). Every entry loads committed weights."""
-    from export import caption, digits, shortcut
+    from models.augment import export as caption
+    from models.digits import export as digits
+    from models.shortcut import export as shortcut
 
     def images(shape):
         return lambda b: (torch.rand(b, *shape),)
@@ -35,10 +37,7 @@ def models():
     }
     # Families whose export module offers `torch_benchmarks() -> {name: (module, inputs)}`.
     for family in ("koopman", "iqa", "graph", "video", "backdoor"):
-        try:
-            module = importlib.import_module(f"export.{family}")
-        except ImportError:
-            continue
+        module = importlib.import_module(f"models.{family}.export")
         if hasattr(module, "torch_benchmarks"):
             entries.update(module.torch_benchmarks())
     return entries

@@ -28,14 +28,13 @@ class HandlerParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def as_strings(self) -> dict[str, str]:
+        """Every field as config.pbtxt holds it (defaults included, so the file says what the model runs with)."""
+        return {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in self.model_dump().items()}
+
     def pbtxt(self) -> str:
-        """These values as config.pbtxt `parameters` entries (every field, defaults included, so the file says
-        what the model runs with)."""
-        lines = []
-        for key, value in self.model_dump().items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            lines.append(f'parameters {{ key: "{key}" value {{ string_value: "{text}" }} }}')
-        return "\n".join(lines)
+        """These values as config.pbtxt `parameters` entries."""
+        return "\n".join(f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}' for key, value in self.as_strings().items())
 
 
 def parse(params_class: type[HandlerParams], params: dict[str, str], where: str) -> HandlerParams:

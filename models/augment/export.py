@@ -22,6 +22,7 @@ from models.augment.dual_encoder import DualEncoder
 from models.augment.experiment import WEIGHTS
 
 from export.onnx_export import MAX_IR_VERSION
+from export.served_model import ServedModel, Tensor
 
 NAME = "caption_match"
 OPSET, ML_OPSET = 20, 3
@@ -29,20 +30,16 @@ MAX_LEN = 32  # token positions the text tower reads; the graph silently drops w
 MAX_TEXT_BYTES = 256  # what the server should accept per caption (a doubled MixGen caption is < 140 bytes)
 REPORT = Path(__file__).resolve().parent / "report" / "results.md"
 
-CONFIG = f"""
-name: "{NAME}"
-platform: "onnxruntime_onnx"
-max_batch_size: 32
-input [
-  {{ name: "image" data_type: TYPE_FP32 dims: [ 3, 16, 16 ] }},
-  {{ name: "text" data_type: TYPE_STRING dims: [ 1 ] }}
-]
-output [ {{ name: "similarity" data_type: TYPE_FP32 dims: [ 1 ] }} ]
-dynamic_batching {{ max_queue_delay_microseconds: 2000 }}
-instance_group [ {{ count: 1 kind: KIND_CPU }} ]
-parameters {{ key: "max_bytes.text" value {{ string_value: "{MAX_TEXT_BYTES}" }} }}
-parameters {{ key: "max_words.text" value {{ string_value: "{MAX_LEN}" }} }}
-"""
+MODEL = ServedModel(
+    NAME, max_batch_size=32, queue_delay_us=2000,
+    inputs=(
+        Tensor("image", "FP32", (3, 16, 16), "RGB in [0, 1] (the format of `models/augment/captions.py`)"),
+        Tensor("text", "BYTES", (1,), "one UTF-8 caption per image, e.g. \"a small thick red seven slanted left\""),
+    ),
+    outputs=(Tensor("similarity", "FP32", (1,), "cosine similarity of the image and the caption, in [-1, 1]"),),
+    server_params={"max_bytes.text": str(MAX_TEXT_BYTES), "max_words.text": str(MAX_LEN)},
+)
+CONFIG = MODEL.config_pbtxt()
 
 
 def tokenizer_graph(vocab=VOCAB, max_len: int = MAX_LEN) -> onnx.ModelProto:
@@ -128,9 +125,8 @@ def card(meta: dict, error: float, negatives: dict) -> str:
 A tiny CLIP-style dual encoder (`models/augment/dual_encoder.py`) from the MixGen ablation (Hao et al., WACV 2023,
 arXiv:2206.08358) on generated digit captions. Returns the cosine similarity of an image and a caption.
 
-**Inputs** `image` FP32 [batch ≤ 32, 3, 16, 16], RGB in [0, 1] (the format of `models/augment/captions.py`);
-`text` BYTES [batch, 1], one UTF-8 caption per image, e.g. "a small thick red seven slanted left".
-**Output** `similarity` FP32 [batch, 1] in [-1, 1].
+{MODEL.signature()}
+
 Tokenisation is inside the graph: ASCII lower-case, split on spaces, {len(VOCAB)}-entry vocabulary (unknown words
 map to one id), at most {MAX_LEN} words are read. Limits for the server: reject empty or all-space captions and
 captions above {MAX_TEXT_BYTES} UTF-8 bytes or {MAX_LEN} words; images must be [3, 16, 16].

@@ -14,33 +14,31 @@ from models.backdoor.data import load
 from models.backdoor.onnx_guard import ALLOWED_OPS, MAX_BYTES
 from models.backdoor.serving import ScanParams
 
+from export.served_model import ServedModel, Tensor
+
 NAME = "backdoor_scan"
 REPORT = Path(__file__).resolve().parent / "report" / "results.md"
 
-CONFIG = f"""
-name: "{NAME}"
-backend: "python"
-max_batch_size: 0
-input [
-  {{ name: "MODEL" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "CLEAN_IMAGES" data_type: TYPE_FP32 dims: [ -1, -1, -1, -1 ] optional: true }}
-]
-output [
-  {{ name: "STAGE" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "PROGRESS" data_type: TYPE_FP32 dims: [ 1 ] }},
-  {{ name: "VERDICT" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "ANOMALY_INDEX" data_type: TYPE_FP32 dims: [ -1 ] }},
-  {{ name: "SUSPECTED_TARGET" data_type: TYPE_INT64 dims: [ 1 ] }},
-  {{ name: "TRIGGER_MASK_PNG" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "TRIGGER_PATTERN_PNG" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "STRIP" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "REPORT" data_type: TYPE_STRING dims: [ 1 ] }}
-]
-model_transaction_policy {{ decoupled: true }}
-instance_group [ {{ count: 1 kind: KIND_CPU }} ]
-parameters {{ key: "handler" value {{ string_value: "models.backdoor.serving:BackdoorScanHandler" }} }}
-{ScanParams().pbtxt()}
-"""
+MODEL = ServedModel(
+    NAME, platform="python", handler="models.backdoor.serving:BackdoorScanHandler", params=ScanParams(), decoupled=True,
+    inputs=(
+        Tensor("MODEL", "BYTES", (1,), f"a self-contained ONNX file ≤ {MAX_BYTES:,} bytes, one FP32 input [N, C, H, W] (C ∈ 1/3, "
+               f"8 ≤ H, W ≤ 256), one FP32 output [N, K]; ops from {sorted(ALLOWED_OPS)}"),
+        Tensor("CLEAN_IMAGES", "FP32", (-1, -1, -1, -1), "[N, C, H, W] in [0, 1], 8 ≤ N ≤ 512 (default: 100 held-out 16×16 digits)", optional=True),
+    ),
+    outputs=(
+        Tensor("STAGE", "BYTES", (1,), "the scan's stage, in every streamed response"),
+        Tensor("PROGRESS", "FP32", (1,), "0..1, in every streamed response"),
+        Tensor("VERDICT", "BYTES", (1,), "\"clean\" or \"backdoored\" (the last response)"),
+        Tensor("ANOMALY_INDEX", "FP32", (-1,), "Neural Cleanse's anomaly index per class [K]"),
+        Tensor("SUSPECTED_TARGET", "INT64", (1,), "the class with the highest anomaly index (the backdoor target when the verdict is \"backdoored\")"),
+        Tensor("TRIGGER_MASK_PNG", "BYTES", (1,), "the reverse-engineered trigger mask, PNG"),
+        Tensor("TRIGGER_PATTERN_PNG", "BYTES", (1,), "the reverse-engineered trigger pattern, PNG"),
+        Tensor("STRIP", "BYTES", (1,), "STRIP's entropy statistics, JSON"),
+        Tensor("REPORT", "BYTES", (1,), "the whole verdict with every detector's numbers, JSON"),
+    ),
+)
+CONFIG = MODEL.config_pbtxt()
 
 
 def clean_reference() -> np.ndarray:
@@ -54,11 +52,7 @@ def card() -> str:
 Backdoor scanner for uploaded ONNX image classifiers (Neural Cleanse + STRIP + spectral signatures), run as a
 job in a separate resource-limited process. See models/backdoor/README.md.
 
-- Input `MODEL` BYTES [1]: a self-contained ONNX file ≤ {MAX_BYTES:,} bytes, one FP32 input [N, C, H, W]
-  (C ∈ 1/3, 8 ≤ H, W ≤ 256), one FP32 output [N, K]; ops from {sorted(ALLOWED_OPS)}.
-- Input `CLEAN_IMAGES` FP32 [N, C, H, W] in [0, 1], 8 ≤ N ≤ 512 (optional; default: 100 held-out 16×16 digits).
-- Streamed outputs: `STAGE`/`PROGRESS`, then `VERDICT` ("clean"/"backdoored"), `ANOMALY_INDEX` [K],
-  `SUSPECTED_TARGET` [1], `TRIGGER_MASK_PNG`, `TRIGGER_PATTERN_PNG`, `STRIP` (JSON), `REPORT` (JSON).
+{MODEL.signature()}
 
 {table}
 """

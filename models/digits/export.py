@@ -14,25 +14,21 @@ from models.digits.model import DigitsCNN
 from models.digits.train import train, weights_path
 
 from export.onnx_export import check_parity, export_onnx
+from export.served_model import ServedModel, Tensor
 
 SEEDS = {1: 0, 2: 1}  # version -> training seed
 INPUTS, OUTPUTS = ["image"], ["probabilities", "label"]
 
 
-def config(name: str, platform: str, policy: str) -> str:
-    return f"""
-name: "{name}"
-platform: "{platform}"
-max_batch_size: 32
-input [ {{ name: "image" data_type: TYPE_FP32 dims: [ 1, 8, 8 ] }} ]
-output [
-  {{ name: "probabilities" data_type: TYPE_FP32 dims: [ 10 ] }},
-  {{ name: "label" data_type: TYPE_INT64 dims: [ 1 ] }}
-]
-{policy}
-dynamic_batching {{ max_queue_delay_microseconds: 5000 }}
-instance_group [ {{ count: 2 kind: KIND_CPU }} ]
-"""
+def served_model(name: str, platform: str, policy: str = "") -> ServedModel:
+    return ServedModel(
+        name, platform=platform, max_batch_size=32, queue_delay_us=5000, instances=2, extra=policy,
+        inputs=(Tensor("image", "FP32", (1, 8, 8), "an 8×8 grey digit scaled to [0, 1] (scikit-learn's digits / 16)"),),
+        outputs=(
+            Tensor("probabilities", "FP32", (10,), "softmax over the digits 0-9"),
+            Tensor("label", "INT64", (1,), "the most probable digit"),
+        ),
+    )
 
 
 def load_trained(seed: int) -> tuple[DigitsCNN, dict]:
@@ -45,16 +41,17 @@ def load_trained(seed: int) -> tuple[DigitsCNN, dict]:
     return model.eval(), json.loads(path.with_suffix(".json").read_text())
 
 
-def card(name: str, runtime: str, results: dict[int, dict]) -> str:
+def card(model: ServedModel, runtime: str, results: dict[int, dict]) -> str:
     rows = "\n".join(
         f"| {v} | {m['seed']} | {m['epoch']} | {m['val_accuracy']:.4f} | {m['test_accuracy']:.4f} | {m['parity_max_abs_error']:.2e} |"
         for v, m in results.items()
     )
     any_metrics = next(iter(results.values()))
-    return f"""# {name}
+    return f"""# {model.name}
 
 DigitsCNN (`models/digits/model.py`, {any_metrics['parameters']:,} parameters) served with {runtime}.
-Input `image` FP32 [batch, 1, 8, 8] scaled to [0, 1]; outputs `probabilities` [batch, 10] and `label` INT64 [batch, 1].
+
+{model.signature()}
 
 - Data: scikit-learn's bundled digits (1,797 8×8 images), stratified split 70/15/15 with seed 0:
   {any_metrics['split_sizes']['train']} train / {any_metrics['split_sizes']['val']} validation / {any_metrics['split_sizes']['test']} test.
@@ -88,10 +85,11 @@ def build(root) -> None:
                 want = model(torch.from_numpy(x_test))[0].numpy()
             ts_files[1] = ("model.pt", _torchscript_bytes(scripted))
             ts_results[1] = metrics | {"parity_max_abs_error": float(np.abs(got - want).max())}
-    write_model(root, "digits_cnn", config("digits_cnn", "onnxruntime_onnx", "version_policy { latest { num_versions: 2 } }"),
-                onnx_files, card("digits_cnn", "ONNX Runtime", onnx_results))
-    write_model(root, "digits_cnn_torchscript", config("digits_cnn_torchscript", "pytorch_libtorch", ""),
-                ts_files, card("digits_cnn_torchscript", "TorchScript (the weights of digits_cnn version 2)", ts_results))
+    onnx_model = served_model("digits_cnn", "onnxruntime_onnx", "version_policy { latest { num_versions: 2 } }")
+    write_model(root, onnx_model.name, onnx_model.config_pbtxt(), onnx_files, card(onnx_model, "ONNX Runtime", onnx_results))
+    ts_model = served_model("digits_cnn_torchscript", "pytorch_libtorch")
+    write_model(root, ts_model.name, ts_model.config_pbtxt(), ts_files,
+                card(ts_model, "TorchScript (the weights of digits_cnn version 2)", ts_results))
 
 
 def _torchscript_bytes(module) -> bytes:

@@ -29,98 +29,68 @@ from safetensors.torch import load_file
 from torch import nn
 
 from models.graph.model import BotRGCN, ServedEncoder
-from models.graph.serving import BotDetectorHandler, BotScorer, ClusterJobHandler, ClusterSnapshot, HostedGraph, validate_subgraph
-from models.graph.synth import GraphConfig, generate
+from models.graph.serving import (
+    MAX_JOB_CLUSTERS, MAX_JOB_EDGES, MAX_JOB_FEATURES, MAX_JOB_NODES, MAX_SUBGRAPH_EDGES, MAX_SUBGRAPH_NODES, BotDetectorHandler, BotScorer,
+    ClusterJobHandler, ClusterSnapshot, HostedGraph, validate_subgraph,
+)
+from models.graph.synth import N_FEATURES, GraphConfig, generate
 from models.graph.train import SERVED
 
 from export.onnx_export import check_parity, export_onnx
 from export.repository import install_snapshot, latest_version_dir
+from export.served_model import ServedModel, Tensor
 
 CLUSTERS = SERVED.parent / "clusters.npz"
 HANDLER = "models.graph.serving:{}"
 
-CONFIGS = {
-    "bot_detector": f"""
-name: "bot_detector"
-backend: "python"
-max_batch_size: 256
-input [ {{ name: "ACCOUNT_IDS" data_type: TYPE_INT64 dims: [ 1 ] }} ]
-output [
-  {{ name: "BOT_PROBABILITY" data_type: TYPE_FP32 dims: [ 1 ] }},
-  {{ name: "STANCE_PROBS" data_type: TYPE_FP32 dims: [ 3 ] }},
-  {{ name: "FOUND" data_type: TYPE_BOOL dims: [ 1 ] }}
-]
-dynamic_batching {{ max_queue_delay_microseconds: 2000 }}
-instance_group [ {{ count: 1 kind: KIND_CPU }} ]
-parameters {{ key: "handler" value {{ string_value: "{HANDLER.format('BotDetectorHandler')}" }} }}
-{BotDetectorHandler.Params().pbtxt()}
-parameters {{ key: "snapshot" value {{ string_value: "graph.npz" }} }}
-""",
-    "bot_detector_subgraph": f"""
-name: "bot_detector_subgraph"
-backend: "python"
-max_batch_size: 0
-input [
-  {{ name: "NODE_FEATURES" data_type: TYPE_FP32 dims: [ -1, 788 ] }},
-  {{ name: "EDGE_INDEX" data_type: TYPE_INT64 dims: [ 2, -1 ] }},
-  {{ name: "EDGE_TYPE" data_type: TYPE_INT64 dims: [ -1 ] }},
-  {{ name: "TARGETS" data_type: TYPE_INT64 dims: [ -1 ] }}
-]
-output [
-  {{ name: "BOT_PROBABILITY" data_type: TYPE_FP32 dims: [ -1 ] }},
-  {{ name: "STANCE_PROBS" data_type: TYPE_FP32 dims: [ -1, 3 ] }}
-]
-instance_group [ {{ count: 1 kind: KIND_CPU }} ]
-parameters {{ key: "handler" value {{ string_value: "{HANDLER.format('SubgraphHandler')}" }} }}
-""",
-    "account_clusters": f"""
-name: "account_clusters"
-backend: "python"
-max_batch_size: 256
-input [ {{ name: "ACCOUNT_IDS" data_type: TYPE_INT64 dims: [ 1 ] }} ]
-output [
-  {{ name: "CLUSTER" data_type: TYPE_INT64 dims: [ 1 ] }},
-  {{ name: "CONFIDENCE" data_type: TYPE_FP32 dims: [ 1 ] }},
-  {{ name: "FOUND" data_type: TYPE_BOOL dims: [ 1 ] }}
-]
-dynamic_batching {{ max_queue_delay_microseconds: 1000 }}
-instance_group [ {{ count: 1 kind: KIND_CPU }} ]
-parameters {{ key: "handler" value {{ string_value: "{HANDLER.format('ClusterLookupHandler')}" }} }}
-parameters {{ key: "snapshot" value {{ string_value: "clusters.npz" }} }}
-""",
-    "account_cluster_members": f"""
-name: "account_cluster_members"
-backend: "python"
-max_batch_size: 0
-input [ {{ name: "CLUSTER" data_type: TYPE_INT64 dims: [ 1 ] }} ]
-output [
-  {{ name: "MEMBERS" data_type: TYPE_INT64 dims: [ -1 ] }},
-  {{ name: "CONFIDENCE" data_type: TYPE_FP32 dims: [ -1 ] }}
-]
-instance_group [ {{ count: 1 kind: KIND_CPU }} ]
-parameters {{ key: "handler" value {{ string_value: "{HANDLER.format('ClusterMembersHandler')}" }} }}
-parameters {{ key: "snapshot" value {{ string_value: "clusters.npz" }} }}
-""",
-    "account_clusters_job": f"""
-name: "account_clusters_job"
-backend: "python"
-max_batch_size: 0
-model_transaction_policy {{ decoupled: true }}
-input [
-  {{ name: "NODE_FEATURES" data_type: TYPE_FP32 dims: [ -1, -1 ] }},
-  {{ name: "EDGE_INDEX" data_type: TYPE_INT64 dims: [ 2, -1 ] }},
-  {{ name: "N_CLUSTERS" data_type: TYPE_INT64 dims: [ 1 ] }}
-]
-output [
-  {{ name: "PROGRESS" data_type: TYPE_FP32 dims: [ 1 ] }},
-  {{ name: "STATUS" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "CLUSTER" data_type: TYPE_INT64 dims: [ -1 ] }},
-  {{ name: "CONFIDENCE" data_type: TYPE_FP32 dims: [ -1 ] }}
-]
-instance_group [ {{ count: 1 kind: KIND_CPU }} ]
-parameters {{ key: "handler" value {{ string_value: "{HANDLER.format('ClusterJobHandler')}" }} }}
-{ClusterJobHandler.Params().pbtxt()}
-""",
+ACCOUNT_IDS = Tensor("ACCOUNT_IDS", "INT64", (1,), "account ids of the hosted graph (one per row)")
+FOUND = Tensor("FOUND", "BOOL", (1,), "false for an unknown id (its other outputs are -1 / 0)")
+MODELS = {
+    "bot_detector": ServedModel(
+        "bot_detector", platform="python", handler=HANDLER.format("BotDetectorHandler"), params=BotDetectorHandler.Params(),
+        max_batch_size=256, queue_delay_us=2000, server_params={"snapshot": "graph.npz"},
+        inputs=(ACCOUNT_IDS,),
+        outputs=(Tensor("BOT_PROBABILITY", "FP32", (1,), "P(bot)"),
+                 Tensor("STANCE_PROBS", "FP32", (3,), "P(neutral, against, support)"), FOUND),
+    ),
+    "bot_detector_subgraph": ServedModel(
+        "bot_detector_subgraph", platform="python", handler=HANDLER.format("SubgraphHandler"),
+        inputs=(
+            Tensor("NODE_FEATURES", "FP32", (-1, N_FEATURES), f"the caller's accounts' features, ≤ {MAX_SUBGRAPH_NODES:,} nodes"),
+            Tensor("EDGE_INDEX", "INT64", (2, -1), f"edges, messages flow row 0 → row 1, ≤ {MAX_SUBGRAPH_EDGES:,}"),
+            Tensor("EDGE_TYPE", "INT64", (-1,), "relation of each edge, 0..6"),
+            Tensor("TARGETS", "INT64", (-1,), "the nodes to score"),
+        ),
+        outputs=(Tensor("BOT_PROBABILITY", "FP32", (-1,), "P(bot) per target"),
+                 Tensor("STANCE_PROBS", "FP32", (-1, 3), "P(neutral, against, support) per target")),
+    ),
+    "account_clusters": ServedModel(
+        "account_clusters", platform="python", handler=HANDLER.format("ClusterLookupHandler"),
+        max_batch_size=256, queue_delay_us=1000, server_params={"snapshot": "clusters.npz"},
+        inputs=(ACCOUNT_IDS,),
+        outputs=(Tensor("CLUSTER", "INT64", (1,), "the account's cluster (-1 if unknown)"),
+                 Tensor("CONFIDENCE", "FP32", (1,), "Student-t soft assignment at that cluster"), FOUND),
+    ),
+    "account_cluster_members": ServedModel(
+        "account_cluster_members", platform="python", handler=HANDLER.format("ClusterMembersHandler"),
+        server_params={"snapshot": "clusters.npz"},
+        inputs=(Tensor("CLUSTER", "INT64", (1,), "a cluster of the hosted clustering"),),
+        outputs=(Tensor("MEMBERS", "INT64", (-1,), "its account ids, most confident first"),
+                 Tensor("CONFIDENCE", "FP32", (-1,), "their confidences")),
+    ),
+    "account_clusters_job": ServedModel(
+        "account_clusters_job", platform="python", handler=HANDLER.format("ClusterJobHandler"), params=ClusterJobHandler.Params(),
+        decoupled=True,
+        inputs=(
+            Tensor("NODE_FEATURES", "FP32", (-1, -1), f"the caller's graph: ≤ {MAX_JOB_NODES:,} nodes, ≤ {MAX_JOB_FEATURES:,} features"),
+            Tensor("EDGE_INDEX", "INT64", (2, -1), f"≤ {MAX_JOB_EDGES:,} edges"),
+            Tensor("N_CLUSTERS", "INT64", (1,), f"2..{MAX_JOB_CLUSTERS} clusters (at most the node count)"),
+        ),
+        outputs=(Tensor("PROGRESS", "FP32", (1,), "0..1, in every streamed response"),
+                 Tensor("STATUS", "BYTES", (1,), "the job's state, JSON"),
+                 Tensor("CLUSTER", "INT64", (-1,), "each node's cluster (the last response)"),
+                 Tensor("CONFIDENCE", "FP32", (-1,), "each node's confidence (the last response)")),
+    ),
 }
 
 
@@ -221,7 +191,10 @@ MGTAB's published BotRGCN (real data): bot acc 89.60, F1 87.16. Full multi-seed 
 Served as: `encoder.onnx` (per-node input block) → two RGCN layers in numpy/scipy (`gnn.npz`) → `heads.onnx`.
 Parity against the PyG model (max abs error): {', '.join(f'{k} {v:.1e}' for k, v in errors.items())}.
 {extra}
-See models/graph/README.md for the model card, inputs and errors.
+
+{MODELS[name].signature()}
+
+See models/graph/README.md for the model card and the errors.
 """
 
 
@@ -237,9 +210,9 @@ def write_family(root: Path, model: BotRGCN, meta: dict, graph: dict, clusters: 
 
     files, errors = model_files(model, graph["x"][:512])
     errors |= end_to_end_parity(model, files, graph)
-    write_model(root, "bot_detector", CONFIGS["bot_detector"], {1: {**files, "graph.npz": snapshot_bytes(graph)}}, card("bot_detector", meta, errors, graph,
+    write_model(root, "bot_detector", MODELS["bot_detector"].config_pbtxt(), {1: {**files, "graph.npz": snapshot_bytes(graph)}}, card("bot_detector", meta, errors, graph,
                 "Version folder: graph.npz is the hosted snapshot (x, edge_index, edge_type, account_id)."))
-    write_model(root, "bot_detector_subgraph", CONFIGS["bot_detector_subgraph"], {1: files}, card("bot_detector_subgraph", meta, errors, graph))
+    write_model(root, "bot_detector_subgraph", MODELS["bot_detector_subgraph"].config_pbtxt(), {1: files}, card("bot_detector_subgraph", meta, errors, graph))
     ccard = f"""# account_clusters / account_cluster_members / account_clusters_job
 
 CCGC (models/graph/ccgc.py) on the hosted generated MGTAB-shaped graph ({len(graph['x'])} users), K = {cmeta['k']},
@@ -250,8 +223,9 @@ assigned cluster. The job model fits CCGC (40 epochs, parameter `job_epochs`) on
 ≤ 200,000 edges, ≤ 1,024 features, 2..64 clusters), streaming progress. See models/graph/README.md.
 """
     for name in ("account_clusters", "account_cluster_members"):
-        write_model(root, name, CONFIGS[name], {1: {"clusters.npz": clusters}}, ccard)
-    write_model(root, "account_clusters_job", CONFIGS["account_clusters_job"], {1: {"README": b"CCGC fitted per request; no data.\n"}}, ccard)
+        write_model(root, name, MODELS[name].config_pbtxt(), {1: {"clusters.npz": clusters}}, ccard + "\n" + MODELS[name].signature() + "\n")
+    job = MODELS["account_clusters_job"]
+    write_model(root, job.name, job.config_pbtxt(), {1: {"README": b"CCGC fitted per request; no data.\n"}}, ccard + "\n" + job.signature() + "\n")
     return errors
 
 

@@ -17,30 +17,26 @@ from models.iqa.serving import IqaParams
 from models.iqa.train import Config, load, run, weights_path
 
 from export.onnx_export import check_parity, export_onnx
+from export.served_model import ServedModel, Tensor
 
 NAME, MODE, SEED = "iqa", "progressive", 0
 MAX_BATCH = 16
 REPORT = Path(__file__).resolve().parent / "report" / "results.md"
 HANDLER = "models.iqa.serving:IqaHandler"
 
-CONFIG = f"""
-name: "{NAME}"
-backend: "python"
-max_batch_size: {MAX_BATCH}
-input [
-  {{ name: "IMAGE" data_type: TYPE_STRING dims: [ 1 ] optional: true }},
-  {{ name: "IMAGE_RAW" data_type: TYPE_UINT8 dims: [ -1, -1, -1 ] optional: true }}
-]
-output [
-  {{ name: "SCORE" data_type: TYPE_FP32 dims: [ 1 ] }},
-  {{ name: "LEVEL_PROBS" data_type: TYPE_FP32 dims: [ 10 ] }}
-]
-dynamic_batching {{ max_queue_delay_microseconds: 5000 }}
-instance_group [ {{ count: 1 kind: KIND_CPU }} ]
-parameters {{ key: "handler" value {{ string_value: "{HANDLER}" }} }}
-{IqaParams().pbtxt()}
-parameters {{ key: "output_histogram.SCORE" value {{ string_value: "0,10,20,30,40,50,60,70,80,90,100" }} }}
-"""
+MODEL = ServedModel(
+    NAME, platform="python", handler=HANDLER, params=IqaParams(), max_batch_size=MAX_BATCH, queue_delay_us=5000,
+    inputs=(
+        Tensor("IMAGE", "BYTES", (1,), "an encoded JPEG, PNG or WebP file (exactly one of IMAGE, IMAGE_RAW per request)", optional=True),
+        Tensor("IMAGE_RAW", "UINT8", (-1, -1, -1), "decoded pixels H×W×C, C = 3 (RGB), 1 (grey) or 4 (RGBA)", optional=True),
+    ),
+    outputs=(
+        Tensor("SCORE", "FP32", (1,), "predicted pseudo-MOS in [0, 100], higher is better"),
+        Tensor("LEVEL_PROBS", "FP32", (10,), "probabilities of the ten pseudo-MOS bins [0,10), [10,20), …, [90,100]"),
+    ),
+    server_params={"output_histogram.SCORE": "0,10,20,30,40,50,60,70,80,90,100"},
+)
+CONFIG = MODEL.config_pbtxt()
 
 
 def load_trained(path: Path | None = None):
@@ -77,10 +73,8 @@ PMT-IQA (progressive multi-task blind image quality assessment, arXiv:2301.01182
 graded-distortion benchmark built from scikit-image's bundled pictures. The score is on a **pseudo-MOS** scale:
 100 × SSIM against the undistorted reference — a full-reference proxy for opinion scores, not a human MOS.
 
-**Inputs** (exactly one per request; both optional): `IMAGE` BYTES [batch ≤ {MAX_BATCH}, 1], encoded JPEG / PNG / WebP;
-or `IMAGE_RAW` UINT8 [batch ≤ {MAX_BATCH}, H, W, C], decoded pixels, C = 3 (RGB), 1 (grey) or 4 (RGBA).
-**Outputs** `SCORE` FP32 [batch, 1], predicted pseudo-MOS in [0, 100] (higher = better); `LEVEL_PROBS` FP32 [batch, 10],
-probabilities of the ten pseudo-MOS bins [0,10), [10,20), …, [90,100].
+{MODEL.signature()}
+
 
 Handling (models/iqa/serving.py): decoding happens in the replica, per request; grey is replicated to RGB and alpha is
 composited over white (as in training); other channel counts are refused. Limits: at least {p.min_side}×{p.min_side} px

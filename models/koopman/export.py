@@ -23,6 +23,7 @@ from models.koopman import train as koopman_train
 from models.koopman.kno import OneStep
 
 from export.onnx_export import MAX_IR_VERSION, check_parity
+from export.served_model import ServedModel, Tensor
 
 REPORT = Path(__file__).resolve().parent / "report"
 MAX_STEPS = 200
@@ -94,32 +95,27 @@ def parity(model: torch.nn.Module, onnx_bytes: bytes, windows: list[np.ndarray])
     return errors
 
 
-def config(name: str, t_in: int, step: int, grid_dims: int, dt: float, min_grid: int, platform: str = "pytorch_libtorch") -> str:
+def served_model(name: str, t_in: int, step: int, grid_dims: int, dt: float, min_grid: int, platform: str = "pytorch_libtorch") -> ServedModel:
     # Batched rows (max_batch_size 8): the server batches concurrent rollouts step by step. A grid axis
     # needs at least 2 x the kept Fourier modes; NaN/inf windows are refused.
-    grid = ", -1" * grid_dims
-    minimum = ",".join(["1", str(t_in)] + [str(min_grid)] * grid_dims)
-    return f"""
-name: "{name}"
-platform: "{platform}"
-max_batch_size: 8
-input [
-  {{ name: "WINDOW" data_type: TYPE_FP32 dims: [ {t_in}{grid} ] }},
-  {{ name: "STEPS" data_type: TYPE_INT32 dims: [ 1 ] }}
-]
-output [
-  {{ name: "FRAMES" data_type: TYPE_FP32 dims: [ {step}{grid} ] }},
-  {{ name: "WINDOW_NEXT" data_type: TYPE_FP32 dims: [ {t_in}{grid} ] }}
-]
-dynamic_batching {{ max_queue_delay_microseconds: 2000 }}
-model_transaction_policy {{ decoupled: true }}
-parameters {{ key: "min_shape.WINDOW" value {{ string_value: "{minimum}" }} }}
-parameters {{ key: "reject_non_finite" value {{ string_value: "true" }} }}
-parameters {{ key: "rollout_state" value {{ string_value: "WINDOW=WINDOW_NEXT" }} }}
-parameters {{ key: "rollout_steps_input" value {{ string_value: "STEPS" }} }}
-parameters {{ key: "rollout_max_steps" value {{ string_value: "{MAX_STEPS}" }} }}
-parameters {{ key: "info.dt" value {{ string_value: "{dt:g}" }} }}
-"""
+    grid = (-1,) * grid_dims
+    axes = "X" if grid_dims == 1 else "X, Y"
+    return ServedModel(
+        name, platform=platform, max_batch_size=8, queue_delay_us=2000, decoupled=True,
+        inputs=(
+            Tensor("WINDOW", "FP32", (t_in, *grid), f"the last {t_in} snapshots [{t_in}, {axes}], grid ≥ {min_grid} points per axis, finite"),
+            Tensor("STEPS", "INT32", (1,), f"how many steps to roll out, 1..{MAX_STEPS} (one response each)"),
+        ),
+        outputs=(
+            Tensor("FRAMES", "FP32", (step, *grid), f"the next snapshot, {dt:g} time units after the last"),
+            Tensor("WINDOW_NEXT", "FP32", (t_in, *grid), "the window slid by one snapshot (the server feeds it back as WINDOW)"),
+        ),
+        server_params={
+            "min_shape.WINDOW": ",".join(["1", str(t_in)] + [str(min_grid)] * grid_dims), "reject_non_finite": "true",
+            "rollout_state": "WINDOW=WINDOW_NEXT", "rollout_steps_input": "STEPS", "rollout_max_steps": str(MAX_STEPS),
+            "info.dt": f"{dt:g}",
+        },
+    )
 
 
 def load_or_train(problem: str, kind: str, nu: float | None, seed: int = 0):
@@ -138,10 +134,9 @@ def load_or_train(problem: str, kind: str, nu: float | None, seed: int = 0):
     return koopman_train.load_trained(problem, kind, seed, nu)
 
 
-def card(name: str, problem: str, metrics: dict, errors: dict, dt: float, results: dict | None,
+def card(model: ServedModel, problem: str, metrics: dict, errors: dict, dt: float, results: dict | None,
          eval_command: str = "python -m models.koopman.evaluate") -> str:
     dims = 1 if problem == "burgers" else 2
-    shape = "[B, 10, X]" if dims == 1 else "[B, 10, X, Y]"
     parity_rows = "\n".join(f"| {g} | {e['FRAMES']:.2e} | {e['WINDOW_NEXT']:.2e} |" for g, e in errors.items())
     evaluation = "(not yet evaluated: run `python -m models.koopman.evaluate`)"
     if results:
@@ -165,12 +160,14 @@ def card(name: str, problem: str, metrics: dict, errors: dict, dt: float, result
               if dims == 2 else
               "FNO on Burgers: 0.0018 relative L2 (a different task: the map u0 → u(t=1) at ν = 0.1, 1000 training samples). "
               "Ours is a 40-step autoregressive rollout, trained for a few CPU-minutes.")
-    return f"""# {name}
+    return f"""# {model.name}
 
 Koopman neural operator (`models/koopman/kno.py`, {metrics['parameters']:,} parameters, {metrics['repr']}),
-served as a decoupled one-step rollout: `WINDOW` FP32 {shape} → `FRAMES` [B, 1, …] (the next snapshot) and
-`WINDOW_NEXT` (the window slid by one frame, fed back by the server). Snapshot spacing `dt` = {dt:g}
-(config parameter). Batch and grid axes are dynamic (grid ≥ {2 * metrics['config']['modes']} points per axis).
+served as a decoupled one-step rollout: the server feeds `WINDOW_NEXT` back as `WINDOW` for `STEPS` steps and
+streams each step's `FRAMES`. Snapshot spacing `dt` = {dt:g} (config parameter `info.dt`). Batch and grid axes
+are dynamic.
+
+{model.signature()}
 
 - Data: {data_line}
 - Data commands: `python -m models.koopman.data {'ns && python -m models.koopman.data ns-test' if dims == 2 else 'burgers'}` (cache: `build/koopman/data/`, git-ignored).
@@ -224,9 +221,9 @@ def build(root: Path, names: tuple[str, ...] | None = None) -> None:
                 windows.append(rng.standard_normal(shape).astype(np.float32))
         script_bytes = script_one_step(model, torch.from_numpy(windows[0][:2]))
         errors = torchscript_parity(model, script_bytes, windows)
-        text = config(name, t_in, model.step, 1 if problem == "burgers" else 2, dt, 2 * metrics["config"]["modes"])
-        write_model(root, name, text, {1: ("model.pt", script_bytes)},
-                    card(name, problem, metrics, errors, dt, all_results.get(name),
+        served = served_model(name, t_in, model.step, 1 if problem == "burgers" else 2, dt, 2 * metrics["config"]["modes"])
+        write_model(root, name, served.config_pbtxt(), {1: ("model.pt", script_bytes)},
+                    card(served, problem, metrics, errors, dt, all_results.get(name),
                          all_results.get("command", "python -m models.koopman.evaluate")))
         print(f"[koopman] {name}: parity {json.dumps(errors)}", flush=True)
 

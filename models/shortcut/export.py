@@ -19,28 +19,27 @@ from models.shortcut.model import ChromaVAE, KNNProbe, LinearProbe, ShortcutAudi
 from models.shortcut.train import Config, run, weights_path
 
 from export.onnx_export import check_parity, export_onnx
+from export.served_model import ServedModel, Tensor
 
 NAME, KIND, SEED = "shortcut_audit", "colour", 0
 INPUTS, OUTPUTS = ["image"], ["core_probability", "shortcut_probability", "disagree"]
 REPORT = Path(__file__).resolve().parent / "report" / "results.md"
 
-CONFIG = f"""
-name: "{NAME}"
-platform: "onnxruntime_onnx"
-max_batch_size: 32
-input [
-  {{ name: "image" data_type: TYPE_FP32 dims: [ 3, 8, 8 ] }},
-  {{ name: "label" data_type: TYPE_INT64 dims: [ 1 ] optional: true }}
-]
-output [
-  {{ name: "core_probability" data_type: TYPE_FP32 dims: [ 1 ] }},
-  {{ name: "shortcut_probability" data_type: TYPE_FP32 dims: [ 1 ] }},
-  {{ name: "disagree" data_type: TYPE_BOOL dims: [ 1 ] }},
-  {{ name: "shortcut_only" data_type: TYPE_BOOL dims: [ 1 ] }}
-]
-dynamic_batching {{ max_queue_delay_microseconds: 2000 }}
-instance_group [ {{ count: 1 kind: KIND_CPU }} ]
-"""
+MODEL = ServedModel(
+    NAME, max_batch_size=32, queue_delay_us=2000,
+    inputs=(
+        Tensor("image", "FP32", (3, 8, 8), "RGB in [0, 1]: the digit drawn in the red or the green channel (blue empty), 8×8 "
+               "pixels, exactly the format of `models/shortcut/data.py` (`render`, kind \"colour\")"),
+        Tensor("label", "INT64", (1,), "the true label (0/1), for `shortcut_only`", optional=True),
+    ),
+    outputs=(
+        Tensor("core_probability", "FP32", (1,), "P(digit < 5) from the z2 classifier (the core side; which one is chosen on validation, below)"),
+        Tensor("shortcut_probability", "FP32", (1,), "P(digit < 5) from the z1 head (the shortcut side)"),
+        Tensor("disagree", "BOOL", (1,), "the two fall on different sides of 0.5"),
+        Tensor("shortcut_only", "BOOL", (1,), "with `label`: the shortcut side is right and the core side wrong (all false without labels)"),
+    ),
+)
+CONFIG = MODEL.config_pbtxt()
 
 
 def load_trained(kind: str = KIND, seed: int = SEED, path: Path | None = None) -> tuple[ShortcutAudit, dict]:
@@ -106,13 +105,9 @@ def card(metrics: dict, errors: dict, flips: float) -> str:
 
 Chroma-VAE (Yang et al., NeurIPS 2022, arXiv:2211.15231) trained on coloured scikit-learn digits, served as one ONNX graph.
 
-**Input** `image` FP32 [batch ≤ 32, 3, 8, 8], RGB in [0, 1]: the digit drawn in the red or the green channel
-(blue empty), 8×8 pixels, exactly the format of `models/shortcut/data.py` (`render`, kind "colour").
-**Outputs** `core_probability` FP32 [batch, 1]: P(digit < 5) from the z2 classifier ({served}, chosen on validation);
-`shortcut_probability` FP32 [batch, 1]: P(digit < 5) from the z1 head (the shortcut side);
-`disagree` BOOL [batch, 1]: the two fall on different sides of 0.5. Optional input `label` INT64 [batch, 1] (0/1):
-with it, `shortcut_only` BOOL [batch, 1] flags images the shortcut side gets right and the core side gets wrong
-(all false without labels).
+{MODEL.signature()}
+
+The core side served: {served}.
 
 - Data (`models/shortcut/data.py`): sklearn digits, label = digit < 5 with exactly 25 % of labels flipped; colour
   agrees with the noisy label in exactly 90 % of train/validation images and 10 % of test images. Stratified split

@@ -12,65 +12,53 @@ import numpy as np
 import onnx
 import torch
 
+from models.video.decode import CODECS
 from models.video.pipeline import ARTIFACTS, CLIP, GRID
 from models.video.serving import VideoParams
 
 from export.onnx_export import MAX_IR_VERSION, check_parity
+from export.served_model import ServedModel, Tensor
 
 NAME, SEQ_NAME = "video_artifacts", "video_artifacts_segments"
 FAMILY = Path(__file__).resolve().parent
 REPORT = FAMILY / "report" / "results.md"
 BUCKETS = ",".join(f"{x / 10:.1f}" for x in range(11))
-TELEMETRY = f"""parameters {{ key: "output_histogram.INTENSITIES" value {{ string_value: "{BUCKETS}" }} }}
-parameters {{ key: "output_labels.INTENSITIES" value {{ string_value: "{','.join(ARTIFACTS)}" }} }}
-parameters {{ key: "output_histogram.QUALITY" value {{ string_value: "{BUCKETS}" }} }}
-{VideoParams().pbtxt()}"""
+TELEMETRY = {"output_histogram.INTENSITIES": BUCKETS, "output_labels.INTENSITIES": ",".join(ARTIFACTS), "output_histogram.QUALITY": BUCKETS}
+INTENSITIES = Tensor("INTENSITIES", "FP32", (len(ARTIFACTS),), f"artifact intensities in [0, 1]: {', '.join(ARTIFACTS)}")
+QUALITY = Tensor("QUALITY", "FP32", (1,), "quality in [0, 1] (1 = no artifact)")
 
-CONFIG = f"""
-name: "{NAME}"
-backend: "python"
-max_batch_size: 0
-input [ {{ name: "VIDEO" data_type: TYPE_STRING dims: [ 1 ] }} ]
-output [
-  {{ name: "SEGMENT_INDEX" data_type: TYPE_INT64 dims: [ 1 ] }},
-  {{ name: "SEGMENT_START_S" data_type: TYPE_FP32 dims: [ 1 ] }},
-  {{ name: "SEGMENT_END_S" data_type: TYPE_FP32 dims: [ 1 ] }},
-  {{ name: "INTENSITIES" data_type: TYPE_FP32 dims: [ 6 ] }},
-  {{ name: "QUALITY" data_type: TYPE_FP32 dims: [ 1 ] }},
-  {{ name: "SUMMARY" data_type: TYPE_STRING dims: [ 1 ] }}
-]
-model_transaction_policy {{ decoupled: true }}
-instance_group [ {{ count: 1 kind: KIND_CPU }} ]
-parameters {{ key: "handler" value {{ string_value: "models.video.serving:VideoArtifactsHandler" }} }}
-{TELEMETRY}
-"""
+MODEL = ServedModel(
+    NAME, platform="python", handler="models.video.serving:VideoArtifactsHandler", params=VideoParams(), decoupled=True,
+    inputs=(Tensor("VIDEO", "BYTES", (1,), f"one encoded video file (mp4 / mkv / webm), codec one of {', '.join(CODECS)}"),),
+    outputs=(
+        Tensor("SEGMENT_INDEX", "INT64", (1,), "the segment's position (one streamed response per segment)"),
+        Tensor("SEGMENT_START_S", "FP32", (1,), "the segment's start, seconds"),
+        Tensor("SEGMENT_END_S", "FP32", (1,), "the segment's end, seconds"),
+        INTENSITIES, QUALITY,
+        Tensor("SUMMARY", "BYTES", (1,), "the whole video's pooled result, JSON (the last response)"),
+    ),
+    server_params=TELEMETRY,
+)
 
-SEQ_CONFIG = f"""
-name: "{SEQ_NAME}"
-backend: "python"
-max_batch_size: 0
-input [
-  {{ name: "SEGMENT" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "SEGMENT_INDEX" data_type: TYPE_INT64 dims: [ 1 ] }}
-]
-output [
-  {{ name: "INTENSITIES" data_type: TYPE_FP32 dims: [ 6 ] }},
-  {{ name: "QUALITY" data_type: TYPE_FP32 dims: [ 1 ] }},
-  {{ name: "FRAMES" data_type: TYPE_INT64 dims: [ 1 ] }},
-  {{ name: "SUMMARY" data_type: TYPE_STRING dims: [ 1 ] }}
-]
-sequence_batching {{
+SEQ_MODEL = ServedModel(
+    SEQ_NAME, platform="python", handler="models.video.serving:VideoSegmentsHandler", params=VideoParams(),
+    inputs=(
+        Tensor("SEGMENT", "BYTES", (1,), "one encoded segment of a live stream (a self-contained file)"),
+        Tensor("SEGMENT_INDEX", "INT64", (1,), "the segment's position in the sequence, 0, 1, ... in order"),
+    ),
+    outputs=(INTENSITIES, QUALITY, Tensor("FRAMES", "INT64", (1,), "frames analysed in this segment"),
+             Tensor("SUMMARY", "BYTES", (1,), "the segment's result and the running summary, JSON")),
+    server_params=TELEMETRY,
+    extra="""
+sequence_batching {
   max_sequence_idle_microseconds: 60000000
   control_input [
-    {{ name: "START" control [ {{ kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] }} ] }},
-    {{ name: "END" control [ {{ kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] }} ] }}
+    { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
+    { name: "END" control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ] }
   ]
-  state [ {{ input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_FP32 dims: [ -1 ] }} ]
-}}
-instance_group [ {{ count: 1 kind: KIND_CPU }} ]
-parameters {{ key: "handler" value {{ string_value: "models.video.serving:VideoSegmentsHandler" }} }}
-{TELEMETRY}
-"""
+  state [ { input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_FP32 dims: [ -1 ] } ]
+}""",
+)
 
 
 def _export(module, example, inputs, outputs, dynamic) -> bytes:
@@ -107,7 +95,8 @@ def card(meta: dict, errors: dict) -> str:
     readme = FAMILY / "README.md"
     body = readme.read_text() if readme.exists() else "(see models/video/README.md)"
     parity = "; ".join(f"{k}: " + ", ".join(f"{n} {v:.1e}" for n, v in e.items()) for k, e in errors.items())
-    return body + f"\n\n## Export\n`python -m export.build --only video`; ONNX parity against PyTorch (max abs error): {parity}.\n"
+    signatures = f"## Signatures\n\n### {NAME}\n\n{MODEL.signature()}\n\n### {SEQ_NAME}\n\n{SEQ_MODEL.signature()}\n"
+    return body + f"\n\n{signatures}\n## Export\n`python -m export.build --only video`; ONNX parity against PyTorch (max abs error): {parity}.\n"
 
 
 def build(root: Path) -> None:
@@ -123,8 +112,8 @@ def build(root: Path) -> None:
     graphs, errors = export_graphs(cnn, tsf, meta["token_dim"])
     files = {**graphs, "sstam.json": json.dumps(meta, indent=1).encode()}
     text = card(meta, errors)
-    write_model(root, NAME, CONFIG, {1: files}, text)
-    write_model(root, SEQ_NAME, SEQ_CONFIG, {1: files}, text)
+    write_model(root, NAME, MODEL.config_pbtxt(), {1: files}, text)
+    write_model(root, SEQ_NAME, SEQ_MODEL.config_pbtxt(), {1: files}, text)
 
 
 def torch_benchmarks() -> dict:

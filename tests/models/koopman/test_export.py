@@ -4,7 +4,7 @@ repository loader accepts as a rollout model."""
 import numpy as np
 import torch
 
-from models.koopman.export import config, export_one_step, parity, script_one_step, torchscript_parity
+from models.koopman.export import export_one_step, served_model, parity, script_one_step, torchscript_parity
 from export.repository import write_model
 from models.koopman.kno import KNO
 from serve.repository import load_model
@@ -20,7 +20,7 @@ def test_tiny_kno_exports_with_dynamic_batch_and_grid(tmp_path):
     assert set(errors) == {"32", "8", "100"}
     assert max(e for grid in errors.values() for e in grid.values()) < 1e-5
 
-    folder = write_model(tmp_path, "kno_tiny", config("kno_tiny", 4, 1, 1, 0.02, min_grid=8, platform="onnxruntime_onnx"),
+    folder = write_model(tmp_path, "kno_tiny", served_model("kno_tiny", 4, 1, 1, 0.02, min_grid=8, platform="onnxruntime_onnx").config_pbtxt(),
                          {1: ("model.onnx", onnx_bytes)}, "# tiny")
     spec = load_model(folder)
     assert spec.decoupled and spec.rollout.state == {"WINDOW_NEXT": "WINDOW"} and spec.rollout.steps_input == "STEPS"
@@ -45,7 +45,7 @@ def test_tiny_2d_kno_traces_to_torchscript_that_takes_other_batches_and_grids(tm
     errors = torchscript_parity(model, script, windows)
     assert set(errors) == {"16x16", "8x8", "24x12"} and max(max(e.values()) for e in errors.values()) < 1e-5
 
-    folder = write_model(tmp_path, "kno_tiny2d", config("kno_tiny2d", 3, 1, 2, 1.0, min_grid=8), {1: ("model.pt", script)}, "# tiny")
+    folder = write_model(tmp_path, "kno_tiny2d", served_model("kno_tiny2d", 3, 1, 2, 1.0, min_grid=8).config_pbtxt(), {1: ("model.pt", script)}, "# tiny")
     spec = load_model(folder)
     assert spec.platform == "pytorch_libtorch" and spec.decoupled
     worker = ModelWorker(str(tmp_path), "kno_tiny2d", 1)
