@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf import text_format
 
-from proto import model_config_pb2
+from streamserve_proto import model_config_pb2
 from serve.datatypes import to_config
 from serve.params import HandlerParams
 

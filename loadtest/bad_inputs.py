@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from proto import service_pb2 as pb, service_pb2_grpc
+from streamserve_proto import service_pb2 as pb, service_pb2_grpc
 from serve.datatypes import NUMPY_DTYPES
 from serve.repository import ModelRepository, ModelSpec
 

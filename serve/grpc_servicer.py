@@ -12,7 +12,7 @@ from functools import partial
 import grpc
 import numpy as np
 
-from proto import RPC_NAMES, model_config_pb2, service_pb2 as pb
+from streamserve_proto import RPC_NAMES, model_config_pb2, service_pb2 as pb
 
 from .codecs import decode_contents, decode_raw, encode_raw
 from .dataplane import DataPlane

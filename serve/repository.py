@@ -19,7 +19,7 @@ import numpy as np
 
 from google.protobuf import json_format, text_format
 
-from proto import model_config_pb2
+from streamserve_proto import model_config_pb2
 
 from .batcher import QueuePolicy
 from .datatypes import from_config, numpy_dtype

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from proto import SERVICER_FUNCTION
+from streamserve_proto import SERVICER_FUNCTION
 
 from .errors import RepositoryError
 from .runtimes.python import handler_class

@@ -8,7 +8,7 @@ import grpc as grpclib
 import numpy as np
 import pytest
 
-from proto import service_pb2 as pb, service_pb2_grpc
+from streamserve_proto import service_pb2 as pb, service_pb2_grpc
 
 LIMIT = 1 << 20  # the test server's STREAMSERVE_MAX_REQUEST_BYTES (see conftest)
 

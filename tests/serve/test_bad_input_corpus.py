@@ -7,7 +7,7 @@ import pytest
 import tritonclient.http as httpclient
 
 from loadtest.bad_inputs import CLIENT_GRPC, CLIENT_HTTP, corpus, send_grpc, send_http
-from proto import service_pb2_grpc
+from streamserve_proto import service_pb2_grpc
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from proto import service_pb2 as pb
+from streamserve_proto import service_pb2 as pb
 from serve.codecs import CONTENTS_FIELDS, decode_contents, decode_json, decode_raw, encode_json, encode_raw
 from serve.datatypes import DATATYPES, from_config, from_numpy, numpy_dtype, to_config
 from serve.errors import InvalidInput

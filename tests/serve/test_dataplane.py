@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from proto import service_pb2 as pb
+from streamserve_proto import service_pb2 as pb
 from serve import rest
 from serve.dataplane import DataPlane
 from serve.errors import InvalidInput, ModelNotReady, Unauthenticated

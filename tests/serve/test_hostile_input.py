@@ -8,7 +8,7 @@ import grpc
 import pytest
 from fastapi.testclient import TestClient
 
-from proto import service_pb2 as pb
+from streamserve_proto import service_pb2 as pb
 from serve import rest
 from serve.codecs import decode_raw
 from serve.dataplane import DataPlane

@@ -9,7 +9,7 @@ import numpy as np
 import psutil
 import pytest
 
-from proto import service_pb2 as pb, service_pb2_grpc
+from streamserve_proto import service_pb2 as pb, service_pb2_grpc
 
 GROWTH_LIMIT_MB = 64
 

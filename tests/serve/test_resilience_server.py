@@ -20,7 +20,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from proto import service_pb2 as pb, service_pb2_grpc
+from streamserve_proto import service_pb2 as pb, service_pb2_grpc
 
 BURST = 120
 BODY = {"inputs": [{"name": "X", "shape": [1, 1], "datatype": "FP32", "data": [1.5]}]}

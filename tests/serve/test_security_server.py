@@ -16,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from models.examples.export import build as build_examples
 from serve.testing import start_server, stop_server
-from proto import service_pb2 as pb, service_pb2_grpc
+from streamserve_proto import service_pb2 as pb, service_pb2_grpc
 
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 TOKEN = "test-token-3f9a"

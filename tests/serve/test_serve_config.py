@@ -27,7 +27,7 @@ def test_generated_config_is_a_valid_serve_deploy_schema(repository, tmp_path):
     assert groups["pool_jobs"] == ["account_clusters_job/1", "backdoor_scan/1", "countdown_job/1", "slow_identity_dedicated/1"]
     assert {"simple/1", "digits_cnn/1", "digits_cnn/2", "iqa/1", "bot_detector/1", "slow_identity/1"} <= set(groups[None])
     assert config["http_options"]["host"] == "127.0.0.1"
-    assert config["grpc_options"]["grpc_servicer_functions"] == ["proto.add_servicer_to_server"]
+    assert config["grpc_options"]["grpc_servicer_functions"] == ["streamserve_proto.add_servicer_to_server"]
 
 
 def _with_params(repository, tmp_path, model: str, extra: str):

@@ -119,7 +119,7 @@ def test_torchscript_runtime_agrees_with_onnx(grpc, digits):
 
 def test_typed_grpc_contents_are_accepted(server):
     """Inputs in `contents.int_contents` instead of raw bytes (other v2 gRPC clients send these)."""
-    from proto import service_pb2, service_pb2_grpc
+    from streamserve_proto import service_pb2, service_pb2_grpc
     import grpc as grpclib
 
     request = service_pb2.ModelInferRequest(model_name="simple")
