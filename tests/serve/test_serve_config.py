@@ -46,7 +46,7 @@ def test_placement_follows_platform_handler_and_config(repository, tmp_path):
     assert placement(repo.get("slow_identity_dedicated")) == (DEDICATED, "config.pbtxt parameter 'placement'")
     gpu = _with_params(repository, tmp_path, "digits_cnn", 'instance_group [ { kind: KIND_GPU count: 1 } ]\n')
     assert placement(gpu) == (DEDICATED, "KIND_GPU: its replicas hold a GPU") and deployment_of(gpu, 1) == "digits_cnn_v1"
-    pooled = _with_params(repository, tmp_path, "simple_sequence", 'parameters { key: "placement" value { string_value: "dedicated" } }\n'
+    pooled = _with_params(repository, tmp_path, "accumulate_sequence", 'parameters { key: "placement" value { string_value: "dedicated" } }\n'
                           'parameters { key: "pool" value { string_value: "examples" } }\n')
     assert deployment_of(pooled, 1) == "pool_examples"
     typo = _with_params(repository, tmp_path, "simple", 'parameters { key: "placement" value { string_value: "ingres" } }\n')
