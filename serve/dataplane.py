@@ -120,6 +120,8 @@ class DataPlane:
             final, count = None, 0
             async for final in self._decoupled(spec, version, request, protocol):
                 count += 1
+            if not count:  # a decoupled model may answer a request with no response at all (Triton's repeat_int32, IN [0])
+                raise InvalidInput(f"model {spec.name!r} sent no response to this request; a unary call needs at least one")
             final.parameters["responses"] = count
             return final
         if spec.kind is ModelKind.ROLLOUT:
@@ -184,15 +186,12 @@ class DataPlane:
 
     async def _decoupled(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
         # Each response is sent as soon as the handler yields it (no look-ahead to mark the last one final:
-        # progress must not lag); the final response is the one carrying the result outputs.
+        # progress must not lag); the final response is the one carrying the result outputs. Zero responses are
+        # allowed, as in Triton's decoupled models.
         async with self._track(spec.name, version, protocol, request):
-            count = 0
             async with aclosing(self.backends[(spec.name, version)].stream(request.inputs)) as responses:
                 async for outputs in responses:
-                    count += 1
                     yield self._response(spec, version, request, outputs)
-            if not count:
-                raise RuntimeError(f"model {spec.name} answered a request with no response")
 
     async def _once_as_stream(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
         yield await self._infer_once(spec, version, request, protocol)

@@ -27,6 +27,10 @@ Tensor = pb.ModelInferResponse.InferOutputTensor
 def decode_infer_request(request: pb.ModelInferRequest, check_header=None) -> InferRequest:
     """`check_header(name, datatype, shape)` vets each input as declared before its data is decoded."""
     raw = request.raw_input_contents
+    for tensor in request.inputs if raw else ():
+        if tensor.HasField("contents"):  # Triton's wording, which clients match on
+            raise InvalidInput(f"contents field must not be specified when using raw_input_contents for {tensor.name!r} "
+                               f"for model {request.model_name!r}")
     if raw and len(raw) != len(request.inputs):
         raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; use raw for all inputs or none")
     inputs = {}

@@ -286,7 +286,9 @@ class ModelSpec:
         try:
             number = int(version)
         except (TypeError, ValueError):
-            raise ModelNotFound(f"model {self.name!r} has no version {version!r}; versions are integers") from None
+            # Triton's wording first: clients (and Triton's example clients) match on it
+            raise ModelNotFound(f"failed to get model version from specified version string {version!r}: model {self.name!r} "
+                                "versions are integers") from None
         if number not in self.versions:
             raise ModelNotFound(f"model {self.name!r} does not serve version {number}; served: {list(self.versions)}")
         return number
@@ -330,7 +332,7 @@ class ModelRepository:
         try:
             return self.models[name]
         except KeyError:
-            raise ModelNotFound(f"unknown model {name!r}; served models: {sorted(self.models)}") from None
+            raise ModelNotFound(f"Request for unknown model {name!r}; served models: {sorted(self.models)}") from None
 
     def __iter__(self):
         return iter(self.models.values())

@@ -51,6 +51,18 @@ def sequence_parameters(request: InferRequest, model: str) -> tuple[int | str, b
     return sequence_id, bool(params.get("sequence_start", False)), bool(params.get("sequence_end", False))
 
 
+def _correlation_id(model: str, control: str, dtype: np.dtype, sequence_id: int | str):
+    """The sequence id as the CORRID control's datatype: a string control takes any id (digits for an integer id), an
+    integer control an integer id in its range; anything else is the client's mistake, named as such."""
+    if dtype == np.dtype(object):
+        return str(sequence_id).encode()
+    if isinstance(sequence_id, str):
+        raise InvalidInput(f"model {model!r}: control {control!r} takes an integer sequence id ({dtype.name}), got the string {sequence_id!r}")
+    if dtype.kind in "iu" and not np.iinfo(dtype).min <= sequence_id <= np.iinfo(dtype).max:
+        raise InvalidInput(f"model {model!r}: sequence id {sequence_id} does not fit control {control!r} ({dtype.name})")
+    return sequence_id
+
+
 class SequenceTable:
     def __init__(self, max_live: int = MAX_LIVE_SEQUENCES, max_per_caller: int = MAX_SEQUENCES_PER_CALLER):
         self.max_live = max_live
@@ -67,6 +79,10 @@ class SequenceTable:
     ) -> dict[str, np.ndarray]:
         sequence = spec.sequence
         sequence_id, start, end = sequence_parameters(request, spec.name)
+        if spec.max_batch_size > 0 and any(array.shape[0] != 1 for array in request.inputs.values()):
+            # Triton's rule (and its wording): one row per request, so the controls and the state are one row too
+            raise InvalidInput(f"inference request to model {spec.name!r} must specify batch-size 1 due to requirements of sequence batcher")
+        controls = self._controls(spec, sequence_id, start, end)
         key = (spec.name, version, request.caller, sequence_id)
         self._expire(time.monotonic())
         entry = self.live.get(key)
@@ -82,9 +98,9 @@ class SequenceTable:
                 raise Overloaded(f"model {spec.name!r} holds {self.max_live} open sequences; end some or retry later")
             entry = self.live[key] = _Live({}, time.monotonic(), sequence.idle_s)
         async with entry.lock:
-            if start:  # a start on an open sequence restarts it, as in Triton
-                entry.state = {s.input_name: s.initial for s in sequence.states}
-            inputs = dict(request.inputs) | entry.state | self._controls(spec, sequence_id, start, end)
+            if start:  # a start on an open sequence restarts it, as in Triton; a batching model's state has its batch row
+                entry.state = {s.input_name: s.initial[None] if spec.max_batch_size > 0 else s.initial for s in sequence.states}
+            inputs = dict(request.inputs) | entry.state | controls
             try:
                 outputs = await infer(inputs)
             except BaseException:
@@ -104,7 +120,7 @@ class SequenceTable:
         controls = {}
         for name, control in spec.sequence.controls.items():
             if control.kind == "CONTROL_SEQUENCE_CORRID":
-                value = sequence_id if control.dtype != np.dtype(object) else str(sequence_id).encode()
+                value = _correlation_id(spec.name, name, control.dtype, sequence_id)
             else:
                 value = control.true if flags[control.kind] else control.false
             controls[name] = np.full(shape, value, dtype=control.dtype)

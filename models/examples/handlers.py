@@ -1,9 +1,10 @@
-"""Three small python-backend models that prove the handler interface (serve/runtimes/python.py) end to end:
+"""Small python-backend models that prove the handler interface (serve/runtimes/python.py) end to end:
 
 - `byte_length`: per-request preprocessing (an empty element is refused alone), batched `infer`, and
   content telemetry (a histogram of the lengths served);
-- `simple_sequence`: Triton's accumulator example: OUTPUT is the running sum of INPUT over a sequence,
-  carried between requests as implicit state by the data plane;
+- `accumulate_sequence`: an accumulator over a sequence: OUTPUT is the running sum of INPUT, carried between
+  requests as implicit state by the data plane (Triton's own `simple_sequence`, which does not accumulate, is in
+  triton.py with Triton's other example models);
 - `countdown_job`: a decoupled job that streams progress, then its result; stopping early closes it;
 - `slow_identity`: a batch of 4 takes `delay_s`, one batch may wait behind it (`max_queue_size: 4`): the overload
   tests push it past capacity;
@@ -87,8 +88,8 @@ parameters { key: "handler" value { string_value: "models.examples.handlers:Byte
 parameters { key: "output_histogram.LENGTH" value { string_value: "1,4,16,64,256,1024" } }
 """
 
-SIMPLE_SEQUENCE = """
-name: "simple_sequence"
+ACCUMULATE_SEQUENCE = """
+name: "accumulate_sequence"
 backend: "python"
 max_batch_size: 0
 input [ { name: "INPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
@@ -133,7 +134,7 @@ SLOW_IDENTITY_DEDICATED = SLOW_IDENTITY.replace('"slow_identity"', '"slow_identi
 )
 
 MODELS = {
-    "byte_length": BYTE_LENGTH, "simple_sequence": SIMPLE_SEQUENCE, "countdown_job": COUNTDOWN_JOB, "slow_identity": SLOW_IDENTITY,
+    "byte_length": BYTE_LENGTH, "accumulate_sequence": ACCUMULATE_SEQUENCE, "countdown_job": COUNTDOWN_JOB, "slow_identity": SLOW_IDENTITY,
     "slow_identity_dedicated": SLOW_IDENTITY_DEDICATED,
 }
 CARD = """# {name}

@@ -52,7 +52,7 @@ def test_sequence_accumulates_state_between_requests(plane):
     totals = []
     for i, value in enumerate([5, 7, -2]):
         flags = {"sequence_start": i == 0, "sequence_end": i == 2}
-        response = run(plane.infer(request("simple_sequence", {"INPUT": np.array([value], np.int32)}, sequence_id=42, **flags), "test"))
+        response = run(plane.infer(request("accumulate_sequence", {"INPUT": np.array([value], np.int32)}, sequence_id=42, **flags), "test"))
         totals.append(int(response.outputs["OUTPUT"][0]))
         assert bool(response.outputs["STARTED"][0]) == (i == 0)
         assert "TOTAL_OUT" not in response.outputs  # state is the platform's, not the client's
@@ -62,7 +62,7 @@ def test_sequence_accumulates_state_between_requests(plane):
 
 def test_two_sequences_keep_separate_state(plane):
     def send(sid, value, start=False):
-        r = run(plane.infer(request("simple_sequence", {"INPUT": np.array([value], np.int32)}, sequence_id=sid, sequence_start=start), "test"))
+        r = run(plane.infer(request("accumulate_sequence", {"INPUT": np.array([value], np.int32)}, sequence_id=sid, sequence_start=start), "test"))
         return int(r.outputs["OUTPUT"][0])
 
     assert send("a", 1, start=True) == 1
@@ -78,7 +78,7 @@ def test_two_sequences_keep_separate_state(plane):
 )
 def test_sequence_errors(plane, parameters, message):
     with pytest.raises(InvalidInput, match=message):
-        run(plane.infer(request("simple_sequence", {"INPUT": np.array([1], np.int32)}, **parameters), "test"))
+        run(plane.infer(request("accumulate_sequence", {"INPUT": np.array([1], np.int32)}, **parameters), "test"))
 
 
 def test_sequence_table_is_bounded(plane):
@@ -86,9 +86,9 @@ def test_sequence_table_is_bounded(plane):
     table_limit, plane.sequences.max_live = plane.sequences.max_live, 2
     try:
         for sid in (1001, 1002):
-            run(plane.infer(request("simple_sequence", {"INPUT": np.array([1], np.int32)}, sequence_id=sid, sequence_start=True), "test"))
+            run(plane.infer(request("accumulate_sequence", {"INPUT": np.array([1], np.int32)}, sequence_id=sid, sequence_start=True), "test"))
         with pytest.raises(Overloaded):
-            run(plane.infer(request("simple_sequence", {"INPUT": np.array([1], np.int32)}, sequence_id=1003, sequence_start=True), "test"))
+            run(plane.infer(request("accumulate_sequence", {"INPUT": np.array([1], np.int32)}, sequence_id=1003, sequence_start=True), "test"))
     finally:
         plane.sequences.max_live = table_limit
         plane.sequences.live.clear()

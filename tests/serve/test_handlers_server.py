@@ -38,13 +38,13 @@ def test_sequence_state_over_unary_calls(http, grpc, protocol):
     totals = []
     for i, value in enumerate([3, 4, 5]):
         result = client.infer(
-            "simple_sequence", [tensor(module, "INPUT", np.array([value], np.int32), "INT32")],
+            "accumulate_sequence", [tensor(module, "INPUT", np.array([value], np.int32), "INT32")],
             sequence_id=sequence_id, sequence_start=i == 0, sequence_end=i == 2,
         )
         totals.append(int(result.as_numpy("OUTPUT")[0]))
     assert totals == [3, 7, 12]
     with pytest.raises(InferenceServerException, match="not open"):  # ended with the last request
-        client.infer("simple_sequence", [tensor(module, "INPUT", np.array([1], np.int32), "INT32")], sequence_id=sequence_id)
+        client.infer("accumulate_sequence", [tensor(module, "INPUT", np.array([1], np.int32), "INT32")], sequence_id=sequence_id)
 
 
 def test_sequence_over_one_grpc_stream_is_answered_in_order(server):
@@ -53,7 +53,7 @@ def test_sequence_over_one_grpc_stream_is_answered_in_order(server):
     client.start_stream(callback=lambda result, error: got.put((result, error)))
     for i in range(10):
         client.async_stream_infer(
-            "simple_sequence", [tensor(grpcclient, "INPUT", np.array([i], np.int32), "INT32")],
+            "accumulate_sequence", [tensor(grpcclient, "INPUT", np.array([i], np.int32), "INT32")],
             request_id=str(i), sequence_id="clip-1", sequence_start=i == 0, sequence_end=i == 9,
         )
     answers = [got.get(timeout=30) for _ in range(10)]

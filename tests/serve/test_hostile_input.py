@@ -78,7 +78,7 @@ def test_json_nested_thousands_deep_is_a_400(plane):
 def test_a_sequence_id_that_is_not_an_integer_or_string_is_a_400(plane, sequence_id):
     body = {"parameters": {"sequence_id": sequence_id, "sequence_start": True},
             "inputs": [{"name": "INPUT", "shape": [1], "datatype": "INT32", "data": [1]}]}
-    response = client(plane).post("/v2/models/simple_sequence/infer", json=body)
+    response = client(plane).post("/v2/models/accumulate_sequence/infer", json=body)
     assert response.status_code == 400 and "sequence_id" in response.json()["error"]
 
 
@@ -90,11 +90,11 @@ def sequence_request(value, start=False, end=False, sequence_id=42):
 def test_a_sequence_belongs_to_the_caller_that_started_it(plane):
     shared = DataPlane(plane.repository, plane.backends, auth_token="t0ken")  # callers on other hosts carry the token
     alice, mallory = client(shared, "10.0.0.1"), client(shared, "10.0.0.2")
-    assert alice.post("/v2/models/simple_sequence/infer", json=sequence_request(5, start=True)).status_code == 200
+    assert alice.post("/v2/models/accumulate_sequence/infer", json=sequence_request(5, start=True)).status_code == 200
     # another caller can neither continue nor end it: for them the id names no open sequence
-    hijack = mallory.post("/v2/models/simple_sequence/infer", json=sequence_request(100, end=True))
+    hijack = mallory.post("/v2/models/accumulate_sequence/infer", json=sequence_request(100, end=True))
     assert hijack.status_code == 400 and "is not open" in hijack.json()["error"]
-    done = alice.post("/v2/models/simple_sequence/infer", json=sequence_request(1, end=True))
+    done = alice.post("/v2/models/accumulate_sequence/infer", json=sequence_request(1, end=True))
     assert done.json()["outputs"][0]["data"] == [6]
 
 
@@ -102,10 +102,10 @@ def test_one_caller_cannot_fill_the_sequence_table(plane):
     small = DataPlane(plane.repository, plane.backends, auth_token="t0ken")
     small.sequences.max_per_caller = 3
     greedy, other = client(small, "10.0.0.3"), client(small, "10.0.0.4")
-    codes = [greedy.post("/v2/models/simple_sequence/infer", json=sequence_request(1, start=True, sequence_id=i)).status_code
+    codes = [greedy.post("/v2/models/accumulate_sequence/infer", json=sequence_request(1, start=True, sequence_id=i)).status_code
              for i in range(1, 6)]
     assert codes == [200, 200, 200, 503, 503]
-    assert other.post("/v2/models/simple_sequence/infer", json=sequence_request(1, start=True)).status_code == 200
+    assert other.post("/v2/models/accumulate_sequence/infer", json=sequence_request(1, start=True)).status_code == 200
 
 
 def heat_body(steps: int, width: int = 256):

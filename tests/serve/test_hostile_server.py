@@ -74,7 +74,7 @@ def test_json_nested_5000_deep_is_a_400(server, bounded):
 def test_a_sequence_id_that_is_a_list_or_object_is_a_400(server, bounded, sequence_id):
     body = json.dumps({"parameters": {"sequence_id": sequence_id, "sequence_start": True},
                        "inputs": [{"name": "INPUT", "shape": [1], "datatype": "INT32", "data": [1]}]})
-    response = post(server, "simple_sequence", body)
+    response = post(server, "accumulate_sequence", body)
     assert response.status_code == 400 and "sequence_id" in response.json()["error"]
 
 

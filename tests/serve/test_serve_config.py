@@ -24,7 +24,9 @@ def test_generated_config_is_a_valid_serve_deploy_schema(repository, tmp_path):
     assert names == {"Ingress", "pool_video", "pool_jobs"}
     groups = {name: sorted(f"{s.name}/{v}" for s, v in versions) for name, versions in hosted(ModelRepository(repository)).items()}
     assert groups["pool_video"] == ["video_artifacts/1", "video_artifacts_segments/1"]
-    assert groups["pool_jobs"] == ["account_clusters_job/1", "backdoor_scan/1", "countdown_job/1", "slow_identity_dedicated/1"]
+    assert groups["pool_jobs"] == [
+        "account_clusters_job/1", "backdoor_scan/1", "countdown_job/1", "repeat_int32/1", "slow_identity_dedicated/1",
+    ]
     assert {"simple/1", "digits_cnn/1", "digits_cnn/2", "iqa/1", "bot_detector/1", "slow_identity/1"} <= set(groups[None])
     assert config["http_options"]["host"] == "127.0.0.1"
     assert config["grpc_options"]["grpc_servicer_functions"] == ["streamserve_proto.add_servicer_to_server"]
@@ -46,7 +48,7 @@ def test_placement_follows_platform_handler_and_config(repository, tmp_path):
     assert placement(repo.get("slow_identity_dedicated")) == (DEDICATED, "config.pbtxt parameter 'placement'")
     gpu = _with_params(repository, tmp_path, "digits_cnn", 'instance_group [ { kind: KIND_GPU count: 1 } ]\n')
     assert placement(gpu) == (DEDICATED, "KIND_GPU: its replicas hold a GPU") and deployment_of(gpu, 1) == "digits_cnn_v1"
-    pooled = _with_params(repository, tmp_path, "simple_sequence", 'parameters { key: "placement" value { string_value: "dedicated" } }\n'
+    pooled = _with_params(repository, tmp_path, "accumulate_sequence", 'parameters { key: "placement" value { string_value: "dedicated" } }\n'
                           'parameters { key: "pool" value { string_value: "examples" } }\n')
     assert deployment_of(pooled, 1) == "pool_examples"
     typo = _with_params(repository, tmp_path, "simple", 'parameters { key: "placement" value { string_value: "ingres" } }\n')
@@ -57,9 +59,9 @@ def test_placement_follows_platform_handler_and_config(repository, tmp_path):
 def test_deployment_options_follow_config_pbtxt(repository):
     config = build_serve_config(ServerSettings(repository=str(repository), model_num_cpus=0.3))
     deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
-    jobs = deployments["pool_jobs"]  # account_clusters_job, backdoor_scan, countdown_job, slow_identity_dedicated
+    jobs = deployments["pool_jobs"]  # account_clusters_job, backdoor_scan, countdown_job, repeat_int32, slow_identity_dedicated
     # each model of the pool can hold two of its batches at once (8 for unbatched models, 2 x 4 for slow_identity)
-    assert jobs["max_ongoing_requests"] == 8 + 8 + 8 + 8
+    assert jobs["max_ongoing_requests"] == 8 + 8 + 8 + 8 + 8
     assert jobs["max_queued_requests"] == 4 * jobs["max_ongoing_requests"]  # not every model sets max_queue_size
     assert jobs["ray_actor_options"] == {"num_cpus": 0.3, "num_gpus": 0.0}
     assert jobs["autoscaling_config"]["max_replicas"] == 1
