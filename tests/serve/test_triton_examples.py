@@ -7,7 +7,7 @@ import pytest
 
 from models.examples.export import build as build_examples
 from models.examples.triton import decimal_integers
-from proto import service_pb2 as pb
+from streamserve_proto import service_pb2 as pb
 from serve.dataplane import DataPlane
 from serve.errors import InvalidInput, ModelNotFound
 from serve.grpc_servicer import decode_infer_request
