@@ -8,6 +8,8 @@ import time
 from importlib import import_module
 from pathlib import Path
 
+from tqdm import tqdm
+
 # Build order: the cheap ones first, so a broken environment shows before the long exports.
 FAMILIES = ["examples", "digits", "shortcut", "augment", "koopman", "iqa", "graph", "video", "backdoor"]
 
@@ -17,11 +19,13 @@ def main(argv=None) -> None:
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--only", nargs="*", choices=FAMILIES, help="build only these families")
     args = parser.parse_args(argv)
-    for family in args.only or FAMILIES:
+    families = tqdm(args.only or FAMILIES, desc="families", unit="family", disable=None)  # a bar on a terminal only
+    for family in families:
         started = time.perf_counter()
-        print(f"[build] {family} ...", flush=True)
+        families.set_postfix_str(family)
+        tqdm.write(f"[build] {family} ...")
         import_module(f"models.{family}.export").build(args.repository)
-        print(f"[build] {family} done in {time.perf_counter() - started:.1f}s", flush=True)
+        tqdm.write(f"[build] {family} done in {time.perf_counter() - started:.1f}s")
     print(f"[build] repository ready at {args.repository.resolve()}")
 
 

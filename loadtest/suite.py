@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
+from tqdm import tqdm
 
 from .locust.scenarios import SCENARIOS, available, served_name
 
@@ -229,7 +230,7 @@ def run(plan: Plan, repository: Path, out: Path, workdir: Path) -> dict:
 
     server = start_server(repository, workdir / "server")
     try:
-        for name in models:
+        for name in tqdm(models, desc="load suite", unit="endpoint", disable=None):  # a bar on a terminal only
             sc = SCENARIOS[name]
             protocols = [p for p in ("http", "grpc") if p == "grpc" or sc.http]
             shapes = [("steady", plan.steady_users, plan.steady_s)]

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from .data import NUM_CLASSES, Trigger, load, poison_indices, stamp
 from .model import make
@@ -119,7 +120,7 @@ def distill(attack: str = "none", seed: int = 0, cfg: Config = Config(), trigger
     syn_y = torch.arange(NUM_CLASSES).repeat_interleave(cfg.ipc)
     opt_img = torch.optim.SGD([syn], lr=cfg.lr_img, momentum=0.5)
     started, updates = time.perf_counter(), 0
-    for it in range(cfg.iterations):
+    for it in tqdm(range(cfg.iterations), desc="distillation", disable=None):
         net = make("convnet", size=hw)
         params = list(net.parameters())
         opt_net = torch.optim.SGD(params, lr=cfg.lr_net)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 from safetensors.torch import save_file
 from torch import nn
 
@@ -37,7 +38,7 @@ def train(epochs: int = 40, seed: int = 0, batch_size: int = 64, lr: float = 3e-
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
     best = {"val_accuracy": -1.0}
     started = time.perf_counter()
-    for epoch in range(epochs):
+    for epoch in tqdm(range(epochs), desc="digits epochs", disable=None):
         model.train()
         order = torch.randperm(len(x_train))
         for i in range(0, len(order), batch_size):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 from safetensors.torch import save_file
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
@@ -74,7 +75,7 @@ def train(model_name: str, graph: dict, seed: int, cfg: Config, loss_fn=None, lo
     best = {t: (-1.0, None, -1) for t in TASKS}  # (val acc, test predictions, epoch)
     best_state, curve, best_joint, served = None, [], -1.0, None
     started = time.perf_counter()
-    for epoch in range(cfg.epochs):
+    for epoch in tqdm(range(cfg.epochs), desc=f"{model_name} seed {seed} epochs", disable=None):
         model.train()
         out = dict(zip(TASKS, model(x, edge_index, edge_type)))
         tr = masks["train"]

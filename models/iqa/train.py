@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 from safetensors.torch import save_file
 from scipy.stats import pearsonr, spearmanr
 
@@ -124,7 +125,7 @@ def train(data: dict, mode: str, seed: int, cfg: Config, log=print, device: str 
     jpeg_like = tuple(TYPES.index(t) for t in ("jpeg", "webp", "quantisation"))
     history, best, best_state, best_epoch = [], -np.inf, None, None
     train_started, stopped_at = time.perf_counter(), None
-    for epoch in range(cfg.epochs):
+    for epoch in tqdm(range(cfg.epochs), desc="PMT-IQA epochs", disable=None):
         if cfg.max_train_seconds and history and best_state is not None and \
                 time.perf_counter() - train_started + history[-1]["seconds"] > cfg.max_train_seconds:
             stopped_at = epoch

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 from safetensors.torch import save_file
 
 from . import data
@@ -106,7 +107,7 @@ def train(problem: str = "ns", kind: str = "kno", seed: int = 0, nu: float | Non
     last_start = frames - t_in - unroll
     history, best = [], {"val_rel_l2": float("inf")}
     started = time.perf_counter()
-    for it in range(1, iters + 1):
+    for it in tqdm(range(1, iters + 1), desc="iterations", disable=None):
         model.train()
         idx = torch.randint(0, n, (batch,)).to(device)
         t0 = torch.randint(0, last_start + 1, (batch,)).to(device)  # drawn on the CPU: same draws on any device

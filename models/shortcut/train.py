@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 from safetensors.torch import save_file
 from sklearn.linear_model import LogisticRegression
 
@@ -58,7 +59,7 @@ def train_vae(split: dict, cfg: Config) -> tuple[ChromaVAE, list[dict]]:
     vae = ChromaVAE(tuple(x.shape[1:]), cfg.latent_dim, cfg.shortcut_dim, cfg.hidden)
     optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
     history = []
-    for epoch in range(cfg.vae_epochs):
+    for epoch in tqdm(range(cfg.vae_epochs), desc="VAE epochs", disable=None):
         vae.train()
         for idx in _batches(len(x), cfg.batch_size):
             losses = vae.loss(x[idx], y[idx], cfg.alpha, cfg.beta)
@@ -121,7 +122,7 @@ def train_erm(data: dict, cfg: Config) -> dict:
     model = MLPClassifier(tuple(x.shape[1:]), cfg.hidden)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     best = {"val": {"worst_group": -1.0, "average": -1.0}}
-    for epoch in range(cfg.erm_epochs):
+    for epoch in tqdm(range(cfg.erm_epochs), desc="ERM epochs", disable=None):
         model.train()
         for idx in _batches(len(x), cfg.batch_size):
             loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x[idx]), y[idx])

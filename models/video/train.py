@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 from safetensors.torch import save_file
 
 from models.ceco.ceco import CeCo
@@ -129,7 +130,7 @@ def train_cnn(cfg: Config, arm: str, train, val, log=print):
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.cnn_steps)
     g = torch.Generator().manual_seed(cfg.seed)
     best = (-1.0, None, 0, None)
-    for step in range(1, cfg.cnn_steps + 1):
+    for step in tqdm(range(1, cfg.cnn_steps + 1), desc="block CNN steps", disable=None):
         idx = torch.randint(0, len(y), (cfg.cnn_batch // 2,), generator=g)
         if cfg.rank_weight > 0:
             # partners: the same frame of the same source under another encode (rows are 32 frames each)
@@ -222,7 +223,7 @@ def train_temporal(cfg: Config, train, val, in_dim, log=print, use_from: int = 0
     X, Y = train
     g = torch.Generator().manual_seed(cfg.seed)
     best = (-1.0, None, 0, None)
-    for step in range(1, cfg.t_steps + 1):
+    for step in tqdm(range(1, cfg.t_steps + 1), desc="TimeSformer steps", disable=None):
         idx = torch.randint(0, len(X), (cfg.t_batch,), generator=g)
         xb = X[idx]
         if torch.rand(1, generator=g).item() < 0.5:  # mirror the 8x8 region grid left-right
