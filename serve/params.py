@@ -6,21 +6,59 @@ which declares them as a `HandlerParams` subclass with types, defaults and bound
 config.pbtxt from the same class (`pbtxt()`), so each default lives in one place, and a misspelt or out-of-range
 key is a repository error naming it when the server (or the export) loads the model.
 """
-from pydantic import BaseModel, ConfigDict, ValidationError
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import RepositoryError
 
-# What the server itself reads (serve/repository.py, serve/serve_config.py).
-SERVER_KEYS = frozenset({
-    "handler", "snapshot", "placement", "pool", "num_gpus", "reject_non_finite",
-    "rollout_state", "rollout_steps_input", "rollout_max_steps",
-})
+_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_NUMBERS = r"^-?[0-9.eE+-]+(,-?[0-9.eE+-]+)*$"
+
+
+class ServerParams(BaseModel):
+    """The keys the server itself reads (serve/repository.py, serve/serve_config.py), typed and bounded."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)  # the other keys are the handler's, or prefixed ones below
+
+    handler: str | None = Field(None, description="models.<family>.<module>:<Class> of a python-backend model")
+    snapshot: str | None = Field(None, description="the data file a handler answers from, in each version folder")
+    placement: Literal["ingress", "dedicated"] | None = None
+    pool: str | None = Field(None, pattern=_NAME, description="the pool deployment (pool_<name>) a dedicated model shares")
+    num_gpus: float = Field(1.0, gt=0, le=8, description="the GPU share of each replica of a KIND_GPU model")
+    reject_non_finite: bool = False
+    rollout_state: str | None = Field(None, pattern=r"^\w+=\w+(,\w+=\w+)*$", description="INPUT=OUTPUT pairs fed back each step")
+    rollout_steps_input: str | None = Field(None, pattern=_NAME)
+    rollout_max_steps: int = Field(1000, ge=1, le=1_000_000)
+
+
+# `<prefix><TENSOR>` keys the server reads, with what their value must look like.
 # `info.<name>`: descriptive metadata for clients (a rollout's time step), shown in the config and never read here.
-SERVER_PREFIXES = ("output_histogram.", "output_labels.", "min_shape.", "max_bytes.", "max_words.", "info.")
+SERVER_PREFIXES = {
+    "output_histogram.": (_NUMBERS, "comma-separated bucket boundaries"),
+    "output_labels.": (r"^[^,]*(,[^,]*)*$", "comma-separated labels"),
+    "min_shape.": (r"^[0-9]+(,[0-9]+)*$", "comma-separated non-negative integers"),
+    "max_bytes.": (r"^[1-9][0-9]*$", "a positive integer"),
+    "max_words.": (r"^[1-9][0-9]*$", "a positive integer"),
+    "info.": (r"", "any text"),
+}
+SERVER_KEYS = frozenset(ServerParams.model_fields)
 
 
 def is_server_key(key: str) -> bool:
-    return key in SERVER_KEYS or key.startswith(SERVER_PREFIXES)
+    return key in SERVER_KEYS or key.startswith(tuple(SERVER_PREFIXES))
+
+
+def parse_server(params: dict[str, str], where: str) -> ServerParams:
+    """The server's own keys of `params`, validated; a RepositoryError names each bad key and what it expects."""
+    for key, value in params.items():
+        prefix = next((p for p in SERVER_PREFIXES if key.startswith(p)), None)
+        if prefix is not None:
+            pattern, expected = SERVER_PREFIXES[prefix]
+            if key == prefix or not re.match(pattern, value):
+                raise RepositoryError(f"{where}: parameter {key!r}: expected {prefix}<TENSOR> = {expected}, got {value!r}")
+    return _validated(ServerParams, {k: v for k, v in params.items() if k in SERVER_KEYS}, where)
 
 
 class HandlerParams(BaseModel):
@@ -39,15 +77,18 @@ class HandlerParams(BaseModel):
 
 def parse(params_class: type[HandlerParams], params: dict[str, str], where: str) -> HandlerParams:
     """The handler's own keys of `params`, validated; a RepositoryError names each bad key and what it expects."""
-    own = {key: value for key, value in params.items() if not is_server_key(key)}
+    return _validated(params_class, {key: value for key, value in params.items() if not is_server_key(key)}, where)
+
+
+def _validated(model: type[BaseModel], values: dict[str, str], where: str):
     try:
-        return params_class.model_validate(own)
+        return model.model_validate(values)
     except ValidationError as e:
         problems = []
         for error in e.errors():
             key = ".".join(str(part) for part in error["loc"]) or "?"
             if error["type"] == "extra_forbidden":
-                known = sorted(params_class.model_fields) or "none"
+                known = sorted(model.model_fields) or "none"
                 problems.append(f"unknown parameter {key!r} (this model's parameters: {known})")
             else:
                 problems.append(f"parameter {key!r}: {error['msg']}, got {error.get('input')!r}")

@@ -24,7 +24,7 @@ from streamserve_proto import model_config_pb2
 from .batcher import QueuePolicy
 from .datatypes import from_config, numpy_dtype
 from .errors import ModelNotFound, RepositoryError
-from .params import SERVER_KEYS, SERVER_PREFIXES, is_server_key, parse
+from .params import SERVER_KEYS, SERVER_PREFIXES, ServerParams, is_server_key, parse, parse_server
 
 MC = model_config_pb2.ModelConfig
 
@@ -119,7 +119,7 @@ class ModelSpec:
     @property
     def handler(self) -> str | None:
         """`models.<family>.<module>:<Class>` for a python-backend model."""
-        return self.params.get("handler") if self.platform == "python" else None
+        return self.server_params.handler if self.platform == "python" else None
 
     @property
     def max_batch_size(self) -> int:
@@ -187,11 +187,16 @@ class ModelSpec:
         """config.pbtxt's `parameters` as plain strings: where serving options beyond Triton's schema live."""
         return {key: value.string_value for key, value in self.config.parameters.items()}
 
+    @cached_property
+    def server_params(self) -> ServerParams:
+        """The parameters the server reads, typed (serve/params.py); checked when the model loads."""
+        return parse_server(self.params, str(self.path / "config.pbtxt"))
+
     @property
     def snapshot(self) -> str | None:
         """The data file a python handler answers from (`parameters { key: "snapshot" ... }`, e.g. a hosted
         graph), in each version folder. Pointing it at another file swaps the data into running replicas."""
-        return self.params.get("snapshot") or None
+        return self.server_params.snapshot or None
 
     def snapshot_state(self) -> dict[str, str] | None:
         """The served snapshot as the deployment's `user_config`: naming another file is a lightweight Serve update
@@ -201,11 +206,11 @@ class ModelSpec:
 
     @cached_property
     def rollout(self) -> Rollout | None:
-        params = self.params
-        if "rollout_state" not in params:
+        params = self.server_params
+        if params.rollout_state is None:
             return None
-        state = dict(pair.split("=", 1)[::-1] for pair in params["rollout_state"].split(","))
-        return Rollout(state=state, steps_input=params["rollout_steps_input"], max_steps=int(params.get("rollout_max_steps", "1000")))
+        state = dict(pair.split("=", 1)[::-1] for pair in params.rollout_state.split(","))
+        return Rollout(state=state, steps_input=params.rollout_steps_input or "", max_steps=params.rollout_max_steps)
 
     @cached_property
     def sequence(self) -> Sequence | None:
@@ -273,7 +278,7 @@ class ModelSpec:
     @property
     def reject_non_finite(self) -> bool:
         """`reject_non_finite: "true"`: NaN or infinite inputs are a client error, not a model input."""
-        return self.params.get("reject_non_finite", "").lower() == "true"
+        return self.server_params.reject_non_finite
 
     @property
     def latest(self) -> int:
@@ -392,7 +397,9 @@ def load_model(folder: Path) -> ModelSpec:
 
 
 def _check_parameters(spec: ModelSpec, where: str) -> None:
-    """A python model's own keys against its handler's `Params`; any other model may use only the server's keys."""
+    """The server's keys, typed; a python model's own keys against its handler's `Params`; any other model may use
+    only the server's keys."""
+    parse_server(spec.params, where)
     if spec.platform == "python":
         if not spec.handler:
             raise RepositoryError(f"{where}: a python-backend model needs parameters {{ key: \"handler\" value {{ string_value: \"models.<family>.<module>:<Class>\" }} }}")

@@ -18,7 +18,6 @@ import yaml
 
 from streamserve_proto import SERVICER_FUNCTION
 
-from .errors import RepositoryError
 from .runtimes.python import handler_class
 from .repository import ModelRepository, ModelSpec
 from .settings import ServerSettings
@@ -37,9 +36,7 @@ INGRESS, DEDICATED = "ingress", "dedicated"
 def placement(spec: ModelSpec) -> tuple[str, str]:
     """(where the model runs, why): `ingress` (in the ingress replica) or `dedicated` (a deployment of its own, or
     of the pool it shares, see `deployment_of`)."""
-    asked = spec.params.get("placement")
-    if asked not in (None, INGRESS, DEDICATED):
-        raise RepositoryError(f"{spec.path / 'config.pbtxt'}: parameter 'placement' must be {INGRESS!r} or {DEDICATED!r}, got {asked!r}")
+    asked = spec.server_params.placement  # "ingress", "dedicated" or None: checked when the model loaded
     if spec.on_gpu:
         return DEDICATED, "KIND_GPU: its replicas hold a GPU"
     if asked:
@@ -56,7 +53,7 @@ def deployment_of(spec: ModelSpec, version: int) -> str | None:
     heavy handlers, the jobs) share a replica; otherwise its own. A GPU model always has its own."""
     if placement(spec)[0] == INGRESS:
         return None
-    pool = None if spec.on_gpu else spec.params.get("pool") or (handler_class(spec.handler).pool if spec.handler else None)
+    pool = None if spec.on_gpu else spec.server_params.pool or (handler_class(spec.handler).pool if spec.handler else None)
     return f"pool_{pool}" if pool else deployment_name(spec.name, version)
 
 
@@ -79,7 +76,7 @@ def _snapshots(versions: list[tuple[ModelSpec, int]]) -> dict:
 def deployment_options(versions: list[tuple[ModelSpec, int]], settings: ServerSettings) -> dict:
     """Serve options for a deployment running these model versions (one, or a pool), read off their config.pbtxt."""
     specs = [spec for spec, _ in versions]
-    gpu_share = max(float(spec.params.get("num_gpus", "1")) for spec in specs)
+    gpu_share = max(spec.server_params.num_gpus for spec in specs)
     batch = max(max(spec.max_batch_size, 1) for spec in specs)
     # Batches only fill if a replica may hold at least one batch of single-row requests, twice over
     # so the next batch queues while one runs; a pool holds that for each of its models.

@@ -65,3 +65,21 @@ def test_server_keys_pass_through_to_the_server_not_the_handler():
 
     got = parse(Own, {"handler": "models.x:Y", "snapshot": "g.npz", "output_histogram.Y": "0,1", "width": "5"}, "m")
     assert got.width == 5
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("rollout_max_steps", "many", "rollout_max_steps': Input should be a valid integer"),
+    ("rollout_max_steps", "0", "rollout_max_steps': Input should be greater than or equal to 1"),
+    ("num_gpus", "-1", "num_gpus': Input should be greater than 0"),
+    ("reject_non_finite", "yes please", "reject_non_finite': Input should be a valid boolean"),
+    ("pool", "../jobs", "pool': String should match pattern"),
+    ("min_shape.INPUT0", "1,a", "min_shape.INPUT0': expected min_shape.<TENSOR> = comma-separated non-negative integers, got '1,a'"),
+    ("max_bytes.INPUT0", "-5", "max_bytes.INPUT0': expected max_bytes.<TENSOR> = a positive integer"),
+    ("output_histogram.OUTPUT0", "low,high", "output_histogram.OUTPUT0': expected output_histogram.<TENSOR> = comma-separated bucket boundaries"),
+])
+def test_the_servers_own_keys_are_typed_too(tmp_path, key, value, expected):
+    from tests.serve.test_repository import make_model
+
+    make_model(tmp_path, simple.CONFIG + f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}\n')
+    with pytest.raises(RepositoryError, match=r"simple/config.pbtxt: parameter '" + expected.replace("(", r"\(").replace(")", r"\)")):
+        load_model(tmp_path / "simple")

@@ -51,9 +51,8 @@ def test_placement_follows_platform_handler_and_config(repository, tmp_path):
     pooled = _with_params(repository, tmp_path, "accumulate_sequence", 'parameters { key: "placement" value { string_value: "dedicated" } }\n'
                           'parameters { key: "pool" value { string_value: "examples" } }\n')
     assert deployment_of(pooled, 1) == "pool_examples"
-    typo = _with_params(repository, tmp_path, "simple", 'parameters { key: "placement" value { string_value: "ingres" } }\n')
-    with pytest.raises(RepositoryError, match="'placement' must be 'ingress' or 'dedicated', got 'ingres'"):
-        placement(typo)
+    with pytest.raises(RepositoryError, match="parameter 'placement': Input should be 'ingress' or 'dedicated', got 'ingres'"):
+        _with_params(repository, tmp_path, "simple", 'parameters { key: "placement" value { string_value: "ingres" } }\n')
 
 
 def test_deployment_options_follow_config_pbtxt(repository):
