@@ -137,8 +137,9 @@ class ModelWorker:
 
     async def _run_batch(self, items) -> list[dict[str, np.ndarray]]:
         started = time.perf_counter()
-        for arrived, _ in items:
-            metrics.queue_time_ms().observe((started - arrived) * 1000, tags=self.tags)
+        waits = [started - arrived for arrived, _ in items]
+        for wait in waits:
+            metrics.queue_time_ms().observe(wait * 1000, tags=self.tags)
         groups = defaultdict(list)  # same non-batch shapes -> one concatenated run
         for index, (_, inputs) in enumerate(items):
             groups[tuple((k, v.shape[1:]) for k, v in sorted(inputs.items()))].append(index)
@@ -152,10 +153,12 @@ class ModelWorker:
             computing = time.perf_counter()
             outputs = await self._compute(inputs)
             splitting = time.perf_counter()
-            split = {name: np.split(array, np.cumsum(sizes)[:-1]) for name, array in outputs.items()}
+            bounds = np.cumsum(sizes)[:-1]
+            split = {name: np.split(array, bounds) for name, array in outputs.items()}
             for position, i in enumerate(indices):
                 results[i] = {name: parts[position] for name, parts in split.items()}
-            STATS.executed(self.stats, sum(sizes) if batching else len(indices), len(indices), sum(started - items[i][0] for i in indices),
+            queued = sum(waits) if len(groups) == 1 else sum(waits[i] for i in indices)
+            STATS.executed(self.stats, sum(sizes) if batching else len(indices), len(indices), queued,
                            computing - assembling, splitting - computing, time.perf_counter() - splitting)
         return results
 

@@ -47,21 +47,22 @@ _IDLE_ROUNDS = 30
 NAMESPACE = b"streamserve"
 PREFIX = b"statistics/"
 FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
-_DURATIONS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
-_FIELDS = tuple(f"{name}_{part}" for name in _DURATIONS for part in ("count", "ns")) + (
-    "inference_count", "execution_count", "last_inference")
+_FIELDS = ("success_count", "success_s", "fail_count", "fail_s", "last_inference", "inference_count", "execution_count",
+           "executed", "queue_s", "input_s", "infer_s", "output_s")
 
 
 class ModelStats:
-    """One model version's counters in one process. `batches`: batch size -> [count, input ns, infer ns, output ns];
-    `fail_reasons`: Triton's failure reason -> count."""
+    """One model version's counters in one process. Durations are float seconds (exact to the nanosecond for over a
+    day of summed time; converted to Triton's integer ns when reported). `executed`: requests that ran (each counted
+    in queue and compute_*, with its batch's compute durations); `batches`: batch size -> [count, input s, infer s,
+    output s]; `fail_reasons`: Triton's failure reason -> count; `last_inference`: Unix time in seconds."""
 
     __slots__ = _FIELDS + ("batches", "fail_reasons")
 
     def __init__(self):
         for name in _FIELDS:
             setattr(self, name, 0)
-        self.batches: dict[int, list[int]] = {}
+        self.batches: dict[int, list] = {}
         self.fail_reasons: dict[str, int] = {}
 
     def as_list(self) -> list:
@@ -97,44 +98,38 @@ class Registry:
             stats = self.models[(model, version)] = ModelStats()
         return stats
 
-    # -- recording (hot path) ---------------------------------------------------------------------------------
+    # -- recording (the hot path: a few attribute updates, no allocation) ---------------------------------------
     def request_done(self, stats: ModelStats, seconds: float, reason: str | None) -> None:
         """One request that reached the model: `reason` None for a success, else Triton's failure reason."""
-        ns = int(seconds * 1e9)
         if reason is None:
             stats.success_count += 1
-            stats.success_ns += ns
+            stats.success_s += seconds
         else:
             stats.fail_count += 1
-            stats.fail_ns += ns
+            stats.fail_s += seconds
             stats.fail_reasons[reason] = stats.fail_reasons.get(reason, 0) + 1
-        stats.last_inference = int(time.time() * 1000)
-        self._changed()
+        stats.last_inference = time.time()
+        self.changes += 1
+        if self._publisher is None and self._store is not False:
+            self._start_publisher()
 
     def executed(self, stats: ModelStats, rows: int, requests: int, queue_s: float, input_s: float, infer_s: float,
                  output_s: float) -> None:
         """One model execution of `rows` rows for `requests` requests, which waited `queue_s` in total."""
-        input_ns, infer_ns, output_ns = int(input_s * 1e9), int(infer_s * 1e9), int(output_s * 1e9)
         stats.execution_count += 1
         stats.inference_count += rows
-        stats.queue_count += requests
-        stats.queue_ns += int(queue_s * 1e9)
-        stats.compute_input_count += requests
-        stats.compute_input_ns += requests * input_ns
-        stats.compute_infer_count += requests
-        stats.compute_infer_ns += requests * infer_ns
-        stats.compute_output_count += requests
-        stats.compute_output_ns += requests * output_ns
+        stats.executed += requests
+        stats.queue_s += queue_s
+        stats.input_s += requests * input_s
+        stats.infer_s += requests * infer_s
+        stats.output_s += requests * output_s
         batch = stats.batches.get(rows)
         if batch is None:
             batch = stats.batches[rows] = [0, 0, 0, 0]
         batch[0] += 1
-        batch[1] += input_ns
-        batch[2] += infer_ns
-        batch[3] += output_ns
-        self._changed()
-
-    def _changed(self) -> None:
+        batch[1] += input_s
+        batch[2] += infer_s
+        batch[3] += output_s
         self.changes += 1
         if self._publisher is None and self._store is not False:
             self._start_publisher()
@@ -234,25 +229,33 @@ STATS = Registry()
 
 
 # -- Triton's shapes ------------------------------------------------------------------------------------------------
-def _duration(count: int, ns: int) -> dict:
-    return {"count": count, "ns": ns}
+def _duration(count: int, seconds: float) -> dict:
+    return {"count": count, "ns": round(seconds * 1e9)}
 
 
 def model_stat(name: str, version: str, stats: ModelStats | None) -> dict:
     """Triton's `$model_stat` JSON object (docs/protocol/extension_statistics.md)."""
     s = stats or ModelStats()
-    inference = {d: _duration(getattr(s, f"{d}_count"), getattr(s, f"{d}_ns")) for d in _DURATIONS}
-    inference |= {"cache_hit": _duration(0, 0), "cache_miss": _duration(0, 0)}
+    inference = {
+        "success": _duration(s.success_count, s.success_s), "fail": _duration(s.fail_count, s.fail_s),
+        "queue": _duration(s.executed, s.queue_s), "compute_input": _duration(s.executed, s.input_s),
+        "compute_infer": _duration(s.executed, s.infer_s), "compute_output": _duration(s.executed, s.output_s),
+        "cache_hit": _duration(0, 0), "cache_miss": _duration(0, 0),
+    }
     batches = [
-        {"batch_size": size, "compute_input": _duration(count, input_ns), "compute_infer": _duration(count, infer_ns),
-         "compute_output": _duration(count, output_ns)}
-        for size, (count, input_ns, infer_ns, output_ns) in sorted(s.batches.items())
+        {"batch_size": size, "compute_input": _duration(count, input_s), "compute_infer": _duration(count, infer_s),
+         "compute_output": _duration(count, output_s)}
+        for size, (count, input_s, infer_s, output_s) in sorted(s.batches.items())
     ]
     return {
-        "name": name, "version": version, "last_inference": s.last_inference, "inference_count": s.inference_count,
-        "execution_count": s.execution_count, "inference_stats": inference, "response_stats": {}, "batch_stats": batches,
-        "memory_usage": [],
+        "name": name, "version": version, "last_inference": round(s.last_inference * 1000),
+        "inference_count": s.inference_count, "execution_count": s.execution_count, "inference_stats": inference,
+        "response_stats": {}, "batch_stats": batches, "memory_usage": [],
     }
+
+
+def _us(seconds: float) -> int:
+    return int(seconds * 1e6)
 
 
 # Triton's counter families (docs/user_guide/metrics.md): name, help, value from the counters.
@@ -262,15 +265,15 @@ _COUNTERS = [
     ("nv_inference_count", "Number of inferences performed (does not include cached requests)", lambda s: s.inference_count),
     ("nv_inference_exec_count", "Number of model executions performed (does not include cached requests)", lambda s: s.execution_count),
     ("nv_inference_request_duration_us", "Cumulative inference request duration in microseconds (includes cached requests)",
-     lambda s: s.success_ns // 1000),
+     lambda s: _us(s.success_s)),
     ("nv_inference_queue_duration_us", "Cumulative inference queuing duration in microseconds (includes cached requests)",
-     lambda s: s.queue_ns // 1000),
+     lambda s: _us(s.queue_s)),
     ("nv_inference_compute_input_duration_us", "Cumulative compute input duration in microseconds (does not include cached requests)",
-     lambda s: s.compute_input_ns // 1000),
+     lambda s: _us(s.input_s)),
     ("nv_inference_compute_infer_duration_us", "Cumulative compute inference duration in microseconds (does not include cached requests)",
-     lambda s: s.compute_infer_ns // 1000),
+     lambda s: _us(s.infer_s)),
     ("nv_inference_compute_output_duration_us", "Cumulative inference compute output duration in microseconds (does not include cached requests)",
-     lambda s: s.compute_output_ns // 1000),
+     lambda s: _us(s.output_s)),
 ]
 METRIC_NAMES = tuple(name for name, _, _ in _COUNTERS)
 
