@@ -189,3 +189,15 @@ def test_the_json_is_triton_s_message():
     message = json_format.ParseDict(document, pb.ModelStatisticsResponse())
     assert message.model_stats[0].batch_stats[0].compute_infer.ns == 2_000_000
     assert message.model_stats[0].inference_stats.queue.count == 2
+
+
+def test_statistics_and_metrics_need_the_token_when_one_is_set(plane):
+    guarded = DataPlane(plane.repository, plane.backends, auth_token="s3cret")
+    rest.attach(guarded)
+    try:
+        http = TestClient(rest.app, client=("127.0.0.1", 5000))
+        for path in ("/v2/models/stats", "/v2/models/simple/stats", "/metrics"):
+            assert http.get(path).status_code == 401
+            assert http.get(path, headers={"authorization": "Bearer s3cret"}).status_code == 200
+    finally:
+        rest.attach(plane)
