@@ -125,7 +125,8 @@ class DataPlane:
     # -- statistics -----------------------------------------------------------------------------
     def _served_versions(self, name: str | None = None, version: str | None = None) -> list[tuple[str, int]]:
         """Triton's selection: every served version of every model, every version of one model, or one version
-        (an unknown model or version is NOT_FOUND, naming it). Versions refused at admission are listed only by name."""
+        (an unknown model or version is NOT_FOUND, naming it). A version refused at admission is left out of the
+        lists; named explicitly, it answers with zeros."""
         if not name:
             return [(s.name, v) for s in self.repository for v in s.versions if (s.name, v) not in self.refused]
         spec = self.repository.get(name)
