@@ -53,6 +53,7 @@ class RayModelBackend:
     def __init__(self, handle: DeploymentHandle, key: str):
         self.handle, self.key = handle, key
         self.name = key.rsplit("/", 1)[0]
+        self.deployment = handle.deployment_name
 
     async def infer(self, inputs, timeout_s: float | None = None):
         try:
@@ -81,6 +82,10 @@ class RayModelBackend:
 
     async def ready(self):
         return await self.handle.ready.remote()
+
+    async def publish_statistics(self):
+        """One replica of the deployment publishes its statistics now (serve/statistics.py)."""
+        await self.handle.publish_statistics.remote()
 
 
 @serve.deployment(name=INGRESS_NAME)

@@ -16,13 +16,25 @@ import numpy as np
 from . import __version__, metrics
 from .codecs import element_count
 from .datatypes import from_numpy
-from .errors import InferenceError, InvalidInput, ModelNotReady, Unauthenticated
+from .errors import InferenceError, InvalidInput, ModelNotReady, Overloaded, Unauthenticated
 from .repository import ModelKind, ModelRepository, ModelSpec
 from .sequences import SequenceTable
+from .statistics import STATS, model_stat, prometheus_text
 from .types import InferRequest, InferResponse
 
 SERVER_NAME = "streamserve"
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics_unavailable"]
+EXTENSIONS = [
+    "binary_tensor_data",  # Triton's binary tensor extension, HTTP (rest.py)
+    "model_configuration",  # GET .../config, gRPC ModelConfig
+    "schedule_policy",  # the `timeout` request parameter, where the model's queue policy allows it; `priority` has no
+    #                     effect, as in Triton for a model without priority levels (no model here declares any)
+    "sequence",  # sequence_id / sequence_start / sequence_end (serve/sequences.py) ...
+    "sequence(string_id)",  # ... with string ids too
+    "statistics",  # GET .../stats, gRPC ModelStatistics (serve/statistics.py)
+]
+"""Triton's protocol extensions this server implements, as reported by server metadata. Not offered: classification,
+shared memory, model repository load/unload (the index alone is served), trace, logging, generate, parameters (models
+do not read custom request parameters). tests/serve/test_extensions_server.py checks each one listed here."""
 _LOOPBACK_PEERS = ("ipv4:127.", "ipv6:[::1]", "ipv6:%5B::1%5D", "unix:")
 
 
@@ -109,6 +121,42 @@ class DataPlane:
             "inputs": tensors(spec.inputs),
             "outputs": tensors(spec.outputs),
         }
+
+    # -- statistics -----------------------------------------------------------------------------
+    def _served_versions(self, name: str | None = None, version: str | None = None) -> list[tuple[str, int]]:
+        """Triton's selection: every served version of every model, every version of one model, or one version
+        (an unknown model or version is NOT_FOUND, naming it). A version refused at admission is left out of the
+        lists; named explicitly, it answers with zeros."""
+        if not name:
+            return [(s.name, v) for s in self.repository for v in s.versions if (s.name, v) not in self.refused]
+        spec = self.repository.get(name)
+        if version in (None, ""):
+            return [(spec.name, v) for v in spec.versions if (spec.name, v) not in self.refused]
+        return [(spec.name, spec.resolve(version))]
+
+    async def _gathered(self, versions: list[tuple[str, int]]):
+        """Every process's counters (serve/statistics.py): the deployments serving these versions publish first."""
+        asks = {}
+        for key in versions:
+            backend = self.backends.get(key)
+            publish = getattr(backend, "publish_statistics", None)
+            if publish is not None:
+                asks.setdefault(getattr(backend, "deployment", key), publish)
+        if asks:  # a deployment that does not answer in time counts with what it last published
+            await asyncio.wait([asyncio.ensure_future(_quietly(publish)) for publish in asks.values()], timeout=2)
+        return await STATS.gather()
+
+    async def statistics(self, name: str | None = None, version: str | None = None) -> dict:
+        """Triton's `$stats_model_response`, summed over every replica (serve/statistics.py)."""
+        versions = self._served_versions(name, version)
+        merged = await self._gathered(versions)
+        return {"model_stats": [model_stat(n, str(v), merged.get((n, str(v)))) for n, v in versions]}
+
+    async def prometheus_metrics(self) -> str:
+        """Triton's `nv_inference_*` counters for every served version, from the same statistics."""
+        versions = self._served_versions()
+        merged = await self._gathered(versions)
+        return prometheus_text([(n, str(v)) for n, v in versions], merged)
 
     # -- inference ------------------------------------------------------------------------------
     async def infer(self, request: InferRequest, protocol: str) -> InferResponse:
@@ -324,6 +372,22 @@ def _check_text(name: str, array: np.ndarray, max_bytes: int | None, max_words: 
             raise InvalidInput(f"input {name!r}: element {index} has {len(item.split())} words, the limit is {max_words}")
 
 
+async def _quietly(call) -> None:
+    try:
+        await call()
+    except Exception:
+        pass
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """Triton's failure reasons (docs/user_guide/metrics.md)."""
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        return "CANCELED"
+    if isinstance(exc, Overloaded):  # queue full or waited past its timeout
+        return "REJECTED"
+    return "OTHER" if isinstance(exc, InferenceError) else "BACKEND"
+
+
 def _outcome(exc: BaseException | None) -> str:
     """success / client_error (4xx-class) / cancelled (the client left) / failure (ours)."""
     if exc is None:
@@ -338,6 +402,7 @@ class _Tracked:
 
     def __init__(self, plane: DataPlane, tags: dict, protocol: str, received: float | None = None):
         self.plane, self.tags, self.protocol, self.received = plane, tags, protocol, received
+        self.stats = STATS.get(tags["model"], tags["version"])
 
     async def __aenter__(self):
         self.started = time.perf_counter()
@@ -349,6 +414,8 @@ class _Tracked:
     async def __aexit__(self, exc_type, exc, tb):
         self.plane._in_flight[(self.tags["model"], self.tags["version"])] -= 1
         tags = self.tags | {"protocol": self.protocol}
-        metrics.request_latency_ms().observe((time.perf_counter() - self.started) * 1000, tags=tags)
+        seconds = time.perf_counter() - self.started
+        STATS.request_done(self.stats, seconds, None if exc is None else _failure_reason(exc))
+        metrics.request_latency_ms().observe(seconds * 1000, tags=tags)
         metrics.requests().inc(tags=tags | {"outcome": _outcome(exc)})
         return False

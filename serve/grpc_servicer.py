@@ -11,6 +11,7 @@ from functools import partial
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 
 from streamserve_proto import RPC_NAMES, model_config_pb2, service_pb2 as pb
 
@@ -171,6 +172,13 @@ class GRPCInferenceServicer:
 
         return await self._unary(grpc_context, pb.RepositoryIndexResponse(), call)
 
+    async def ModelStatistics(self, request, grpc_context):
+        async def call():
+            document = await self.plane.statistics(request.name or None, request.version or None)
+            return json_format.ParseDict(document, pb.ModelStatisticsResponse())
+
+        return await self._unary(grpc_context, pb.ModelStatisticsResponse(), call)
+
     async def ModelInfer(self, request, grpc_context):
         received = time.perf_counter()
 
@@ -215,7 +223,7 @@ def _unimplemented(rpc: str):
     return method
 
 
-# The rest of the service (statistics, shared memory, model load/unload, tracing, logging).
+# The rest of the service (shared memory, model load/unload, tracing, logging).
 for _rpc in RPC_NAMES:
     if not hasattr(GRPCInferenceServicer, _rpc):
         setattr(GRPCInferenceServicer, _rpc, _unimplemented(_rpc))

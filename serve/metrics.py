@@ -1,7 +1,9 @@
 """Per-model Prometheus metrics, exported through Ray's metrics agent beside Ray Serve's own.
 
 Ray aggregates the metrics of every replica and serves them on the node's metrics export port
-(`settings.metrics_port`), so one scrape sees the proxy, Serve and these. Names get Ray's `ray_` prefix.
+(`settings.metrics_port`), so one scrape sees the proxy, Serve and these. Names get Ray's `ray_` prefix; Triton's
+own counter names (`nv_inference_*`) are served unprefixed by the ingress on the HTTP port (`GET /metrics`), from the
+statistics in serve/statistics.py.
 Stages are timed where they happen: latency, in-flight and the decode / encode stages in the ingress, queue and
 compute time and batch size where the model runs (the ingress or its own replica). Each record costs a few
 microseconds of Python; the in-flight gauge, which would be set twice per request, is sampled once a second instead.

@@ -23,6 +23,7 @@ from .batcher import DynamicBatcher
 from .runtimes.python import ModelHandler
 from .repository import ModelKind, load_model
 from .runtimes import load_runtime
+from .statistics import STATS
 
 logger = logging.getLogger("ray.serve")  # Serve's logger: lines land in the replica's log with its id
 
@@ -55,6 +56,7 @@ class ModelWorker:
         self.spec = load_model(Path(repository) / model)
         self.version = int(version)
         self.tags = {"model": model, "version": str(version)}
+        self.stats = STATS.get(model, str(version))  # Triton's statistics, per execution (serve/statistics.py)
         threads, device = replica_resources()
         inputs = [t.name for t in self.spec.inputs if not self._is_control_input(t.name)]
         outputs = [t.name for t in self.spec.outputs]
@@ -135,21 +137,29 @@ class ModelWorker:
 
     async def _run_batch(self, items) -> list[dict[str, np.ndarray]]:
         started = time.perf_counter()
-        for arrived, _ in items:
-            metrics.queue_time_ms().observe((started - arrived) * 1000, tags=self.tags)
+        waits = [started - arrived for arrived, _ in items]
+        for wait in waits:
+            metrics.queue_time_ms().observe(wait * 1000, tags=self.tags)
         groups = defaultdict(list)  # same non-batch shapes -> one concatenated run
         for index, (_, inputs) in enumerate(items):
             groups[tuple((k, v.shape[1:]) for k, v in sorted(inputs.items()))].append(index)
         results: list = [None] * len(items)
+        batching = self.spec.max_batch_size > 0
         for indices in groups.values():
             batch = [items[i][1] for i in indices]
-            outputs = await self._compute(
-                {name: np.concatenate([inp[name] for inp in batch]) for name in batch[0]} if len(batch) > 1 else batch[0]
-            )
-            bounds = np.cumsum([_batch_rows(inp) for inp in batch])[:-1]
+            sizes = [_batch_rows(inp) for inp in batch]
+            assembling = time.perf_counter()
+            inputs = {name: np.concatenate([inp[name] for inp in batch]) for name in batch[0]} if len(batch) > 1 else batch[0]
+            computing = time.perf_counter()
+            outputs = await self._compute(inputs)
+            splitting = time.perf_counter()
+            bounds = np.cumsum(sizes)[:-1]
             split = {name: np.split(array, bounds) for name, array in outputs.items()}
             for position, i in enumerate(indices):
                 results[i] = {name: parts[position] for name, parts in split.items()}
+            queued = sum(waits) if len(groups) == 1 else sum(waits[i] for i in indices)
+            STATS.executed(self.stats, sum(sizes) if batching else len(indices), len(indices), queued,
+                           computing - assembling, splitting - computing, time.perf_counter() - splitting)
         return results
 
     async def _compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -170,11 +180,15 @@ class ModelWorker:
             return
         if self.preprocesses:
             inputs = await asyncio.to_thread(self.runtime.preprocess, inputs)
+        started = time.perf_counter()
         # aclosing: a consumer that stops early closes the handler's generator now, not when the loop collects it
         async with aclosing(_in_thread(self.runtime.stream(inputs))) as responses:
             async for outputs in responses:
                 self._observe(outputs)
                 yield outputs
+        # The whole stream is one execution (serve/statistics.py); a stream stopped early is not counted.
+        rows = _batch_rows(inputs) if self.spec.max_batch_size > 0 and inputs else 1
+        STATS.executed(self.stats, rows, 1, 0.0, 0.0, time.perf_counter() - started, 0.0)
 
     async def _rollout(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
         """Run the step `steps` times, feeding declared outputs back as inputs. Each step goes through
@@ -214,6 +228,10 @@ class ModelPool:
 
     async def ready(self) -> bool:
         return True
+
+    async def publish_statistics(self) -> None:
+        """Publish this replica's counters now: the ingress asks before it answers a statistics request."""
+        await STATS.publish()
 
     async def reconfigure(self, user_config: dict) -> None:
         """Serve's `user_config`: {"snapshots": {"model/version": file}}, each swapped in place (ModelWorker.reconfigure)."""

@@ -337,7 +337,8 @@ class ModelRepository:
         try:
             return self.models[name]
         except KeyError:
-            raise ModelNotFound(f"Request for unknown model {name!r}; served models: {sorted(self.models)}") from None
+            # Triton's wording ("Request for unknown model ..."), which Triton's own example clients check for.
+            raise ModelNotFound(f"Request for unknown model {name!r}: not found; served models: {sorted(self.models)}") from None
 
     def __iter__(self):
         return iter(self.models.values())

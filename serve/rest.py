@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .codecs import decode_json, decode_raw, encode_json, encode_raw
@@ -124,6 +124,24 @@ async def ready(request: Request):
 async def server_metadata(request: Request):
     authenticate(request)
     return plane(request).server_metadata()
+
+
+# Before the model metadata route, which would take "stats" for a model's name (Triton has the same ambiguity).
+@app.get("/v2/models/stats")
+@app.get("/v2/models/{model}/stats")
+@app.get("/v2/models/{model}/versions/{version}/stats")
+async def model_statistics(request: Request, model: str | None = None, version: str | None = None):
+    """Triton's statistics extension, summed over every replica (serve/statistics.py)."""
+    authenticate(request)
+    return await plane(request).statistics(model, version)
+
+
+@app.get("/metrics")
+async def triton_metrics(request: Request):
+    """Triton's `nv_inference_*` counters under their own names, from the same statistics (Ray's exporter on the
+    metrics port would prefix `ray_`). Like every metadata route it needs the token when one is set."""
+    authenticate(request)
+    return PlainTextResponse(await plane(request).prometheus_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @app.get("/v2/models/{model}")

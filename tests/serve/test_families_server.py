@@ -89,16 +89,6 @@ def test_bot_detector_subgraph_refuses_an_out_of_range_edge(http):
 
 
 # -- video_artifacts -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory) -> bytes:
-    from models.video.data import ffmpeg_exe
-
-    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=160x96:r=25:d=3",
-                    "-c:v", "libx264", "-qp", "30", "-pix_fmt", "yuv420p", str(path)], check=True)
-    return path.read_bytes()
-
-
 def test_video_segments_stream_in_order_then_a_summary(server, clip):
     video = tensor(grpcclient, "VIDEO", np.array([clip], dtype=object), "BYTES")
     answers = stream(server, "video_artifacts", [video], count=50, until="SUMMARY")

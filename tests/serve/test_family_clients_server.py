@@ -8,9 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
-
-from tests.serve.test_families_server import clip  # noqa: F401  (the fixture: a 3-second H.264 test clip)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = re.compile(r'<!-- client example "(?P<name>[a-z_]+)"[^>]*-->\s*```python\n(?P<code>.*?)\n```', re.S)
@@ -47,7 +44,7 @@ def test_iqa_example_scores_a_jpeg_file(server, tmp_path):
     assert 0 <= score <= 100, out
 
 
-def test_video_example_streams_segments_then_the_whole_video(server, tmp_path, clip):  # noqa: F811
+def test_video_example_streams_segments_then_the_whole_video(server, tmp_path, clip):
     video = tmp_path / "clip.mp4"
     video.write_bytes(clip)
     out = run_example("video", [str(video), "--url", server.grpc], tmp_path).splitlines()

@@ -1,0 +1,122 @@
+"""Server metadata advertises exactly the Triton extensions the server implements: each one listed has a check here
+that exercises it on the real server, and the extensions it leaves out answer as unsupported."""
+import json
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+
+def simple_inputs(module):
+    a = np.arange(16, dtype=np.int32)[None]
+    tensors = [module.InferInput(name, [1, 16], "INT32") for name in ("INPUT0", "INPUT1")]
+    for tensor in tensors:
+        tensor.set_data_from_numpy(a)
+    return tensors
+
+
+def post(server, path, body: bytes, headers=None):
+    request = urllib.request.Request(f"http://{server.http}{path}", body, headers or {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def binary_tensor_data(server, http, grpc):
+    header = json.dumps({"inputs": [{"name": n, "shape": [1, 16], "datatype": "INT32", "parameters": {"binary_data_size": 64}}
+                                    for n in ("INPUT0", "INPUT1")], "parameters": {"binary_data_output": True}}).encode()
+    body = header + np.full(16, 2, "<i4").tobytes() + np.ones(16, "<i4").tobytes()
+    status, headers, raw = post(server, "/v2/models/simple/infer", body, {"Inference-Header-Content-Length": str(len(header))})
+    assert status == 200
+    length = int(headers["Inference-Header-Content-Length"])
+    np.testing.assert_array_equal(np.frombuffer(raw[length:length + 64], "<i4"), np.full(16, 3))
+
+
+def model_configuration(server, http, grpc):
+    assert http.get_model_config("simple")["max_batch_size"] == 8
+    assert grpc.get_model_config("simple").config.max_batch_size == 8
+
+
+def schedule_policy(server, http, grpc):
+    """`timeout` (µs in the queue) and `priority` are taken by both protocols; a malformed timeout is refused. That a
+    timeout is enforced where the queue policy allows overriding is tests/serve/test_batcher.py's (no served model
+    allows it); `priority` has no effect, as in Triton for a model without priority levels."""
+    for client, module in ((http, httpclient), (grpc, grpcclient)):
+        result = client.infer("simple", simple_inputs(module), priority=1, timeout=10_000_000)
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), 2 * np.arange(16)[None])
+    body = json.dumps({"parameters": {"timeout": "soon"}, "inputs": [
+        {"name": n, "shape": [1, 16], "datatype": "INT32", "data": [1] * 16} for n in ("INPUT0", "INPUT1")]}).encode()
+    status, _, raw = post(server, "/v2/models/simple/infer", body)
+    assert status == 400 and b"timeout" in raw
+
+
+def _sequence(client, module, sequence_id):
+    totals = []
+    for i, value in enumerate([2, 5, 9]):
+        tensor = module.InferInput("INPUT", [1], "INT32")
+        tensor.set_data_from_numpy(np.array([value], np.int32))
+        result = client.infer("simple_sequence", [tensor], sequence_id=sequence_id, sequence_start=i == 0, sequence_end=i == 2)
+        totals.append(int(result.as_numpy("OUTPUT")[0]))
+    assert totals == [2, 7, 16]
+
+
+def sequence(server, http, grpc):
+    _sequence(grpc, grpcclient, 4242)
+    _sequence(http, httpclient, 4243)
+
+
+def sequence_string_id(server, http, grpc):
+    _sequence(http, httpclient, "extensions-http")
+    _sequence(grpc, grpcclient, "extensions-grpc")
+
+
+def statistics(server, http, grpc):
+    http.infer("simple", simple_inputs(httpclient))
+    assert http.get_inference_statistics("simple")["model_stats"][0]["inference_stats"]["success"]["count"] >= 1
+    assert grpc.get_inference_statistics("simple").model_stats[0].inference_count >= 1
+
+
+CHECKS = {
+    "binary_tensor_data": binary_tensor_data,
+    "model_configuration": model_configuration,
+    "schedule_policy": schedule_policy,
+    "sequence": sequence,
+    "sequence(string_id)": sequence_string_id,
+    "statistics": statistics,
+}
+
+
+def test_both_protocols_advertise_the_same_extensions_and_each_has_a_check(http, grpc):
+    advertised = http.get_server_metadata()["extensions"]
+    assert list(grpc.get_server_metadata().extensions) == advertised
+    assert sorted(advertised) == sorted(CHECKS), "an advertised extension without a check, or a check for one not advertised"
+
+
+@pytest.mark.parametrize("extension", sorted(CHECKS))
+def test_each_advertised_extension_works(server, http, grpc, extension):
+    CHECKS[extension](server, http, grpc)
+
+
+def test_extensions_not_advertised_answer_unsupported(server, http, grpc):
+    with pytest.raises(InferenceServerException, match="classification"):  # classification
+        http.infer("simple", simple_inputs(httpclient), outputs=[httpclient.InferRequestedOutput("OUTPUT0", class_count=2)])
+    with pytest.raises(InferenceServerException, match="not supported") as caught:  # shared memory
+        grpc.get_system_shared_memory_status()
+    assert caught.value.status() == "StatusCode.UNIMPLEMENTED"
+    with pytest.raises(InferenceServerException):  # model repository load / unload: the index alone is served
+        grpc.load_model("simple")
+    with pytest.raises(InferenceServerException):
+        http.unload_model("simple")
+    with pytest.raises(InferenceServerException):  # trace, logging
+        http.get_trace_settings()
+    with pytest.raises(InferenceServerException):
+        grpc.get_log_settings()
+    status, _, _ = post(server, "/v2/models/simple/generate", b"{}")  # generate (generate_stream takes v2 requests)
+    assert status == 404
+    assert grpc.get_model_repository_index().models  # the index itself works
