@@ -61,7 +61,7 @@ def _sequence(client, module, sequence_id):
     for i, value in enumerate([2, 5, 9]):
         tensor = module.InferInput("INPUT", [1], "INT32")
         tensor.set_data_from_numpy(np.array([value], np.int32))
-        result = client.infer("simple_sequence", [tensor], sequence_id=sequence_id, sequence_start=i == 0, sequence_end=i == 2)
+        result = client.infer("accumulate_sequence", [tensor], sequence_id=sequence_id, sequence_start=i == 0, sequence_end=i == 2)
         totals.append(int(result.as_numpy("OUTPUT")[0]))
     assert totals == [2, 7, 16]
 

@@ -3,7 +3,6 @@ image quality, bot detection over the hosted graph, streamed video artifact scor
 and backdoor scans: a planted-trigger model found over the stream, unsafe uploads refused."""
 import io
 import queue
-import subprocess
 
 import numpy as np
 import pytest
