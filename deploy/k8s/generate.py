@@ -227,8 +227,10 @@ def model_repository_objects(image: str, namespace: str) -> list[dict]:
     return [pvc, job]
 
 
-def prometheus_scrape_config() -> dict:
-    """Scrape job for a plain Prometheus (kubernetes_sd): every Ray pod of streamserve, port `metrics`."""
+def prometheus_scrape_config(namespace: str, http_port: int) -> dict:
+    """Scrape jobs for a plain Prometheus: every Ray pod of streamserve on port `metrics` (kubernetes_sd; Ray's and our
+    `ray_streamserve_*` metrics), and Triton's `nv_inference_*` names at `/metrics` on the HTTP port, through the serve
+    Service — once, not per pod: each ingress replica reports the application's totals (deploy/grafana/README.md)."""
     return {
         "scrape_configs": [
             {
@@ -240,18 +242,25 @@ def prometheus_scrape_config() -> dict:
                     {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
                     {"source_labels": ["__meta_kubernetes_pod_label_ray_io_node_type"], "target_label": "ray_node_type"},
                 ],
-            }
+            },
+            {
+                "job_name": "streamserve-triton",
+                "metrics_path": "/metrics",
+                "static_configs": [{"targets": [f"{NAME}-serve.{namespace}.svc:{http_port}"]}],
+                # With STREAMSERVE_AUTH_TOKEN set, /metrics asks for it: mount the token Secret into Prometheus there.
+                "authorization": {"type": "Bearer", "credentials_file": "/etc/prometheus/secrets/streamserve-token/token"},
+            },
         ]
     }
 
 
-def monitoring_objects(namespace: str) -> list[dict]:
+def monitoring_objects(namespace: str, http_port: int) -> list[dict]:
     return [
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": f"{NAME}-prometheus-scrape", "namespace": namespace, "labels": LABELS},
-            "data": {"streamserve-scrape.yaml": LiteralString(yaml.safe_dump(prometheus_scrape_config(), sort_keys=False))},
+            "data": {"streamserve-scrape.yaml": LiteralString(yaml.safe_dump(prometheus_scrape_config(namespace, http_port), sort_keys=False))},
         }
     ]
 
@@ -279,7 +288,7 @@ def render(repository: str | Path, image: str, namespace: str, gpu_max_workers: 
     return {
         "model-repository.yaml": dump(model_repository_objects(image, namespace)),
         "rayservice.yaml": dump([rayservice(settings, config, image, namespace, gpu_max_workers)]),
-        "monitoring.yaml": dump(monitoring_objects(namespace)),
+        "monitoring.yaml": dump(monitoring_objects(namespace, config["http_options"]["port"])),
     }
 
 
