@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .codecs import decode_json, decode_raw, encode_json, encode_raw
 from .dataplane import DataPlane
@@ -325,9 +325,10 @@ def encode_response(response: InferResponse, wire: InferenceRequestBody, regions
 class RegisterBody(_Wire):
     """Triton's `$system_shared_memory_register_request`."""
 
-    key: StrictStr
-    offset: StrictInt = 0
-    byte_size: StrictInt
+    model_config = ConfigDict(extra="forbid", strict=True)
+    key: str
+    offset: int = 0
+    byte_size: int
 
 
 def _shared_memory_caller(request: Request):
