@@ -18,6 +18,7 @@ from .replica import ModelPool
 from .repository import ModelRepository
 from . import rest
 from .settings import ServerSettings
+from .shared_memory import SharedMemoryRegistry
 
 
 def _rebindable_http_port() -> None:
@@ -108,6 +109,7 @@ class Ingress(GRPCInferenceServicer):
             settings.max_response_bytes,
         )
         self.plane.grpc_loopback_only = bool(settings.tls_certfile)
+        self.plane.shared_memory = SharedMemoryRegistry(settings.shared_memory_max_regions, settings.shared_memory_max_bytes)
         rest.attach(self.plane)
 
     async def reconfigure(self, user_config: dict) -> None:

@@ -18,6 +18,7 @@ from .codecs import element_count
 from .datatypes import from_numpy
 from .errors import InferenceError, InvalidInput, ModelNotReady, Overloaded, Unauthenticated
 from .repository import ModelKind, ModelRepository, ModelSpec
+from .shared_memory import SharedMemoryRegistry
 from .sequences import SequenceTable
 from .statistics import STATS, model_stat, prometheus_text
 from .types import InferRequest, InferResponse
@@ -36,6 +37,7 @@ EXTENSIONS = [
 shared memory, model repository load/unload (the index alone is served), trace, logging, generate, parameters (models
 do not read custom request parameters). tests/serve/test_extensions_server.py checks each one listed here."""
 _LOOPBACK_PEERS = ("ipv4:127.", "ipv6:[::1]", "ipv6:%5B::1%5D", "unix:")
+EXTENSIONS += ["system_shared_memory"]  # serve/shared_memory.py
 
 
 class ModelBackend(Protocol):
@@ -71,6 +73,10 @@ class DataPlane:
     grpc_loopback_only = False
     """TLS mode: every legitimate gRPC call arrives through the TLS terminator on loopback, so a peer from another
     host reached Serve's plaintext gRPC port (Serve binds it on every interface) and is refused even with a token."""
+
+    shared_memory: SharedMemoryRegistry | None = None
+    """Triton's system shared memory regions registered with this process (serve/shared_memory.py): the ingress sets
+    it; without it the extension's calls answer that it is not offered."""
 
     def authenticate(self, authorization: str | None, peer: str | None = None, via_grpc: bool = False) -> None:
         """Bearer-token check when a token is configured; otherwise only loopback peers (gRPC passes its peer)."""

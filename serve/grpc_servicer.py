@@ -19,14 +19,18 @@ from .codecs import decode_contents, decode_raw, encode_raw
 from .dataplane import DataPlane
 from .datatypes import from_numpy, numpy_dtype
 from .errors import InferenceError, InvalidInput
+from .shared_memory import PARAMETERS, Caller, RegionUse, cuda_status, grpc_address, names_shared_memory, offered, refuse_cuda
 from .types import InferRequest, InferResponse
 
 logger = logging.getLogger("streamserve.grpc")
 Tensor = pb.ModelInferResponse.InferOutputTensor
 
 
-def decode_infer_request(request: pb.ModelInferRequest, check_header=None) -> InferRequest:
-    """`check_header(name, datatype, shape)` vets each input as declared before its data is decoded."""
+def decode_infer_request(request: pb.ModelInferRequest, check_header=None, regions: RegionUse | None = None) -> InferRequest:
+    """`check_header(name, datatype, shape)` vets each input as declared before its data is decoded; `regions` reads
+    the inputs whose parameters place them in shared memory (serve/shared_memory.py)."""
+    request, placed = _shared_memory_inputs(request, check_header, regions)
+
     raw = request.raw_input_contents
     for tensor in request.inputs if raw else ():
         if tensor.HasField("contents"):  # Triton's wording, which clients match on
@@ -34,7 +38,7 @@ def decode_infer_request(request: pb.ModelInferRequest, check_header=None) -> In
                                f"for model {request.model_name!r}")
     if raw and len(raw) != len(request.inputs):
         raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; use raw for all inputs or none")
-    inputs = {}
+    inputs = dict(placed)
     for i, tensor in enumerate(request.inputs):
         if tensor.name in inputs:
             raise InvalidInput(f"input {tensor.name!r} appears twice")
@@ -56,6 +60,38 @@ def decode_infer_request(request: pb.ModelInferRequest, check_header=None) -> In
     )
 
 
+def _shared_memory_inputs(request: pb.ModelInferRequest, check_header, regions: RegionUse | None):
+    """The inputs placed in shared memory, read from their regions, and the request without them: Triton counts
+    `raw_input_contents` for the other inputs only."""
+    placed, others = {}, []
+    if regions is None:
+        return request, placed
+    for tensor in request.inputs:
+        if not names_shared_memory(tensor.parameters):
+            others.append(tensor)
+            continue
+        if tensor.name in placed:
+            raise InvalidInput(f"input {tensor.name!r} appears twice")
+        if tensor.HasField("contents"):
+            raise InvalidInput(f"input {tensor.name!r}: has contents and a shared memory region; send one of them")
+        shape = list(tensor.shape)
+        numpy_dtype(tensor.datatype, tensor.name)
+        if check_header:
+            check_header(tensor.name, tensor.datatype, shape)
+        placed[tensor.name] = regions.input(tensor.name, tensor.datatype, shape, _shared_memory_parameters(tensor.parameters))
+    if not placed:
+        return request, placed
+    rest = pb.ModelInferRequest()
+    rest.CopyFrom(request)
+    del rest.inputs[:]
+    rest.inputs.extend(others)
+    return rest, placed
+
+
+def _shared_memory_parameters(parameters) -> dict:
+    return {key: _parameter_value(parameters[key]) for key in PARAMETERS if key in parameters}
+
+
 def _peer_host(peer: str) -> str:
     """'ipv4:10.0.0.7:51234' -> '10.0.0.7', 'ipv6:[::1]:51234' -> '::1': the caller without its port."""
     address = peer.partition(":")[2]
@@ -70,12 +106,14 @@ def _parameter_value(parameter: pb.InferParameter):
     return getattr(parameter, kind) if kind else None
 
 
-def encode_infer_response(response: InferResponse) -> pb.ModelInferResponse:
-    """Outputs always travel raw: tritonclient's `as_numpy` reads only `raw_output_contents`."""
+def encode_infer_response(response: InferResponse, regions: RegionUse | None = None) -> pb.ModelInferResponse:
+    """Outputs always travel raw: tritonclient's `as_numpy` reads only `raw_output_contents`. An output placed in shared
+    memory is written there and its raw contents left empty, as Triton does."""
     message = pb.ModelInferResponse(model_name=response.model, model_version=response.version, id=response.id)
     for name, array in response.outputs.items():
         message.outputs.append(Tensor(name=name, datatype=from_numpy(array.dtype), shape=list(array.shape)))
-        message.raw_output_contents.append(encode_raw(np.asarray(array)))
+        placed = regions is not None and regions.write_output(name, array)
+        message.raw_output_contents.append(b"" if placed else encode_raw(np.asarray(array)))
     for key, value in response.parameters.items():
         parameter = message.parameters[key]
         if isinstance(value, bool):
@@ -102,13 +140,13 @@ class GRPCInferenceServicer:
         metadata = dict(context.invocation_metadata())
         self.plane.authenticate(metadata.get("authorization"), context.peer(), via_grpc=True)
 
-    def _decode(self, request: pb.ModelInferRequest, context) -> InferRequest:
+    def _decode(self, request: pb.ModelInferRequest, context, regions: RegionUse | None = None) -> InferRequest:
         """Size, model and declared shapes are checked before any tensor data is decoded (unary and streamed calls)."""
         size = request.ByteSize()
         if size > self.plane.max_request_bytes:
             raise InvalidInput(f"request of {size} bytes exceeds the limit of {self.plane.max_request_bytes} bytes")
         spec, _ = self.plane.model(request.model_name, request.model_version or None)
-        decoded = decode_infer_request(request, partial(self.plane.check_header, spec))
+        decoded = decode_infer_request(request, partial(self.plane.check_header, spec), regions)
         decoded.caller = _peer_host(context.peer())
         return decoded
 
@@ -183,11 +221,12 @@ class GRPCInferenceServicer:
         received = time.perf_counter()
 
         async def call():
-            infer_request = self._decode(request, grpc_context)
+            regions = self._shared_memory(request, grpc_context)
+            infer_request = self._decode(request, grpc_context, regions)
             infer_request.received = received
             response = await self.plane.infer(infer_request, protocol="grpc")
             encoding = time.perf_counter()
-            message = encode_infer_response(response)
+            message = encode_infer_response(response, regions)
             self.plane.record_encode(response, time.perf_counter() - encoding, "grpc")
             return message
 
@@ -204,13 +243,76 @@ class GRPCInferenceServicer:
             return
         async for request in request_iterator:
             try:
-                async for response in self.plane.stream(self._decode(request, grpc_context), protocol="grpc"):
-                    yield pb.ModelStreamInferResponse(infer_response=encode_infer_response(response))
+                regions = self._shared_memory(request, grpc_context)
+                async for response in self.plane.stream(self._decode(request, grpc_context, regions), protocol="grpc"):
+                    yield pb.ModelStreamInferResponse(infer_response=encode_infer_response(response, regions))
             except InferenceError as e:
                 yield pb.ModelStreamInferResponse(error_message=e.message, infer_response=pb.ModelInferResponse(id=request.id))
             except Exception as e:
                 logger.exception("unhandled error in ModelStreamInfer")
                 yield pb.ModelStreamInferResponse(error_message=f"internal error ({type(e).__name__}); see the server log")
+
+    # -- system shared memory (Triton's extension, serve/shared_memory.py) -------------------------------------------
+    def _shared_memory_caller(self, context):
+        """In TLS mode every gRPC call comes through the terminator on loopback: its real address is unknown."""
+        host, port = (None, None) if self.plane.grpc_loopback_only else grpc_address(context.peer())
+        return Caller.of(self.plane.auth_token, dict(context.invocation_metadata()).get("authorization"), host, port)
+
+    def _shared_memory(self, request: pb.ModelInferRequest, context) -> RegionUse | None:
+        """The caller's regions, when a tensor of the request is placed in shared memory: outputs' places are checked
+        here, before the model runs."""
+        if not any(names_shared_memory(t.parameters) for t in [*request.inputs, *request.outputs]):
+            return None
+        regions = offered(self.plane.shared_memory).use(self._shared_memory_caller(context))
+        for output in request.outputs:
+            if names_shared_memory(output.parameters):
+                regions.place_output(output.name, _shared_memory_parameters(output.parameters))
+        return regions
+
+    async def SystemSharedMemoryStatus(self, request, grpc_context):
+        async def call():
+            found = offered(self.plane.shared_memory).status(self._shared_memory_caller(grpc_context), request.name)
+            status = pb.SystemSharedMemoryStatusResponse
+            return status(regions={region["name"]: status.RegionStatus(**region) for region in found})
+
+        return await self._unary(grpc_context, pb.SystemSharedMemoryStatusResponse(), call)
+
+    async def SystemSharedMemoryRegister(self, request, grpc_context):
+        async def call():
+            offered(self.plane.shared_memory).register(
+                self._shared_memory_caller(grpc_context), request.name, request.key, request.offset, request.byte_size
+            )
+            return pb.SystemSharedMemoryRegisterResponse()
+
+        return await self._unary(grpc_context, pb.SystemSharedMemoryRegisterResponse(), call)
+
+    async def SystemSharedMemoryUnregister(self, request, grpc_context):
+        async def call():
+            offered(self.plane.shared_memory).unregister(self._shared_memory_caller(grpc_context), request.name)
+            return pb.SystemSharedMemoryUnregisterResponse()
+
+        return await self._unary(grpc_context, pb.SystemSharedMemoryUnregisterResponse(), call)
+
+    async def CudaSharedMemoryStatus(self, request, grpc_context):
+        """CUDA shared memory is not offered: nothing is registered (Triton's example clients unregister both kinds
+        before they start, so unregistering succeeds)."""
+        async def call():
+            cuda_status(request.name)  # NOT_FOUND for a name
+            return pb.CudaSharedMemoryStatusResponse()
+
+        return await self._unary(grpc_context, pb.CudaSharedMemoryStatusResponse(), call)
+
+    async def CudaSharedMemoryRegister(self, request, grpc_context):
+        async def call():
+            refuse_cuda(request.name)
+
+        return await self._unary(grpc_context, pb.CudaSharedMemoryRegisterResponse(), call)
+
+    async def CudaSharedMemoryUnregister(self, request, grpc_context):
+        async def call():
+            return pb.CudaSharedMemoryUnregisterResponse()
+
+        return await self._unary(grpc_context, pb.CudaSharedMemoryUnregisterResponse(), call)
 
 
 def _unimplemented(rpc: str):

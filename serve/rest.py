@@ -3,7 +3,8 @@
 A request body is either JSON, or (binary extension) a JSON header of `Inference-Header-Content-Length`
 bytes followed by the raw data of each input whose `parameters.binary_data_size` says so, in order.
 Outputs come back binary when the client asks (per output `binary_data`, or request-level
-`binary_data_output`), which is what `tritonclient.http` does by default.
+`binary_data_output`), which is what `tritonclient.http` does by default. An input or output may instead live in a
+registered system shared memory region (Triton's extension, routes at the end, serve/shared_memory.py).
 """
 import json
 import logging
@@ -19,6 +20,7 @@ from .codecs import decode_json, decode_raw, encode_json, encode_raw
 from .dataplane import DataPlane
 from .datatypes import from_numpy, numpy_dtype
 from .errors import InferenceError, InvalidInput
+from .shared_memory import Caller, RegionUse, cuda_status, names_shared_memory, offered, refuse_cuda
 from .types import InferRequest, InferResponse
 
 logger = logging.getLogger("streamserve.rest")
@@ -183,11 +185,12 @@ async def infer(request: Request, model: str, version: str | None = None):
     spec, _ = data_plane.model(model, version)  # an unknown model is refused before its body is read
     body = await _read_body(request, data_plane.max_request_bytes)
     wire, binary = _split_binary(body, request.headers.get(HEADER_LENGTH))
-    infer_request = decode_request(model, version, wire, binary, partial(data_plane.check_header, spec))
+    regions = _shared_memory(request, wire)
+    infer_request = decode_request(model, version, wire, binary, partial(data_plane.check_header, spec), regions)
     infer_request.received, infer_request.caller = received, _caller(request)
     response = await data_plane.infer(infer_request, protocol="http")
     encoding = time.perf_counter()
-    encoded = encode_response(response, wire)
+    encoded = encode_response(response, wire, regions)
     data_plane.record_encode(response, time.perf_counter() - encoding, "http")
     return encoded
 
@@ -277,8 +280,11 @@ def _split_binary(body: bytes, header_length: str | None) -> tuple[InferenceRequ
         raise InvalidInput(f"invalid inference request: {problems}") from None
 
 
-def decode_request(model: str, version: str | None, wire: InferenceRequestBody, binary: bytes, check_header=None) -> InferRequest:
-    """`check_header(name, datatype, shape)` vets each input as declared before its data is decoded."""
+def decode_request(
+    model: str, version: str | None, wire: InferenceRequestBody, binary: bytes, check_header=None, regions: RegionUse | None = None,
+) -> InferRequest:
+    """`check_header(name, datatype, shape)` vets each input as declared before its data is decoded; `regions` reads
+    the inputs whose parameters place them in shared memory (serve/shared_memory.py)."""
     inputs, offset = {}, 0
     for tensor in wire.inputs:
         if tensor.name in inputs:
@@ -287,7 +293,11 @@ def decode_request(model: str, version: str | None, wire: InferenceRequestBody, 
         if check_header:
             check_header(tensor.name, tensor.datatype, tensor.shape)
         size = (tensor.parameters or {}).get("binary_data_size")
-        if size is not None:
+        if regions is not None and names_shared_memory(tensor.parameters):
+            if tensor.data is not None or size is not None:
+                raise InvalidInput(f"input {tensor.name!r}: set only one of 'data', parameters.binary_data_size and parameters.shared_memory_region")
+            inputs[tensor.name] = regions.input(tensor.name, tensor.datatype, tensor.shape, tensor.parameters)
+        elif size is not None:
             if not isinstance(size, int) or size < 0:
                 raise InvalidInput(f"input {tensor.name!r}: binary_data_size must be a non-negative integer")
             if tensor.data is not None:
@@ -306,14 +316,17 @@ def decode_request(model: str, version: str | None, wire: InferenceRequestBody, 
     return InferRequest(model, version, inputs, outputs, id=wire.id or "", parameters=wire.parameters or {})
 
 
-def encode_response(response: InferResponse, wire: InferenceRequestBody) -> Response:
+def encode_response(response: InferResponse, wire: InferenceRequestBody, regions: RegionUse | None = None) -> Response:
+    """An output placed in shared memory is written there and sent without data, as Triton does."""
     binary_default = bool((wire.parameters or {}).get("binary_data_output", False))
     per_output = {o.name: (o.parameters or {}).get("binary_data", binary_default) for o in wire.outputs or []}
     if (wire.parameters or {}).get("classification") or any((o.parameters or {}).get("classification") for o in wire.outputs or []):
         raise InvalidInput("the classification extension is not supported; request the raw output")
     outputs, buffers = {}, []
     for name, array in response.outputs.items():
-        if per_output.get(name, binary_default):
+        if regions is not None and regions.write_output(name, array):
+            outputs[name] = {"datatype": from_numpy(array.dtype), "shape": list(array.shape)}
+        elif per_output.get(name, binary_default):
             buffer = encode_raw(array)
             outputs[name] = {"datatype": from_numpy(array.dtype), "shape": list(array.shape), "parameters": {"binary_data_size": len(buffer)}}
             buffers.append(buffer)
@@ -324,3 +337,82 @@ def encode_response(response: InferResponse, wire: InferenceRequestBody) -> Resp
     if not buffers:
         return Response(header, media_type="application/json")
     return Response(header + b"".join(buffers), media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(len(header))})
+
+
+# -- system shared memory (Triton's extension, serve/shared_memory.py) ---------------------------------------------------
+class RegisterBody(_Wire):
+    """Triton's `$system_shared_memory_register_request`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    key: str
+    offset: int = 0
+    byte_size: int
+
+
+def _shared_memory_caller(request: Request):
+    client = request.client
+    return Caller.of(plane(request).auth_token, request.headers.get("authorization"), client.host if client else None, client.port if client else None)
+
+
+def _shared_memory(request: Request, wire: InferenceRequestBody) -> RegionUse | None:
+    """The caller's regions, when a tensor of the request is placed in shared memory: outputs' places are checked here,
+    before the model runs."""
+    if not any(names_shared_memory(t.parameters) for t in [*wire.inputs, *(wire.outputs or [])]):
+        return None
+    regions = offered(plane(request).shared_memory).use(_shared_memory_caller(request))
+    for output in wire.outputs or []:
+        if names_shared_memory(output.parameters):
+            if output.parameters.get("binary_data"):
+                raise InvalidInput(f"output {output.name!r}: set either parameters.shared_memory_region or binary_data, not both")
+            regions.place_output(output.name, output.parameters)
+    return regions
+
+
+@app.get("/v2/systemsharedmemory/status")
+@app.get("/v2/systemsharedmemory/region/{name}/status")
+async def shared_memory_status(request: Request, name: str = ""):
+    authenticate(request)
+    return offered(plane(request).shared_memory).status(_shared_memory_caller(request), name)
+
+
+@app.post("/v2/systemsharedmemory/region/{name}/register")
+async def shared_memory_register(request: Request, name: str):
+    authenticate(request)
+    body = await _read_body(request, 1 << 16)
+    try:
+        wire = RegisterBody.model_validate_json(body)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in e.errors()[:5])
+        raise InvalidInput(f"invalid shared memory register request for region {name!r}: {problems}") from None
+    offered(plane(request).shared_memory).register(_shared_memory_caller(request), name, wire.key, wire.offset, wire.byte_size)
+    return Response(media_type="application/json")
+
+
+@app.post("/v2/systemsharedmemory/unregister")
+@app.post("/v2/systemsharedmemory/region/{name}/unregister")
+async def shared_memory_unregister(request: Request, name: str = ""):
+    authenticate(request)
+    offered(plane(request).shared_memory).unregister(_shared_memory_caller(request), name)
+    return Response(media_type="application/json")
+
+
+@app.get("/v2/cudasharedmemory/status")
+@app.get("/v2/cudasharedmemory/region/{name}/status")
+async def cuda_shared_memory_status(request: Request, name: str = ""):
+    """CUDA shared memory is not offered: nothing is registered, so status is empty and unregistering succeeds
+    (Triton's example clients unregister both kinds before they start)."""
+    authenticate(request)
+    return cuda_status(name)
+
+
+@app.post("/v2/cudasharedmemory/region/{name}/register")
+async def cuda_shared_memory_register(request: Request, name: str):
+    authenticate(request)
+    refuse_cuda(name)
+
+
+@app.post("/v2/cudasharedmemory/unregister")
+@app.post("/v2/cudasharedmemory/region/{name}/unregister")
+async def cuda_shared_memory_unregister(request: Request, name: str = ""):
+    authenticate(request)
+    return Response(media_type="application/json")

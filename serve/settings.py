@@ -36,6 +36,11 @@ class ServerSettings(BaseSettings):
     max_response_bytes: int = 64 * 2**20
     """Largest unary response the server assembles (a rollout of every step): past it the request is refused and
     pointed at the streaming calls, which send one step at a time."""
+    shared_memory_max_regions: int = 64
+    """System shared memory regions registered at once, every caller's together (Triton's extension,
+    serve/shared_memory.py); each holds one open descriptor."""
+    shared_memory_max_bytes: int = 2**30
+    """Total size of the registered regions; also the most one request may read from shared memory, its inputs together."""
     request_timeout_s: float = 60.0
     """Serve's end-to-end limit per request (504 / DEADLINE_EXCEEDED past it)."""
     ingress_replicas: int = 1

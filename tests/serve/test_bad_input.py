@@ -201,7 +201,7 @@ def test_grpc_message_far_above_the_limit_is_cut_by_the_proxy(stub):
     assert stub.ModelInfer(grpc_request(), timeout=30).model_name == "simple"
 
 
-@pytest.mark.parametrize("rpc", ["SystemSharedMemoryStatus", "CudaSharedMemoryStatus", "RepositoryModelLoad", "TraceSetting", "LogSettings"])
+@pytest.mark.parametrize("rpc", ["RepositoryModelLoad", "RepositoryModelUnload", "TraceSetting", "LogSettings"])
 def test_unsupported_rpcs_answer_unimplemented(stub, rpc):
     request_type = getattr(pb, pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name[rpc].input_type.name)
     with pytest.raises(grpclib.RpcError) as caught:

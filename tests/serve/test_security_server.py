@@ -169,3 +169,32 @@ def test_plaintext_grpc_is_refused_on_the_tls_port(secure):
     with pytest.raises(InferenceServerException):
         client.infer("simple", simple_inputs(), headers={"authorization": f"Bearer {TOKEN}"}, client_timeout=10)
     client.close()
+
+
+def test_shared_memory_with_the_token(secure):
+    """System shared memory over HTTPS from this host with the token (the regions are the token's); gRPC in TLS mode
+    arrives through the terminator, which hides the caller's address, so it refuses shared memory."""
+    import tritonclient.utils.shared_memory as shm
+
+    key = f"/ss-secure-{secure.http.rsplit(':', 1)[1]}"
+    handle = shm.create_shared_memory_region(key, key, 128)
+    shm.set_shared_memory_region(handle, [np.full(16, 2, np.int32), np.full(16, 5, np.int32)])
+    register = json.dumps({"key": key, "byte_size": 128}).encode()
+    placed = {"inputs": [{"name": n, "shape": [1, 16], "datatype": "INT32",
+                          "parameters": {"shared_memory_region": "in", "shared_memory_byte_size": 64, "shared_memory_offset": 64 * i}}
+                         for i, n in enumerate(("INPUT0", "INPUT1"))]}
+    try:
+        assert https(secure, "/v2/systemsharedmemory/region/in/register", register)[0] == 401
+        assert https(secure, "/v2/systemsharedmemory/region/in/register", register, token=TOKEN)[0] == 200
+        status, text = https(secure, "/v2/models/simple/infer", json.dumps(placed).encode(), token=TOKEN)
+        assert status == 200 and json.loads(text)["outputs"][0]["data"] == [7] * 16
+        status, text = https(secure, "/v2/systemsharedmemory/status", token=TOKEN)
+        assert status == 200 and json.loads(text) == [{"name": "in", "key": key, "offset": 0, "byte_size": 128}]
+        client = grpcclient.InferenceServerClient(secure.grpc.replace("127.0.0.1", "localhost"), ssl=True, root_certificates=str(secure.certfile))
+        with pytest.raises(InferenceServerException, match="only for clients on this host.*gRPC in TLS mode"):
+            client.get_system_shared_memory_status(headers={"authorization": f"Bearer {TOKEN}"})
+        client.close()
+        assert https(secure, "/v2/systemsharedmemory/unregister", b"", token=TOKEN)[0] == 200
+        assert json.loads(https(secure, "/v2/systemsharedmemory/status", token=TOKEN)[1]) == []
+    finally:
+        shm.destroy_shared_memory_region(handle)

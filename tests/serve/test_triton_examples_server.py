@@ -2,9 +2,10 @@
 the real server, with the clients' own checks: HTTP and gRPC, sync, async, asyncio and streaming; raw gRPC stubs
 with typed contents; Triton's example models (models/examples/triton.py).
 
-Not here: the statistics, shared-memory and model-control clients (extensions this server does not offer), the image
-clients (their models are not in the repository) and the server name the health clients check ("triton"). The
-repeat client's one-second delays are shortened to keep the test quick; everything else is the clients' data.
+Not here: the statistics and model-control clients (extensions this server does not offer), the image clients (their
+models are not in the repository) and the server name the health clients check ("triton"). The system shared memory
+clients run unchanged in tests/serve/test_shared_memory_server.py. The repeat client's one-second delays are shortened
+to keep the test quick; everything else is the clients' data.
 """
 import asyncio
 import queue
@@ -306,8 +307,8 @@ def test_memory_growth_client(server, protocol):
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_reused_infer_objects(http, grpc, protocol):
-    """reuse_infer_objects_client without its shared-memory half: the same InferInput / InferRequestedOutput objects
-    serve several requests."""
+    """reuse_infer_objects_client without its shared-memory half (the whole client runs in test_shared_memory_server.py):
+    the same InferInput / InferRequestedOutput objects serve several requests."""
     client, module = (http, httpclient) if protocol == "http" else (grpc, grpcclient)
     inputs = [module.InferInput("INPUT0", [1, 16], "INT32"), module.InferInput("INPUT1", [1, 16], "INT32")]
     outputs = [module.InferRequestedOutput("OUTPUT0"), module.InferRequestedOutput("OUTPUT1")]
