@@ -39,7 +39,8 @@ unload off (UNIMPLEMENTED); the index is served either way.
 **Several ingress replicas.** A call reaches one replica, which applies it at once and answers. The desired state is
 then shared through Ray's GCS key-value store (the store `serve/statistics.py` uses): one record per call, `models/
 <model>/<generation>`, the generation being the call's time in nanoseconds. Every ingress replica polls the records
-every `POLL_S` (0.5 s) and applies, per model, the newest one it has not applied yet (a load, with the same checks, or an
+every `POLL_S` (0.5 s; one call listing the keys, the records read only when those changed) and applies, per model,
+the newest one it has not applied yet (a load, with the same checks, or an
 unload), so the replicas agree within half a second plus the load's own time; when two replicas take conflicting calls
 for one model at once, the later call wins everywhere. Older records of a model are deleted by the poll. A replica
 Serve starts later (a replacement, or autoscaling) reads its models' files at start and applies the records newer than
@@ -48,8 +49,9 @@ that fails on the replica that got it is answered with the error and not shared;
 (its files changed in between) leaves that replica as it was, with the reason in its index.
 
 Limits: after loading a folder added since start, `python -m serve reload` refuses to reload snapshots (the
-repository's models differ from the deployed config) until a restart; sequences open on an unloaded model are dropped
-with it.
+repository's models differ from the deployed config) until a restart. A sequence open on an unloaded model keeps its
+state in the data plane until its idle timeout: its requests are refused while the model is unloaded and continue
+after a load.
 """
 from __future__ import annotations
 
@@ -96,6 +98,7 @@ class ModelControl:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
         self._store: GcsStore | None = None
+        self._seen: set[str] | None = None
 
     # -- the calls ----------------------------------------------------------------------------------------------------
     async def load(self, name: str, parameters: dict | None = None) -> None:
@@ -117,8 +120,9 @@ class ModelControl:
             await self._publish(name, "unloaded")
 
     def index(self) -> list[dict]:
-        """The plane's versions (READY, or UNAVAILABLE with the reason) and every other folder of the repository."""
-        entries = self.plane.index()
+        """The plane's versions (READY, or UNAVAILABLE with the reason) and every other folder of the repository; an
+        unloaded model whose folder is gone is left out."""
+        entries = [e for e in self.plane.index() if e["name"] not in self.plane.unloaded or (self.root / e["name"]).is_dir()]
         known = set(self.plane.repository.models)
         for name in model_folders(self.root) if self.root.is_dir() else ():
             if name not in known:
@@ -298,7 +302,12 @@ class ModelControl:
             await asyncio.sleep(POLL_S)
 
     async def sync(self) -> None:
-        """Apply, per model, the newest record this replica has not applied; delete the older ones."""
+        """Apply, per model, the newest record this replica has not applied; delete the older ones. The records are
+        read only when their keys changed since the last poll (an idle poll is one call to the GCS)."""
+        names = await self._store.names()
+        if names == self._seen:
+            return
+        self._seen = names
         newest: dict[str, dict] = {}
         for value in await self._store.read_all():
             record = json.loads(value)
@@ -337,8 +346,7 @@ class _Unavailable:
         raise ModelNotReady(self.message)
 
     async def stream(self, inputs):
-        raise ModelNotReady(self.message)
-        yield  # an async generator, like every backend's stream
+        yield await self.infer(inputs)
 
     async def ready(self) -> bool:
         return False

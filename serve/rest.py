@@ -175,7 +175,9 @@ async def repository_index(request: Request):
 
 
 # -- model repository extension: load / unload (serve/model_control.py) --------------------------------
-class RepositoryIndexRequest(_Wire):
+class RepositoryIndexRequest(BaseModel):
+    """Triton's `$repository_index_request`; other fields (a repository name) are ignored, as there is one repository."""
+
     ready: bool | None = None
 
 
@@ -187,7 +189,7 @@ CONTROL_BODY_BYTES = 1 << 20
 """Largest body of an index, load or unload request: their bodies hold a few parameters (a load refuses files)."""
 
 
-async def _control_body(request: Request, model: type[_Wire]):
+async def _control_body(request: Request, model: type[BaseModel]):
     body = await _read_body(request, CONTROL_BODY_BYTES)
     try:
         return model.model_validate(json.loads(body) if body.strip() else {})

@@ -220,6 +220,11 @@ class GcsStore:
         key = self.key if name is None else self.prefix + name.encode()
         await self.client.async_internal_kv_put(key, payload, True, NAMESPACE, timeout=5)
 
+    async def names(self) -> set[str]:
+        """The entries' names (their keys without the prefix): one call, for a poll that reads values only on change."""
+        keys = await self.client.async_internal_kv_keys(self.prefix, NAMESPACE, timeout=5)
+        return {key[len(self.prefix):].decode() for key in keys or ()}
+
     async def delete(self, name: str) -> None:
         await self.client.async_internal_kv_del(self.prefix + name.encode(), False, NAMESPACE, timeout=5)
 

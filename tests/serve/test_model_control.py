@@ -117,6 +117,21 @@ def test_reload_picks_up_a_changed_config_and_retires_the_old_worker(root):
     asyncio.run(scenario())
 
 
+def test_reload_serves_a_new_version_folder(root):
+    plane = make_plane(root)
+    shutil.copytree(root / "simple" / "1", root / "simple" / "2")
+
+    async def scenario():
+        await plane.control.load("simple")
+        assert plane.model("simple")[1] == 2
+        assert (await plane.infer(simple_request(), "test")).version == "2"
+        with pytest.raises(ModelNotFound, match="does not serve version 1"):
+            plane.model("simple", "1")
+        assert [e.get("version") for e in plane.repository_index() if e["name"] == "simple"] == ["2"]
+
+    asyncio.run(scenario())
+
+
 def test_a_broken_config_is_refused_naming_the_file_and_field_and_the_model_serves_on(root):
     plane = make_plane(root)
     copy_model(root, "simple", "broken", lambda text: text.replace("max_batch_size: 8", "max_batch_sizes: 8"))
@@ -328,6 +343,9 @@ class SharedStore:
 
     async def read_all(self) -> list[bytes]:
         return list(self.entries.values())
+
+    async def names(self) -> set[str]:
+        return set(self.entries)
 
 
 def test_replicas_converge_on_the_newest_call(root):
