@@ -82,9 +82,22 @@ def statistics(server, http, grpc):
     assert grpc.get_inference_statistics("simple").model_stats[0].inference_count >= 1
 
 
+def model_repository(server, http, grpc):
+    """Index, unload and load (tests/serve/test_model_control_server.py has the rest)."""
+    assert ("simple_int8", "1", "READY") in {(m.name, m.version, m.state) for m in grpc.get_model_repository_index().models}
+    try:
+        http.unload_model("simple_int8")
+        assert not grpc.is_model_ready("simple_int8")
+        assert next(m for m in http.get_model_repository_index() if m["name"] == "simple_int8")["state"] == "UNAVAILABLE"
+    finally:
+        grpc.load_model("simple_int8")
+    assert http.is_model_ready("simple_int8")
+
+
 CHECKS = {
     "binary_tensor_data": binary_tensor_data,
     "model_configuration": model_configuration,
+    "model_repository": model_repository,
     "schedule_policy": schedule_policy,
     "sequence": sequence,
     "sequence(string_id)": sequence_string_id,
@@ -109,14 +122,9 @@ def test_extensions_not_advertised_answer_unsupported(server, http, grpc):
     with pytest.raises(InferenceServerException, match="not supported") as caught:  # shared memory
         grpc.get_system_shared_memory_status()
     assert caught.value.status() == "StatusCode.UNIMPLEMENTED"
-    with pytest.raises(InferenceServerException):  # model repository load / unload: the index alone is served
-        grpc.load_model("simple")
-    with pytest.raises(InferenceServerException):
-        http.unload_model("simple")
     with pytest.raises(InferenceServerException):  # trace, logging
         http.get_trace_settings()
     with pytest.raises(InferenceServerException):
         grpc.get_log_settings()
     status, _, _ = post(server, "/v2/models/simple/generate", b"{}")  # generate (generate_stream takes v2 requests)
     assert status == 404
-    assert grpc.get_model_repository_index().models  # the index itself works
