@@ -29,24 +29,26 @@ its batch queue, and the worker's runtime goes with the last reference. A model 
 longer routed to: its replica stays until the server restarts. The metadata and config routes keep answering.
 
 **What is refused.** Triton's `config` and `file:<version>/<name>` load parameters (a config override, model files
-uploaded in the request) are refused: models come only from the repository directory, which only the operator
-writes; through the API a caller can at most unload a model or load what that directory already holds. Model names
+uploaded in the request) are refused: models come only from the repository directory, which the server only reads;
+through the API a caller can at most unload a model or load what that directory already holds. Model names
 are folder names (no path separators, not hidden). The calls need the bearer token when one is set; without one only
 loopback callers may make them, over HTTP and gRPC alike (`DataPlane.authenticate`): with `STREAMSERVE_HTTP_HOST=0.0.0.0`
 and no token, other hosts get 401 for these calls as for every other. `STREAMSERVE_MODEL_CONTROL=0` turns load and
 unload off (UNIMPLEMENTED); the index is served either way.
 
 **Several ingress replicas.** A call reaches one replica, which applies it at once and answers. The desired state is
-then shared through Ray's GCS key-value store (the store `serve/statistics.py` uses): one record per call, `models/
-<model>/<generation>`, the generation being the call's time in nanoseconds. Every ingress replica polls the records
-every `POLL_S` (0.5 s; one call listing the keys, the records read only when those changed) and applies, per model,
-the newest one it has not applied yet (a load, with the same checks, or an
-unload), so the replicas agree within half a second plus the load's own time; when two replicas take conflicting calls
-for one model at once, the later call wins everywhere. Older records of a model are deleted by the poll. A replica
-Serve starts later (a replacement, or autoscaling) reads its models' files at start and applies the records newer than
-that. Records live as long as the Ray cluster: with `make serve` a restart starts from the repository again. A load
-that fails on the replica that got it is answered with the error and not shared; one that fails on another replica
-(its files changed in between) leaves that replica as it was, with the reason in its index.
+then shared through Ray's GCS key-value store (the store `serve/statistics.py` uses): one record per call,
+`models/<model>/<generation>`, the generation being the call's time in nanoseconds. Every ingress replica polls the
+records every `POLL_S` (0.5 s; one call listing the keys, the records read only when those changed) and applies, per
+model, the newest one it has not applied yet (a load, with the same checks, or an unload): the other replicas follow
+within half a second plus the load's own time (0.3 and 0.5 s measured by tests/serve/test_model_control_replicas_server.py),
+and a client that alternates replicas may see the old state meanwhile. When two replicas take conflicting calls for one
+model at once, the later call wins everywhere (the replicas' clocks agree: one machine, or NTP). Older records of a
+model are deleted by the poll. A replica Serve starts later (a replacement, or autoscaling) reads its models' files at
+start and applies the records newer than that. Records live as long as the Ray cluster: with `make serve` a restart
+starts from the repository again. A load that fails on the replica that got it is answered with the error and not
+shared; one that fails on another replica (its files changed in between) leaves that replica as it was, with the
+reason in its index.
 
 Limits: after loading a folder added since start, `python -m serve reload` refuses to reload snapshots (the
 repository's models differ from the deployed config) until a restart. A sequence open on an unloaded model keeps its

@@ -313,6 +313,15 @@ def test_both_adapters_need_the_token_and_refuse_uploads(root):
     assert context.code is None and "simple" not in [m.name for m in index.models]
 
 
+def test_without_a_token_only_loopback_callers_may_load_or_unload(root):
+    """STREAMSERVE_HTTP_HOST=0.0.0.0 without a token: a caller from another host is refused, as for every call."""
+    rest.attach(make_plane(root))
+    remote = TestClient(rest.app, client=("10.1.2.3", 5000))
+    assert remote.post("/v2/repository/models/simple/unload").status_code == 401
+    assert remote.post("/v2/repository/models/simple/load").status_code == 401
+    assert TestClient(rest.app, client=("127.0.0.1", 5000)).post("/v2/repository/models/simple/unload").status_code == 200
+
+
 def test_without_the_extension_the_index_alone_is_served(root):
     plane = make_plane(root)
     plane.control = None
