@@ -112,10 +112,10 @@ class Ingress(GRPCInferenceServicer):
             settings.max_response_bytes,
         )
         self.plane.grpc_loopback_only = bool(settings.tls_certfile)
+        rest.attach(self.plane)
         if control is not None:  # load / unload while serving (serve/model_control.py)
             self.plane.control = ModelControl(self.plane, self.pool, **control, started_ns=started_ns)
             self.plane.control.start()
-        rest.attach(self.plane)
 
     async def reconfigure(self, user_config: dict) -> None:
         await self.pool.reconfigure(user_config)

@@ -2,8 +2,7 @@
 the real server, with the clients' own checks: HTTP and gRPC, sync, async, asyncio and streaming; raw gRPC stubs
 with typed contents; Triton's example models (models/examples/triton.py).
 
-Not here: the statistics and model-control clients (tests/serve/test_statistics_server.py,
-tests/serve/test_model_control_server.py), the shared-memory clients (an extension this server does not offer), the image
+Not here: the statistics, shared-memory and model-control clients (extensions this server does not offer), the image
 clients (their models are not in the repository) and the server name the health clients check ("triton"). The
 repeat client's one-second delays are shortened to keep the test quick; everything else is the clients' data.
 """
