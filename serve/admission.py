@@ -2,7 +2,7 @@
 
 `STREAMSERVE_ADMISSION_CHECK=models.<family>.<module>:<function>` names a function `(spec, version) -> str | None`
 (None admits; a string is the reason for refusing, e.g. the backdoor scanner's verdict). It runs when the
-application is built, once per model file: verdicts are cached by the file's SHA-256, so a restart does
+application is built, and when a model is loaded while serving (serve/model_control.py), once per model file: verdicts are cached by the file's SHA-256, so a restart does
 not rescan unchanged models. A refused version gets no deployment; its index entry reads UNAVAILABLE with
 the reason, and requests to it answer 503 / UNAVAILABLE naming the reason. The cache lives in the server's private
 directory (serve/private_files.py): a verdict planted by another local user would skip the scan.
@@ -11,10 +11,11 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import Iterable
 
 from .families import resolve
 from .private_files import UnsafeFile, private_dir, read_private, write_private
-from .repository import ModelRepository, ModelSpec
+from .repository import ModelSpec
 
 logger = logging.getLogger("streamserve.admission")
 
@@ -29,8 +30,9 @@ def _fingerprint(spec: ModelSpec, version: int) -> str:
     return digest.hexdigest()
 
 
-def admit(repository: ModelRepository, check_path: str | None, cache_dir: str | Path) -> dict[tuple[str, int], str]:
-    """(model, version) -> reason, for every refused version."""
+def admit(repository: Iterable[ModelSpec], check_path: str | None, cache_dir: str | Path) -> dict[tuple[str, int], str]:
+    """(model, version) -> reason, for every refused version of the repository's models (or of one model being loaded
+    while serving, serve/model_control.py)."""
     if not check_path:
         return {}
     check = resolve(check_path, "admission check")

@@ -2,6 +2,7 @@
 models placed in it, and a deployment for the model versions that need one, alone or pooled (`serve.serve_config`).
 `serve.app:build_app` is the import path in the Serve config.
 """
+import time
 from pathlib import Path
 
 from ray import serve
@@ -14,6 +15,7 @@ from .serve_config import INGRESS_NAME, deployment_options, hosted, ingress_opti
 from .dataplane import DataPlane
 from .errors import ModelNotReady, Overloaded
 from .grpc_servicer import GRPCInferenceServicer
+from .model_control import ModelControl
 from .replica import ModelPool
 from .repository import ModelRepository
 from . import rest
@@ -97,20 +99,25 @@ class Ingress(GRPCInferenceServicer):
 
     def __init__(
         self, repository: str, models: dict[str, DeploymentHandle], refused: dict[str, str] | None = None,
-        local: list[str] | tuple = (),
+        local: list[str] | tuple = (), control: dict | None = None,
     ):
         settings = ServerSettings()  # the token and limits come from the environment, never the config file
+        started_ns = time.time_ns()
         self.pool = ModelPool(repository, local, in_ingress=True)
         backends = {_split(key): RayModelBackend(handle, key) for key, handle in models.items()}
         backends |= {_split(key): worker for key, worker in self.pool.workers.items()}
         refusals = {_split(key): reason for key, reason in (refused or {}).items()}
+        names = {key.rsplit("/", 1)[0] for key in [*models, *local, *(refused or {})]}  # not folders added since
         self.plane = DataPlane(
-            ModelRepository(repository), backends, settings.auth_token, settings.max_request_bytes, refusals,
+            ModelRepository(repository, names), backends, settings.auth_token, settings.max_request_bytes, refusals,
             settings.max_response_bytes,
         )
         self.plane.grpc_loopback_only = bool(settings.tls_certfile)
         self.plane.shared_memory = SharedMemoryRegistry(settings.shared_memory_max_regions, settings.shared_memory_max_bytes)
         rest.attach(self.plane)
+        if control is not None:  # load / unload while serving (serve/model_control.py)
+            self.plane.control = ModelControl(self.plane, self.pool, **control, started_ns=started_ns)
+            self.plane.control.start()
 
     async def reconfigure(self, user_config: dict) -> None:
         await self.pool.reconfigure(user_config)
@@ -138,8 +145,12 @@ def build_app(args: dict) -> serve.Application:
         elif keys:
             handle = ModelDeployment.options(name=name, **deployment_options(versions, settings)).bind(root, keys)
             handles |= {key: handle for key in keys}
+    control = {
+        "admission_check": settings.admission_check, "temp_dir": settings.temp_dir,
+        "timeout_s": settings.model_load_timeout_s, "grace_s": settings.request_timeout_s,
+    } if settings.model_control else None
     return Ingress.options(**ingress_options(settings, repository)).bind(
-        root, handles, {f"{n}/{v}": r for (n, v), r in refused.items()}, local
+        root, handles, {f"{n}/{v}": r for (n, v), r in refused.items()}, local, control
     )
 
 

@@ -60,10 +60,24 @@ class DynamicBatcher:
         self.queue: deque[_Queued] = deque()
         self._arrived = asyncio.Event()
         self._workers: list[asyncio.Task] = []
+        self.closed: Exception | None = None
+
+    def close(self, error: Exception) -> None:
+        """Out of service: every request still queued, and any submitted later, fails with `error`; the worker tasks
+        stop (the callers of a batch they were running get `error` too)."""
+        self.closed = error
+        while self.queue:
+            q = self.queue.popleft()
+            if not q.future.done():
+                q.future.set_exception(error)
+        for task in self._workers:
+            task.cancel()
 
     async def submit(self, item, rows: int, timeout_s: float | None = None, admitted: bool = False):
         """`timeout_s`: the request's own queue timeout; `admitted`: already accepted (a rollout's later step), so
         neither the queue bound nor a timeout applies."""
+        if self.closed:
+            raise self.closed
         policy = self.policy
         if not admitted and policy.max_queue_size and len(self.queue) >= policy.max_queue_size:
             raise Overloaded(f"model {self.name!r} is at capacity ({len(self.queue)} requests queued); retry later")
@@ -88,7 +102,7 @@ class DynamicBatcher:
             except BaseException as e:  # noqa: BLE001 - every waiter gets the batch's failure, the worker lives on
                 for q in batch:
                     if not q.future.done():
-                        q.future.set_exception(e if isinstance(e, Exception) else RuntimeError(repr(e)))
+                        q.future.set_exception(e if isinstance(e, Exception) else self.closed or RuntimeError(repr(e)))
                 if not isinstance(e, Exception):
                     raise
                 continue

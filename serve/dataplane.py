@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__, metrics
 from .codecs import element_count
 from .datatypes import from_numpy
-from .errors import InferenceError, InvalidInput, ModelNotReady, Overloaded, Unauthenticated
+from .errors import InferenceError, InvalidInput, ModelNotReady, NotOffered, Overloaded, Unauthenticated
 from .repository import ModelKind, ModelRepository, ModelSpec
 from .shared_memory import SharedMemoryRegistry
 from .sequences import SequenceTable
@@ -32,12 +32,14 @@ EXTENSIONS = [
     "sequence",  # sequence_id / sequence_start / sequence_end (serve/sequences.py) ...
     "sequence(string_id)",  # ... with string ids too
     "statistics",  # GET .../stats, gRPC ModelStatistics (serve/statistics.py)
+    "system_shared_memory",  # register / status / unregister, tensors in /dev/shm regions (serve/shared_memory.py)
 ]
-"""Triton's protocol extensions this server implements, as reported by server metadata. Not offered: classification,
-shared memory, model repository load/unload (the index alone is served), trace, logging, generate, parameters (models
-do not read custom request parameters). tests/serve/test_extensions_server.py checks each one listed here."""
+"""Triton's protocol extensions this server implements, as reported by server metadata, with "model_repository"
+(index, load, unload: serve/model_control.py) added where the ingress offers it. Not offered: classification, CUDA
+shared memory, trace, logging, generate, parameters (models do not read custom request parameters).
+tests/serve/test_extensions_server.py checks each one listed here."""
+MODEL_REPOSITORY = "model_repository"
 _LOOPBACK_PEERS = ("ipv4:127.", "ipv6:[::1]", "ipv6:%5B::1%5D", "unix:")
-EXTENSIONS += ["system_shared_memory"]  # serve/shared_memory.py
 
 
 class ModelBackend(Protocol):
@@ -62,6 +64,9 @@ class DataPlane:
         self.backends = backends
         self.refused = refused or {}
         """(model, version) -> why admission refused it (serve/admission.py): listed, never served."""
+        self.unloaded: dict[str, str] = {}
+        """model -> why it is out of service (unloaded through the repository extension, serve/model_control.py): its
+        versions stay listed, and are refused like those refused at admission."""
         self.auth_token = auth_token
         self.max_request_bytes = max_request_bytes
         self.max_response_bytes = max_response_bytes
@@ -94,13 +99,13 @@ class DataPlane:
         return True
 
     async def ready(self) -> bool:
-        """Every served version answers; versions refused at admission are not served, so they do not count."""
-        checks = [self.model_ready(spec.name, v) for spec in self.repository for v in spec.versions if (spec.name, v) not in self.refused]
+        """Every served version answers; versions refused at admission or unloaded are not served, so they do not count."""
+        checks = [self.model_ready(spec.name, v) for spec in self.repository for v in spec.versions if not self.unavailable(spec.name, v)]
         return all(await asyncio.gather(*checks))
 
     async def model_ready(self, name: str, version: str | int | None = None) -> bool:
         spec, number = self.model(name, version)  # unknown model or version: NOT_FOUND, not "not ready"
-        if (name, number) in self.refused:
+        if self.unavailable(name, number):
             return False
         try:
             return bool(await asyncio.wait_for(self.backends[(name, number)].ready(), timeout=5))
@@ -108,7 +113,7 @@ class DataPlane:
             return False
 
     def server_metadata(self) -> dict:
-        return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
+        return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS + [MODEL_REPOSITORY] * bool(self.control)}
 
     def model(self, name: str, version: str | int | None = None) -> tuple[ModelSpec, int]:
         spec = self.repository.get(name)
@@ -132,12 +137,12 @@ class DataPlane:
     def _served_versions(self, name: str | None = None, version: str | None = None) -> list[tuple[str, int]]:
         """Triton's selection: every served version of every model, every version of one model, or one version
         (an unknown model or version is NOT_FOUND, naming it). A version refused at admission is left out of the
-        lists; named explicitly, it answers with zeros."""
+        lists, and so is an unloaded one; named explicitly, it answers with zeros."""
         if not name:
-            return [(s.name, v) for s in self.repository for v in s.versions if (s.name, v) not in self.refused]
+            return [(s.name, v) for s in self.repository for v in s.versions if not self.unavailable(s.name, v)]
         spec = self.repository.get(name)
         if version in (None, ""):
-            return [(spec.name, v) for v in spec.versions if (spec.name, v) not in self.refused]
+            return [(spec.name, v) for v in spec.versions if not self.unavailable(spec.name, v)]
         return [(spec.name, spec.resolve(version))]
 
     async def _gathered(self, versions: list[tuple[str, int]]):
@@ -214,17 +219,39 @@ class DataPlane:
         return self._once_as_stream(spec, version, request, protocol)
 
     def index(self) -> list[dict]:
-        """Triton's repository index: every version, READY or UNAVAILABLE with the admission reason."""
+        """Triton's repository index of the models this plane knows: every version, READY or UNAVAILABLE with the
+        reason (refused at admission, unloaded). `repository_index` adds the repository's other folders."""
         return [
             {"name": spec.name, "version": str(v)}
-            | ({"state": "UNAVAILABLE", "reason": self.refused[(spec.name, v)]} if (spec.name, v) in self.refused else {"state": "READY"})
+            | ({"state": "UNAVAILABLE", "reason": reason} if (reason := self.unavailable(spec.name, v)) else {"state": "READY"})
             for spec in self.repository for v in spec.versions
         ]
 
+    def unavailable(self, name: str, version: int) -> str | None:
+        """Why a listed version is not served (unloaded, or the admission check's verdict); None when it is."""
+        return self.unloaded.get(name) or self.refused.get((name, version))
+
+    # -- model repository extension (serve/model_control.py) -------------------------------------
+    control = None
+    """The ingress's `ModelControl`: load and unload, and the index of every folder of the repository. None where the
+    extension is not offered (STREAMSERVE_MODEL_CONTROL=0, or a plane outside the ingress)."""
+
+    def model_control(self):
+        if self.control is None:
+            raise NotOffered("model load and unload are not offered by this server (STREAMSERVE_MODEL_CONTROL=0)")
+        return self.control
+
+    def repository_index(self, ready: bool = False) -> list[dict]:
+        """Triton's index: with the extension, every folder of the repository (those not loaded too); `ready`: only
+        the versions ready for inference."""
+        entries = self.control.index() if self.control else self.index()
+        return [entry for entry in entries if entry["state"] == "READY"] if ready else entries
+
     def _checked(self, request: InferRequest) -> tuple[ModelSpec, int]:
         spec, version = self.model(request.model, request.version)
-        if (spec.name, version) in self.refused:
-            raise ModelNotReady(f"model {spec.name!r} version {version} was refused at admission: {self.refused[(spec.name, version)]}")
+        if reason := self.unavailable(spec.name, version):
+            why = "is unavailable" if spec.name in self.unloaded else "was refused at admission"
+            raise ModelNotReady(f"model {spec.name!r} version {version} {why}: {reason}")
         self.validate(spec, request)
         _queue_timeout_s(request)  # a malformed `timeout` parameter is refused whatever the model's kind
         return spec, version

@@ -50,5 +50,11 @@ class Unauthenticated(InferenceError):
     grpc_code = grpc.StatusCode.UNAUTHENTICATED
 
 
+class NotOffered(InferenceError):
+    """A call of an extension this server does not offer (400 / UNIMPLEMENTED)."""
+
+    grpc_code = grpc.StatusCode.UNIMPLEMENTED
+
+
 class RepositoryError(Exception):
     """The model repository on disk is invalid: raised at load time, names the file and the field."""

@@ -206,9 +206,26 @@ class GRPCInferenceServicer:
     async def RepositoryIndex(self, request, grpc_context):
         async def call():
             index = pb.RepositoryIndexResponse.ModelIndex
-            return pb.RepositoryIndexResponse(models=[index(**entry) for entry in self.plane.index()])
+            return pb.RepositoryIndexResponse(models=[index(**entry) for entry in self.plane.repository_index(request.ready)])
 
         return await self._unary(grpc_context, pb.RepositoryIndexResponse(), call)
+
+    async def RepositoryModelLoad(self, request, grpc_context):
+        """Triton's model repository extension (serve/model_control.py)."""
+        async def call():
+            parameters = {key: _parameter_value(value) for key, value in request.parameters.items()}
+            await self.plane.model_control().load(request.model_name, parameters)
+            return pb.RepositoryModelLoadResponse()
+
+        return await self._unary(grpc_context, pb.RepositoryModelLoadResponse(), call)
+
+    async def RepositoryModelUnload(self, request, grpc_context):
+        async def call():
+            parameters = {key: _parameter_value(value) for key, value in request.parameters.items()}
+            await self.plane.model_control().unload(request.model_name, parameters)
+            return pb.RepositoryModelUnloadResponse()
+
+        return await self._unary(grpc_context, pb.RepositoryModelUnloadResponse(), call)
 
     async def ModelStatistics(self, request, grpc_context):
         async def call():
@@ -325,7 +342,7 @@ def _unimplemented(rpc: str):
     return method
 
 
-# The rest of the service (shared memory, model load/unload, tracing, logging).
+# The rest of the service (shared memory, tracing, logging).
 for _rpc in RPC_NAMES:
     if not hasattr(GRPCInferenceServicer, _rpc):
         setattr(GRPCInferenceServicer, _rpc, _unimplemented(_rpc))

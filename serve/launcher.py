@@ -182,7 +182,8 @@ def redeploy(client, serve, deployed: dict, config: dict) -> tuple[bool, str]:
         added = sorted((set(after) - set(before)) | (served(config) - served(deployed)))
         removed = sorted((set(before) - set(after)) | (served(deployed) - served(config)))
         return False, (f"reload refused: the repository's models or versions changed (added {added}, removed {removed}); "
-                       "restart the server to serve them. Only snapshots and deployment options reload in place.")
+                       "restart the server to serve them, or load a model that runs in the ingress while serving (POST "
+                       "v2/repository/models/<model>/load). Only snapshots and deployment options reload in place.")
     changed = sorted(name for name in after if after[name] != before[name])
     if INGRESS_NAME in changed:  # name the models hosted in the ingress whose snapshot changed
         snapshots = [(after[INGRESS_NAME].get("user_config") or {}).get("snapshots", {}),

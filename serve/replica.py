@@ -21,7 +21,8 @@ import numpy as np
 from . import metrics
 from .batcher import DynamicBatcher
 from .runtimes.python import ModelHandler
-from .repository import ModelKind, load_model
+from .errors import ModelNotReady
+from .repository import ModelKind, ModelSpec, load_model
 from .runtimes import load_runtime
 from .statistics import STATS
 
@@ -52,8 +53,8 @@ class ModelWorker:
     `instance_count` batches may run at once (Triton's instance_group count, for a model hosted in the ingress;
     a deployment scales replicas instead)."""
 
-    def __init__(self, repository: str, model: str, version: int, instance_count: int = 1):
-        self.spec = load_model(Path(repository) / model)
+    def __init__(self, repository: str, model: str, version: int, instance_count: int = 1, spec: ModelSpec | None = None):
+        self.spec = spec or load_model(Path(repository) / model)  # `spec`: already read (a live load, serve/model_control.py)
         self.version = int(version)
         self.tags = {"model": model, "version": str(version)}
         self.stats = STATS.get(model, str(version))  # Triton's statistics, per execution (serve/statistics.py)
@@ -71,6 +72,8 @@ class ModelWorker:
             metrics.snapshot_info().set(1, tags=self.tags | {"snapshot": self.snapshot["snapshot"]})
         self.instance_count = instance_count
         self.batcher: DynamicBatcher | None = None  # made on first use, on the loop that serves this worker
+        self.active = 0
+        """Requests inside this worker now (`retire` waits for them)."""
 
     async def reconfigure(self, user_config: dict) -> None:
         """Serve calls this when the replica starts and whenever the deployment's `user_config` changes: here, a
@@ -98,7 +101,21 @@ class ModelWorker:
     async def infer(self, inputs: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, np.ndarray]:
         """One request through the batch queue; `timeout_s` is the request's own queue timeout (Triton's `timeout`
         parameter), honoured when the config's queue policy allows overriding it."""
-        return await self._infer(inputs, timeout_s)
+        self.active += 1
+        try:
+            return await self._infer(inputs, timeout_s)
+        finally:
+            self.active -= 1
+
+    async def retire(self, reason: str, grace_s: float) -> None:
+        """Out of service (unloaded, or replaced by a reload; serve/model_control.py): no new request reaches this
+        worker, those already inside finish within `grace_s`. Past it, what still waits or runs fails with UNAVAILABLE
+        naming `reason`, and the batch queue's tasks stop (a batch computing in a thread finishes there, unheard)."""
+        deadline = time.monotonic() + grace_s
+        while self.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.batcher is not None:
+            self.batcher.close(ModelNotReady(reason))
 
     async def _infer(self, inputs: dict[str, np.ndarray], timeout_s: float | None = None, admitted: bool = False):
         """`admitted`: a later step of a rollout already accepted, which the queue policy must not refuse halfway."""
@@ -173,6 +190,15 @@ class ModelWorker:
 
     async def stream(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
         """A decoupled model's responses to one request: a rollout's steps, or what the handler yields."""
+        self.active += 1
+        try:
+            async with aclosing(self._stream(inputs)) as responses:
+                async for outputs in responses:
+                    yield outputs
+        finally:
+            self.active -= 1
+
+    async def _stream(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
         if self.spec.kind is ModelKind.ROLLOUT:
             async with aclosing(self._rollout(inputs)) as steps:
                 async for outputs in steps:

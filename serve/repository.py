@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -320,16 +321,22 @@ def _tensor(t, optional: bool = False) -> TensorSpec:
     return TensorSpec(t.name, from_config(model_config_pb2.DataType.Name(t.data_type)), tuple(t.dims), optional)
 
 
-class ModelRepository:
-    """All models under one root folder, validated once at construction."""
+def model_folders(root: Path) -> list[str]:
+    """The names of the model folders under `root` (hidden and `_` folders are not models)."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
 
-    def __init__(self, root: str | Path):
+
+class ModelRepository:
+    """All models under one root folder, validated once at construction; `names`: only these folders (the ingress
+    reads the models its application was built with, not folders added since: serve/model_control.py loads those)."""
+
+    def __init__(self, root: str | Path, names: Iterable[str] | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise RepositoryError(f"model repository {self.root} does not exist; build it with `make repository`")
         self.models: dict[str, ModelSpec] = {}
-        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-            self.models[folder.name] = load_model(folder)
+        for name in model_folders(self.root) if names is None else sorted(set(names)):
+            self.models[name] = load_model(self.root / name)
         if not self.models:
             raise RepositoryError(f"model repository {self.root} holds no model folders")
 

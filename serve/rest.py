@@ -172,7 +172,47 @@ async def model_config(request: Request, model: str, version: str | None = None)
 @app.post("/v2/repository/index")
 async def repository_index(request: Request):
     authenticate(request)
-    return plane(request).index()
+    body = await _control_body(request, RepositoryIndexRequest)
+    return plane(request).repository_index(ready=bool(body.ready))
+
+
+# -- model repository extension: load / unload (serve/model_control.py) --------------------------------
+class RepositoryIndexRequest(BaseModel):
+    """Triton's `$repository_index_request`; other fields (a repository name) are ignored, as there is one repository."""
+
+    ready: bool | None = None
+
+
+class RepositoryControlRequest(_Wire):
+    parameters: dict[str, Any] | None = None
+
+
+CONTROL_BODY_BYTES = 1 << 20
+"""Largest body of an index, load or unload request: their bodies hold a few parameters (a load refuses files)."""
+
+
+async def _control_body(request: Request, model: type[BaseModel]):
+    body = await _read_body(request, CONTROL_BODY_BYTES)
+    try:
+        return model.model_validate(json.loads(body) if body.strip() else {})
+    except (ValueError, RecursionError) as e:  # not JSON, or not the request's fields
+        raise InvalidInput(f"invalid {request.url.path.rsplit('/', 1)[-1]} request: {e}") from None
+
+
+@app.post("/v2/repository/models/{model}/load")
+async def repository_model_load(request: Request, model: str):
+    authenticate(request)
+    body = await _control_body(request, RepositoryControlRequest)
+    await plane(request).model_control().load(model, body.parameters)
+    return Response(status_code=200)
+
+
+@app.post("/v2/repository/models/{model}/unload")
+async def repository_model_unload(request: Request, model: str):
+    authenticate(request)
+    body = await _control_body(request, RepositoryControlRequest)
+    await plane(request).model_control().unload(model, body.parameters)
+    return Response(status_code=200)
 
 
 # -- inference ----------------------------------------------------------------------------------------

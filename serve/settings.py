@@ -55,3 +55,9 @@ class ServerSettings(BaseSettings):
     """Serve's throughput-optimised direct ingress (the ingress replica listens itself, ~4x faster here);
     False runs Serve's classic proxy in front, as `serve run` does."""
     temp_dir: str = "/tmp/streamserve"
+    model_control: bool = True
+    """Triton's model repository extension: load and unload models while serving (serve/model_control.py), with the
+    same authentication as every other call. False: the index alone is served, load and unload answer UNIMPLEMENTED."""
+    model_load_timeout_s: float = 120.0
+    """How long a load (reading the folder, the admission check, building the runtime) may take before it is answered
+    with an error; the previous state is kept."""

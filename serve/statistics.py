@@ -90,7 +90,7 @@ class Registry:
         self._publisher: asyncio.Task | None = None
         self._published = -1
         self._lock: asyncio.Lock | None = None
-        self._store: _GcsStore | None | bool = None  # decided on first use: False outside Ray
+        self._store: GcsStore | None | bool = None  # decided on first use: False outside Ray
 
     def get(self, model: str, version: str) -> ModelStats:
         stats = self.models.get((model, version))
@@ -137,7 +137,7 @@ class Registry:
     # -- publication ----------------------------------------------------------------------------------------------
     def _start_publisher(self) -> None:
         if self._store is None:
-            self._store = _GcsStore.connect() or False
+            self._store = GcsStore.connect() or False
             if self._store is False:
                 return
         try:
@@ -161,7 +161,7 @@ class Registry:
 
     async def publish(self) -> None:
         """Writes this process's counters to the store now (when changed since the last time)."""
-        store = self._store if self._store is not None else (_GcsStore.connect() or False)
+        store = self._store if self._store is not None else (GcsStore.connect() or False)
         self._store = store
         if not store:
             return
@@ -190,14 +190,16 @@ class Registry:
         return merged
 
 
-class _GcsStore:
-    """Ray's GCS key-value store, through the worker's GCS client (the store Serve keeps its own state in)."""
+class GcsStore:
+    """Ray's GCS key-value store, through the worker's GCS client (the store Serve keeps its own state in): entries
+    under one prefix, this process's own under `key` (prefix + its actor id, unless named). Also the desired model
+    states of serve/model_control.py, under their own prefix."""
 
-    def __init__(self, client, key: bytes):
-        self.client, self.key = client, key
+    def __init__(self, client, key: bytes, prefix: bytes = PREFIX):
+        self.client, self.key, self.prefix = client, key, prefix
 
     @classmethod
-    def connect(cls) -> _GcsStore | None:
+    def connect(cls, prefix: bytes = PREFIX) -> GcsStore | None:
         import ray
 
         if not ray.is_initialized():
@@ -211,13 +213,23 @@ class _GcsStore:
             process = ray.get_runtime_context().get_actor_id() or f"pid-{os.getpid()}"
         except Exception:
             process = f"pid-{os.getpid()}"
-        return cls(client, PREFIX + process.encode())
+        return cls(client, prefix + process.encode(), prefix)
 
-    async def put(self, payload: bytes) -> None:
-        await self.client.async_internal_kv_put(self.key, payload, True, NAMESPACE, timeout=5)
+    async def put(self, payload: bytes, name: str | None = None) -> None:
+        """This process's entry, or the entry `name` under the prefix."""
+        key = self.key if name is None else self.prefix + name.encode()
+        await self.client.async_internal_kv_put(key, payload, True, NAMESPACE, timeout=5)
+
+    async def names(self) -> set[str]:
+        """The entries' names (their keys without the prefix): one call, for a poll that reads values only on change."""
+        keys = await self.client.async_internal_kv_keys(self.prefix, NAMESPACE, timeout=5)
+        return {key[len(self.prefix):].decode() for key in keys or ()}
+
+    async def delete(self, name: str) -> None:
+        await self.client.async_internal_kv_del(self.prefix + name.encode(), False, NAMESPACE, timeout=5)
 
     async def read_all(self) -> list[bytes]:
-        keys = await self.client.async_internal_kv_keys(PREFIX, NAMESPACE, timeout=5)
+        keys = await self.client.async_internal_kv_keys(self.prefix, NAMESPACE, timeout=5)
         if not keys:
             return []
         values = await self.client.async_internal_kv_multi_get(keys, NAMESPACE, timeout=5)

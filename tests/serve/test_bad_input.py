@@ -201,9 +201,17 @@ def test_grpc_message_far_above_the_limit_is_cut_by_the_proxy(stub):
     assert stub.ModelInfer(grpc_request(), timeout=30).model_name == "simple"
 
 
-@pytest.mark.parametrize("rpc", ["RepositoryModelLoad", "RepositoryModelUnload", "TraceSetting", "LogSettings"])
+@pytest.mark.parametrize("rpc", ["TraceSetting", "LogSettings"])
 def test_unsupported_rpcs_answer_unimplemented(stub, rpc):
     request_type = getattr(pb, pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name[rpc].input_type.name)
     with pytest.raises(grpclib.RpcError) as caught:
         getattr(stub, rpc)(request_type(), timeout=30)
     assert caught.value.code() == grpclib.StatusCode.UNIMPLEMENTED
+
+
+@pytest.mark.parametrize("name", ["", "../simple", ".hidden"])
+def test_model_load_names_a_folder_of_the_repository(stub, name):
+    for rpc, request in (("RepositoryModelLoad", pb.RepositoryModelLoadRequest), ("RepositoryModelUnload", pb.RepositoryModelUnloadRequest)):
+        with pytest.raises(grpclib.RpcError) as caught:
+            getattr(stub, rpc)(request(model_name=name), timeout=30)
+        assert caught.value.code() == grpclib.StatusCode.INVALID_ARGUMENT and "name of a folder" in caught.value.details()

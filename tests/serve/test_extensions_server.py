@@ -82,13 +82,41 @@ def statistics(server, http, grpc):
     assert grpc.get_inference_statistics("simple").model_stats[0].inference_count >= 1
 
 
+def model_repository(server, http, grpc):
+    """Index, unload and load (tests/serve/test_model_control_server.py has the rest)."""
+    assert ("simple_int8", "1", "READY") in {(m.name, m.version, m.state) for m in grpc.get_model_repository_index().models}
+    try:
+        http.unload_model("simple_int8")
+        assert not grpc.is_model_ready("simple_int8")
+        assert next(m for m in http.get_model_repository_index() if m["name"] == "simple_int8")["state"] == "UNAVAILABLE"
+    finally:
+        grpc.load_model("simple_int8")
+    assert http.is_model_ready("simple_int8")
+
+
+def system_shared_memory(server, http, grpc):
+    from tritonclient.utils import shared_memory as shm
+
+    region = shm.create_shared_memory_region("extensions_check", "/extensions_check", 64)
+    try:
+        for client in (http, grpc):
+            client.register_system_shared_memory("extensions_check", "/extensions_check", 64)
+            status = client.get_system_shared_memory_status()
+            assert "extensions_check" in str(status)
+            client.unregister_system_shared_memory("extensions_check")
+    finally:
+        shm.destroy_shared_memory_region(region)
+
+
 CHECKS = {
     "binary_tensor_data": binary_tensor_data,
     "model_configuration": model_configuration,
+    "model_repository": model_repository,
     "schedule_policy": schedule_policy,
     "sequence": sequence,
     "sequence(string_id)": sequence_string_id,
     "statistics": statistics,
+    "system_shared_memory": system_shared_memory,
 }
 
 
@@ -106,17 +134,11 @@ def test_each_advertised_extension_works(server, http, grpc, extension):
 def test_extensions_not_advertised_answer_unsupported(server, http, grpc):
     with pytest.raises(InferenceServerException, match="classification"):  # classification
         http.infer("simple", simple_inputs(httpclient), outputs=[httpclient.InferRequestedOutput("OUTPUT0", class_count=2)])
-    with pytest.raises(InferenceServerException, match="not supported") as caught:  # shared memory
-        grpc.get_system_shared_memory_status()
-    assert caught.value.status() == "StatusCode.UNIMPLEMENTED"
-    with pytest.raises(InferenceServerException):  # model repository load / unload: the index alone is served
-        grpc.load_model("simple")
-    with pytest.raises(InferenceServerException):
-        http.unload_model("simple")
+    with pytest.raises(InferenceServerException, match="not supported"):  # CUDA shared memory
+        grpc.register_cuda_shared_memory("gpu_region", b"aGFuZGxl", 0, 64)  # base64 of a handle
     with pytest.raises(InferenceServerException):  # trace, logging
         http.get_trace_settings()
     with pytest.raises(InferenceServerException):
         grpc.get_log_settings()
     status, _, _ = post(server, "/v2/models/simple/generate", b"{}")  # generate (generate_stream takes v2 requests)
     assert status == 404
-    assert grpc.get_model_repository_index().models  # the index itself works
