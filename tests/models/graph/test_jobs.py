@@ -81,3 +81,21 @@ def test_a_finished_job_frees_its_slot(tmp_path):
 def test_a_bad_cap_is_refused_naming_the_parameter(tmp_path, value):
     with pytest.raises(RepositoryError, match=f"parameter 'max_concurrent_jobs': .*, got '{value}'"):
         handler(tmp_path, max_concurrent_jobs=value)
+
+
+def test_a_served_kmeans_checks_for_cancellation_between_its_initialisations():
+    from models.graph.ccgc import Cancelled, _kmeans
+
+    z = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    checks = []
+
+    def cancel_on_third_check():
+        checks.append(1)
+        if len(checks) == 3:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        _kmeans(z, 4, seed=0, check_cancel=cancel_on_third_check)
+    assert len(checks) == 3  # two initialisations ran, the third was never started
+    served, offline = _kmeans(z, 4, seed=0, check_cancel=lambda: None), _kmeans(z, 4, seed=0)
+    assert served.n_clusters == offline.n_clusters == 4 and served.inertia_ <= 1.05 * offline.inertia_  # best of 5 either way
