@@ -2,9 +2,10 @@
 the real server, with the clients' own checks: HTTP and gRPC, sync, async, asyncio and streaming; raw gRPC stubs
 with typed contents; Triton's example models (models/examples/triton.py).
 
-Not here: the statistics and model-control clients (extensions this server does not offer), the image clients (their
-models are not in the repository) and the server name the health clients check ("triton"). The system shared memory
-clients run unchanged in tests/serve/test_shared_memory_server.py. The repeat client's one-second delays are shortened
+Elsewhere: the statistics clients run unchanged in tests/serve/test_statistics_server.py, the system shared memory
+clients in tests/serve/test_shared_memory_server.py, the model-control clients' calls in
+tests/serve/test_model_control_server.py. Not anywhere: the image clients (their models are not in the repository)
+and the server name the health clients check ("triton"). The repeat client's one-second delays are shortened
 to keep the test quick; everything else is the clients' data.
 """
 import asyncio
