@@ -212,20 +212,18 @@ class GRPCInferenceServicer:
 
     async def RepositoryModelLoad(self, request, grpc_context):
         """Triton's model repository extension (serve/model_control.py)."""
-        async def call():
-            parameters = {key: _parameter_value(value) for key, value in request.parameters.items()}
-            await self.plane.model_control().load(request.model_name, parameters)
-            return pb.RepositoryModelLoadResponse()
-
-        return await self._unary(grpc_context, pb.RepositoryModelLoadResponse(), call)
+        return await self._model_control(request, grpc_context, "load", pb.RepositoryModelLoadResponse())
 
     async def RepositoryModelUnload(self, request, grpc_context):
+        return await self._model_control(request, grpc_context, "unload", pb.RepositoryModelUnloadResponse())
+
+    async def _model_control(self, request, grpc_context, action: str, answer):
         async def call():
             parameters = {key: _parameter_value(value) for key, value in request.parameters.items()}
-            await self.plane.model_control().unload(request.model_name, parameters)
-            return pb.RepositoryModelUnloadResponse()
+            await getattr(self.plane.model_control(), action)(request.model_name, parameters)
+            return answer
 
-        return await self._unary(grpc_context, pb.RepositoryModelUnloadResponse(), call)
+        return await self._unary(grpc_context, answer, call)
 
     async def ModelStatistics(self, request, grpc_context):
         async def call():
