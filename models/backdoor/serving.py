@@ -12,14 +12,13 @@ refused with Overloaded (503 / RESOURCE_EXHAUSTED). A client that leaves has its
 No torch here: the served path is onnx + numpy + a subprocess.
 """
 import base64
-import threading
 from contextlib import closing
 
 import numpy as np
 
 from pydantic import Field
 
-from serve.sdk import HandlerParams, InvalidInput, ModelHandler, Overloaded, bytes_tensor, json_tensor, one_bytes
+from serve.sdk import HandlerParams, InvalidInput, JobSlots, ModelHandler, bytes_tensor, json_tensor, one_bytes
 
 from .jobs import Limits, run_scan
 from .onnx_guard import MAX_BYTES, Refused, check, image_shape
@@ -52,7 +51,7 @@ class BackdoorScanHandler(ModelHandler):
         self.max_bytes, self.max_scans = p.max_model_bytes, p.max_concurrent_scans
         self.limits = Limits(memory_mb=p.memory_mb, cpu_seconds=p.cpu_seconds, wall_seconds=p.wall_seconds, steps=p.steps)
         self.clean = np.load(self.model_dir / "clean_reference.npy", allow_pickle=False).astype(np.float32)
-        self.scan_slots = threading.BoundedSemaphore(self.max_scans)
+        self.scan_slots = JobSlots(self.max_scans, "scan(s)", "max_concurrent_scans")
 
     def preprocess(self, inputs):
         data = one_bytes(inputs, "MODEL", "an ONNX file")
@@ -78,13 +77,8 @@ class BackdoorScanHandler(ModelHandler):
         return {"MODEL": data, "CLEAN_IMAGES": clean}
 
     def stream(self, inputs):
-        if not self.scan_slots.acquire(blocking=False):
-            raise Overloaded(f"backdoor_scan: this replica is already running {self.max_scans} scan(s), the limit set by "
-                             "its parameter max_concurrent_scans; retry later")
-        try:
+        with self.scan_slots.held():
             yield from self._scan(inputs)
-        finally:
-            self.scan_slots.release()
 
     def _scan(self, inputs):
         if not isinstance(inputs.get("MODEL"), bytes):  # a worker without the preprocess hook

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from serve.sdk import HandlerParams, InvalidInput, ModelHandler, OnnxRuntime, bytes_tensor, json_tensor, one_bytes
+from serve.sdk import HandlerParams, InvalidInput, JobSlots, ModelHandler, OnnxRuntime, bytes_tensor, json_tensor, one_bytes
 
 from .decode import Limits, VideoError, iter_frames, probe
 from .pipeline import ARTIFACTS, Analyzer, Pooling, SegmentResult, summarize
@@ -47,6 +47,8 @@ class VideoParams(HandlerParams):
     segment_clips: int = Field(2, ge=1, le=64, description="clips per reported segment")
     frame_batch: int = Field(4, ge=1, le=64, description="frames per ONNX call")
     decode_threads: int = Field(0, ge=0, le=16, description="decoder threads; 0: the replica's CPU share")
+    max_concurrent_streams: int = Field(2, ge=1, le=64, description="videos one replica analyses at once (each up to "
+                                        "~600 MB at 1080p, loadtest/reports/working_set.md); one more is refused (503)")
 
 
 class _Sstam(ModelHandler):
@@ -65,6 +67,7 @@ class _Sstam(ModelHandler):
         self.decode_threads = p.decode_threads or self.num_threads
         self.limits = Limits(max_width=p.max_width, max_height=p.max_height, max_seconds=p.max_seconds,
                              max_frames=p.max_frames, max_pixel_rate=p.max_pixel_rate)
+        self.stream_slots = JobSlots(p.max_concurrent_streams, "video analyses", "max_concurrent_streams")
 
     def block_fn(self, y, uv):
         out = self.block.infer({"y": y, "uv": uv})
@@ -106,6 +109,10 @@ class VideoArtifactsHandler(_Sstam):
         return {"VIDEO": bytes_tensor(data)}
 
     def stream(self, inputs):
+        with self.stream_slots.held():
+            yield from self._analyse(inputs)
+
+    def _analyse(self, inputs):
         data = self._video_bytes(inputs, "VIDEO")
         an, info, segments = self.analyzer(), {}, []
         # closing(): when the consumer closes this stream (client gone), the decoder is closed here and now

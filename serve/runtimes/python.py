@@ -20,12 +20,14 @@ A handler is a runtime with two more hooks:
 - `load_snapshot`, for a handler that answers from a data file named by config.pbtxt's `snapshot` parameter
   (a hosted graph): a new file is swapped into running replicas without a restart (ModelWorker.reconfigure).
 """
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from ..errors import RepositoryError
+from ..errors import Overloaded, RepositoryError
 from ..families import resolve
 from ..params import HandlerParams, parse
 from .base import Runtime
@@ -87,3 +89,26 @@ def handler_class(path: str) -> type[ModelHandler]:
     if not (isinstance(cls, type) and issubclass(cls, ModelHandler)):
         raise RepositoryError(f"handler {path!r} is not a ModelHandler (serve.sdk)")
     return cls
+
+
+class JobSlots:
+    """At most `limit` long jobs of a handler at once (scans, fits, video analyses, each with a large working set):
+    one more is refused at once with `Overloaded` naming the parameter that sets the limit, never queued in memory.
+
+        with self.slots.held():   # in `stream`, around the whole job: released when the job ends or its client leaves
+            yield from self._work(inputs)
+    """
+
+    def __init__(self, limit: int, what: str, parameter: str):
+        self.limit, self.what, self.parameter = limit, what, parameter
+        self._free = threading.BoundedSemaphore(limit)
+
+    @contextmanager
+    def held(self):
+        if not self._free.acquire(blocking=False):
+            raise Overloaded(f"this replica is already running {self.limit} {self.what}, the limit set by its parameter "
+                             f"{self.parameter}; retry later")
+        try:
+            yield
+        finally:
+            self._free.release()

@@ -14,7 +14,7 @@ from models.video.decode import iter_frames
 from models.video.pipeline import Analyzer
 from models.video.serving import VideoArtifactsHandler
 from models.video.train import WEIGHTS, load, torch_fns
-from serve.errors import InvalidInput
+from serve.errors import InvalidInput, Overloaded
 from serve.replica import ModelWorker
 
 torch.set_num_threads(1)
@@ -101,6 +101,16 @@ def test_resolution_limit(repo, clips):
     h = VideoArtifactsHandler(repo / NAME / "1", {"max_width": "256"}, ["VIDEO"], [], 1, "cpu")
     with pytest.raises(InvalidInput, match="resolution 320x64 above the limit 256x1088"):
         h.preprocess(video(clips["big"]))
+
+
+def test_a_video_over_the_concurrent_stream_cap_is_refused_and_a_finished_one_frees_its_slot(repo, clips):
+    h = VideoArtifactsHandler(repo / NAME / "1", {"max_concurrent_streams": "1"}, ["VIDEO"], [], 1, "cpu")
+    running = h.stream(video(clips["mp4"]))
+    next(running)  # the first segment: this analysis holds the replica's only slot
+    with pytest.raises(Overloaded, match="already running 1 video analyses.*max_concurrent_streams"):
+        next(h.stream(video(clips["mp4"])))
+    running.close()  # the client left: its slot is free at once
+    assert "SUMMARY" in list(h.stream(video(clips["mp4"])))[-1]
 
 
 def seg(index, data, start=0, end=0, state=None):
