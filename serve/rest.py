@@ -9,6 +9,7 @@ registered system shared memory region (Triton's extension, routes at the end, s
 import json
 import logging
 import time
+import zlib
 from functools import partial
 from typing import Any
 
@@ -286,18 +287,44 @@ async def _read_body(request: Request, limit: int) -> bytes:
     too_large = InvalidInput(f"request body of {declared or 'more than ' + str(limit)} bytes exceeds the limit of {limit} bytes")
     if declared and declared.isdigit() and int(declared) > 2 * limit:
         raise too_large
-    if request.headers.get("content-encoding", "identity") != "identity":
-        raise InvalidInput(f"content-encoding {request.headers['content-encoding']!r} is not supported; send the body uncompressed")
-    chunks, size = [], 0
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in _DECOMPRESSORS:
+        raise InvalidInput(f"content-encoding {encoding!r} is not supported; send the body as gzip, deflate or uncompressed")
+    inflate = _DECOMPRESSORS[encoding]()
+    chunks, size, inflated = [], 0, 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-        elif size > 2 * limit:
+        if size > 2 * limit:
             break
+        if size > limit:
+            continue
+        if inflate is None:
+            chunks.append(chunk)
+            continue
+        # Bounded inflation: never more than the limit (plus one byte, to tell "at" from "past") exists decompressed.
+        while chunk and inflated <= limit:
+            try:
+                piece = inflate.decompress(chunk, limit + 1 - inflated)
+            except zlib.error as e:
+                raise InvalidInput(f"request body is not valid {encoding} data ({e})") from None
+            inflated += len(piece)
+            chunks.append(piece)
+            chunk = inflate.unconsumed_tail
+        if inflated > limit:
+            raise InvalidInput(f"request body decompresses ({encoding}) to more than the limit of {limit} bytes")
     if size > limit:
         raise too_large
+    if inflate is not None and not inflate.eof:
+        raise InvalidInput(f"request body is not complete {encoding} data")
     return b"".join(chunks)
+
+
+_DECOMPRESSORS = {
+    "identity": lambda: None,
+    "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+    "deflate": lambda: zlib.decompressobj(zlib.MAX_WBITS),  # zlib-wrapped, as HTTP's "deflate" and tritonclient send it
+}
+"""Request `Content-Encoding`s Triton's HTTP clients send (`request_compression_algorithm`)."""
 
 
 def _split_binary(body: bytes, header_length: str | None) -> tuple[InferenceRequestBody, bytes]:

@@ -1,5 +1,6 @@
 """Every documented client mistake gets its documented status and a message naming the problem; never a
 500, and the server answers a valid request right after each one."""
+import gzip
 import json
 import urllib.error
 import urllib.request
@@ -95,7 +96,10 @@ HTTP_CASES = [
     ("header length past the body", "/v2/models/simple/infer", *binary_body(RAW16, header_length_delta=10_000), 400, "Inference-Header-Content-Length"),
     ("header length not a number", "/v2/models/simple/infer", simple_json(), {"Inference-Header-Content-Length": "abc"}, 400, "must be an integer"),
     ("header length cuts the JSON", "/v2/models/simple/infer", *binary_body(RAW16, header_length_delta=-5), 400, "not valid JSON"),
-    ("compressed body", "/v2/models/simple/infer", simple_json(), {"Content-Encoding": "gzip"}, 400, "content-encoding 'gzip' is not supported"),
+    ("unsupported content-encoding", "/v2/models/simple/infer", simple_json(), {"Content-Encoding": "br"}, 400, "content-encoding 'br' is not supported"),
+    ("gzip header, plain body", "/v2/models/simple/infer", simple_json(), {"Content-Encoding": "gzip"}, 400, "not valid gzip data"),
+    ("gzip body cut short", "/v2/models/simple/infer", gzip.compress(simple_json())[:-12], {"Content-Encoding": "gzip"}, 400, "not complete gzip data"),
+    ("gzip bomb", "/v2/models/simple/infer", gzip.compress(b" " * (8 * LIMIT)), {"Content-Encoding": "gzip"}, 400, "decompresses (gzip) to more than the limit"),
     ("body above the size limit", "/v2/models/simple/infer", b"x" * (LIMIT + 1), {}, 400, f"exceeds the limit of {LIMIT} bytes"),
     ("classification extension", "/v2/models/simple/infer", simple_json(outputs=[{"name": "OUTPUT0", "parameters": {"classification": 3}}]), {}, 400, "classification"),
     ("caption: empty text", "/v2/models/caption_match/infer", caption(["   "]), {}, 400, "element 0 is empty; text expected"),

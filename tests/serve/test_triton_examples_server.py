@@ -53,6 +53,13 @@ def test_http_infer_client(http):
     assert caught.value.message().startswith("Request for unknown model")
 
 
+@pytest.mark.parametrize("compression", ["gzip", "deflate"])
+def test_http_infer_client_with_compression(http, compression):  # simple_http_infer_client --request-compression-algorithm
+    result = http.infer("simple", simple_inputs(httpclient, binary=True), request_compression_algorithm=compression,
+                        response_compression_algorithm=compression)
+    check_simple(result)
+
+
 @pytest.mark.parametrize("compression", [None, "gzip", "deflate"])
 def test_grpc_infer_client(grpc, compression):
     outputs = [grpcclient.InferRequestedOutput("OUTPUT0"), grpcclient.InferRequestedOutput("OUTPUT1")]
