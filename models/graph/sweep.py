@@ -20,7 +20,7 @@ cell trains / fits, on the same graph and the same 70/20/10 split (split seed = 
 
 `--part recipe` reruns BotRGCN at the default cell with MGTAB's schedule (lr 1e-3, 200 epochs), to see whether a
 loss there is the shortened recipe's fault. Bot accuracy and macro-F1 on the test split, mean ± std over seeds; per cell the paired differences between
-models (mean ± std and a 95 % bootstrap interval over seeds): a model *wins* when the interval excludes zero.
+models (mean ± std and a 95 % bootstrap interval over seeds): a model *wins* when both exclude zero.
 
 `--part cluster`: the served clustering (CCGC on structural attributes, cluster_snapshot's settings) against
 k-means on the same input (the regularised spectral embedding: regularised spectral clustering) and k-means on
@@ -147,13 +147,14 @@ def bot_cell(gcfg: GraphConfig, epochs: int = Config.epochs, models=BOT_MODELS) 
 
 def paired(a, b, n_boot: int = 10_000, seed: int = 0) -> dict:
     """a − b per seed: mean, std, and the 95 % percentile-bootstrap interval of the mean over seeds (resampling
-    seeds). `verdict` is "win" / "loss" when the interval excludes zero, else "tie". With 5 seeds the bootstrap
-    interval is narrow (it cannot be wider than the range of the differences): read it with the std."""
+    seeds). `verdict` is "win" / "loss" when both the interval and mean ± std exclude zero, else "tie". (With 5
+    seeds the bootstrap interval alone is optimistic — it cannot be wider than the range of the differences, and
+    excludes zero with 3 of 5 seeds positive — so the std must agree.)"""
     d = np.asarray(a, float) - np.asarray(b, float)
     boots = d[np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))].mean(1)
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return {"mean": float(d.mean()), "std": float(d.std()), "ci": [float(lo), float(hi)], "positive": int((d > 0).sum()), "n": len(d),
-            "verdict": "win" if lo > 0 else "loss" if hi < 0 else "tie"}
+            "verdict": "win" if lo > 0 and d.mean() > d.std() else "loss" if hi < 0 and d.mean() < -d.std() else "tie"}
 
 
 def summarise_bot(runs: list, homophily, signal, models=BOT_MODELS) -> dict:
@@ -300,9 +301,9 @@ def render(res: dict) -> str:
     out = ["# Does the data decide the graph ranking? (`python -m models.graph.sweep`)", "",
            "Generated MGTAB-shaped data (models/graph/synth.py), **not MGTAB**. Every number is a mean ± std over generator "
            "seeds (the split seed is the generator seed; every model of a cell sees the same graph and split). "
-           "Differences are paired per seed: mean ± std [95 % bootstrap interval over seeds]; *win* / *loss* = the interval "
-           "excludes zero, else *tie*. With 5 seeds the bootstrap interval is optimistic (it can't be wider than the "
-           "range of the 5 differences); the std is printed beside it.", ""]
+           "Differences are paired per seed: mean ± std [95 % bootstrap interval over seeds]; *win* / *loss* = both the "
+           "interval and mean ± std exclude zero, else *tie* (with 5 seeds the bootstrap interval alone is optimistic: it "
+           "can't be wider than the range of the 5 differences).", ""]
     if "bot" in res:
         b = res["bot"]
         out += [f"## Bot detection: {c['n_users']} users, edge scale {c['edge_scale']}, seeds {b['seeds_used']}", "",
@@ -330,7 +331,7 @@ def render(res: dict) -> str:
             vs = cell["botrgcn_vs"]
             out.append(f"| {cell['homophily_scale']} | {cell['bot_signal']} | " + " | ".join(_diff(vs[m]["f1"]) if m in vs else "—" for m in BOT_MODELS[1:]) + " |")
         out += ["", "### Who wins each cell", "",
-                "Best = the highest mean; 'tied with' = models whose paired difference from it has an interval containing zero.", "",
+                "Best = the highest mean; 'tied with' = models whose paired difference from it is a tie (see above).", "",
                 "| homophily | bot signal | best on test accuracy (tied with) | best on validation accuracy (tied with) |", "|---|---|---|---|"]
         for cell in b["cells"].values():
             bt, bv = cell["best_test"], cell["best_val"]

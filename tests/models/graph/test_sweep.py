@@ -67,3 +67,16 @@ def test_command_writes_the_report(tmp_path):
     assert cell["seeds"] == [0, 1] and set(cell["botrgcn_vs"]) == set(sweep.BOT_MODELS) - {"BotRGCN"}
     md = out.with_suffix(".md").read_text()
     assert "| 1.0 | 1.0 |" in md and "BotRGCN minus each baseline" in md
+
+
+def test_attributed_sbm_has_the_stated_shape():
+    x, ei, y = sweep.attributed_sbm(0, **sweep.SBM)
+    n, k = sweep.SBM["n"], sweep.SBM["k"]
+    assert x.shape == (n, sweep.SBM["d"]) and np.bincount(y).tolist() == [n // k] * k
+    assert abs(2 * ei.shape[1] / n - sweep.SBM["degree"]) < 0.5  # mean degree
+    inside = (y[ei[0]] == y[ei[1]]).mean()
+    r = sweep.SBM["in_ratio"]
+    assert abs(inside - r / (r + k - 1)) < 0.03  # share of edges inside a block
+    # the features carry the signal: block means are far apart relative to the noise
+    means = np.stack([x[y == c].mean(0) for c in range(k)])
+    assert np.allclose(np.linalg.norm(means, axis=1), sweep.SBM["mu"], atol=0.3)
