@@ -18,9 +18,10 @@ cell trains / fits, on the same graph and the same 70/20/10 split (split seed = 
 - label propagation: label spreading (Zhou et al. 2004) over the undirected union of the relations from the
   training labels, α ∈ {0.1, 0.3, 0.5, 0.7, 0.9, 0.99} and with / without class-mass normalisation chosen on validation.
 
-`--part recipe` reruns BotRGCN at the default cell with MGTAB's schedule (lr 1e-3, 200 epochs), to see whether a
-loss there is the shortened recipe's fault. Bot accuracy and macro-F1 on the test split, mean ± std over seeds; per cell the paired differences between
-models (mean ± std and a 95 % bootstrap interval over seeds): a model *wins* when both exclude zero.
+Bot accuracy and macro-F1 on the test split, mean ± std over seeds; per cell the paired differences between models
+(mean ± std and a 95 % bootstrap interval over seeds): a model *wins* when both exclude zero. `--part recipe`
+reruns BotRGCN at the default cell with MGTAB's schedule (lr 1e-3, 200 epochs): is a loss there the shortened
+recipe's fault?
 
 `--part cluster`: the served clustering (CCGC on structural attributes, cluster_snapshot's settings) against
 k-means on the same input (the regularised spectral embedding: regularised spectral clustering) and k-means on
