@@ -17,6 +17,7 @@ Each part writes report/<part>.json; results.md and the plots are rebuilt from e
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,15 @@ def part_gnn(seeds: int, epochs: int) -> dict:
     the file is rewritten after each new run, so `--seeds 5` after `--seeds 3` trains only seeds 3 and 4, and a
     stopped run loses at most the model it was training."""
     from .model import MODELS
+    from .synth import GraphConfig
     from .train import TASKS, Config, graph_for, train
 
     cfg = Config(epochs=epochs)
     graph = graph_for(cfg)
     header = {"config": cfg.__dict__, "graph": graph["config"], "n_edges": int(graph["edge_index"].shape[1])}
     previous = json.loads((REPORT / "gnn.json").read_text()) if (REPORT / "gnn.json").exists() else {}
+    if "graph" in previous:  # generator fields added since (the sweep axes) had their defaults in those runs
+        previous["graph"] = {**{k: v for k, v in asdict(GraphConfig()).items() if k != "edge_counts"}, **previous["graph"]}
     same = all(previous.get(k) == json.loads(json.dumps(v)) for k, v in header.items())
     runs = [r for r in previous.get("runs", []) if r["seed"] < seeds] if same else []
     if runs:

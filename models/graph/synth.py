@@ -25,6 +25,12 @@ How it is drawn (everything from one seed; sizes are parameters, so `scale=10` m
   otherwise drawn by out-propensity. Self-loops and duplicate edges are dropped and redrawn, so each
   relation has exactly its edge count (scaled by `edge_scale`).
 
+Two sweep axes (models/graph/sweep.py asks whether the models' ranking is built into the data; both default
+to 1.0, which reproduces the tuned generator bit for bit): `homophily_scale` interpolates every HOMOPHILY[r]
+towards the base rate (0: a sender's bot label is independent of its receiver's; the per-relation bot in-degree
+multipliers, the stance homophily and the group links stay), and `bot_signal` scales the bot feature shift
+(profile shift, binary rates, text direction) without touching the stance / group signals or `camouflage`.
+
 Messages flow edge_index[0] -> edge_index[1] (PyG's default), so a node's incoming neighbours on relation r
 are of its own class with probability HOMOPHILY[r][its class]: `homophily_by_class` measures exactly that.
 """
@@ -62,6 +68,9 @@ class GraphConfig:
     group_fraction: float = 0.5  # share of bots in a coordinated group
     group_density: float = 0.6  # P(a grouped bot's same-class sender on a coordination relation is in its group)
     camouflage: float = 0.2  # share of bots whose features look human
+    # Sweep axes (models/graph/sweep.py); 1.0 is the tuned generator, bit for bit.
+    homophily_scale: float = 1.0  # bot-label homophily: 0 = sender's bot label independent of the receiver's
+    bot_signal: float = 1.0  # scales the bot feature shift only (profile shift, binary rates, text direction)
     seed: int = 0
     edge_counts: tuple = field(default=EDGE_COUNTS)
 
@@ -100,15 +109,24 @@ class _Cells:
         return _weighted_choice(pool, cum, k, rng)
 
 
+def bot_homophily(name: str, share: float, scale: float) -> np.ndarray:
+    """P(sender has the receiver's bot label) for (human, bot) receivers on relation `name`: HOMOPHILY[name]
+    interpolated towards the base rate (1 - share, share) — the value with no homophily at all, where a
+    sender's label is independent of its receiver's. scale 1: HOMOPHILY exactly; 0: base rate; >1 extrapolates."""
+    target, base = np.asarray(HOMOPHILY[name]), np.array([1 - share, share])
+    return np.clip(scale * target + (1 - scale) * base, 0.0, 1.0)
+
+
 def _relation_edges(r: int, name: str, count: int, bot, stance, group, members, in_w, out_w, cfg, rng) -> np.ndarray:
     n = len(bot)
     cells = _Cells(bot, stance, out_w)
     in_cum = np.cumsum(in_w)
+    homophily = bot_homophily(name, float(bot.mean()), cfg.homophily_scale)
     have = np.zeros((2, 0), np.int64)
     while have.shape[1] < count:
         k = int((count - have.shape[1]) * 1.15) + 16
         dst = _weighted_choice(np.arange(n), in_cum, k, rng)
-        same = rng.random(k) < np.asarray(HOMOPHILY[name])[bot[dst]]
+        same = rng.random(k) < homophily[bot[dst]]
         src_bot = np.where(same, bot[dst], 1 - bot[dst])
         same_stance = rng.random(k) < STANCE_HOMOPHILY[name]
         src = np.empty(k, np.int64)
@@ -174,15 +192,16 @@ def generate(cfg: GraphConfig | None = None) -> dict:
 
 def _features(bot, stance, group, cfg: GraphConfig, rng) -> np.ndarray:
     n, s = len(bot), cfg.signal
+    sb = s * cfg.bot_signal  # bot-specific shifts; stance and group signals keep `signal` alone
     x = np.empty((n, N_FEATURES), np.float32)
     # camouflaged bots carry no bot signal in their features (only their relations give them away)
     looks_bot = (bot == 1) & (rng.random(n) >= cfg.camouflage)
     # numeric profile properties: standardised log-counts; bots shifted on a few (weakly)
-    shift = np.array([-0.35, 0.30, 0.25, -0.20, 0.30, 0.0, -0.15, 0.20, 0.0, 0.10]) * PROFILE_SHIFT * s
+    shift = np.array([-0.35, 0.30, 0.25, -0.20, 0.30, 0.0, -0.15, 0.20, 0.0, 0.10]) * PROFILE_SHIFT * sb
     x[:, :N_NUMERIC] = rng.normal(size=(n, N_NUMERIC)) + looks_bot[:, None] * shift
     # binary profile properties: class-dependent rates
     p_human = rng.uniform(0.2, 0.6, N_PROFILE - N_NUMERIC)
-    p_bot = np.clip(p_human + rng.choice([-1, 1], N_PROFILE - N_NUMERIC) * 0.08 * s, 0.02, 0.98)
+    p_bot = np.clip(p_human + rng.choice([-1, 1], N_PROFILE - N_NUMERIC) * 0.08 * sb, 0.02, 0.98)
     p = np.where(looks_bot[:, None], p_bot, p_human)
     x[:, N_NUMERIC:N_PROFILE] = (rng.random((n, N_PROFILE - N_NUMERIC)) < p).astype(np.float32)
     # text embedding
@@ -192,7 +211,7 @@ def _features(bot, stance, group, cfg: GraphConfig, rng) -> np.ndarray:
     bot_dir, stance_dir = unit(1)[0], unit(3)
     templates = unit(max(cfg.n_groups, 1))
     text = rng.normal(size=(n, N_TEXT)) / np.sqrt(N_TEXT) * 8.0  # noise of norm ~8 per user
-    text += (looks_bot[:, None] * 2 - 1) * bot_dir * BOT_TEXT * s
+    text += (looks_bot[:, None] * 2 - 1) * bot_dir * BOT_TEXT * sb
     text += stance_dir[stance] * STANCE_TEXT * s
     g = group >= 0
     text[g] += templates[group[g]] * GROUP_TEXT * s
