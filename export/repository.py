@@ -14,9 +14,11 @@ from google.protobuf import text_format
 from serve.repository import load_model, parse_config
 
 
-def write_model(root: Path, name: str, config_text: str, files: dict[int, tuple[str, bytes] | dict[str, bytes]], card: str) -> Path:
+def write_model(root: Path, name: str, config_text: str, files: dict[int, tuple[str, bytes] | dict[str, bytes]], card: str,
+                model_files: dict[str, bytes] | None = None) -> Path:
     """`files` maps version -> (file name, bytes), or -> {file name: bytes} when a version holds several
-    files (a handler's ONNX graphs and data). The config is parsed and the folder validated before it lands."""
+    files (a handler's ONNX graphs and data); `model_files` lie beside config.pbtxt (an output's label file).
+    The config is parsed and the folder validated before it lands."""
     parse_config(config_text, f"{name}/config.pbtxt")
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
@@ -25,6 +27,8 @@ def write_model(root: Path, name: str, config_text: str, files: dict[int, tuple[
         folder.mkdir()
         (folder / "config.pbtxt").write_text(config_text.strip() + "\n")
         (folder / "card.md").write_text(card.strip() + "\n")
+        for filename, data in (model_files or {}).items():
+            (folder / filename).write_bytes(data)
         for version, contents in files.items():
             (folder / str(version)).mkdir()
             for filename, data in (dict([contents]) if isinstance(contents, tuple) else contents).items():

@@ -25,6 +25,10 @@ class Tensor:
     """without the batch dimension when the model batches; -1 = any size"""
     description: str = ""
     optional: bool = False
+    format: str = ""
+    """an image input's layout for clients that read it (Triton's FORMAT_NCHW / FORMAT_NHWC); "" says nothing"""
+    label_filename: str = ""
+    """an output's class labels, a file in the model folder (Triton's classification extension reports them)"""
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,10 @@ class ServedModel:
                 entry = add(name=t.name, data_type=model_config_pb2.DataType.Value(to_config(t.datatype)), dims=list(t.dims))
                 if t.optional:
                     entry.optional = True
+                if t.format:
+                    entry.format = model_config_pb2.ModelInput.Format.Value(t.format)
+                if t.label_filename:
+                    entry.label_filename = t.label_filename
         if self.queue_delay_us is not None:
             config.dynamic_batching.max_queue_delay_microseconds = self.queue_delay_us
         if self.decoupled:

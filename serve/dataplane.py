@@ -14,6 +14,7 @@ from typing import AsyncIterator, Protocol
 import numpy as np
 
 from . import __version__, metrics
+from .classification import classify
 from .codecs import element_count
 from .datatypes import from_numpy
 from .errors import InferenceError, InvalidInput, ModelNotReady, NotOffered, Overloaded, Unauthenticated
@@ -26,6 +27,7 @@ from .types import InferRequest, InferResponse
 SERVER_NAME = "streamserve"
 EXTENSIONS = [
     "binary_tensor_data",  # Triton's binary tensor extension, HTTP (rest.py)
+    "classification",  # an output's top k classes as "value:index:label" strings (serve/classification.py)
     "model_configuration",  # GET .../config, gRPC ModelConfig
     "schedule_policy",  # the `timeout` request parameter, where the model's queue policy allows it; `priority` has no
     #                     effect, as in Triton for a model without priority levels (no model here declares any)
@@ -35,7 +37,7 @@ EXTENSIONS = [
     "system_shared_memory",  # register / status / unregister, tensors in /dev/shm regions (serve/shared_memory.py)
 ]
 """Triton's protocol extensions this server implements, as reported by server metadata, with "model_repository"
-(index, load, unload: serve/model_control.py) added where the ingress offers it. Not offered: classification, CUDA
+(index, load, unload: serve/model_control.py) added where the ingress offers it. Not offered: CUDA
 shared memory, trace, logging, generate, parameters (models do not read custom request parameters).
 tests/serve/test_extensions_server.py checks each one listed here."""
 MODEL_REPOSITORY = "model_repository"
@@ -341,6 +343,10 @@ class DataPlane:
         for name in request.outputs or []:
             if name not in known_outputs:
                 raise InvalidInput(f"model {spec.name!r}: unknown output {name!r}; outputs are {known_outputs}")
+        declared = {t.name: t.datatype for t in spec.outputs}
+        for name in request.classification:
+            if declared.get(name) in ("BYTES", "BOOL", None):
+                raise InvalidInput(f"output {name!r}: classification needs a numeric output; the model's outputs are {declared}")
         if spec.kind is ModelKind.ROLLOUT:
             steps = np.unique(request.inputs[spec.rollout.steps_input])
             if steps.size != 1 or not 1 <= int(steps[0]) <= spec.rollout.max_steps:
@@ -357,7 +363,11 @@ class DataPlane:
         for name in wanted:  # the runtime must honour the config: a mismatch is ours, not the client's
             if from_numpy(outputs[name].dtype) != declared[name]:
                 raise RuntimeError(f"model {spec.name} output {name} is {outputs[name].dtype}, config says {declared[name]}")
-        return InferResponse(spec.name, str(version), {n: outputs[n] for n in wanted}, id=request.id or "")
+        batched = spec.max_batch_size > 0
+        return InferResponse(spec.name, str(version), {
+            n: classify(outputs[n], request.classification[n], spec.labels.get(n, []), batched) if n in request.classification else outputs[n]
+            for n in wanted
+        }, id=request.id or "")
 
     def _track(self, model: str, version: int, protocol: str, request: InferRequest | None = None):
         return _Tracked(self, {"model": model, "version": str(version)}, protocol, request.received if request else None)

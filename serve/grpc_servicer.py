@@ -15,6 +15,7 @@ from google.protobuf import json_format
 
 from streamserve_proto import RPC_NAMES, model_config_pb2, service_pb2 as pb
 
+from .classification import parse_count
 from .codecs import decode_contents, decode_raw, encode_raw
 from .dataplane import DataPlane
 from .datatypes import from_numpy, numpy_dtype
@@ -50,13 +51,13 @@ def decode_infer_request(request: pb.ModelInferRequest, check_header=None, regio
             inputs[tensor.name] = decode_raw(raw[i], tensor.datatype, shape, tensor.name)
         else:
             inputs[tensor.name] = decode_contents(tensor.contents, tensor.datatype, shape, tensor.name)
-    for output in request.outputs:
-        if output.parameters.get("classification") and output.parameters["classification"].int64_param:
-            raise InvalidInput("the classification extension is not supported; request the raw output")
+    classes = {o.name: parse_count(_parameter_value(o.parameters["classification"]), o.name)
+               for o in request.outputs if "classification" in o.parameters}
     return InferRequest(
         request.model_name, request.model_version or None, inputs,
         [o.name for o in request.outputs] or None, id=request.id,
         parameters={key: _parameter_value(value) for key, value in request.parameters.items()},
+        classification={name: k for name, k in classes.items() if k},
     )
 
 

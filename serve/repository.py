@@ -184,6 +184,12 @@ class ModelSpec:
         return tuple(_tensor(t) for t in self.config.output)
 
     @cached_property
+    def labels(self) -> dict[str, list[str]]:
+        """Class labels of each output that names a `label_filename` (one label per line, a file in the model folder):
+        Triton's classification extension reports them beside each class index (serve/classification.py)."""
+        return {t.name: _read_labels(self.path, t.label_filename) for t in self.config.output if t.label_filename}
+
+    @cached_property
     def params(self) -> dict[str, str]:
         """config.pbtxt's `parameters` as plain strings: where serving options beyond Triton's schema live."""
         return {key: value.string_value for key, value in self.config.parameters.items()}
@@ -384,6 +390,10 @@ def load_model(folder: Path) -> ModelSpec:
         if spec.platform != "python" and not spec.model_file(version).is_file():
             raise RepositoryError(f"{folder / str(version)}: missing model file {spec.model_file(version).name}")
     _check_parameters(spec, where)
+    try:
+        spec.labels
+    except (OSError, ValueError) as e:
+        raise RepositoryError(f"{where}: label_filename: {e}") from None
     if spec.snapshot:
         _check_snapshot(spec, where)
     if spec.rollout and not spec.decoupled:
@@ -439,6 +449,20 @@ def _check_sequence(spec: ModelSpec, where: str) -> None:
             raise RepositoryError(f"{where}: sequence control/state tensor {name!r} must not also be declared as an input or output")
     if spec.decoupled:
         raise RepositoryError(f"{where}: a sequence model answers each request once; it cannot also be decoupled")
+
+
+MAX_LABEL_FILE_BYTES = 1 << 20
+
+
+def _read_labels(folder: Path, name: str) -> list[str]:
+    if Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"{name!r} must be a file name in the model folder")
+    path = folder / name
+    if not path.is_file() or path.is_symlink():
+        raise ValueError(f"{name!r} is not a file in {folder}")
+    if path.stat().st_size > MAX_LABEL_FILE_BYTES:
+        raise ValueError(f"{name!r} is larger than {MAX_LABEL_FILE_BYTES} bytes")
+    return path.read_text(encoding="utf-8").splitlines()
 
 
 def _check_tensors(tensors, kind: str, where: str) -> None:

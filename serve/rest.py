@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .classification import parse_count
 from .codecs import decode_json, decode_raw, encode_json, encode_raw
 from .dataplane import DataPlane
 from .datatypes import from_numpy, numpy_dtype
@@ -380,15 +381,18 @@ def decode_request(
     if offset != len(binary):
         raise InvalidInput(f"binary body has {len(binary)} bytes but the inputs' binary_data_size add up to {offset}")
     outputs = [o.name for o in wire.outputs] if wire.outputs else None
-    return InferRequest(model, version, inputs, outputs, id=wire.id or "", parameters=wire.parameters or {})
+    if "classification" in (wire.parameters or {}):
+        raise InvalidInput("request parameter 'classification': Triton's classification extension is asked per output "
+                           '({"name": ..., "parameters": {"classification": k}})')
+    classes = {o.name: parse_count(o.parameters["classification"], o.name) for o in wire.outputs or [] if "classification" in (o.parameters or {})}
+    return InferRequest(model, version, inputs, outputs, id=wire.id or "", parameters=wire.parameters or {},
+                        classification={name: k for name, k in classes.items() if k})
 
 
 def encode_response(response: InferResponse, wire: InferenceRequestBody, regions: RegionUse | None = None) -> Response:
     """An output placed in shared memory is written there and sent without data, as Triton does."""
     binary_default = bool((wire.parameters or {}).get("binary_data_output", False))
     per_output = {o.name: (o.parameters or {}).get("binary_data", binary_default) for o in wire.outputs or []}
-    if (wire.parameters or {}).get("classification") or any((o.parameters or {}).get("classification") for o in wire.outputs or []):
-        raise InvalidInput("the classification extension is not supported; request the raw output")
     outputs, buffers = {}, []
     for name, array in response.outputs.items():
         if regions is not None and regions.write_output(name, array):

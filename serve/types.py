@@ -20,6 +20,8 @@ class InferRequest:
     parameters: dict = field(default_factory=dict)
     received: float = field(default_factory=time.perf_counter)
     """When the adapter started on it (perf_counter): the decode stage runs from here to the model call."""
+    classification: dict[str, int] = field(default_factory=dict)
+    """Outputs asked for as their top classes (Triton's classification extension, serve/classification.py): name -> k."""
     caller: str = ""
     """Who sent it, as the transport tells (the peer's address): a sequence belongs to the caller that started it."""
 

@@ -1,4 +1,5 @@
-"""Export the trained DigitsCNN to ONNX (`digits_cnn`) and TorchScript (`digits_cnn_torchscript`).
+"""Export the trained DigitsCNN to ONNX (`digits_cnn`, and `digits_classifier` shaped for Triton's image_client.py)
+and TorchScript (`digits_cnn_torchscript`).
 
 Versions 1 and 2 of `digits_cnn` are the weights trained with seeds 0 and 1, so a client can address
 either and the version policy (latest two) is exercised by a real model.
@@ -28,6 +29,31 @@ def served_model(name: str, platform: str, policy: str = "") -> ServedModel:
             Tensor("probabilities", "FP32", (10,), "softmax over the digits 0-9"),
             Tensor("label", "INT64", (1,), "the most probable digit"),
         ),
+    )
+
+
+LABELS = "digit_labels.txt"
+
+
+class ProbabilitiesOnly(torch.nn.Module):
+    """The classifier as Triton's image_client.py expects one: one image input of 0-255 pixels (what the client sends
+    with `-s NONE`), one FP32 vector output."""
+
+    def __init__(self, model: DigitsCNN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image):
+        return self.model(image / 255.0)[0]
+
+
+def classifier_model() -> ServedModel:
+    return ServedModel(
+        "digits_classifier", max_batch_size=32, queue_delay_us=5000,
+        inputs=(Tensor("image", "FP32", (1, 8, 8), "an 8×8 grey digit, pixels 0-255 (white ink on black)",
+                       format="FORMAT_NCHW"),),
+        outputs=(Tensor("probabilities", "FP32", (10,), "softmax over the digits 0-9; ask for the top k with the "
+                        "classification extension (`class_count=k`)", label_filename=LABELS),),
     )
 
 
@@ -87,6 +113,15 @@ def build(root) -> None:
             ts_results[1] = metrics | {"parity_max_abs_error": float(np.abs(got - want).max())}
     onnx_model = served_model("digits_cnn", "onnxruntime_onnx", "version_policy { latest { num_versions: 2 } }")
     write_model(root, onnx_model.name, onnx_model.config_pbtxt(), onnx_files, card(onnx_model, "ONNX Runtime", onnx_results))
+    classifier = classifier_model()
+    newest, _ = load_trained(SEEDS[max(SEEDS)])
+    wrapped = ProbabilitiesOnly(newest).eval()
+    classifier_bytes = export_onnx(wrapped, (torch.from_numpy(x_test[:2]),), INPUTS, OUTPUTS[:1])
+    errors = check_parity(wrapped, classifier_bytes, {"image": x_test * 255})
+    write_model(root, classifier.name, classifier.config_pbtxt(), {1: ("model.onnx", classifier_bytes)},
+                card(classifier, "ONNX Runtime (the weights of digits_cnn version 2, its probabilities output only)",
+                     {1: onnx_results[max(SEEDS)] | {"parity_max_abs_error": errors["probabilities"]}}),
+                model_files={LABELS: "".join(f"digit {d}\n" for d in range(10)).encode()})
     ts_model = served_model("digits_cnn_torchscript", "pytorch_libtorch")
     write_model(root, ts_model.name, ts_model.config_pbtxt(), ts_files,
                 card(ts_model, "TorchScript (the weights of digits_cnn version 2)", ts_results))

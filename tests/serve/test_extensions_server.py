@@ -38,6 +38,26 @@ def binary_tensor_data(server, http, grpc):
     np.testing.assert_array_equal(np.frombuffer(raw[length:length + 64], "<i4"), np.full(16, 3))
 
 
+def classification(server, http, grpc):
+    """Triton's image_client.py against `digits_classifier`: the same checks of metadata and config it makes, then the
+    top classes as "value:index:label" (tests/serve/test_classification_server.py has the rest)."""
+    from models.digits.data import load_splits
+
+    images, labels = load_splits()["test"][:2]
+    for client, module in ((http, httpclient), (grpc, grpcclient)):
+        tensor = module.InferInput("image", [4, 1, 8, 8], "FP32")
+        tensor.set_data_from_numpy((images[:4] * 255).astype(np.float32))
+        result = client.infer("digits_classifier", [tensor], outputs=[module.InferRequestedOutput("probabilities", class_count=3)])
+        top = result.as_numpy("probabilities")
+        assert top.shape == (4, 3)
+        for row, label in zip(top, labels[:4]):
+            fields = [entry.decode().split(":") for entry in row]
+            values = [float(f[0]) for f in fields]
+            assert values == sorted(values, reverse=True) and 0 <= values[-1] <= values[0] <= 1
+            assert [f[2] for f in fields] == [f"digit {f[1]}" for f in fields]
+        assert [int(row[0].decode().split(":")[1]) for row in top] == labels[:4].tolist()  # a trained model's test digits
+
+
 def model_configuration(server, http, grpc):
     assert http.get_model_config("simple")["max_batch_size"] == 8
     assert grpc.get_model_config("simple").config.max_batch_size == 8
@@ -110,6 +130,7 @@ def system_shared_memory(server, http, grpc):
 
 CHECKS = {
     "binary_tensor_data": binary_tensor_data,
+    "classification": classification,
     "model_configuration": model_configuration,
     "model_repository": model_repository,
     "schedule_policy": schedule_policy,
@@ -132,8 +153,6 @@ def test_each_advertised_extension_works(server, http, grpc, extension):
 
 
 def test_extensions_not_advertised_answer_unsupported(server, http, grpc):
-    with pytest.raises(InferenceServerException, match="classification"):  # classification
-        http.infer("simple", simple_inputs(httpclient), outputs=[httpclient.InferRequestedOutput("OUTPUT0", class_count=2)])
     with pytest.raises(InferenceServerException, match="not supported"):  # CUDA shared memory
         grpc.register_cuda_shared_memory("gpu_region", b"aGFuZGxl", 0, 64)  # base64 of a handle
     with pytest.raises(InferenceServerException):  # trace, logging
