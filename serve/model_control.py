@@ -28,9 +28,14 @@ requests already inside finish (within `request_timeout_s`), then fails whatever
 its batch queue, and the worker's runtime goes with the last reference. A model in a deployment of its own is only no
 longer routed to: its replica stays until the server restarts. The metadata and config routes keep answering.
 
-**What is refused.** Triton's `config` and `file:<version>/<name>` load parameters (a config override, model files
-uploaded in the request) are refused: models come only from the repository directory, which the server only reads;
-through the API a caller can at most unload a model or load what that directory already holds. Model names
+**Config override.** Triton's `config` load parameter (ModelConfig JSON) replaces the fields it sets of the folder's
+config.pbtxt, for how the model is batched, scaled and versioned only (`repository.OVERRIDABLE`: max_batch_size,
+dynamic_batching, instance_group, version_policy), then the result is validated as at startup. It lasts until the next
+load or a restart; the folder is not written. Any other field is refused naming it.
+
+**What is refused.** Triton's `file:<version>/<name>` load parameters (model files uploaded in the request): models come
+only from the repository directory, which the server only reads; through the API a caller can at most unload a model,
+load what that directory already holds, or change how it is batched. Model names
 are folder names (no path separators, not hidden). The calls need the bearer token when one is set; without one only
 loopback callers may make them, over HTTP and gRPC alike (`DataPlane.authenticate`): with `STREAMSERVE_HTTP_HOST=0.0.0.0`
 and no token, other hosts get 401 for these calls as for every other. `STREAMSERVE_MODEL_CONTROL=0` turns load and
@@ -66,7 +71,7 @@ from pathlib import Path
 from .admission import admit
 from .errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady, RepositoryError
 from .replica import ModelPool, ModelWorker
-from .repository import ModelSpec, load_model, model_folders
+from .repository import ModelSpec, load_model, model_folders, override_config
 from .serve_config import deployment_of, placement
 from .statistics import STATS, GcsStore
 
@@ -75,6 +80,7 @@ logger = logging.getLogger("ray.serve")
 POLL_S = 0.5
 """How often each ingress replica reads the desired model states (the lag of the replicas that did not get the call)."""
 PREFIX = b"models/"
+LOAD_PARAMETERS = ("config",)  # Triton's override of config fields (repository.OVERRIDABLE); never files
 UNLOAD_PARAMETERS = ("unload_dependents",)  # tritonclient always sends it; no model here has dependents
 
 
@@ -104,13 +110,17 @@ class ModelControl:
 
     # -- the calls ----------------------------------------------------------------------------------------------------
     async def load(self, name: str, parameters: dict | None = None) -> None:
-        """Load or reload `name` from the repository directory; raises with the reason when nothing changed."""
-        _check_request("load", name, parameters, ())
+        """Load or reload `name` from the repository directory, with the fields a `config` parameter overrides; raises
+        with the reason when nothing changed."""
+        _check_request("load", name, parameters, LOAD_PARAMETERS)
+        config = (parameters or {}).get("config")
+        if config is not None and not isinstance(config, str):
+            raise InvalidInput(f"failed to load {name!r}: parameter 'config' must be a string of ModelConfig JSON")
         if not (self.root / name).is_dir():
             raise ModelNotFound(f"failed to load {name!r}: no folder {name!r} in the model repository")
         async with self._lock(name):
-            await self._load(name)
-            await self._publish(name, "loaded")
+            await self._load(name, config)
+            await self._publish(name, "loaded", config)
 
     async def unload(self, name: str, parameters: dict | None = None) -> None:
         """Stop serving `name` (nothing to do for a model not served)."""
@@ -136,14 +146,14 @@ class ModelControl:
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
 
-    async def _load(self, name: str) -> None:
+    async def _load(self, name: str, config: str | None = None) -> None:
         if name in self.building:
             raise ModelNotReady(f"failed to load {name!r}: an earlier load of it passed the {self.timeout_s:g} s limit and "
                                 "is still running; retry once it ends")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         try:
-            spec, where = await self._in_thread(name, self._read, name, deadline=deadline)
+            spec, where = await self._in_thread(name, self._read, name, config, deadline=deadline)
             if where is not None:
                 self._resume(spec)
                 return
@@ -176,11 +186,11 @@ class ModelControl:
             raise ModelNotReady(f"failed to load {name!r}: not done after {self.timeout_s:g} s "
                                 "(STREAMSERVE_MODEL_LOAD_TIMEOUT_S); the model serves as before") from None
 
-    def _read(self, name: str) -> tuple[ModelSpec, str | None]:
-        """The folder validated as at startup, and admitted; with the deployment it needs (None: the ingress). In a
-        worker thread."""
+    def _read(self, name: str, config: str | None) -> tuple[ModelSpec, str | None]:
+        """The folder validated as at startup (with the fields `config` overrides), and admitted; with the deployment it
+        needs (None: the ingress). In a worker thread."""
         try:
-            spec = load_model(self.root / name)
+            spec = load_model(self.root / name, override_config(config) if config is not None else None)
             where = deployment_of(spec, spec.latest)
         except (RepositoryError, OSError) as e:
             raise InvalidInput(f"failed to load {name!r}: {e}") from None
@@ -283,12 +293,12 @@ class ModelControl:
         if self._store is not None:
             self._tasks.add(loop.create_task(self._follow()))
 
-    async def _publish(self, name: str, state: str) -> None:
+    async def _publish(self, name: str, state: str, config: str | None = None) -> None:
         generation = max(time.time_ns(), self.applied.get(name, 0) + 1)
         self.applied[name] = generation
         if self._store is None:
             return
-        record = json.dumps({"model": name, "state": state, "generation": generation}).encode()
+        record = json.dumps({"model": name, "state": state, "generation": generation, "config": config}).encode()
         try:
             await self._store.put(record, f"{name}/{generation:020d}")
         except Exception as e:  # the GCS busy or restarting: applied here, not yet shared
@@ -332,7 +342,7 @@ class ModelControl:
             self._unload(name)
         elif record["generation"] > self.started_ns or name not in self.plane.repository.models:
             try:
-                await self._load(name)
+                await self._load(name, record.get("config"))
             except InferenceError:
                 pass  # kept as it was, the reason in the index (`_failed`)
 
@@ -359,11 +369,11 @@ def _check_request(call: str, name: str, parameters: dict | None, accepted: tupl
     if not name or Path(name).name != name or name.startswith((".", "_")) or len(name) > 255 or "\0" in name:
         raise InvalidInput(f"failed to {call} {name[:80]!r}: a model name is the name of a folder of the model repository")
     for key in parameters or {}:
-        if key == "config" or key.startswith("file:"):
+        if key.startswith("file:"):
             raise InvalidInput(
                 f"failed to {call} {name!r}: parameter {key[:80]!r} is refused: models are loaded only from the server's "
-                "model repository directory, never from a config or files sent with the request; write the model's "
-                "folder there and load it by name"
+                "model repository directory, never from files sent with the request; write the model's folder there and "
+                "load it by name"
             )
         if key not in accepted:
             raise InvalidInput(f"failed to {call} {name!r}: unknown parameter {key[:80]!r}; accepted: {list(accepted)}")

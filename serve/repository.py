@@ -10,6 +10,7 @@ A folder that loads here loads in a Triton server too: parsing goes through trit
 Everything is checked when the repository is read, so a bad folder fails at startup, naming the file
 and the field, instead of on the first request.
 """
+import json
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
@@ -364,12 +365,62 @@ def parse_config(text: str, source: str = "config.pbtxt") -> MC:
         raise RepositoryError(f"{source}: {e}") from None
 
 
-def load_model(folder: Path) -> ModelSpec:
+OVERRIDABLE = ("max_batch_size", "dynamic_batching", "instance_group", "version_policy")
+"""The config fields a load may override (Triton's `config` load parameter, serve/model_control.py): how the model is
+batched, scaled and versioned. Which files are read and which code runs (platform, tensors, parameters) come from the
+repository directory only."""
+
+
+@dataclass(frozen=True)
+class ConfigOverride:
+    config: MC
+    fields: tuple[str, ...]
+    """The fields the JSON names, zero values included (proto3 cannot tell a 0 it was given from one it was not)."""
+
+
+def override_config(text: str) -> ConfigOverride:
+    """Triton's `config` load parameter: ModelConfig JSON naming only fields of OVERRIDABLE (and the model's name)."""
+    try:
+        document = json.loads(text)
+        if not isinstance(document, dict):
+            raise ValueError("expected a JSON object")
+        config = json_format.ParseDict(document, MC())
+    except (json_format.ParseError, ValueError, RecursionError) as e:
+        raise RepositoryError(f"config is not ModelConfig JSON: {str(e)[:300]}") from None
+    names = {f.json_name: f.name for f in MC.DESCRIPTOR.fields} | {f.name: f.name for f in MC.DESCRIPTOR.fields}
+    fields = tuple(names[key] for key in document)
+    refused = sorted(set(fields) - set(OVERRIDABLE) - {"name"})
+    if refused:
+        raise RepositoryError(f"config fields {refused} cannot be overridden by a load; it may set {list(OVERRIDABLE)}")
+    return ConfigOverride(config, fields)
+
+
+def _copy_field(source: MC, target: MC, name: str) -> None:
+    field = MC.DESCRIPTOR.fields_by_name[name]
+    if field.message_type is not None and field.label != field.LABEL_REPEATED:
+        getattr(target, name).SetInParent()  # present even when given empty ("dynamic_batching": {})
+        getattr(target, name).CopyFrom(getattr(source, name))
+    elif field.label == field.LABEL_REPEATED:
+        getattr(target, name).extend(getattr(source, name))
+    else:
+        setattr(target, name, getattr(source, name))
+
+
+def load_model(folder: Path, override: ConfigOverride | None = None) -> ModelSpec:
+    """The model at `folder`, validated; `override` (from `override_config`) replaces the fields it names."""
     config_path = folder / "config.pbtxt"
     if not config_path.is_file():
         raise RepositoryError(f"{folder}: no config.pbtxt")
     config = parse_config(config_path.read_text(), str(config_path))
     where = str(config_path)
+    if override is not None:
+        if "name" in override.fields and override.config.name != folder.name:
+            raise RepositoryError(f"config names the model {override.config.name!r}, not {folder.name!r}")
+        for name in override.fields:
+            if name != "name":
+                config.ClearField(name)
+                _copy_field(override.config, config, name)
+        where += " with the load's config override"
     if not config.name:
         config.name = folder.name
     if config.name != folder.name:

@@ -132,6 +132,28 @@ def test_reload_serves_a_new_version_folder(root):
     asyncio.run(scenario())
 
 
+def test_a_config_override_changes_batching_until_the_next_load_and_reaches_the_other_replicas(root):
+    store = SharedStore()
+    a, b = make_plane(root), make_plane(root)
+    a.control._store = b.control._store = store
+    twelve = lambda: InferRequest("simple", None, {n: np.ones((12, 16), np.int32) for n in ("INPUT0", "INPUT1")})
+
+    async def scenario():
+        await a.control.load("simple", {"config": '{"max_batch_size": "16", "dynamic_batching": {"max_queue_delay_microseconds": 100}}'})
+        await b.control.sync()
+        for plane in (a, b):
+            spec = plane.model("simple")[0]
+            assert spec.max_batch_size == 16 and spec.max_queue_delay_s == 1e-4 and len(spec.inputs) == 2  # the rest: the folder's
+            assert (await plane.infer(twelve(), "test")).outputs["OUTPUT0"].shape == (12, 16)
+        assert "max_batch_size: 8" in (root / "simple" / "config.pbtxt").read_text()  # the folder is not written
+        await a.control.load("simple")  # a load without the override reads the folder again
+        assert a.model("simple")[0].max_batch_size == 8
+        with pytest.raises(InvalidInput, match="batch size 12 must be between 1 and max_batch_size 8"):
+            await a.infer(twelve(), "test")
+
+    asyncio.run(scenario())
+
+
 def test_a_broken_config_is_refused_naming_the_file_and_field_and_the_model_serves_on(root):
     plane = make_plane(root)
     copy_model(root, "simple", "broken", lambda text: text.replace("max_batch_size: 8", "max_batch_sizes: 8"))
@@ -148,11 +170,15 @@ def test_a_broken_config_is_refused_naming_the_file_and_field_and_the_model_serv
 
 
 @pytest.mark.parametrize("parameters, message", [
-    ({"config": '{"max_batch_size": 16}'}, "parameter 'config' is refused: models are loaded only from"),
     ({"file:1/model.onnx": b"\x08\x07"}, "parameter 'file:1/model.onnx' is refused"),
     ({"priority": 1}, "unknown parameter 'priority'"),
+    ({"config": '{"max_batch_size": "sixteen"}'}, "config is not ModelConfig JSON"),
+    ({"config": '{"platform": "python", "max_batch_size": 16}'}, r"config fields \['platform'\] cannot be overridden"),
+    ({"config": '{"name": "other"}'}, "config names the model 'other'"),
+    ({"config": '{"dynamic_batching": {}, "max_batch_size": 0}'}, "dynamic_batching needs max_batch_size > 0"),
+    ({"config": {"max_batch_size": 16}}, "parameter 'config' must be a string"),
 ])
-def test_load_parameters_carrying_a_config_or_files_are_refused(root, parameters, message):
+def test_load_parameters_carrying_files_or_a_config_beyond_batching_are_refused(root, parameters, message):
     plane = make_plane(root)
     with pytest.raises(InvalidInput, match=message):
         asyncio.run(plane.control.load("simple", parameters))
@@ -304,9 +330,10 @@ def test_both_adapters_need_the_token_and_refuse_uploads(root):
     assert context.code == grpc.StatusCode.UNAUTHENTICATED
     context = FakeContext([("authorization", "Bearer s3cret")])
     request = pb.RepositoryModelLoadRequest(model_name="simple")
-    request.parameters["config"].string_param = "{}"
+    request.parameters["config"].string_param = '{"backend": "python"}'
     asyncio.run(servicer.RepositoryModelLoad(request, context))
     assert context.code == grpc.StatusCode.INVALID_ARGUMENT and "failed to load 'simple'" in context.details
+    assert "cannot be overridden" in context.details
     context = FakeContext([("authorization", "Bearer s3cret")])
     asyncio.run(servicer.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="simple"), context))
     index = asyncio.run(servicer.RepositoryIndex(pb.RepositoryIndexRequest(ready=True), context))

@@ -141,11 +141,11 @@ def test_a_broken_config_is_refused_naming_the_file_and_the_field(http, grpc, ad
     assert state == "UNAVAILABLE" and "max_batch_sizes" in reason
 
 
-def test_a_config_override_or_uploaded_files_are_refused(server, http, grpc):
-    with pytest.raises(InferenceServerException, match="parameter 'config' is refused") as caught:
-        http.load_model("simple", config='{"max_batch_size": 16}')
+def test_a_config_override_beyond_batching_or_uploaded_files_are_refused(server, http, grpc):
+    with pytest.raises(InferenceServerException, match=r"config fields \['backend'\] cannot be overridden") as caught:
+        http.load_model("simple", config='{"backend": "python", "max_batch_size": 16}')
     assert caught.value.status() == "400"
-    with pytest.raises(InferenceServerException, match="parameter 'file:1/model.onnx' is refused|parameter 'config' is refused") as caught:
+    with pytest.raises(InferenceServerException, match="parameter 'file:1/model.onnx' is refused") as caught:
         grpc.load_model("simple", config="{}", files={"file:1/model.onnx": b"\x08\x07"})
     assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
     # tritonclient's HTTP client cannot send files (it JSON-encodes bytes): the request it means, by hand
@@ -195,15 +195,23 @@ def test_triton_model_control_clients_stop_at_their_repository_size_check(server
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_the_calls_of_triton_model_control_clients(http, grpc, protocol):
-    """What simple_{http,grpc}_model_control.py do after the size check, with their checks. They stop at the load with a
-    well-formed config override, which this server refuses by design (models come from the repository directory only)."""
+    """What simple_{http,grpc}_model_control.py do after the size check, with their checks: load, a malformed config
+    override refused, a config override that changes max_batch_size from 8 to 16, unload, an unknown model."""
     client = http if protocol == "http" else grpc
     client.load_model("simple")
     assert client.is_model_ready("simple")
     with pytest.raises(InferenceServerException, match="failed to load"):  # the clients' "wrong format" config
         client.load_model("simple", config='"parameters": {"config": {{"max_batch_size": "16"}}}')
-    with pytest.raises(InferenceServerException, match="failed to load 'simple': parameter 'config' is refused"):
-        client.load_model("simple", config='{"max_batch_size":"16"}')  # Triton would serve it with max_batch_size 16
+    client.load_model("simple", config='{"max_batch_size":"16"}')
+    config = client.get_model_config("simple")
+    assert (config["max_batch_size"] if protocol == "http" else config.config.max_batch_size) == 16
+    rows = np.ones((12, 16), np.int32)  # 12 rows: over the folder's max_batch_size of 8, within the override's 16
+    inputs = [(httpclient if protocol == "http" else grpcclient).InferInput(n, [12, 16], "INT32") for n in ("INPUT0", "INPUT1")]
+    for tensor in inputs:
+        tensor.set_data_from_numpy(rows)
+    np.testing.assert_array_equal(client.infer("simple", inputs).as_numpy("OUTPUT0"), 2 * rows)
+    with pytest.raises(InferenceServerException, match=r"config fields \['parameters'\] cannot be overridden"):
+        client.load_model("simple", config='{"parameters": {"handler": {"string_value": "models.x:Y"}}}')
     try:
         client.unload_model("simple")
         assert not client.is_model_ready("simple")
