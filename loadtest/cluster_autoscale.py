@@ -216,6 +216,7 @@ async def experiment(cluster: Cluster, server, args) -> tuple[list[dict], dict]:
     done, errors, latencies, rows, events = [], [], [], [], {"describe": await replica_describe()}
     print("heat1d replica describe():", events["describe"], flush=True)
     started = time.perf_counter()
+    events["_started"] = started
     last = {"t": started, "done": 0, "errors": 0}
     load = {"clients": 0, "task": None, "stop": None}
 
@@ -260,6 +261,8 @@ async def experiment(cluster: Cluster, server, args) -> tuple[list[dict], dict]:
     deadline = elapsed() + args.max_wait
     while elapsed() < deadline:
         row = await sample("load")
+        if row["target_replicas"] > 1 / GPU_SHARE and "demand_beyond_one_node_s" not in events:
+            events["demand_beyond_one_node_s"] = elapsed()  # Serve wants more replicas than one GPU node holds
         if row["gpu_nodes"] > 1 and "second_gpu_node_s" not in events:
             events["second_gpu_node_s"] = elapsed()
         if row["replicas_gpu"] >= GPU_COUNT and row["gpu_nodes"] >= 2:
@@ -278,8 +281,10 @@ async def experiment(cluster: Cluster, server, args) -> tuple[list[dict], dict]:
     events["killed_raylet_pid"] = pid
     if pid is None:
         raise RuntimeError(f"no raylet found for node {victim['NodeID']}")
+    workers = children(pid)  # the node's worker processes, its replicas among them
     os.kill(pid, signal.SIGKILL)
     events["kill_s"] = elapsed()
+    asyncio.create_task(note_exit(workers, events, "node_workers_exited_s"))
     deadline, lost = elapsed() + args.max_wait, False
     while elapsed() < deadline:
         row = await sample("node lost")
@@ -317,6 +322,30 @@ async def experiment(cluster: Cluster, server, args) -> tuple[list[dict], dict]:
     return rows, events
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+async def note_exit(pids: list[int], events: dict, key: str) -> None:
+    """Record in `events[key]` when the last of `pids` is gone (a killed raylet's workers exit on their own)."""
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+    while any(alive(pid) for pid in pids):
+        await asyncio.sleep(0.2)
+    events[key] = time.perf_counter() - events["_started"]
+
+
 def outcome_counts(errors: list[str]) -> dict:
     counts = {}
     for error in errors:
@@ -332,12 +361,16 @@ def summary(events: dict) -> dict:
 
     return {
         "second_gpu_node_after_load_s": between("load_on_s", "second_gpu_node_s"),
+        "demand_beyond_one_node_after_load_s": between("load_on_s", "demand_beyond_one_node_s"),
+        "second_gpu_node_after_that_demand_s": between("demand_beyond_one_node_s", "second_gpu_node_s"),
         "all_replicas_serving_after_load_s": between("load_on_s", "all_replicas_serving_s"),
+        "node_workers_exited_after_kill_s": between("kill_s", "node_workers_exited_s"),
         "loss_seen_after_kill_s": between("kill_s", "loss_seen_s"),
         "node_replaced_after_kill_s": between("kill_s", "node_replaced_s"),
         "full_service_after_kill_s": between("kill_s", "full_service_s"),
         "replicas_down_after_load_off_s": between("load_off_s", "replicas_down_s"),
         "gpu_node_removed_after_load_off_s": between("load_off_s", "node_removed_s"),
+        "gpu_node_removed_after_its_replicas_left_s": between("replicas_down_s", "node_removed_s"),
     }
 
 
@@ -354,8 +387,8 @@ def plot(rows: list[dict], events: dict, path: Path) -> None:
     top.step(t, [r["replicas_gpu"] for r in rows], where="post", label=f"{DEPLOYMENT} replicas on GPU nodes", color="tab:blue")
     top.step(t, [r["target_replicas"] for r in rows], where="post", label="Serve's target", color="tab:orange", linestyle="--")
     top.set_ylabel("count")
-    top.set_ylim(0, GPU_COUNT + 1)
-    top.legend(loc="upper left", fontsize=8)
+    top.set_ylim(0, GPU_COUNT + 1.6)
+    top.legend(loc="upper right", fontsize=7)
     bottom.plot(t, [r["throughput_rps"] for r in rows], color="tab:green", label="throughput (req/s)")
     bottom.set_ylabel("req/s")
     right = bottom.twinx()
@@ -367,7 +400,7 @@ def plot(rows: list[dict], events: dict, path: Path) -> None:
             if key in events:
                 ax.axvline(events[key], color="black", linestyle=":", linewidth=0.8)
                 if ax is top:
-                    ax.text(events[key], GPU_COUNT + 0.6, label, fontsize=7)
+                    ax.text(events[key] + 1, GPU_COUNT + 1.2, label, fontsize=7)
     lines, more = bottom.get_legend_handles_labels(), right.get_legend_handles_labels()
     bottom.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
     bottom.set_xlabel("time (s)")
