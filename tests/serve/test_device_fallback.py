@@ -17,7 +17,8 @@ def _digits():
     return {"image": np.zeros((2, 1, 8, 8), np.float32)}
 
 
-def test_onnx_on_a_declared_but_absent_gpu_runs_on_the_cpu(repository, no_cuda):
+@pytest.mark.usefixtures("no_cuda")
+def test_onnx_on_a_declared_but_absent_gpu_runs_on_the_cpu(repository):
     runtime = OnnxRuntime(repository / "digits_cnn" / "1" / "model.onnx", ["image"], ["probabilities", "label"], 1, "cuda")
     described = runtime.describe()
     assert described["device"] == "cpu" and "no CUDA device" in described["device_fallback"]
@@ -32,7 +33,8 @@ def test_onnx_without_a_gpu_provider_says_so(repository, monkeypatch):
     assert runtime.device == "cpu" and "no CUDA or TensorRT provider" in runtime.describe()["device_fallback"]
 
 
-def test_torchscript_on_a_declared_but_absent_gpu_runs_on_the_cpu(repository, no_cuda):
+@pytest.mark.usefixtures("no_cuda")
+def test_torchscript_on_a_declared_but_absent_gpu_runs_on_the_cpu(repository):
     model = repository / "digits_cnn_torchscript" / "1" / "model.pt"
     runtime = TorchScriptRuntime(model, ["image"], ["probabilities", "label"], 1, "cuda")  # map_location="cuda" would raise
     assert runtime.describe()["device"] == "cpu" and "device_fallback" in runtime.describe()
