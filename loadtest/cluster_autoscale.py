@@ -12,9 +12,10 @@ launcher joined to the cluster (`--ray-address`). The GPUs are declared, not pre
 CPU and say so (`device_fallback` in describe()).
 
 Phases, load being N gRPC clients each asking for a 200-step heat1d rollout (loadtest/autoscale.py's load):
-idle; load until Serve wants more replicas than one GPU node holds and the autoscaler adds one; a hold; the raylet of
-the GPU node with most replicas killed (SIGKILL) under load; load until service is whole again; no load until the
-autoscaler has removed the idle node. Every 2 s: alive nodes by type, heat1d replicas alive per node type and
+idle; load until Serve wants more replicas than one GPU node holds and the autoscaler adds one; a hold; the GPU node
+with most replicas lost under load (`--kill node`: its raylet and its workers SIGKILLed at once, a machine gone;
+`--kill raylet`: the raylet alone, whose workers live on until the autoscaler terminates the node); load until service
+is whole again; no load until the autoscaler has removed the idle node. Every 2 s: alive nodes by type, heat1d replicas alive per node type and
 pending, Serve's target, throughput and p99 latency. Writes loadtest/results/cluster_autoscale.{csv,png,json}.
 
 The cluster is this run's own: its head on free ports under its own --temp-dir, torn down by killing the processes
@@ -273,7 +274,7 @@ async def experiment(cluster: Cluster, server, args) -> tuple[list[dict], dict]:
         row = await sample("load")
     steady = {"gpu_nodes": row["gpu_nodes"], "replicas_gpu": row["replicas_gpu"]}
     errors_before_kill = len(errors)
-    # 3. kill the raylet of the GPU node with most heat1d replicas.
+    # 3. lose the GPU node with most heat1d replicas.
     victim = max((n for n in row["node_table"].values() if node_type_of(n) == "gpu"), key=lambda n: row["per_node"].get(n["NodeID"], 0))
     pid = cluster.raylet_pid(victim["NodeID"])
     events["killed_node"] = victim["NodeID"]
@@ -282,7 +283,12 @@ async def experiment(cluster: Cluster, server, args) -> tuple[list[dict], dict]:
     if pid is None:
         raise RuntimeError(f"no raylet found for node {victim['NodeID']}")
     workers = children(pid)  # the node's worker processes, its replicas among them
-    os.kill(pid, signal.SIGKILL)
+    events["killed"] = args.kill
+    for victim_pid in [pid, *workers] if args.kill == "node" else [pid]:
+        try:
+            os.kill(victim_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     events["kill_s"] = elapsed()
     asyncio.create_task(note_exit(workers, events, "node_workers_exited_s"))
     deadline, lost = elapsed() + args.max_wait, False
@@ -417,6 +423,9 @@ def main(argv=None) -> None:
     parser.add_argument("--hold", type=float, default=16, help="seconds of steady load before the kill, and after recovery")
     parser.add_argument("--max-wait", type=float, default=240, help="longest wait for each transition")
     parser.add_argument("--request-timeout", type=float, default=60, help="client-side limit: a call past it counts as a hang")
+    parser.add_argument("--kill", choices=("node", "raylet"), default="node",
+                        help="node: the raylet and its workers at once (a machine gone); raylet: the raylet alone "
+                             "(its workers, the replicas, live on until the autoscaler terminates the node)")
     parser.add_argument("--temp-dir", type=Path, default=Path("/tmp/ssca-ray"), help="the cluster's Ray temp dir (its own)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
