@@ -291,16 +291,18 @@ async def experiment(cluster: Cluster, server, args) -> tuple[list[dict], dict]:
             pass
     events["kill_s"] = elapsed()
     asyncio.create_task(note_exit(workers, events, "node_workers_exited_s"))
+    before = set(row["node_table"])
     deadline, lost = elapsed() + args.max_wait, False
     while elapsed() < deadline:
         row = await sample("node lost")
         if not lost and (row["gpu_nodes"] < steady["gpu_nodes"] or row["replicas_gpu"] < steady["replicas_gpu"]):
             lost, events["loss_seen_s"] = True, elapsed()
-        if not lost:
-            continue
-        if row["gpu_nodes"] >= steady["gpu_nodes"] and "node_replaced_s" not in events:
-            events["node_replaced_s"] = elapsed()
-        if row["gpu_nodes"] >= steady["gpu_nodes"] and row["replicas_gpu"] >= steady["replicas_gpu"] and row["replicas_pending"] == 0:
+        if row["node_table"].get(victim["NodeID"]) is None and "node_marked_dead_s" not in events:
+            events["node_marked_dead_s"] = elapsed()
+        replaced = any(node_type_of(n) == "gpu" for node_id, n in row["node_table"].items() if node_id not in before)
+        if replaced and "node_replaced_s" not in events:
+            events["node_replaced_s"] = elapsed()  # a GPU node that was not there before the loss
+        if replaced and row["gpu_nodes"] >= steady["gpu_nodes"] and row["replicas_gpu"] >= steady["replicas_gpu"] and row["replicas_pending"] == 0:
             events["full_service_s"] = elapsed()
             break
     after_end = elapsed() + args.hold
@@ -372,6 +374,7 @@ def summary(events: dict) -> dict:
         "all_replicas_serving_after_load_s": between("load_on_s", "all_replicas_serving_s"),
         "node_workers_exited_after_kill_s": between("kill_s", "node_workers_exited_s"),
         "loss_seen_after_kill_s": between("kill_s", "loss_seen_s"),
+        "node_marked_dead_after_kill_s": between("kill_s", "node_marked_dead_s"),
         "node_replaced_after_kill_s": between("kill_s", "node_replaced_s"),
         "full_service_after_kill_s": between("kill_s", "full_service_s"),
         "replicas_down_after_load_off_s": between("load_off_s", "replicas_down_s"),

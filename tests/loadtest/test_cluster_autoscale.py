@@ -62,4 +62,5 @@ def test_cluster_run_scales_out_survives_a_node_loss_and_scales_in(repository, t
     assert s["second_gpu_node_after_load_s"] is not None and s["full_service_after_kill_s"] is not None
     assert s["gpu_node_removed_after_load_off_s"] is not None
     assert set(events["outcomes"]) <= {"StatusCode.UNAVAILABLE"}  # no hang (DEADLINE_EXCEEDED), no other error
+    assert all("the replica" in e for e in events["error_examples"])  # each failure names what was lost
     assert all(w["device"] == "cpu" and "device_fallback" in w for w in events["describe"].values())
