@@ -405,7 +405,7 @@ def plot(rows: list[dict], events: dict, path: Path) -> None:
     right.set_ylabel("p99 (s)")
     bottom.fill_between(t, [r["clients"] for r in rows], step="post", color="grey", alpha=0.15, label="clients")
     for ax in (top, bottom):
-        for key, label in (("load_on_s", "load on"), ("kill_s", "raylet killed"), ("load_off_s", "load off")):
+        for key, label in (("load_on_s", "load on"), ("kill_s", f"{events.get('killed', 'node')} killed"), ("load_off_s", "load off")):
             if key in events:
                 ax.axvline(events[key], color="black", linestyle=":", linewidth=0.8)
                 if ax is top:
