@@ -38,7 +38,11 @@ def replica_counts(metrics_text: str) -> tuple[float, int]:
     return target, len(running)
 
 
-async def offer_load(address: str, concurrency: int, stop: asyncio.Event, done: list, errors: list) -> None:
+async def offer_load(address: str, concurrency: int, stop: asyncio.Event, done: list, errors: list,
+                     latencies: list | None = None, timeout_s: float | None = None) -> None:
+    """`concurrency` clients, each calling again as soon as it is answered, until `stop`. `done` gets each success's
+    time, `latencies` (when given) its (time, seconds), `errors` each failure as "<gRPC status>: <message>"; a call not
+    answered within `timeout_s` fails on the client's side (DEADLINE_EXCEEDED), so a hang is counted, not waited on."""
     client = grpc_aio.InferenceServerClient(address)
     state = np.random.default_rng(0).random((1, POINTS), dtype=np.float32)
 
@@ -48,11 +52,16 @@ async def offer_load(address: str, concurrency: int, stop: asyncio.Event, done: 
             u.set_data_from_numpy(state)
             steps = grpc_aio.InferInput("STEPS", [1, 1], "INT32")
             steps.set_data_from_numpy(np.array([[STEPS]], np.int32))
+            started = time.perf_counter()
             try:
-                await client.infer(MODEL, [u, steps])
+                await client.infer(MODEL, [u, steps], client_timeout=timeout_s)
                 done.append(time.perf_counter())
+                if latencies is not None:
+                    latencies.append((done[-1], done[-1] - started))
             except Exception as e:
-                errors.append(str(e)[:200])
+                status = e.status() if hasattr(e, "status") and callable(e.status) else type(e).__name__
+                message = e.message() if hasattr(e, "message") and callable(e.message) else str(e)
+                errors.append(f"{status}: {message}"[:300])
                 await asyncio.sleep(0.05)
 
     await asyncio.gather(*[worker() for _ in range(concurrency)])

@@ -1,4 +1,5 @@
-"""The embedded single-node mode: start Ray on loopback, deploy the generated Serve config, wait.
+"""The embedded single-node mode: start Ray on loopback, deploy the generated Serve config, wait. With
+`STREAMSERVE_RAY_ADDRESS` (`--ray-address`) the same deployment goes onto a running Ray cluster instead.
 
 This is what `serve run serve_config.yaml` does, plus the settings a single machine needs: Ray held to
 127.0.0.1, no dashboard, a fixed metrics port, and gRPC messages capped. Deploying a config file
@@ -116,15 +117,19 @@ def run(settings: ServerSettings, load_config, ready_file: str | None = None) ->
     config = deployable(load_config())
     schema = ServeDeploySchema.model_validate(config)
     started = time.perf_counter()
-    ray.init(
-        include_dashboard=False,
-        namespace="serve",
-        _metrics_export_port=settings.metrics_port,
-        _temp_dir=settings.temp_dir,
-        logging_level="WARNING",
-        log_to_driver=True,
-    )
-    _check_capacity(config, ray.cluster_resources())
+    if settings.ray_address:
+        # A cluster of its own: its autoscaler adds the nodes the minimum replicas need, so no capacity check here.
+        ray.init(address=settings.ray_address, namespace="serve", logging_level="WARNING", log_to_driver=True)
+    else:
+        ray.init(
+            include_dashboard=False,
+            namespace="serve",
+            _metrics_export_port=settings.metrics_port,
+            _temp_dir=settings.temp_dir,
+            logging_level="WARNING",
+            log_to_driver=True,
+        )
+        _check_capacity(config, ray.cluster_resources())
     client = serve_api.serve_start(
         http_options=schema.http_options.model_dump(),
         grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),

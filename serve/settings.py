@@ -55,6 +55,11 @@ class ServerSettings(BaseSettings):
     """Serve's throughput-optimised direct ingress (the ingress replica listens itself, ~4x faster here);
     False runs Serve's classic proxy in front, as `serve run` does."""
     temp_dir: str = "/tmp/streamserve"
+    ray_address: str | None = None
+    """Deploy onto this running Ray cluster (`host:port` of its GCS, as `ray start --head` prints) instead of starting
+    Ray embedded: its nodes, its autoscaler, its metrics ports. Its nodes must run with the environment
+    `serve.launcher.prepare_environment` sets (Serve's controller and the replicas read it there, not from this
+    process); loadtest/cluster_autoscale.py starts such a cluster, deploy/k8s/ renders it for KubeRay."""
     model_control: bool = True
     """Triton's model repository extension: load and unload models while serving (serve/model_control.py), with the
     same authentication as every other call. False: the index alone is served, load and unload answer UNIMPLEMENTED."""

@@ -32,9 +32,10 @@ class Server:
             return r.read().decode()
 
 
-def start_server(repository: Path, workdir: Path, env: dict | None = None, timeout_s: float = 240) -> Server:
-    """Returns once every application is RUNNING; raises with the log tail if it never gets there."""
-    ports = {"http": free_loopback_port(), "grpc": free_loopback_port(), "metrics": free_loopback_port()}
+def start_server(repository: Path, workdir: Path, env: dict | None = None, timeout_s: float = 240, ports: dict | None = None) -> Server:
+    """Returns once every application is RUNNING; raises with the log tail if it never gets there. `ports` ("http",
+    "grpc", "metrics"): chosen by the caller, e.g. for a Ray cluster started beforehand with their environment."""
+    ports = ports or {"http": free_loopback_port(), "grpc": free_loopback_port(), "metrics": free_loopback_port()}
     workdir.mkdir(parents=True, exist_ok=True)
     ready, log = workdir / "ready", workdir / "server.log"
     ready.unlink(missing_ok=True)

@@ -17,7 +17,9 @@ class OnnxRuntime(Runtime):
         options.intra_op_num_threads = self.num_threads
         options.inter_op_num_threads = 1
         available = ort.get_available_providers()
-        providers = [p for p in GPU_PROVIDERS if p in available] if device == "cuda" else []
+        providers = [p for p in GPU_PROVIDERS if p in available] if self.device == "cuda" else []
+        if self.device == "cuda" and not providers:
+            self.fall_back_to_cpu("this onnxruntime build has no CUDA or TensorRT provider")
         self.session = ort.InferenceSession(str(model_file), options, providers=providers + ["CPUExecutionProvider"])
         # Inputs with a default (an initializer of the same name: ONNX's optional inputs) count too.
         graph_inputs = {i.name for i in [*self.session.get_inputs(), *self.session.get_overridable_initializers()]}

@@ -15,7 +15,7 @@ class TorchScriptRuntime(Runtime):
         super().__init__(model_file, input_names, output_names, num_threads, device)
         torch.set_num_threads(self.num_threads)
         # A TorchScript archive from the platform's own repository; uploads are ONNX only.
-        self.module = torch.jit.load(str(model_file), map_location=device).eval()
+        self.module = torch.jit.load(str(model_file), map_location=self.device).eval()
 
     @torch.inference_mode()
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -97,12 +97,15 @@ def test_ports_probes_gpus_and_autoscaling(rendered):
     assert ports == {"http": config["http_options"]["port"], "grpc": config["grpc_options"]["port"]}
     cluster = service["spec"]["rayClusterConfig"]
     assert cluster["enableInTreeAutoscaling"] is True and cluster["authOptions"] == {"mode": "token"}
-    (gpu,) = cluster["workerGroupSpecs"]
+    gpu, cpu = cluster["workerGroupSpecs"]
+    assert (gpu["groupName"], cpu["groupName"]) == ("gpu", "cpu")
     assert (gpu["minReplicas"], gpu["maxReplicas"]) == (0, generate.DEFAULTS["gpu_max_workers"])
     (worker,) = gpu["template"]["spec"]["containers"]
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "nvidia.com/gpu" not in cpu["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert "tolerations" in gpu["template"]["spec"] and "tolerations" not in cpu["template"]["spec"]
     assert worker["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": config["http_options"]["port"]}
-    for group in (cluster["headGroupSpec"], gpu):
+    for group in (cluster["headGroupSpec"], gpu, cpu):
         (container,) = group["template"]["spec"]["containers"]
         assert {"name": "metrics", "containerPort": ServerSettings().metrics_port} in container["ports"]
         assert group["rayStartParams"]["metrics-export-port"] == str(ServerSettings().metrics_port)
@@ -201,3 +204,27 @@ def test_validate_script_fails_on_a_broken_file(tmp_path):
     with pytest.raises(SystemExit) as exit_:
         validate.main([str(broken)])
     assert "minReplicas" in str(exit_.value.code)
+
+
+def test_the_simulated_cluster_is_the_manifests_cluster(repository, rendered):
+    """loadtest/cluster_autoscale.py runs the autoscaler config KubeRay's autoscaler derives from the rendered RayCluster:
+    each simulated setting is a manifest field (deploy/k8s/README.md, "The simulated run and the manifests")."""
+    from loadtest import cluster_autoscale
+
+    ray_cluster = cluster_autoscale.rendered_ray_cluster(repository)
+    service = _rayservice(rendered["rayservice.yaml"])
+    assert ray_cluster["spec"] == service["spec"]["rayClusterConfig"]  # the committed manifest's cluster, not another
+    simulated = cluster_autoscale.simulated_autoscaler_config(ray_cluster, "127.0.0.1:1")
+    spec = ray_cluster["spec"]
+    assert simulated["idle_timeout_minutes"] * 60 == spec["autoscalerOptions"]["idleTimeoutSeconds"] == generate.IDLE_TIMEOUT_S
+    assert spec["autoscalerOptions"]["upscalingMode"] == generate.UPSCALING_MODE == "Default" and simulated["upscaling_speed"] == 1000
+    types = simulated["available_node_types"]
+    assert set(types) == {cluster_autoscale.HEAD_TYPE, *generate.WORKER_GROUPS}
+    assert types[cluster_autoscale.HEAD_TYPE]["resources"] == {"CPU": int(generate.HEAD_RESOURCES["cpu"])}
+    for group in spec["workerGroupSpecs"]:
+        shape, node_type = generate.WORKER_GROUPS[group["groupName"]], types[group["groupName"]]
+        limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert (node_type["min_workers"], node_type["max_workers"]) == (group["minReplicas"], group["maxReplicas"]) == (shape["min"], shape["max"])
+        assert node_type["resources"]["CPU"] == int(limits["cpu"]) == int(shape["resources"]["cpu"])
+        assert node_type["resources"].get("GPU", 0) == int(limits.get("nvidia.com/gpu", 0))
+    assert types["gpu"]["resources"]["GPU"] == 1 and "GPU" not in types["cpu"]["resources"]
