@@ -8,7 +8,7 @@ that a few bytes cannot hold (BYTES counts of 2**26), JSON nested 5,000 deep, re
 (sequence_id as a list or object, a non-integer timeout). Every case must be answered with a 4xx /
 INVALID_ARGUMENT-class status, never a 5xx, and the server must stay healthy.
 
-`python -m loadtest.bad_inputs --repository model_repository --http 127.0.0.1:8000 --grpc 127.0.0.1:9000`
+`python -m loadtest.bad_inputs --repository model_repository --http 127.0.0.1:8000 --grpc 127.0.0.1:8001`
 sends the whole corpus to a running server and prints a table by status.
 """
 import argparse
@@ -258,7 +258,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repository", default="model_repository")
     parser.add_argument("--http", default="127.0.0.1:8000")
-    parser.add_argument("--grpc", default="127.0.0.1:9000")
+    parser.add_argument("--grpc", default="127.0.0.1:8001")
     args = parser.parse_args(argv)
     cases = corpus(args.repository)
     stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(args.grpc))

@@ -13,7 +13,7 @@ the model's own working set; what the server adds (the message as received, pars
 test server's limit, and holds every model to the statement recorded in `loadtest/reports/working_set.json`.
 
     python -m loadtest.working_set                  # starts `python -m serve run` with the default limits
-    python -m loadtest.working_set --grpc 127.0.0.1:9000 --request-limit-mb 64   # a running server
+    python -m loadtest.working_set --grpc 127.0.0.1:8001 --request-limit-mb 64   # a running server
 """
 import argparse
 import asyncio

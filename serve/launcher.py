@@ -78,6 +78,12 @@ def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) 
     # Serve holds a dead replica's port out of use for 150 s so that HAProxy workers in front drop it first; none sit
     # in front here, and the public ports are the only ones the ingress may take: a replaced ingress listens at once.
     os.environ.setdefault("RAY_SERVE_PORT_QUARANTINE_S", "0")
+    http_ports = range(settings.http_port, settings.http_port + settings.ingress_replicas)
+    grpc_ports = range(grpc_port, grpc_port + settings.ingress_replicas)
+    if set(http_ports) & set(grpc_ports):
+        sys.exit(f"error: {settings.ingress_replicas} ingress replicas listen on HTTP ports {http_ports.start}-{http_ports[-1]} "
+                 f"and gRPC ports {grpc_ports.start}-{grpc_ports[-1]}, which overlap; set STREAMSERVE_GRPC_PORT to "
+                 f"{http_ports[-1] + 1} or above (or STREAMSERVE_HTTP_PORT below {grpc_port - settings.ingress_replicas + 1})")
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", str(settings.http_port))
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT", str(settings.http_port + settings.ingress_replicas))
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT", str(grpc_port))

@@ -16,8 +16,10 @@ class ServerSettings(BaseSettings):
     """HTTP bind address, and the gRPC TLS terminator's in TLS mode. Loopback by default: exposing the server is a
     deliberate choice ("::" for every interface, IPv4 and IPv6)."""
     http_port: int = 8000
-    grpc_port: int = 9000
-    """Ray Serve's gRPC proxy binds every interface ([::]); see `auth_token`."""
+    grpc_port: int = 8001
+    """Triton's, so its clients' defaults reach us. With direct ingress, replica i of `ingress_replicas` listens on
+    http_port + i and grpc_port + i: the two ranges must not overlap (checked at start). Ray Serve's gRPC server binds
+    every interface ([::]); see `auth_token`."""
     metrics_port: int = 8080
     """Prometheus endpoint of Ray's metrics agent: Serve's metrics and ours."""
     auth_token: str | None = Field(default=None, repr=False)

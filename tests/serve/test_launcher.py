@@ -1,0 +1,28 @@
+"""The launcher's environment for Ray: Triton's ports by default, and ingress port ranges that cannot collide."""
+import os
+from unittest import mock
+
+import pytest
+
+from serve.launcher import ALLOCATOR_ENVIRONMENT, prepare_environment
+from serve.settings import ServerSettings
+
+
+def environment(settings: ServerSettings) -> dict:
+    with mock.patch.dict(os.environ, {}, clear=True):
+        prepare_environment(settings)
+        return dict(os.environ)
+
+
+def test_one_ingress_replica_listens_on_tritons_ports_with_the_allocator_setting():
+    env = environment(ServerSettings())
+    assert (env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"], env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"]) == ("8000", "8001")
+    assert (env["RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT"], env["RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT"]) == ("8001", "8002")
+    assert all(env[key] == value for key, value in ALLOCATOR_ENVIRONMENT.items())
+
+
+def test_ingress_replicas_whose_port_ranges_overlap_are_refused_at_start_naming_the_fix():
+    with pytest.raises(SystemExit, match="HTTP ports 8000-8001 and gRPC ports 8001-8002, which overlap; set STREAMSERVE_GRPC_PORT to 8002"):
+        environment(ServerSettings(ingress_replicas=2))
+    env = environment(ServerSettings(ingress_replicas=2, grpc_port=9000))
+    assert env["RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT"] == "9000"
