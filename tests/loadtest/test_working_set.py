@@ -7,7 +7,7 @@ from loadtest.working_set import REPORT, bound_mb, largest_requests, measure
 
 
 def test_every_models_largest_request_stays_within_its_stated_working_set(server):
-    stated = json.loads((REPORT / "working_set.json").read_text())["own_working_set_mb"]
+    stated = json.loads((REPORT / "working_set.json").read_text())["stated_working_set_mb"]
     items = largest_requests(server.repository, 1 << 20)  # the session server's limit (tests/conftest.py)
     assert {i.model for i in items} <= set(stated), "a model without a stated working set: run python -m loadtest.working_set"
     rows = measure(server.process.pid, server.grpc, items)
