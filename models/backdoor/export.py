@@ -18,6 +18,7 @@ from export.served_model import ServedModel, Tensor
 
 NAME = "backdoor_scan"
 REPORT = Path(__file__).resolve().parent / "report" / "results.md"
+ZOO_REPORT = REPORT.with_name("zoo.md")  # the calibration / held-out zoo: ROC and the operating point
 
 MODEL = ServedModel(
     NAME, platform="python", handler="models.backdoor.serving:BackdoorScanHandler", params=ScanParams(), decoupled=True,
@@ -47,6 +48,8 @@ def clean_reference() -> np.ndarray:
 
 def card() -> str:
     table = REPORT.read_text() if REPORT.exists() else "(run `python -m models.backdoor.evaluate` for the tables)"
+    if ZOO_REPORT.exists():  # demoted one level: a section of the card, its ROC image beside the report
+        table += "\n" + ZOO_REPORT.read_text().replace("# ", "## ", 1).replace("](zoo_roc.png)", "](models/backdoor/report/zoo_roc.png)")
     return f"""# {NAME}
 
 Backdoor scanner for uploaded ONNX image classifiers (Neural Cleanse + STRIP + spectral signatures), run as a
