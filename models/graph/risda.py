@@ -79,13 +79,42 @@ class RisdaStats:
     tail: list
 
 
+def confusion_graph(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> np.ndarray:
+    """Row-normalised confusion matrix KG[true, predicted] (a row with no samples stays zero)."""
+    conf = np.zeros((n_classes, n_classes))
+    np.add.at(conf, (np.asarray(labels), np.asarray(predictions)), 1)
+    return conf / np.maximum(conf.sum(1, keepdims=True), 1)
+
+
+def stratified_folds(labels, folds: int, seed: int) -> np.ndarray:
+    """Fold id per sample, each class dealt round-robin over the folds in a random order."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(labels), np.int64)
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        fold[idx] = np.arange(len(idx)) % folds
+    return fold
+
+
+def crossfit_predictions(fit, x: torch.Tensor, y: torch.Tensor, folds: int = 3, seed: int = 0) -> torch.Tensor:
+    """Out-of-fold predictions on the training set: `fit(x_part, y_part, k)` returns `predict(x) -> labels`; every
+    sample is predicted by the model of the fold that left it out, so the confusion graph built from these is a
+    held-out estimate (the training-set graph of a model that fits its data is near the identity)."""
+    fold = torch.from_numpy(stratified_folds(y.numpy(), folds, seed))
+    pred = torch.empty_like(y)
+    for k in range(folds):
+        out = fold == k
+        predict = fit(x[~out], y[~out], k)
+        pred[out] = torch.as_tensor(predict(x[out]), dtype=y.dtype)
+    return pred
+
+
 def risda_stats(features: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor, n_classes: int, tail: list) -> RisdaStats:
     """KG from the stage-1 confusion matrix; borrowed covariance and mean shift for the tail classes."""
     est = CovarianceEstimator(n_classes, features.shape[1])
     est.update(features, labels)
-    conf = np.zeros((n_classes, n_classes))
-    np.add.at(conf, (labels.numpy(), predictions.numpy()), 1)
-    kg = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+    kg = confusion_graph(labels, predictions, n_classes)
     kg_t = torch.from_numpy(kg).float()
     cov, shift = est.cov.clone(), torch.zeros_like(est.mean)
     for c in tail:
@@ -140,43 +169,81 @@ class DigitNet(nn.Module):
 
 def long_tailed_digits(seed: int, imbalance: float = 20.0, n_max: int = 120, n_test: int = 50):
     """sklearn digits: a balanced test set of n_test per class, train n_c = n_max · imbalance^(−c/9)."""
+    train, _, test, counts = long_tailed_digits_split(seed, imbalance, n_max, n_test, n_val=0)
+    return train, test, counts
+
+
+def long_tailed_digits_split(seed: int, imbalance: float = 20.0, n_max: int = 120, n_test: int = 40, n_val: int = 15):
+    """As `long_tailed_digits`, plus a balanced validation set of n_val per class (for model selection), drawn
+    after the test rows and before the train rows of each class's permutation (n_val = 0 gives the old split)."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
     x, y = (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
     rng = np.random.default_rng(seed)
     counts = [int(round(n_max * imbalance ** (-c / 9))) for c in range(10)]
-    tr, te = [], []
+    tr, va, te = [], [], []
     for c in range(10):
         idx = rng.permutation(np.flatnonzero(y == c))
+        assert n_test + n_val + counts[c] <= len(idx), f"class {c}: {len(idx)} digits"
         te.extend(idx[:n_test])
-        tr.extend(idx[n_test : n_test + counts[c]])
-    tr, te = np.array(tr), np.array(te)
-    return (torch.from_numpy(x[tr]), torch.from_numpy(y[tr])), (torch.from_numpy(x[te]), torch.from_numpy(y[te])), counts
+        va.extend(idx[n_test : n_test + n_val])
+        tr.extend(idx[n_test + n_val : n_test + n_val + counts[c]])
+    part = lambda ix: (torch.from_numpy(x[np.array(ix, np.int64)]), torch.from_numpy(y[np.array(ix, np.int64)]))
+    return part(tr), part(va), part(te), counts
 
 
-def _train_digits(method: str, train, counts, seed: int, epochs: int = 150, lr: float = 3e-3) -> DigitNet:
+def _accuracy(net, x, y) -> float:
+    with torch.no_grad():
+        return float((net(x)[1].argmax(1) == y).float().mean())
+
+
+def _train_digits(method: str, train, counts, seed: int, epochs: int = 150, lr: float = 3e-3, val=None) -> DigitNet:
+    """Train one DigitNet. With `val` = (x, y) the weights of the best validation-accuracy epoch are kept (the
+    first best on ties) and RISDA's stage 2 picks its epoch the same way; without it, the last epoch (old check)."""
     torch.manual_seed(seed)
     x, y = train
     net = DigitNet()
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=5e-4)
     cb = class_balanced_weights(counts) if method == "cb_ce" else None
     isda = ISDALoss(10, net.fc.in_features) if method in ("isda", "risda") else None
+    best, best_state = -1.0, None
     for epoch in range(epochs):
+        net.train()
         for b in torch.randperm(len(y)).split(64):
             a, z = net(x[b])
             loss = isda(a, z, net.fc.weight, y[b], epoch / epochs) if isda else F.cross_entropy(z, y[b], weight=cb)
             opt.zero_grad()
             loss.backward()
             opt.step()
-    if method == "risda":  # stage 2 on the ISDA-trained features, fixed epochs (no validation set here)
+        if val is not None:
+            score = _accuracy(net.eval(), *val)
+            if score > best:
+                best, best_state = score, {k: v.clone() for k, v in net.state_dict().items()}
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    if method == "risda":  # stage 2 on the ISDA-trained features (fixed epochs when there is no validation set)
         net.eval()
         with torch.no_grad():
             a, z = net(x)
         tail = [c for c in range(10) if counts[c] < np.median(counts)]
         stats = risda_stats(a, y, z.argmax(1), 10, tail)
-        net.fc, _ = retrain_classifier(a, y, stats, 10, net.fc, epochs=100, class_weight=class_balanced_weights(counts))
+        net.fc, _ = _stage2(net, a, y, stats, counts, val)
     return net.eval()
+
+
+def _stage2(net: DigitNet, a, y, stats: RisdaStats, counts, val=None, epochs: int = 100):
+    """RISDA stage 2 on frozen features `a`, class-balanced weights; the epoch picked on `val` when given."""
+    eval_fn = None
+    if val is not None:
+        with torch.no_grad():
+            av = net.body(val[0])
+
+        def eval_fn(head):
+            with torch.no_grad():
+                return float((head(av).argmax(1) == val[1]).float().mean())
+
+    return retrain_classifier(a, y, stats, 10, net.fc, epochs=epochs, class_weight=class_balanced_weights(counts), eval_fn=eval_fn)
 
 
 def digits_check(seeds: int = 5, log=print, heads_seeds: int = 2) -> dict:
@@ -200,6 +267,131 @@ def digits_check(seeds: int = 5, log=print, heads_seeds: int = 2) -> dict:
     if heads_seeds:
         out["heads"] = heads_check(heads_seeds, log)
     return out
+
+
+HELDOUT_ARMS = ("ce", "cb_ce", "isda_cb", "risda_train", "risda_heldout")
+
+
+def _scores(net, x, y, tail) -> dict:
+    with torch.no_grad():
+        pred = net(x)[1].argmax(1)
+    t = torch.isin(y, torch.tensor(tail))
+    return {"acc": float((pred == y).float().mean()), "tail": float((pred[t] == y[t]).float().mean()),
+            "head": float((pred[~t] == y[~t]).float().mean())}
+
+
+def paired_bootstrap(diffs, n_boot: int = 10000, seed: int = 0) -> list:
+    """Mean of paired per-seed differences and a percentile bootstrap 95 % CI (seeds resampled)."""
+    d = np.asarray(diffs, np.float64)
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(1)
+    return [float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def heldout_check(seeds: int = 5, epochs: int = 150, stage2_epochs: int = 100, folds: int = 5, log=print) -> dict:
+    """Issue 24 item 5: RISDA with the confusion graph from held-out (cross-fitted) predictions vs the train-set
+    graph, an ISDA + class-balanced arm without the graph, CE and class-balanced CE. Long-tailed digits with a
+    balanced validation split (15 / class) and test split (40 / class). Every network (and every stage 2) keeps
+    its best-validation-accuracy epoch; trunks get `epochs`, stage 2 `stage2_epochs` classifier-only epochs.
+
+    - ce, cb_ce: the DigitNet trained end to end with (class-balanced) cross-entropy.
+    - isda_cb: the ISDA-trained trunk, stage 2 with class-balanced weights and each class's own covariance, no
+      graph (KG = identity: no borrowing, no mean shift).
+    - risda_train: the same trunk, stage 2 with KG from the trunk's predictions on its own training set (the old check).
+    - risda_heldout: the same trunk, stage 2 with KG from `folds`-fold cross-fitted predictions on the training
+      set (each sample predicted by an ISDA DigitNet trained, same recipe, on the other folds).
+    Tail = classes with fewer training samples than the median count; head = the others."""
+    runs = {m: [] for m in HELDOUT_ARMS}
+    graphs = []
+    for seed in range(seeds):
+        train, val, (xt, yt), counts = long_tailed_digits_split(seed)
+        tail = [c for c in range(10) if counts[c] < np.median(counts)]
+        for m in ("ce", "cb_ce"):
+            runs[m].append(_scores(_train_digits(m, train, counts, seed, epochs, val=val), xt, yt, tail))
+        trunk = _train_digits("isda", train, counts, seed, epochs, val=val)
+        x, y = train
+        with torch.no_grad():
+            a, z = trunk(x)
+
+        def fit(xk, yk, k):
+            net = _train_digits("isda", (xk, yk), np.bincount(yk.numpy(), minlength=10), 1000 * (seed + 1) + k, epochs, val=val)
+            return lambda xx: net(xx)[1].argmax(1)
+
+        held = crossfit_predictions(fit, x, y, folds, seed)
+        stats = {"isda_cb": risda_stats(a, y, y, 10, tail),  # KG = identity: own covariance, no shift
+                 "risda_train": risda_stats(a, y, z.argmax(1), 10, tail),
+                 "risda_heldout": risda_stats(a, y, held, 10, tail)}
+        for m, st in stats.items():
+            net = DigitNet()
+            net.load_state_dict(trunk.state_dict())
+            torch.manual_seed(seed)
+            net.fc, _ = _stage2(net, a, y, st, counts, val, stage2_epochs)
+            runs[m].append(_scores(net.eval(), xt, yt, tail))
+        off = {k: float(np.mean([1 - stats[k].kg[c, c] for c in tail])) for k in ("risda_train", "risda_heldout")}
+        graphs.append({"seed": seed, "tail_offdiag": off, "kg_train": stats["risda_train"].kg.round(3).tolist(),
+                       "kg_heldout": stats["risda_heldout"].kg.round(3).tolist()})
+        if log:
+            log(f"risda heldout seed {seed}: " + ", ".join(f"{m} {runs[m][-1]['acc']:.3f}/{runs[m][-1]['tail']:.3f}" for m in HELDOUT_ARMS)
+                + f"; tail off-diagonal mass train {off['risda_train']:.3f}, held-out {off['risda_heldout']:.3f}")
+    keys = ("acc", "tail", "head")
+    summary = {m: {k: [float(np.mean([r[k] for r in rs])), float(np.std([r[k] for r in rs]))] for k in keys} for m, rs in runs.items()}
+    vs_cb = {m: {k: paired_bootstrap([r[k] - b[k] for r, b in zip(runs[m], runs["cb_ce"])]) for k in keys}
+             for m in HELDOUT_ARMS if m != "cb_ce"}
+    return {"seeds": seeds, "train_counts": counts, "tail": tail, "split": "digits, balanced val 15/class, test 40/class",
+            "model": f"MLP 64-128-64-10, Adam 3e-3, {epochs} epochs (+ {stage2_epochs} classifier-only stage-2 epochs for the "
+                     f"ISDA-trunk arms), best validation accuracy epoch", "folds": folds, "runs": runs, "summary": summary,
+            "vs_cb_ce": vs_cb, "graphs": graphs}
+
+
+def render_heldout(h: dict) -> str:
+    names = {"ce": "CE", "cb_ce": "class-balanced CE", "isda_cb": "ISDA + class-balanced (no graph)",
+             "risda_train": "RISDA, train-set graph", "risda_heldout": f"RISDA, held-out graph ({h['folds']}-fold cross-fit)"}
+    pct = lambda v: f"{100 * v[0]:.2f} ± {100 * v[1]:.2f}"
+    ci = lambda v: f"{100 * v[0]:+.2f} [{100 * v[1]:+.2f}, {100 * v[2]:+.2f}]"
+    out = [f"### RISDA with a held-out confusion graph (long-tailed digits, {h['seeds']} seeds, epoch on validation)", "",
+           f"Train counts {h['train_counts']}; tail = classes {h['tail']} (count < median), head = the rest; {h['split']}. "
+           f"{h['model']}. Mean ± std over seeds; Δ = paired difference vs class-balanced CE, mean [bootstrap 95 % CI over seeds], points.", "",
+           "| arm | overall acc | tail acc | head acc | Δ overall | Δ tail | Δ head |", "|---|---|---|---|---|---|---|"]
+    for m, s_ in h["summary"].items():
+        d = h["vs_cb_ce"].get(m)
+        out.append(f"| {names[m]} | {pct(s_['acc'])} | {pct(s_['tail'])} | {pct(s_['head'])} | "
+                   + (" | ".join(ci(d[k]) for k in ("acc", "tail", "head")) if d else "— | — | —") + " |")
+    off = {k: np.mean([g["tail_offdiag"][k] for g in h["graphs"]]) for k in ("risda_train", "risda_heldout")}
+    out += ["", f"Tail rows' off-diagonal mass of the confusion graph (mean over tail classes and seeds): train-set "
+                f"{off['risda_train']:.3f}, held-out {off['risda_heldout']:.3f}.", ""]
+    return "\n".join(out)
+
+
+def main(argv=None):
+    """python -m models.graph.risda --heldout [--seeds 5]: the held-out-graph comparison, into report/risda.json
+    (key "heldout"; the old keys are kept) and report/risda.md, then report/results.md is rebuilt."""
+    import argparse
+    import json
+    import time
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--heldout", action="store_true", help="run the held-out-graph comparison (issue 24 item 5)")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--folds", type=int, default=5)
+    a = p.parse_args(argv)
+    if not a.heldout:
+        p.error("nothing to do: pass --heldout (the other RISDA checks run from models.graph.evaluate --part risda)")
+    torch.set_num_threads(1)
+    report = Path(__file__).parent / "report"
+    started = time.perf_counter()
+    h = heldout_check(a.seeds, a.epochs, folds=a.folds)
+    h["seconds"] = time.perf_counter() - started
+    path = report / "risda.json"
+    res = json.loads(path.read_text()) if path.exists() else {}
+    res["heldout"] = h
+    path.write_text(json.dumps(res, indent=1))
+    (report / "risda.md").write_text(render_heldout(h) + "\n")
+    from .evaluate import rebuild_report
+
+    rebuild_report()
+    print(render_heldout(h))
 
 
 # ------------------------------------------------------------------ RISDA on the BotRGCN heads
@@ -266,3 +458,7 @@ def heads_check(seeds: int, log=print, epochs: int = 50) -> dict:
     summary = {h: {t: {k: [float(np.mean([r[h][t][k] for r in runs])), float(np.std([r[h][t][k] for r in runs]))] for k in keys}
                    for t in ("bot", "stance")} for h in ("ce", "risda")}
     return {"seeds": seeds, "runs": runs, "summary": summary}
+
+
+if __name__ == "__main__":
+    main()
