@@ -124,6 +124,10 @@ def render(results: dict) -> str:
         for method, m in r["summary"].items():
             out.append(f"| {method} | {100 * m['acc'][0]:.2f} ± {100 * m['acc'][1]:.2f} | {100 * m['tail'][0]:.2f} ± {100 * m['tail'][1]:.2f} |")
         out += ["", "Published RISDA: CIFAR-100-LT (ratio 100) 50.16 % top-1 (unconfirmed; not comparable).", "", "![risda](risda_bars.png)", ""]
+        if "heldout" in r:  # python -m models.graph.risda --heldout (issue 24 item 5)
+            from .risda import render_heldout
+
+            out += [render_heldout(r["heldout"]).replace("### ", "## ", 1), ""]
         if "heads" in r:
             h = r["heads"]
             out += [f"### RISDA on the BotRGCN heads (same frozen trunk, {h['seeds']} seeds; test split, epoch on validation)", "",
