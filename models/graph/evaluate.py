@@ -124,10 +124,6 @@ def render(results: dict) -> str:
         for method, m in r["summary"].items():
             out.append(f"| {method} | {100 * m['acc'][0]:.2f} ± {100 * m['acc'][1]:.2f} | {100 * m['tail'][0]:.2f} ± {100 * m['tail'][1]:.2f} |")
         out += ["", "Published RISDA: CIFAR-100-LT (ratio 100) 50.16 % top-1 (unconfirmed; not comparable).", "", "![risda](risda_bars.png)", ""]
-        if "heldout" in r:  # python -m models.graph.risda --heldout (issue 24 item 5)
-            from .risda import render_heldout
-
-            out += [render_heldout(r["heldout"]).replace("### ", "## ", 1), ""]
         if "heads" in r:
             h = r["heads"]
             out += [f"### RISDA on the BotRGCN heads (same frozen trunk, {h['seeds']} seeds; test split, epoch on validation)", "",
@@ -136,6 +132,10 @@ def render(results: dict) -> str:
                 s_ = h["summary"][key]
                 out.append(f"| {name} | " + " | ".join(f"{100 * s_[t][k][0]:.2f} ± {100 * s_[t][k][1]:.2f}" for t in ("bot", "stance") for k in ("acc", "f1", "recall")) + " |")
             out.append("")
+        if "heldout" in r:  # python -m models.graph.risda --heldout (issue 24 item 5)
+            from .risda import render_heldout
+
+            out += [render_heldout(r["heldout"]).replace("### ", "## ", 1), ""]
     return "\n".join(out)
 
 
@@ -201,7 +201,10 @@ def plots(results: dict) -> None:
 
 def rebuild_report() -> dict:
     results = {p.stem: json.loads(p.read_text()) for p in sorted(REPORT.glob("*.json")) if p.stem in ("gnn", "ccgc", "risda")}
-    (REPORT / "results.json").write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in results.items()}, indent=1))
+    def brief(v: dict) -> dict:  # summaries only: no per-seed runs or graphs (those stay in <part>.json)
+        return {k: brief(x) if k == "heldout" else x for k, x in v.items() if k not in ("runs", "graphs")}
+
+    (REPORT / "results.json").write_text(json.dumps({k: brief(v) for k, v in results.items()}, indent=1))
     (REPORT / "results.md").write_text(render(results))
     plots(results)
     return results
