@@ -13,7 +13,8 @@ the model's own working set; what the server adds (the message as received, pars
 test server's limit, and holds every model to the statement recorded in `loadtest/reports/working_set.json`.
 
     python -m loadtest.working_set                  # starts `python -m serve run` with the default limits
-    python -m loadtest.working_set --grpc 127.0.0.1:8001 --request-limit-mb 64   # a running server
+    python -m loadtest.working_set --protocol http  # the same requests over HTTP, held to the same working sets
+    python -m loadtest.working_set --address 127.0.0.1:8001 --pid PID   # a running server
 """
 import argparse
 import asyncio
@@ -26,7 +27,10 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -270,19 +274,63 @@ def send(stub, item: Largest, timeout_s: float = 300) -> tuple[str, int]:
         return f"{e.code().name}: {e.details()}", largest
 
 
+RESPONSE_REFUSALS = ("over the limit of", "could pass the response limit", "stream large tensors over gRPC")
+"""How the server refuses a response past `max_response_bytes` (as JSON, for HTTP): a correct answer to a legal request,
+measured like any other."""
+
+
+def http_body(request: pb.ModelInferRequest) -> tuple[bytes, dict]:
+    """The same request as Triton's binary tensor extension sends it over HTTP: a JSON header, then the raw inputs;
+    outputs asked for as binary too."""
+    raws = list(request.raw_input_contents)
+    inputs = [{"name": t.name, "shape": list(t.shape), "datatype": t.datatype, "parameters": {"binary_data_size": len(raw)}}
+              for t, raw in zip(request.inputs, raws)]
+    parameters = {key: getattr(value, value.WhichOneof("parameter_choice")) for key, value in request.parameters.items()}
+    header = json.dumps({"inputs": inputs, "parameters": parameters | {"binary_data_output": True}}).encode()
+    return header + b"".join(raws), {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"}
+
+
+def send_http(address: str, item: Largest, timeout_s: float = 300) -> tuple[str, int]:
+    """('' when the model answered, else the error it gave; the size of its largest response). A streamed request goes
+    to `generate_stream` (server-sent events, one per response), the others to `infer`."""
+    body, headers = http_body(item.request)
+    route = "generate_stream" if item.streamed else "infer"
+    request = urllib.request.Request(f"http://{address}/v2/models/{item.model}/{route}", body, headers)
+    del body
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            if not item.streamed:
+                return "", len(response.read())
+            largest = 0
+            for line in response:  # "data: {...}" per response, "event: error" then its data on failure
+                if line.startswith(b"event: error"):
+                    return next(response, b"").decode(errors="replace")[:300], largest
+                largest = max(largest, len(line))
+            return "", largest
+    except urllib.error.HTTPError as e:
+        return f"{e.code}: {e.read()[:300].decode(errors='replace')}", 0
+
+
 def channel_options(request_limit: int) -> list:
     return [("grpc.max_send_message_length", request_limit + MB), ("grpc.max_receive_message_length", 256 * MB)]
 
 
-def measure(server_pid: int, grpc_address: str, items: list[Largest]) -> list[dict]:
+def measure(server_pid: int, address: str, items: list[Largest], protocol: str = "grpc") -> list[dict]:
+    """`address`: the server's gRPC address, or its HTTP address when `protocol` is "http"."""
     sampler = MemorySampler(server_pid)
     sampler.refresh()
-    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(grpc_address, options=channel_options(max(i.size for i in items))))
+    if protocol == "grpc":
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(address, options=channel_options(max(i.size for i in items))))
+        call = partial(send, stub)
+    else:
+        call = partial(send_http, address)
     rows = []
     for item in items:
-        before, peak, (error, response_size) = sampler.measure(lambda: send(stub, item))
+        before, peak, (error, response_size) = sampler.measure(lambda: call(item))
         growth = {pid: peak[pid] - before[pid] for pid in before if pid in peak}
         pid = max(growth, key=growth.get)
+        if any(marker in error for marker in RESPONSE_REFUSALS):  # the request was legal, its answer too large to send
+            error, response_size = "", 0
         rows.append({"model": item.model, "request": item.what, "request_mb": round(item.size / MB, 2),
                      "response_mb": round(response_size / MB, 2), "growth_mb": round(growth[pid] / MB, 1),
                      "process": sampler.label(pid), "error": error})
@@ -347,13 +395,16 @@ def bound_mb(row: dict, own_mb: float) -> float:
     return 4 * (row["request_mb"] + row["response_mb"]) + own_mb + SLACK_MB
 
 
-def write_report(rows: list[dict], request_limit: int) -> None:
+def write_report(rows: list[dict], request_limit: int, protocol: str = "grpc") -> None:
     REPORT.mkdir(exist_ok=True)
-    (REPORT / "working_set.json").write_text(json.dumps(
+    name = "working_set" if protocol == "grpc" else f"working_set_{protocol}"
+    (REPORT / f"{name}.json").write_text(json.dumps(
         {"request_limit_mb": request_limit / MB, "slack_mb": SLACK_MB,
          "stated_working_set_mb": {r["model"]: stated_mb(r["own_mb"]) for r in rows}, "rows": rows}, indent=1) + "\n")
-    lines = [f"# Batch working set per model (`python -m loadtest.working_set`, request limit {request_limit / MB:.0f} MiB)", "",
-             "*sent*: the largest request the model accepts, as sent over gRPC; *answer*: its largest response message. "
+    command = "python -m loadtest.working_set" + (f" --protocol {protocol}" if protocol != "grpc" else "")
+    lines = [f"# Batch working set per model over {protocol.upper()} (`{command}`, request limit {request_limit / MB:.0f} MiB)", "",
+             f"*sent*: the largest request the model accepts, as sent over {protocol.upper()}"
+             + (" (the binary tensor extension)" if protocol == "http" else "") + "; *answer*: its largest response message. "
              "*own working set*: growth of a fresh process running that request through the data plane without a server "
              "(decoded beforehand); *stated*: the model is held to it with 10 % headroom, rounded up to 8 MB. *served "
              "growth*: the largest growth of one serving process while the server answers it. "
@@ -366,13 +417,15 @@ def write_report(rows: list[dict], request_limit: int) -> None:
         lines.append(f"| {r['model']} | {r['request']} | {r['request_mb']} | {r['response_mb']} | {r['own_mb']} | {stated_mb(r['own_mb'])} | "
                      f"{served} | {bound:.0f} | {'yes' if r['growth_mb'] <= bound and not r['error'] else '**no**'} |")
     lines += [f"| {m} | — | — | — | — | — | {why} | — | — |" for m, why in UNBOUNDED_HERE.items()]
-    (REPORT / "working_set.md").write_text("\n".join(lines) + "\n")
+    (REPORT / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repository", default="model_repository")
-    parser.add_argument("--grpc", help="a running server's gRPC address (with --pid); default: start one")
+    parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc",
+                        help="how the requests are sent; http reuses the own working sets measured for grpc")
+    parser.add_argument("--address", help="a running server's address for --protocol (with --pid); default: start one")
     parser.add_argument("--pid", type=int, help="the running server's process id")
     parser.add_argument("--request-limit-mb", type=float, default=64)
     parser.add_argument("--own", metavar="MODEL", help=argparse.SUPPRESS)  # one model's own working set, printed
@@ -382,22 +435,25 @@ def main(argv=None) -> None:
         print(round(own_working_set(args.repository, args.own, limit), 1))
         return
     items = largest_requests(args.repository, limit)
-    if args.grpc:
-        rows = measure(args.pid, args.grpc, items)
+    if args.address:
+        rows = measure(args.pid, args.address, items, args.protocol)
     else:
         from serve.testing import start_server, stop_server
 
         server = start_server(Path(args.repository).resolve(), Path(tempfile.mkdtemp(prefix="working-set-")),
                               {"STREAMSERVE_MAX_REQUEST_BYTES": str(limit)}, timeout_s=600)
         try:
-            rows = measure(server.process.pid, server.grpc, items)
+            rows = measure(server.process.pid, getattr(server, args.protocol), items, args.protocol)
         finally:
             stop_server(server.process)
-    own = own_working_sets(args.repository, [r["model"] for r in rows], limit)
+    if args.protocol == "grpc":
+        own = own_working_sets(args.repository, [r["model"] for r in rows], limit)
+    else:
+        own = {r["model"]: r["own_mb"] for r in json.loads((REPORT / "working_set.json").read_text())["rows"]}
     for row in rows:
         row["own_mb"] = own[row["model"]]
-    write_report(rows, limit)
-    print(f"wrote {REPORT / 'working_set.md'}")
+    write_report(rows, limit, args.protocol)
+    print(f"wrote the report to {REPORT}")
 
 
 if __name__ == "__main__":

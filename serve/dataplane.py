@@ -363,6 +363,10 @@ class DataPlane:
         for name in wanted:  # the runtime must honour the config: a mismatch is ours, not the client's
             if from_numpy(outputs[name].dtype) != declared[name]:
                 raise RuntimeError(f"model {spec.name} output {name} is {outputs[name].dtype}, config says {declared[name]}")
+        size = sum(outputs[n].nbytes for n in wanted if n not in request.classification)
+        if size > self.max_response_bytes:  # every response, a stream's messages too: never encoded past the limit
+            raise InvalidInput(f"model {spec.name!r}: the response holds {size} bytes of outputs, over the limit of "
+                               f"{self.max_response_bytes}; ask for fewer outputs or a smaller input")
         batched = spec.max_batch_size > 0
         return InferResponse(spec.name, str(version), {
             n: classify(outputs[n], request.classification[n], spec.labels.get(n, []), batched) if n in request.classification else outputs[n]

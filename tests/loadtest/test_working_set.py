@@ -3,14 +3,17 @@ limit) grows no serving process by more than 4x its messages plus the model's ow
 `loadtest/reports/working_set.json` (`python -m loadtest.working_set`, measured at the default 64 MiB limit)."""
 import json
 
+import pytest
+
 from loadtest.working_set import REPORT, bound_mb, largest_requests, measure
 
 
-def test_every_models_largest_request_stays_within_its_stated_working_set(server):
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_every_models_largest_request_stays_within_its_stated_working_set(server, protocol):
     stated = json.loads((REPORT / "working_set.json").read_text())["stated_working_set_mb"]
     items = largest_requests(server.repository, 1 << 20)  # the session server's limit (tests/conftest.py)
     assert {i.model for i in items} <= set(stated), "a model without a stated working set: run python -m loadtest.working_set"
-    rows = measure(server.process.pid, server.grpc, items)
+    rows = measure(server.process.pid, getattr(server, protocol), items, protocol)
     assert not [r for r in rows if r["error"]], [(r["model"], r["error"]) for r in rows if r["error"]]
     over = {r["model"]: (r["growth_mb"], round(bound_mb(r, stated[r["model"]]))) for r in rows
             if r["growth_mb"] > bound_mb(r, stated[r["model"]])}

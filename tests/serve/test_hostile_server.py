@@ -137,3 +137,21 @@ def test_a_video_whose_frames_grow_after_the_first_is_refused_before_analysis(se
     stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.grpc))
     responses = list(stub.ModelStreamInfer(iter([request]), timeout=120))
     assert any("1920x1080" in r.error_message for r in responses), [r.error_message for r in responses]
+
+
+def test_responses_that_would_pass_the_limit_as_json_are_refused_before_they_are_written(server, bounded):
+    # 200,000 floats (800 KB, under the 1 MiB request limit) come back as up to ~5 MB of JSON: over the 4 MiB limit
+    width = 200_000
+    header = json.dumps({"inputs": [{"name": "U", "shape": [1, width], "datatype": "FP32", "parameters": {"binary_data_size": 4 * width}},
+                                    {"name": "STEPS", "shape": [1, 1], "datatype": "INT32", "data": [1]}]}).encode()
+    body = header + np.zeros(width, np.float32).tobytes()
+    headers = {"Inference-Header-Content-Length": str(len(header)), "content-type": "application/octet-stream"}
+    response = httpx.post(f"http://{server.http}/v2/models/heat1d/generate_stream", content=body, headers=headers, timeout=60)
+    assert response.status_code == 200 and "event: error" in response.text and "stream large tensors over gRPC" in response.text
+    assert len(response.content) < 4096  # the refusal, not the data
+    response = httpx.post(f"http://{server.http}/v2/models/heat1d/infer", content=body, headers=headers, timeout=60)
+    assert response.status_code == 400 and "ask for them as binary" in response.json()["error"]
+    binary = json.dumps({**json.loads(header), "parameters": {"binary_data_output": True}}).encode()
+    response = httpx.post(f"http://{server.http}/v2/models/heat1d/infer", content=binary + np.zeros(width, np.float32).tobytes(),
+                          headers={**headers, "Inference-Header-Content-Length": str(len(binary))}, timeout=60)
+    assert response.status_code == 200  # the same answer as binary is 800 KB
