@@ -373,9 +373,12 @@ repository directory only."""
 
 @dataclass(frozen=True)
 class ConfigOverride:
-    config: MC
+    document: dict
+    """The JSON as sent, checked to parse as a ModelConfig."""
     fields: tuple[str, ...]
     """The fields the JSON names, zero values included (proto3 cannot tell a 0 it was given from one it was not)."""
+    name: str
+    """The model's name, when the JSON names it ("" otherwise)."""
 
 
 def override_config(text: str) -> ConfigOverride:
@@ -384,7 +387,7 @@ def override_config(text: str) -> ConfigOverride:
         document = json.loads(text)
         if not isinstance(document, dict):
             raise ValueError("expected a JSON object")
-        config = json_format.ParseDict(document, MC())
+        name = json_format.ParseDict(document, MC()).name
     except (json_format.ParseError, ValueError, RecursionError) as e:
         raise RepositoryError(f"config is not ModelConfig JSON: {str(e)[:300]}") from None
     names = {f.json_name: f.name for f in MC.DESCRIPTOR.fields} | {f.name: f.name for f in MC.DESCRIPTOR.fields}
@@ -392,18 +395,7 @@ def override_config(text: str) -> ConfigOverride:
     refused = sorted(set(fields) - set(OVERRIDABLE) - {"name"})
     if refused:
         raise RepositoryError(f"config fields {refused} cannot be overridden by a load; it may set {list(OVERRIDABLE)}")
-    return ConfigOverride(config, fields)
-
-
-def _copy_field(source: MC, target: MC, name: str) -> None:
-    field = MC.DESCRIPTOR.fields_by_name[name]
-    if field.message_type is not None and field.label != field.LABEL_REPEATED:
-        getattr(target, name).SetInParent()  # present even when given empty ("dynamic_batching": {})
-        getattr(target, name).CopyFrom(getattr(source, name))
-    elif field.label == field.LABEL_REPEATED:
-        getattr(target, name).extend(getattr(source, name))
-    else:
-        setattr(target, name, getattr(source, name))
+    return ConfigOverride({key: value for key, value in document.items() if names[key] != "name"}, fields, name)
 
 
 def load_model(folder: Path, override: ConfigOverride | None = None) -> ModelSpec:
@@ -414,12 +406,12 @@ def load_model(folder: Path, override: ConfigOverride | None = None) -> ModelSpe
     config = parse_config(config_path.read_text(), str(config_path))
     where = str(config_path)
     if override is not None:
-        if "name" in override.fields and override.config.name != folder.name:
-            raise RepositoryError(f"config names the model {override.config.name!r}, not {folder.name!r}")
+        if "name" in override.fields and override.name != folder.name:
+            raise RepositoryError(f"config names the model {override.name!r}, not {folder.name!r}")
         for name in override.fields:
             if name != "name":
-                config.ClearField(name)
-                _copy_field(override.config, config, name)
+                config.ClearField(name)  # replaced, not merged: a repeated field's entries are the override's alone
+        json_format.ParseDict(override.document, config)
         where += " with the load's config override"
     if not config.name:
         config.name = folder.name

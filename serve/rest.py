@@ -232,7 +232,7 @@ async def infer(request: Request, model: str, version: str | None = None):
     infer_request.received, infer_request.caller = received, _caller(request)
     response = await data_plane.infer(infer_request, protocol="http")
     encoding = time.perf_counter()
-    encoded = encode_response(response, wire, regions, data_plane.max_response_bytes)
+    encoded = encode_response(response, wire, data_plane.max_response_bytes, regions)
     data_plane.record_encode(response, time.perf_counter() - encoding, "http")
     return encoded
 
@@ -257,7 +257,8 @@ async def infer_stream(request: Request, model: str, version: str | None = None)
     async def events():
         try:
             async for response in responses:
-                _check_json_size(response, data_plane.max_response_bytes)
+                _check_json_size(response.outputs.values(), data_plane.max_response_bytes,
+                                 "stream large tensors over gRPC (ModelStreamInfer), whose messages are binary")
                 document = _response_document(response, {name: _as_json(array) for name, array in response.outputs.items()})
                 document["parameters"] = response.parameters
                 yield f"data: {json.dumps(document, separators=(',', ':'))}\n\n"
@@ -274,12 +275,12 @@ JSON_BYTES_PER_BYTE = 7
 """The most a tensor grows written as JSON numbers: an FP32 element's 4 bytes become up to ~26 characters."""
 
 
-def _check_json_size(response: InferResponse, limit: int) -> None:
-    """A JSON event is refused before it is written when its outputs, as JSON, could pass the response limit."""
-    size = sum(array.nbytes for array in response.outputs.values())
+def _check_json_size(arrays, limit: int, advice: str) -> None:
+    """Outputs to be written as JSON numbers are refused before they are written when they could pass the response limit."""
+    size = sum(array.nbytes for array in arrays)
     if size * JSON_BYTES_PER_BYTE > limit:
-        raise InvalidInput(f"a response of {size} bytes of outputs could be {size * JSON_BYTES_PER_BYTE} bytes as JSON, over "
-                           f"the limit of {limit}; stream large tensors over gRPC (ModelStreamInfer), whose messages are binary")
+        raise InvalidInput(f"outputs of {size} bytes could be {size * JSON_BYTES_PER_BYTE} bytes as JSON, which could pass the "
+                           f"response limit of {limit}; {advice}")
 
 
 def _as_json(array) -> dict:
@@ -402,17 +403,13 @@ def decode_request(
                         classification={name: k for name, k in classes.items() if k})
 
 
-def encode_response(response: InferResponse, wire: InferenceRequestBody, regions: RegionUse | None = None,
-                    limit: int = 64 * 2**20) -> Response:
+def encode_response(response: InferResponse, wire: InferenceRequestBody, limit: int, regions: RegionUse | None = None) -> Response:
     """An output placed in shared memory is written there and sent without data, as Triton does."""
     binary_default = bool((wire.parameters or {}).get("binary_data_output", False))
     per_output = {o.name: (o.parameters or {}).get("binary_data", binary_default) for o in wire.outputs or []}
     in_regions = {o.name for o in wire.outputs or [] if names_shared_memory(o.parameters or {})}
-    as_json = [a for name, a in response.outputs.items() if not per_output.get(name, binary_default) and name not in in_regions]
-    if sum(a.nbytes for a in as_json) * JSON_BYTES_PER_BYTE > limit:
-        raise InvalidInput(f"the outputs asked for as JSON hold {sum(a.nbytes for a in as_json)} bytes, which could pass the "
-                           f"response limit of {limit} written as JSON numbers; ask for them as binary (the binary_data "
-                           "output parameter, or binary_data_output) or for fewer outputs")
+    _check_json_size([a for name, a in response.outputs.items() if not per_output.get(name, binary_default) and name not in in_regions],
+                     limit, "ask for them as binary (the binary_data output parameter, or binary_data_output) or for fewer outputs")
     outputs, buffers = {}, []
     for name, array in response.outputs.items():
         if regions is not None and regions.write_output(name, array):
