@@ -11,7 +11,8 @@ same accuracy, with the KNO's error beside it, in one run:
 3. The cheapest solver setting at least as accurate as the KNO over the first 10 steps, and over 40: the speed
    ratio is solver time / KNO time at equal accuracy (the issue's goal: ≥ 100× at < 5 % error over 10 steps).
 4. With ``--served``: the same rollout through the real server (one gRPC ``ModelStreamInfer``), time to the first
-   streamed step and to the last (goal: first step within 50 ms).
+   streamed step and to the last (goal: first step within 50 ms); and an ensemble of ``--members`` (32) as one
+   ensemble request, beside the equal-accuracy solver setting run on the same members as one batch.
 """
 import argparse
 import json
@@ -89,16 +90,26 @@ def solver_rollouts(start: torch.Tensor, n: int, dt: float, steps: int, repeats:
     return float(np.mean(seconds)), torch.stack(frames)
 
 
-def served_rollout(repository: Path, window: np.ndarray, steps: int) -> list[float]:
+def served_rollouts(repository: Path, window: np.ndarray, steps: int, members: int) -> tuple[list[float], list[float]]:
+    """Arrival times of one streamed rollout's steps, then of one ensemble request's, through the real server."""
     from serve.testing import start_server, stop_server
     from loadtest.stream_latency import served
 
     server = start_server(repository.resolve(), Path(tempfile.mkdtemp(prefix="kno-bench-")))
     try:
         served(server.grpc, "kno_ns2d", window, 3)  # warm-up: replica loaded, first batch run
-        return served(server.grpc, "kno_ns2d", window, steps)
+        single = served(server.grpc, "kno_ns2d", window, steps)
+        return single, served(server.grpc, "kno_ns2d", window, steps, members)
     finally:
         stop_server(server.process)
+
+
+def solver_ensemble_seconds(start: torch.Tensor, n: int, dt: float, steps: int, members: int) -> float:
+    """One batched solve of `members` perturbed copies of the first state at n², dt (what a solver-based ensemble costs)."""
+    w0 = resample(start[:1], n).repeat(members, 1, 1)
+    w0 = w0 + 0.01 * w0.std() * torch.randn_like(w0)
+    seconds, _ = timed(lambda: solvers.ns_solve(w0, data.NS["nu"], float(steps), dt, record_every=1.0), 1)
+    return seconds
 
 
 def main(argv=None) -> None:
@@ -107,7 +118,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--count", type=int, default=4, help="test trajectories")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--served", action="store_true", help="also time the rollout through the real server")
+    parser.add_argument("--served", action="store_true", help="also time the rollout and an ensemble through the real server")
+    parser.add_argument("--members", type=int, default=32, help="ensemble size for --served")
     parser.add_argument("--json", type=Path, default=REPORT)
     args = parser.parse_args(argv)
     steps, t_in = 40, data.NS["t_in"]
@@ -138,9 +150,15 @@ def main(argv=None) -> None:
     report = {"command": "python -m loadtest.bench_koopman" + (" --served" if args.served else ""), "trajectories": args.count,
               "threads": 1, "batch": 1, "rows": rows, "equal_accuracy": matches}
     if args.served:
-        arrivals = served_rollout(args.repository, test[:1, :t_in].numpy(), steps)
+        arrivals, ensemble = served_rollouts(args.repository, test[:1, :t_in].numpy(), steps, args.members)
         report["served"] = {"first_step_s": arrivals[0], "rollout_s": arrivals[-1],
                             "per_step_s": (arrivals[-1] - arrivals[0]) / (len(arrivals) - 1)}
+        report["ensemble"] = {"members": args.members, "served_first_step_s": ensemble[0], "served_rollout_s": ensemble[-1]}
+        for horizon in ("err10", "err40"):
+            if (m := matches[horizon]) is not None:
+                solver_s = solver_ensemble_seconds(start, m["grid"], m["dt"], steps, args.members)
+                report["ensemble"][f"solver_{horizon}"] = {"grid": m["grid"], "dt": m["dt"], "seconds": solver_s,
+                                                           "speedup": solver_s / ensemble[-1]}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
 
@@ -157,6 +175,14 @@ def main(argv=None) -> None:
         s = report["served"]
         print(f"served (gRPC stream): first step {s['first_step_s'] * 1e3:.0f} ms, {s['per_step_s'] * 1e3:.0f} ms per step, "
               f"whole rollout {s['rollout_s']:.2f} s")
+        e = report["ensemble"]
+        print(f"served ensemble of {e['members']} (one request): first step {e['served_first_step_s'] * 1e3:.0f} ms, "
+              f"whole rollout {e['served_rollout_s']:.2f} s")
+        for horizon in ("err10", "err40"):
+            if f"solver_{horizon}" in e:
+                m = e[f"solver_{horizon}"]
+                print(f"  solver at equal accuracy ({horizon}): {m['grid']}², dt {m['dt']}, {m['seconds']:.2f} s for the "
+                      f"{e['members']} members = {m['speedup']:.2f}× the served ensemble's time")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ def window_for(model: str, grid: int) -> np.ndarray:
     return (0.2 * rng.standard_normal(shape)).astype(np.float32)
 
 
-def served(address: str, model: str, window: np.ndarray, steps: int) -> list[float]:
+def served(address: str, model: str, window: np.ndarray, steps: int, members: int = 1) -> list[float]:
+    """Seconds from sending one streamed rollout to each step's arrival; `members` > 1: an ensemble request, whose
+    steps carry the members' mean and spread."""
     client = grpcclient.InferenceServerClient(address)
     arrivals: queue.Queue = queue.Queue()
     client.start_stream(callback=lambda result, error: arrivals.put((time.perf_counter(), error)))
@@ -34,8 +36,13 @@ def served(address: str, model: str, window: np.ndarray, steps: int) -> list[flo
     state.set_data_from_numpy(window)
     count = grpcclient.InferInput("STEPS", [1, 1], "INT32")
     count.set_data_from_numpy(np.array([[steps]], np.int32))
+    inputs, outputs = [state, count], ["FRAMES"]
+    if members > 1:
+        ensemble = grpcclient.InferInput("ENSEMBLE_MEMBERS", [1, 1], "INT32")
+        ensemble.set_data_from_numpy(np.array([[members]], np.int32))
+        inputs, outputs = inputs + [ensemble], ["FRAMES_MEAN", "FRAMES_SPREAD"]
     sent = time.perf_counter()
-    client.async_stream_infer(model, [state, count], outputs=[grpcclient.InferRequestedOutput("FRAMES")])
+    client.async_stream_infer(model, inputs, outputs=[grpcclient.InferRequestedOutput(name) for name in outputs])
     times = []
     for _ in range(steps):
         arrived, error = arrivals.get(timeout=600)

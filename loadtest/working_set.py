@@ -59,6 +59,12 @@ class Largest:
     what: str
     request: pb.ModelInferRequest
     streamed: bool
+    case: str = ""
+    """A second largest request of the same model (an ensemble); its own row and stated working set."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.model} {self.case}" if self.case else self.model
 
     @property
     def size(self) -> int:
@@ -202,7 +208,29 @@ def largest_requests(repository: str | Path, request_limit: int, seed: int = 0) 
     for spec in ModelRepository(repository):
         if spec.name not in UNBOUNDED_HERE:
             out.append(_family(spec, budget, rng) or _generic(spec, budget, rng))
+            if spec.rollout and spec.rollout.ensemble:
+                out.append(_ensemble(spec, budget, rng))
     return out
+
+
+def _ensemble(spec: ModelSpec, budget: int, rng) -> Largest:
+    """The most members of the largest state the model's ensemble limit allows, two steps (the state is at its
+    largest from the first step on)."""
+    from serve.repository import ENSEMBLE_MEMBERS
+
+    ensemble = spec.rollout.ensemble
+    members, per_member = ensemble.max_members, min(budget, ensemble.max_bytes // ensemble.max_members) - 1024
+    (state,) = spec.rollout.state.values()
+    dims = spec.input_by_name[state].dims
+    free = [i for i, d in enumerate(dims) if d == -1]
+    fixed = int(np.prod([d for d in dims if d != -1]))
+    side = int((per_member // (4 * fixed)) ** (1 / len(free)))
+    shape = [1] + [side if d == -1 else d for d in dims]
+    tensors = {state: (rng.standard_normal(shape).astype(np.float32) * 0.1, "FP32"),
+               spec.rollout.steps_input: (np.full((1, 1), 2, np.int32), "INT32"),
+               ENSEMBLE_MEMBERS: (np.full((1, 1), members, np.int32), "INT32")}
+    return Largest(spec.name, f"{members} members of {'x'.join(map(str, shape[1:]))}, 2 steps streamed",
+                   _request(spec, tensors), True, case="ensemble")
 
 
 class MemorySampler:
@@ -331,10 +359,10 @@ def measure(server_pid: int, address: str, items: list[Largest], protocol: str =
         pid = max(growth, key=growth.get)
         if any(marker in error for marker in RESPONSE_REFUSALS):  # the request was legal, its answer too large to send
             error, response_size = "", 0
-        rows.append({"model": item.model, "request": item.what, "request_mb": round(item.size / MB, 2),
+        rows.append({"model": item.key, "request": item.what, "request_mb": round(item.size / MB, 2),
                      "response_mb": round(response_size / MB, 2), "growth_mb": round(growth[pid] / MB, 1),
                      "process": sampler.label(pid), "error": error})
-        print(f"{item.model:28s} {rows[-1]['request_mb']:8.2f} MB sent  +{rows[-1]['growth_mb']:7.1f} MB in {rows[-1]['process']}"
+        print(f"{item.key:28s} {rows[-1]['request_mb']:8.2f} MB sent  +{rows[-1]['growth_mb']:7.1f} MB in {rows[-1]['process']}"
               + (f"  ERROR {error[:120]}" if error else ""), flush=True)
     return rows
 
@@ -346,8 +374,8 @@ def own_working_set(repository: str | Path, model: str, request_limit: int) -> f
     from serve.replica import ModelWorker
     from serve.repository import ModelKind
 
-    item = next(i for i in largest_requests(repository, request_limit) if i.model == model)
-    request = decode_infer_request(item.request)
+    item = next(i for i in largest_requests(repository, request_limit) if i.key == model)
+    request, model = decode_infer_request(item.request), item.model
     repo = ModelRepository(repository)
     spec = repo.get(model)
     plane = DataPlane(repo, {(model, v): ModelWorker(str(repository), model, v) for v in spec.versions},
@@ -428,6 +456,8 @@ def main(argv=None) -> None:
     parser.add_argument("--address", help="a running server's address for --protocol (with --pid); default: start one")
     parser.add_argument("--pid", type=int, help="the running server's process id")
     parser.add_argument("--request-limit-mb", type=float, default=64)
+    parser.add_argument("--only", nargs="+", metavar="CASE",
+                        help="measure these rows only (a model, or e.g. 'heat1d ensemble') and update them in the report")
     parser.add_argument("--own", metavar="MODEL", help=argparse.SUPPRESS)  # one model's own working set, printed
     args = parser.parse_args(argv)
     limit = int(args.request_limit_mb * MB)
@@ -435,6 +465,10 @@ def main(argv=None) -> None:
         print(round(own_working_set(args.repository, args.own, limit), 1))
         return
     items = largest_requests(args.repository, limit)
+    if args.only:
+        items = [i for i in items if i.key in args.only]
+        if not items:
+            parser.error(f"--only: none of {args.only} is a row here")
     if args.address:
         rows = measure(args.pid, args.address, items, args.protocol)
     else:
@@ -452,6 +486,11 @@ def main(argv=None) -> None:
         own = {r["model"]: r["own_mb"] for r in json.loads((REPORT / "working_set.json").read_text())["rows"]}
     for row in rows:
         row["own_mb"] = own[row["model"]]
+    if args.only:  # the other rows as the last full run measured them
+        name = "working_set" if args.protocol == "grpc" else f"working_set_{args.protocol}"
+        measured = {r["model"]: r for r in rows}
+        kept = json.loads((REPORT / f"{name}.json").read_text())["rows"]
+        rows = [measured.pop(r["model"], r) for r in kept] + list(measured.values())
     write_report(rows, limit, args.protocol)
     print(f"wrote the report to {REPORT}")
 

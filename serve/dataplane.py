@@ -17,6 +17,7 @@ from . import __version__, metrics
 from .classification import classify
 from .codecs import element_count
 from .datatypes import from_numpy
+from .ensembles import check_outputs, ensemble_request
 from .errors import InferenceError, InvalidInput, ModelNotReady, NotOffered, Overloaded, Unauthenticated
 from .repository import ModelKind, ModelRepository, ModelSpec
 from .shared_memory import SharedMemoryRegistry
@@ -354,10 +355,11 @@ class DataPlane:
                     f"input {spec.rollout.steps_input!r}: one step count between 1 and {spec.rollout.max_steps} expected "
                     f"(every row the same), got {steps.tolist()}"
                 )
+            check_outputs(spec.rollout, request.outputs, ensemble_request(spec.rollout, request.inputs))
 
     def _response(self, spec: ModelSpec, version: int, request: InferRequest, outputs: dict) -> InferResponse:
         wanted = request.outputs or [t.name for t in spec.outputs]
-        if spec.kind is ModelKind.DECOUPLED:  # progress responses carry a subset of the outputs
+        if spec.kind in (ModelKind.DECOUPLED, ModelKind.ROLLOUT):  # progress responses, ensembles: a subset of the outputs
             wanted = [name for name in wanted if name in outputs]
         declared = {t.name: t.datatype for t in spec.outputs}
         for name in wanted:  # the runtime must honour the config: a mismatch is ours, not the client's

@@ -31,6 +31,12 @@ class ServerParams(BaseModel):
     rollout_state: str | None = Field(None, pattern=r"^\w+=\w+(,\w+=\w+)*$", description="INPUT=OUTPUT pairs fed back each step")
     rollout_steps_input: str | None = Field(None, pattern=_NAME)
     rollout_max_steps: int = Field(1000, ge=1, le=1_000_000)
+    rollout_ensemble_outputs: str | None = Field(
+        None, pattern=r"^\w+(,\w+)*$",
+        description="outputs whose ensemble mean and spread (<OUTPUT>_MEAN, <OUTPUT>_SPREAD) an ensemble request gets")
+    rollout_ensemble_max_members: int = Field(64, ge=2, le=4096, description="most members one ensemble request may ask for")
+    rollout_ensemble_max_bytes: int = Field(
+        64 << 20, ge=1 << 20, le=16 << 30, description="most bytes an ensemble's rollout state may hold (members x state)")
 
 
 # `<prefix><TENSOR>` keys the server reads, with what their value must look like.

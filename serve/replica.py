@@ -21,6 +21,7 @@ import numpy as np
 from . import metrics
 from .batcher import DynamicBatcher
 from .runtimes.python import ModelHandler
+from .ensembles import ensemble_request, ensemble_statistics, perturbed_members
 from .errors import ModelNotReady
 from .repository import ModelKind, ModelSpec, load_model
 from .runtimes import load_runtime
@@ -59,8 +60,10 @@ class ModelWorker:
         self.tags = {"model": model, "version": str(version)}
         self.stats = STATS.get(model, str(version))  # Triton's statistics, per execution (serve/statistics.py)
         threads, device = replica_resources()
-        inputs = [t.name for t in self.spec.inputs if not self._is_control_input(t.name)]
-        outputs = [t.name for t in self.spec.outputs]
+        control = self.spec.rollout.control_inputs if self.spec.kind is ModelKind.ROLLOUT else set()
+        derived = self.spec.rollout.derived_outputs if self.spec.kind is ModelKind.ROLLOUT else set()
+        inputs = [t.name for t in self.spec.inputs if t.name not in control]
+        outputs = [t.name for t in self.spec.outputs if t.name not in derived]
         if self.spec.kind is ModelKind.SEQUENCE:  # the data plane feeds these; the runtime sees them as ordinary tensors
             inputs += [*self.spec.sequence.controls, *(s.input_name for s in self.spec.sequence.states)]
             outputs += [s.output_name for s in self.spec.sequence.states]
@@ -91,9 +94,6 @@ class ModelWorker:
         self.snapshot = wanted
         logger.info("%s/%s: snapshot %s in service after %.2f s", self.spec.name, self.version, wanted["snapshot"],
                     time.perf_counter() - started)
-
-    def _is_control_input(self, name: str) -> bool:
-        return self.spec.kind is ModelKind.ROLLOUT and name == self.spec.rollout.steps_input
 
     def describe(self) -> dict:
         return {"model": self.spec.name, "version": self.version, "pid": os.getpid()} | self.runtime.describe()
@@ -218,15 +218,31 @@ class ModelWorker:
 
     async def _rollout(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
         """Run the step `steps` times, feeding declared outputs back as inputs. Each step goes through
-        the batch queue, so concurrent rollouts are batched step by step."""
+        the batch queue, so concurrent rollouts are batched step by step. An ensemble request's members are rows
+        of the state, sent through the queue in pieces of at most max_batch_size rows; each step yields the
+        members' mean and spread."""
         rollout = self.spec.rollout
         state = dict(inputs)
         steps = int(np.asarray(state.pop(rollout.steps_input)).ravel()[0])
+        ensemble = ensemble_request(rollout, state)  # checked by the data plane already; here it is read
+        if ensemble:
+            state = perturbed_members(rollout, state, ensemble)
         for step in range(steps):
-            outputs = await self._infer(state, admitted=step > 0)
-            yield outputs
+            outputs = await self._step(state, admitted=step > 0)
+            yield ensemble_statistics(rollout.ensemble, outputs) if ensemble else outputs
             for output, state_input in rollout.state.items():
                 state[state_input] = outputs[output]
+
+    async def _step(self, state: dict[str, np.ndarray], admitted: bool) -> dict[str, np.ndarray]:
+        rows = _batch_rows(state) if self.spec.max_batch_size > 0 and state else 1
+        if rows <= self.spec.max_batch_size or self.spec.max_batch_size <= 0:
+            return await self._infer(state, admitted=admitted)
+        pieces = range(0, rows, self.spec.max_batch_size)
+        async with asyncio.TaskGroup() as group:  # one piece failing cancels the others
+            tasks = [group.create_task(self._infer({k: v[i : i + self.spec.max_batch_size] for k, v in state.items()},
+                                                   admitted=admitted)) for i in pieces]
+        results = [task.result() for task in tasks]
+        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
 
     async def ready(self) -> bool:
         return True

@@ -67,6 +67,27 @@ class TensorSpec:
         return ([-1] if max_batch_size > 0 else []) + list(self.dims)
 
 
+ENSEMBLE_MEMBERS, ENSEMBLE_PERTURBATION, ENSEMBLE_SEED = "ENSEMBLE_MEMBERS", "ENSEMBLE_PERTURBATION", "ENSEMBLE_SEED"
+ENSEMBLE_INPUTS = {ENSEMBLE_MEMBERS: "INT32", ENSEMBLE_PERTURBATION: "FP32", ENSEMBLE_SEED: "INT64"}
+"""The optional control inputs of a rollout that offers ensembles, each [1] per row: how many members, the
+perturbation's standard deviation relative to the state's, and the seed that makes the members reproducible."""
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """A rollout's ensemble offer: one request asks for N perturbed members of its forecast; every step's response
+    carries the mean and spread (sample standard deviation) over the members of each of `outputs`."""
+
+    outputs: tuple[str, ...]
+    max_members: int
+    max_bytes: int
+
+    @property
+    def statistics(self) -> dict[str, tuple[str, str]]:
+        """Each ensemble output -> the names of its mean and spread outputs."""
+        return {name: (f"{name}_MEAN", f"{name}_SPREAD") for name in self.outputs}
+
+
 @dataclass(frozen=True)
 class Rollout:
     """A decoupled model that streams a rollout: `state` maps each output fed back to the input it becomes."""
@@ -74,6 +95,17 @@ class Rollout:
     state: dict[str, str]
     steps_input: str
     max_steps: int
+    ensemble: Ensemble | None = None
+
+    @property
+    def control_inputs(self) -> set[str]:
+        """Inputs the server reads and the model never sees."""
+        return {self.steps_input} | (set(ENSEMBLE_INPUTS) if self.ensemble else set())
+
+    @property
+    def derived_outputs(self) -> set[str]:
+        """Outputs the server computes from the model's (an ensemble's statistics)."""
+        return {name for pair in self.ensemble.statistics.values() for name in pair} if self.ensemble else set()
 
 
 @dataclass(frozen=True)
@@ -218,7 +250,12 @@ class ModelSpec:
         if params.rollout_state is None:
             return None
         state = dict(pair.split("=", 1)[::-1] for pair in params.rollout_state.split(","))
-        return Rollout(state=state, steps_input=params.rollout_steps_input or "", max_steps=params.rollout_max_steps)
+        ensemble = None
+        if params.rollout_ensemble_outputs:
+            ensemble = Ensemble(tuple(params.rollout_ensemble_outputs.split(",")), params.rollout_ensemble_max_members,
+                                params.rollout_ensemble_max_bytes)
+        return Rollout(state=state, steps_input=params.rollout_steps_input or "", max_steps=params.rollout_max_steps,
+                       ensemble=ensemble)
 
     @cached_property
     def sequence(self) -> Sequence | None:
@@ -549,3 +586,18 @@ def _check_rollout(spec: ModelSpec, where: str) -> None:
     for output, state_input in rollout.state.items():
         if output not in outputs or state_input not in inputs:
             raise RepositoryError(f"{where}: rollout_state pair {state_input}={output} must name an input and an output")
+    if rollout.ensemble:
+        if spec.max_batch_size <= 0:
+            raise RepositoryError(f"{where}: rollout_ensemble_outputs needs a batching model (max_batch_size > 0): members are rows")
+        for name, datatype in ENSEMBLE_INPUTS.items():
+            tensor = inputs.get(name)
+            if tensor is None or tensor.datatype != datatype or tensor.dims != (1,) or not tensor.optional:
+                raise RepositoryError(f"{where}: an ensemble rollout declares the optional input {name} ({datatype}, dims [1])")
+        declared = {t.name: t for t in spec.outputs}
+        for name, statistics in rollout.ensemble.statistics.items():
+            if name not in declared or declared[name].datatype not in ("FP32", "FP64"):
+                raise RepositoryError(f"{where}: ensemble output {name!r} must be a declared FP32/FP64 output")
+            for derived in statistics:
+                if derived not in declared or (declared[derived].datatype, declared[derived].dims) != (declared[name].datatype, declared[name].dims):
+                    raise RepositoryError(f"{where}: ensemble output {name!r} needs the output {derived} declared like it "
+                                          f"({declared[name].datatype}, dims {list(declared[name].dims)})")

@@ -19,15 +19,24 @@ platform: "onnxruntime_onnx"
 max_batch_size: 8
 input [
   {{ name: "U" data_type: TYPE_FP32 dims: [ -1 ] }},
-  {{ name: "STEPS" data_type: TYPE_INT32 dims: [ 1 ] }}
+  {{ name: "STEPS" data_type: TYPE_INT32 dims: [ 1 ] }},
+  {{ name: "ENSEMBLE_MEMBERS" data_type: TYPE_INT32 dims: [ 1 ] optional: true }},
+  {{ name: "ENSEMBLE_PERTURBATION" data_type: TYPE_FP32 dims: [ 1 ] optional: true }},
+  {{ name: "ENSEMBLE_SEED" data_type: TYPE_INT64 dims: [ 1 ] optional: true }}
 ]
-output [ {{ name: "U_NEXT" data_type: TYPE_FP32 dims: [ -1 ] }} ]
+output [
+  {{ name: "U_NEXT" data_type: TYPE_FP32 dims: [ -1 ] }},
+  {{ name: "U_NEXT_MEAN" data_type: TYPE_FP32 dims: [ -1 ] }},
+  {{ name: "U_NEXT_SPREAD" data_type: TYPE_FP32 dims: [ -1 ] }}
+]
 dynamic_batching {{ max_queue_delay_microseconds: 1000 }}
 instance_group [ {{ count: 2 kind: KIND_CPU }} ]
 model_transaction_policy {{ decoupled: true }}
 parameters {{ key: "rollout_state" value {{ string_value: "U=U_NEXT" }} }}
 parameters {{ key: "rollout_steps_input" value {{ string_value: "STEPS" }} }}
 parameters {{ key: "rollout_max_steps" value {{ string_value: "{MAX_STEPS}" }} }}
+parameters {{ key: "rollout_ensemble_outputs" value {{ string_value: "U_NEXT" }} }}
+parameters {{ key: "rollout_ensemble_max_members" value {{ string_value: "64" }} }}
 parameters {{ key: "info.diffusion_number" value {{ string_value: "{DIFFUSION_NUMBER}" }} }}
 parameters {{ key: "min_shape.U" value {{ string_value: "1,3" }} }}
 parameters {{ key: "reject_non_finite" value {{ string_value: "true" }} }}
@@ -38,7 +47,9 @@ One explicit finite-difference step of the periodic 1-D heat equation (diffusion
 served as a decoupled model: a request carries `U` [rows, points] (at least 3 points, finite) and `STEPS`
 [rows, 1]; the server streams one response per step over `ModelStreamInfer` or server-sent events
 (`generate_stream`), or returns the whole rollout [rows, steps, points] from a unary `infer`. Concurrent
-rollouts are batched step by step (max_batch_size 8 rows).
+rollouts are batched step by step (max_batch_size 8 rows). An ensemble request (`ENSEMBLE_MEMBERS` 2..64, optional
+`ENSEMBLE_PERTURBATION` and `ENSEMBLE_SEED`, one row of `U`) gets `U_NEXT_MEAN` and `U_NEXT_SPREAD` per step: the mean
+and standard deviation over the members, member 0 unperturbed (serve/ensembles.py).
 
 - Data / training: none; the graph is written by `models/examples/heat1d.py` (`make repository`).
 - Check: the stream equals `reference_rollout` (numpy) to float32 precision and conserves the sum of U,

@@ -27,6 +27,8 @@ from export.served_model import ServedModel, Tensor
 
 REPORT = Path(__file__).resolve().parent / "report"
 MAX_STEPS = 200
+MAX_MEMBERS = 64
+MAX_ENSEMBLE_BYTES = 16 << 20  # 64 members of an 80² NS window; a 64² one holds 10 MB
 
 MODELS = {
     # name: (problem, model kind, Burgers ν, snapshot spacing dt, parity grid sizes)
@@ -105,15 +107,23 @@ def served_model(name: str, t_in: int, step: int, grid_dims: int, dt: float, min
         inputs=(
             Tensor("WINDOW", "FP32", (t_in, *grid), f"the last {t_in} snapshots [{t_in}, {axes}], grid ≥ {min_grid} points per axis, finite"),
             Tensor("STEPS", "INT32", (1,), f"how many steps to roll out, 1..{MAX_STEPS} (one response each)"),
+            Tensor("ENSEMBLE_MEMBERS", "INT32", (1,), f"members of an ensemble forecast, 2..{MAX_MEMBERS} (one WINDOW row); "
+                   "each response then carries FRAMES_MEAN and FRAMES_SPREAD", optional=True),
+            Tensor("ENSEMBLE_PERTURBATION", "FP32", (1,), "the members' Gaussian perturbation, relative to the window's "
+                   "standard deviation (default 0.01; member 0 is unperturbed)", optional=True),
+            Tensor("ENSEMBLE_SEED", "INT64", (1,), "seed of the perturbations (default 0)", optional=True),
         ),
         outputs=(
             Tensor("FRAMES", "FP32", (step, *grid), f"the next snapshot, {dt:g} time units after the last"),
             Tensor("WINDOW_NEXT", "FP32", (t_in, *grid), "the window slid by one snapshot (the server feeds it back as WINDOW)"),
+            Tensor("FRAMES_MEAN", "FP32", (step, *grid), "an ensemble's mean next snapshot"),
+            Tensor("FRAMES_SPREAD", "FP32", (step, *grid), "an ensemble's spread (sample standard deviation) of the next snapshot"),
         ),
         server_params={
             "min_shape.WINDOW": ",".join(["1", str(t_in)] + [str(min_grid)] * grid_dims), "reject_non_finite": "true",
             "rollout_state": "WINDOW=WINDOW_NEXT", "rollout_steps_input": "STEPS", "rollout_max_steps": str(MAX_STEPS),
-            "info.dt": f"{dt:g}",
+            "rollout_ensemble_outputs": "FRAMES", "rollout_ensemble_max_members": str(MAX_MEMBERS),
+            "rollout_ensemble_max_bytes": str(MAX_ENSEMBLE_BYTES), "info.dt": f"{dt:g}",
         },
     )
 

@@ -187,6 +187,27 @@ def test_stream_rollout_equals_reference_solver(server):
     np.testing.assert_allclose(got[-1][0].as_numpy("U_NEXT").sum(axis=1), u.sum(axis=1), rtol=1e-5)
 
 
+def ensemble_inputs(u, steps, members, seed=0):
+    inputs = heat_inputs(u, steps)
+    for name, value, datatype, dtype in (("ENSEMBLE_MEMBERS", members, "INT32", np.int32), ("ENSEMBLE_SEED", seed, "INT64", np.int64)):
+        tensor = grpcclient.InferInput(name, [1, 1], datatype)
+        tensor.set_data_from_numpy(np.full((1, 1), value, dtype))
+        inputs.append(tensor)
+    return inputs
+
+
+def test_ensemble_streams_mean_and_spread_per_step(server):
+    u = np.random.default_rng(3).random((1, 32), dtype=np.float32)
+    got = collect_stream(server, [("heat1d", ensemble_inputs(u, 5, members=24), "ens")], expected=5)
+    assert [e for _, e in got] == [None] * 5
+    means = [r.as_numpy("U_NEXT_MEAN") for r, _ in got]
+    spreads = [r.as_numpy("U_NEXT_SPREAD") for r, _ in got]
+    assert means[0].shape == spreads[0].shape == (1, 32) and got[0][0].as_numpy("U_NEXT") is None
+    # The heat equation is linear and conserves mass: the mean conserves it too, and diffusion damps the spread.
+    np.testing.assert_allclose([m.sum() for m in means], means[0].sum(), rtol=1e-4)
+    assert all(float(a.mean()) > float(b.mean()) > 0 for a, b in zip(spreads, spreads[1:]))
+
+
 def test_stream_errors_stay_in_the_stream(server, digits):
     image = grpcclient.InferInput("image", list(digits.shape), "FP32")
     image.set_data_from_numpy(digits)
@@ -245,6 +266,23 @@ def test_http_event_stream_sends_each_step_in_order(server):
         np.testing.assert_allclose(got, expected[:, step], rtol=1e-4, atol=1e-5)
     arrivals = [t for t, _, _ in events]
     assert arrivals[-1] - arrivals[0] > 0.01, "all steps arrived together: not streamed"
+
+
+def test_http_event_stream_carries_an_ensemble(server):
+    u = np.random.default_rng(4).random((1, 64), dtype=np.float32)
+    body = heat_body(u, 3)
+    body["inputs"].append({"name": "ENSEMBLE_MEMBERS", "shape": [1, 1], "datatype": "INT32", "data": [16]})
+    events = sse_events(server, body)
+    assert [e[2]["parameters"]["rollout_step"] for e in events] == [1, 2, 3]
+    for _, _, document in events:
+        assert sorted(o["name"] for o in document["outputs"]) == ["U_NEXT_MEAN", "U_NEXT_SPREAD"]
+    spread = {o["name"]: o for o in events[0][2]["outputs"]}["U_NEXT_SPREAD"]
+    assert spread["shape"] == [1, 64] and max(spread["data"]) > 0
+    body["inputs"][-1]["data"] = [1000]
+    request = urllib.request.Request(f"http://{server.http}/v2/models/heat1d/generate_stream", json.dumps(body).encode())
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 400 and "ENSEMBLE_MEMBERS" in json.loads(caught.value.read())["error"]
 
 
 def test_http_event_stream_rejects_bad_input_before_streaming(server):

@@ -26,8 +26,9 @@ def test_tiny_kno_exports_with_dynamic_batch_and_grid(tmp_path):
     assert spec.decoupled and spec.rollout.state == {"WINDOW_NEXT": "WINDOW"} and spec.rollout.steps_input == "STEPS"
     assert spec.rollout.max_steps == 200
     assert spec.max_batch_size == 8 and spec.dynamic_batching  # concurrent rollouts share batches
-    assert {t.name: t.dims for t in spec.inputs} == {"WINDOW": (4, -1), "STEPS": (1,)}
-    assert {t.name: t.dims for t in spec.outputs} == {"FRAMES": (1, -1), "WINDOW_NEXT": (4, -1)}
+    assert {t.name: t.dims for t in spec.inputs if not t.optional} == {"WINDOW": (4, -1), "STEPS": (1,)}
+    assert {t.name: t.dims for t in spec.outputs} == {"FRAMES": (1, -1), "WINDOW_NEXT": (4, -1), "FRAMES_MEAN": (1, -1), "FRAMES_SPREAD": (1, -1)}
+    assert spec.rollout.ensemble.outputs == ("FRAMES",) and spec.rollout.ensemble.max_members == 64
     assert spec.min_shapes == {"WINDOW": (1, 4, 8)} and spec.reject_non_finite
     params = {k: v.string_value for k, v in spec.config.parameters.items()}
     assert params["info.dt"] == "0.02"
