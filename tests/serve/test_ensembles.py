@@ -112,3 +112,12 @@ def test_ensemble_configs_are_checked_at_load(tmp_path, edit, fragment):
     with pytest.raises(RepositoryError, match="config.pbtxt") as caught:
         load_model(folder)
     assert fragment in str(caught.value)
+
+
+def test_unary_infer_returns_every_steps_statistics(plane):
+    u = np.random.default_rng(5).random((1, 16), dtype=np.float32)
+    response = asyncio.run(plane.infer(ensemble_request(u, 3, members=5, perturbation=0.1), protocol="http"))
+    assert sorted(response.outputs) == ["U_NEXT_MEAN", "U_NEXT_SPREAD"]
+    assert response.outputs["U_NEXT_MEAN"].shape == (1, 3, 16) and response.parameters["rollout_steps"] == 3
+    streamed = rollout(plane, ensemble_request(u, 3, members=5, perturbation=0.1))
+    np.testing.assert_array_equal(response.outputs["U_NEXT_SPREAD"][:, 2], streamed[2]["U_NEXT_SPREAD"])
