@@ -12,6 +12,7 @@ touches a message. Importing this package (the proxy does, through `add_servicer
 """
 import sys
 
+import grpc
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 sys.modules.setdefault("grpc_service_pb2", service_pb2)
@@ -21,8 +22,30 @@ sys.modules.setdefault("model_config_pb2", model_config_pb2)
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 RPC_NAMES = tuple(method.name for method in SERVICE.methods)
 
-#: What Ray Serve's `grpc_servicer_functions` names: importing it through this module installs the aliases.
-add_servicer_to_server = service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server
+#: The RPCs whose requests reach the servicer as the received bytes, not parsed: inference requests carry the tensor
+#: data, which the servicer reads in place (serve/grpc_servicer.py `parse_infer_request`) instead of through
+#: protobuf's parser, which copies every bytes field.
+RECEIVED_AS_BYTES = frozenset({"ModelInfer", "ModelStreamInfer"})
+
+
+def add_servicer_to_server(servicer, server) -> None:
+    """The generated registration (tritonclient's `service_pb2_grpc`), except for RECEIVED_AS_BYTES. What Ray Serve's
+    `grpc_servicer_functions` names: importing it through this module installs the aliases."""
+    handlers = {}
+    for method in SERVICE.methods:
+        kind = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
+                (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
+        make = kind[(method.client_streaming, method.server_streaming)]
+        request_class = getattr(service_pb2, method.input_type.name)
+        response_class = getattr(service_pb2, method.output_type.name)
+        handlers[method.name] = make(getattr(servicer, method.name),
+                                     request_deserializer=None if method.name in RECEIVED_AS_BYTES else request_class.FromString,
+                                     response_serializer=response_class.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
+    if hasattr(server, "add_registered_method_handlers"):  # grpcio >= 1.62 looks registered methods up first
+        server.add_registered_method_handlers(SERVICE.full_name, handlers)
+
+
 SERVICER_FUNCTION = f"{__name__}.add_servicer_to_server"
 
-__all__ = ["model_config_pb2", "service_pb2", "service_pb2_grpc", "RPC_NAMES", "SERVICER_FUNCTION"]
+__all__ = ["model_config_pb2", "service_pb2", "service_pb2_grpc", "RPC_NAMES", "RECEIVED_AS_BYTES", "SERVICER_FUNCTION"]

@@ -12,6 +12,7 @@ from functools import partial
 import grpc
 import numpy as np
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 
 from streamserve_proto import RPC_NAMES, model_config_pb2, service_pb2 as pb
 
@@ -27,12 +28,63 @@ logger = logging.getLogger("streamserve.grpc")
 Tensor = pb.ModelInferResponse.InferOutputTensor
 
 
-def decode_infer_request(request: pb.ModelInferRequest, check_header=None, regions: RegionUse | None = None) -> InferRequest:
+_RAW_FIELD = pb.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_contents"].number
+
+
+def parse_infer_request(wire: bytes) -> tuple[pb.ModelInferRequest, list[memoryview]]:
+    """A received ModelInferRequest: the message without its `raw_input_contents`, and those as views of `wire`.
+
+    protobuf's parser copies every bytes field, and these hold the tensor data (up to the request limit): reading them
+    in place, numeric tensors alias the received message and BYTES elements are copied once. Only the top level of the
+    message is walked; the rest (inputs, outputs, parameters: a few hundred bytes) is parsed by protobuf."""
+    view, position, kept, raw = memoryview(wire), 0, [], []
+    while position < len(view):
+        start = position
+        key, position = _varint(view, position)
+        field, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            _, position = _varint(view, position)
+        elif wire_type == 1:
+            position += 8
+        elif wire_type == 5:
+            position += 4
+        elif wire_type == 2:
+            length, position = _varint(view, position)
+            position += length
+            if position <= len(view) and field == _RAW_FIELD:
+                raw.append(view[position - length : position])
+                continue
+        else:
+            raise InvalidInput(f"malformed ModelInferRequest: field {field} has wire type {wire_type}")
+        if position > len(view):
+            raise InvalidInput("malformed ModelInferRequest: the message ends inside a field")
+        kept.append(view[start:position])
+    try:
+        return pb.ModelInferRequest.FromString(b"".join(kept)), raw
+    except DecodeError as e:
+        raise InvalidInput(f"malformed ModelInferRequest: {e}") from None
+
+
+def _varint(view: memoryview, position: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while position < len(view) and shift < 64:
+        byte = view[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position
+        shift += 7
+    raise InvalidInput("malformed ModelInferRequest: a varint runs past the message")
+
+
+def decode_infer_request(request: pb.ModelInferRequest, check_header=None, regions: RegionUse | None = None,
+                         raw: list | None = None) -> InferRequest:
     """`check_header(name, datatype, shape)` vets each input as declared before its data is decoded; `regions` reads
-    the inputs whose parameters place them in shared memory (serve/shared_memory.py)."""
+    the inputs whose parameters place them in shared memory (serve/shared_memory.py); `raw`: the raw contents read
+    apart from the message (`parse_infer_request`), else the message's own."""
     request, placed = _shared_memory_inputs(request, check_header, regions)
 
-    raw = request.raw_input_contents
+    raw = request.raw_input_contents if raw is None else raw
     for tensor in request.inputs if raw else ():
         if tensor.HasField("contents"):  # Triton's wording, which clients match on
             raise InvalidInput(f"contents field must not be specified when using raw_input_contents for {tensor.name!r} "
@@ -141,13 +193,18 @@ class GRPCInferenceServicer:
         metadata = dict(context.invocation_metadata())
         self.plane.authenticate(metadata.get("authorization"), context.peer(), via_grpc=True)
 
-    def _decode(self, request: pb.ModelInferRequest, context, regions: RegionUse | None = None) -> InferRequest:
-        """Size, model and declared shapes are checked before any tensor data is decoded (unary and streamed calls)."""
-        size = request.ByteSize()
+    def _received(self, request: bytes | pb.ModelInferRequest) -> tuple[pb.ModelInferRequest, list | None]:
+        """The request as the server receives it (bytes: streamserve_proto.RECEIVED_AS_BYTES), or a message (a caller
+        in this process): its size checked before anything is parsed."""
+        size = len(request) if isinstance(request, bytes) else request.ByteSize()
         if size > self.plane.max_request_bytes:
             raise InvalidInput(f"request of {size} bytes exceeds the limit of {self.plane.max_request_bytes} bytes")
+        return parse_infer_request(request) if isinstance(request, bytes) else (request, None)
+
+    def _decode(self, request: pb.ModelInferRequest, context, regions: RegionUse | None = None, raw: list | None = None) -> InferRequest:
+        """Model and declared shapes are checked before any tensor data is decoded (unary and streamed calls)."""
         spec, _ = self.plane.model(request.model_name, request.model_version or None)
-        decoded = decode_infer_request(request, partial(self.plane.check_header, spec), regions)
+        decoded = decode_infer_request(request, partial(self.plane.check_header, spec), regions, raw)
         decoded.caller = _peer_host(context.peer())
         return decoded
 
@@ -237,8 +294,9 @@ class GRPCInferenceServicer:
         received = time.perf_counter()
 
         async def call():
-            regions = self._shared_memory(request, grpc_context)
-            infer_request = self._decode(request, grpc_context, regions)
+            parsed, raw = self._received(request)
+            regions = self._shared_memory(parsed, grpc_context)
+            infer_request = self._decode(parsed, grpc_context, regions, raw)
             infer_request.received = received
             response = await self.plane.infer(infer_request, protocol="grpc")
             encoding = time.perf_counter()
@@ -257,10 +315,12 @@ class GRPCInferenceServicer:
             grpc_context.set_code(e.grpc_code)
             grpc_context.set_details(e.message)
             return
-        async for request in request_iterator:
+        async for received in request_iterator:
+            request = pb.ModelInferRequest()
             try:
+                request, raw = self._received(received)
                 regions = self._shared_memory(request, grpc_context)
-                async for response in self.plane.stream(self._decode(request, grpc_context, regions), protocol="grpc"):
+                async for response in self.plane.stream(self._decode(request, grpc_context, regions, raw), protocol="grpc"):
                     yield pb.ModelStreamInferResponse(infer_response=encode_infer_response(response, regions))
             except InferenceError as e:
                 yield pb.ModelStreamInferResponse(error_message=e.message, infer_response=pb.ModelInferResponse(id=request.id))

@@ -11,7 +11,7 @@ from streamserve_proto import service_pb2 as pb
 from serve import rest
 from serve.dataplane import DataPlane
 from serve.errors import InvalidInput, ModelNotReady, Unauthenticated
-from serve.grpc_servicer import GRPCInferenceServicer
+from serve.grpc_servicer import GRPCInferenceServicer, decode_infer_request, parse_infer_request
 from serve.replica import ModelWorker
 from serve.repository import ModelRepository
 
@@ -85,6 +85,36 @@ def test_grpc_servicer_infer_and_errors(plane):
     context = FakeContext()
     asyncio.run(servicer.ModelReady(pb.ModelReadyRequest(name="simple", version="9"), context))
     assert context.code == grpc.StatusCode.NOT_FOUND and "version 9" in context.details
+
+
+def test_received_bytes_are_decoded_in_place(plane):
+    """The server hands ModelInfer the received bytes (streamserve_proto.RECEIVED_AS_BYTES): the answer is the one a
+    parsed message gets, and the tensor data is read where it arrived, not copied by protobuf's parser."""
+    message = simple_grpc_request()
+    message.id, message.parameters["priority"].int64_param = "r1", 3
+    wire = message.SerializeToString()
+    parsed, raw = parse_infer_request(wire)
+    assert parsed.id == "r1" and parsed.parameters["priority"].int64_param == 3 and not parsed.raw_input_contents
+    decoded = decode_infer_request(parsed, raw=raw)
+    received = np.frombuffer(wire, np.uint8)
+    assert all(np.shares_memory(array, received) for array in decoded.inputs.values())  # views of the received bytes
+    np.testing.assert_array_equal(decoded.inputs["INPUT0"], decode_infer_request(message).inputs["INPUT0"])
+    servicer = Servicer(plane)
+    from_bytes = asyncio.run(servicer.ModelInfer(wire, FakeContext()))
+    from_message = asyncio.run(servicer.ModelInfer(message, FakeContext()))
+    assert from_bytes == from_message and from_bytes.id == "r1"
+
+
+@pytest.mark.parametrize("wire,fragment", [
+    (simple_grpc_request().SerializeToString()[:-3], "ends inside a field"),
+    (b"\xff" * 12, "varint runs past"),
+    (simple_grpc_request().SerializeToString() + b"\x0b", "wire type 3"),
+    (b"\x0a\x02\xff\xfe", "malformed ModelInferRequest"),  # model_name that is not UTF-8: protobuf's own refusal
+])
+def test_malformed_received_requests_are_invalid_argument(plane, wire, fragment):
+    context = FakeContext()
+    asyncio.run(Servicer(plane).ModelInfer(wire, context))
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT and fragment in context.details
 
 
 def test_grpc_stream_keeps_going_after_an_error(plane):
