@@ -47,7 +47,7 @@ def traversal(kind: str, seed: int, path: Path, columns: int = 9, rows: int = 6)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from export.shortcut import load_trained
+    from .export import load_trained
 
     vae = load_trained(kind, seed)[0].vae
     data = make_benchmark(kind, seed)

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from models.shortcut.data import make_benchmark
-from models.shortcut.model import ChromaVAE, KNNProbe, LinearProbe, ShortcutAudit
+from models.shortcut.model import ENCODERS, KNNProbe, LinearProbe, ShortcutAudit
 from models.shortcut.train import Config, run, weights_path
 
 from export.onnx_export import check_parity, export_onnx
@@ -50,7 +50,7 @@ def load_trained(kind: str = KIND, seed: int = SEED, path: Path | None = None) -
     metrics = json.loads(path.with_suffix(".json").read_text())
     tensors = load_file(str(path))
     cfg = metrics["config"]
-    vae = ChromaVAE((3, 8, 8), cfg["latent_dim"], cfg["shortcut_dim"], cfg["hidden"])
+    vae = ENCODERS[cfg.get("encoder", "mlp")]((3, 8, 8), cfg["latent_dim"], cfg["shortcut_dim"], cfg["hidden"])
     vae.load_state_dict({n[4:]: t for n, t in tensors.items() if n.startswith("vae.")})
     served = metrics["served_core"]
     state = {n[len(served) + 1 :]: t for n, t in tensors.items() if n.startswith(served + ".")}
