@@ -432,11 +432,11 @@ def render(result: dict) -> str:
              f"max(linear, kNN) probe ≤ {FREE_AT}.", ""]
     if "broad_summary" in result:
         seeds = sorted({r["seed"] for r in result["broad"]})
-        lines += [f"## Broad sweep (validation; seeds {seeds})", "",
-                  "| arm | z2 probe linear | z2 probe kNN | z1 probe max | z2 core val worst-group | z2 core val average |",
-                  "|---|---|---|---|---|---|"]
+        lines += [f"## Broad sweep (validation; seeds {seeds}; rows in the rule's order)", "",
+                  "| arm | z2 probe linear | z2 probe kNN | z2 probe max (rule) | z1 probe max | z2 core val worst-group | z2 core val average |",
+                  "|---|---|---|---|---|---|---|"]
         for arm, s in sorted(result["broad_summary"].items(), key=lambda kv: rank(result["broad_summary"]).index(kv[0])):
-            lines.append(f"| {arm} | {_ms(s, 'probe_z2_linear')} | {_ms(s, 'probe_z2_knn')} | {_ms(s, 'probe_z1_max')} | "
+            lines.append(f"| {arm} | {_ms(s, 'probe_z2_linear')} | {_ms(s, 'probe_z2_knn')} | {_ms(s, 'probe_z2_max')} | {_ms(s, 'probe_z1_max')} | "
                          f"{_ms(s, 'core_worst')} | {_ms(s, 'core_average')} |")
         lines.append("")
     if "final_summary" in result:
