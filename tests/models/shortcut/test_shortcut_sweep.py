@@ -101,3 +101,18 @@ def test_conv_vae_audit_graph_exports_with_parity():
     core.weight.normal_()
     model = ShortcutAudit(ConvChromaVAE(latent_dim=16, shortcut_dim=2, hidden=8).eval(), core).eval()
     export(model, np.random.default_rng(0).random((9, 3, 8, 8), dtype=np.float32))
+
+
+def test_served_weights_are_the_sweeps_choice():
+    """The committed weights behind shortcut_audit were trained with the arm the validation rule chose."""
+    from dataclasses import asdict
+
+    from models.shortcut.export import served_arm, sweep_result
+    from models.shortcut.train import weights_path
+
+    metrics = json.loads(weights_path("colour", 0).with_suffix(".json").read_text())
+    assert metrics["config"] == asdict(sweep.arm_config(served_arm()))
+    result = sweep_result()
+    assert served_arm() == sweep.choose(result["final_summary"])["arm"]  # the rule, re-applied to the stored summary
+    ours = [r for r in result["final"] if r["arm"] == served_arm() and r["seed"] == 0][0]
+    assert metrics[f"z2_{metrics['served_core']}"]["val"] == ours["core"]  # the same model as the sweep's seed 0
