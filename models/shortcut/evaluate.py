@@ -1,12 +1,14 @@
 """Every number in models/shortcut/report: `python -m models.shortcut.evaluate [--seeds 0 1 2 3 4]`.
 
-For each shortcut kind and seed, runs models/shortcut/train.py (Chroma-VAE stage 1 + 2, and ERM), saves the
-seed-0 weights (served by models/shortcut/export.py), and writes report/results.json, report/results.md (mean ± std
+For each shortcut kind and seed, runs models/shortcut/train.py with the pre-sweep ``train.Config`` defaults
+(Chroma-VAE stage 1 + 2, and ERM) and writes report/results.json, report/results.md (mean ± std
 over seeds of test average and worst-group accuracy, each model chosen on validation) and report/traversal_<kind>.png
-(decodings while z1 sweeps its training range, z2 held at a test image's posterior mean).
+(decodings while z1 sweeps its training range, z2 held at a test image's posterior mean). The seed-0 weights
+go to a temporary folder, not to weights/: the served weights are the sweep's choice (models/shortcut/sweep.py).
 """
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +45,13 @@ def table(results: dict) -> str:
 
 
 @torch.no_grad()
-def traversal(kind: str, seed: int, path: Path, columns: int = 9, rows: int = 6) -> None:
+def traversal(kind: str, seed: int, path: Path, columns: int = 9, rows: int = 6, weights: Path | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from export.shortcut import load_trained
+    from .export import load_trained
 
-    vae = load_trained(kind, seed)[0].vae
+    vae = load_trained(kind, seed, weights)[0].vae
     data = make_benchmark(kind, seed)
     z1_train = vae.encode(torch.from_numpy(data["train"]["image"]))[0][:, : vae.shortcut_dim]
     lo, hi = np.quantile(z1_train[:, 0].numpy(), [0.01, 0.99])
@@ -80,13 +82,16 @@ def main() -> None:
     torch.set_num_threads(1)
     REPORT.mkdir(exist_ok=True)
     results = {}
+    scratch = tempfile.TemporaryDirectory()
     for kind in args.kinds:
         results[kind] = []
+        weights = Path(scratch.name) / f"chroma_{kind}_seed0.safetensors"
         for seed in args.seeds:
-            metrics = run(kind, seed, Config(), save=(seed == 0))
+            metrics = run(kind, seed, Config(), save=(seed == 0), out=weights)
             print(f"[{kind} seed {seed}] " + "  ".join(f"{k} {metrics[k]['test']['worst_group']:.3f}" for k, _ in ROWS), flush=True)
             results[kind].append(metrics)
-        traversal(kind, 0, REPORT / f"traversal_{kind}.png")
+        if weights.exists():
+            traversal(kind, 0, REPORT / f"traversal_{kind}.png", weights=weights)
     (REPORT / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (REPORT / "results.md").write_text("# Chroma-VAE vs ERM on shortcut digits\n\nCommand: `python -m models.shortcut.evaluate`\n" + table(results))
     print(table(results))

@@ -75,6 +75,39 @@ class ChromaVAE(nn.Module):
                 f"shortcut_dim={self.shortcut_dim}, hidden={self.hidden})")
 
 
+class ConvChromaVAE(ChromaVAE):
+    r""":class:`ChromaVAE` with a small convolutional encoder and decoder in place of the MLPs (the paper's
+    coloured-MNIST model is convolutional). Same loss, same latent split, same head on :math:`\mathbf{z}_1`.
+
+    Encoder: Conv(C→w, 3) → ReLU → Conv(w→2w, 3, stride 2) → ReLU → Linear(2w·H/2·W/2 → 2·latent).
+    Decoder: Linear(latent → 2w·H/2·W/2) → ReLU → ConvTranspose(2w→w, 4, stride 2) → ReLU → Conv(w→C, 3).
+
+    Args:
+        in_shape (tuple): image shape ``(C, H, W)``, H and W even. (default: ``(3, 8, 8)``)
+        latent_dim (int): size of :math:`\mathbf{z}`. (default: ``16``)
+        shortcut_dim (int): size of :math:`\mathbf{z}_1`. (default: ``1``)
+        hidden (int): ``w``, the channels of the first convolution. (default: ``16``)
+    """
+
+    def __init__(self, in_shape: tuple[int, int, int] = (3, 8, 8), latent_dim: int = 16, shortcut_dim: int = 1, hidden: int = 16):
+        super().__init__(in_shape, latent_dim, shortcut_dim, hidden)
+        c, h, w = in_shape
+        flat = 2 * hidden * (h // 2) * (w // 2)
+        self.encoder = nn.Sequential(
+            nn.Conv2d(c, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, 2 * hidden, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(flat, 2 * latent_dim))
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, flat), nn.ReLU(), nn.Unflatten(1, (2 * hidden, h // 2, w // 2)),
+            nn.ConvTranspose2d(2 * hidden, hidden, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(hidden, c, 3, padding=1))
+
+    def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(image).chunk(2, dim=-1)
+        return mu, logvar.clamp(-10.0, 10.0)
+
+
+ENCODERS = {"mlp": ChromaVAE, "conv": ConvChromaVAE}
+
+
 class MLPClassifier(nn.Module):
     r"""The ERM baseline: the same encoder trunk as :class:`ChromaVAE`, trained on the labels alone.
 

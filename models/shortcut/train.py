@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from sklearn.linear_model import LogisticRegression
 
 from .data import group_accuracies, make_benchmark
-from .model import ChromaVAE, KNNProbe, LinearProbe, MLPClassifier
+from .model import ENCODERS, ChromaVAE, KNNProbe, LinearProbe, MLPClassifier
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 K_GRID = (5, 15, 31, 51)
@@ -32,7 +32,8 @@ C_GRID = (0.01, 0.1, 1.0, 10.0)
 class Config:
     latent_dim: int = 16
     shortcut_dim: int = 1
-    hidden: int = 128
+    hidden: int = 128  # MLP width, or the first convolution's channels when encoder == "conv"
+    encoder: str = "mlp"  # a key of model.ENCODERS: "mlp" (ChromaVAE) or "conv" (ConvChromaVAE)
     alpha: float = 20.0  # weight of the z1 classification loss against the (summed-pixel) ELBO
     beta: float = 1.0
     vae_epochs: int = 300
@@ -56,7 +57,7 @@ def _batches(n: int, batch_size: int):
 
 def train_vae(split: dict, cfg: Config) -> tuple[ChromaVAE, list[dict]]:
     x, y = torch.from_numpy(split["image"]), torch.from_numpy(split["label"])
-    vae = ChromaVAE(tuple(x.shape[1:]), cfg.latent_dim, cfg.shortcut_dim, cfg.hidden)
+    vae = ENCODERS[cfg.encoder](tuple(x.shape[1:]), cfg.latent_dim, cfg.shortcut_dim, cfg.hidden)
     optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
     history = []
     for epoch in tqdm(range(cfg.vae_epochs), desc="VAE epochs", disable=None):
@@ -147,6 +148,27 @@ def _attribute_decodability(z_train: torch.Tensor, z_test: torch.Tensor, data: d
     return float(clf.score(((z_test - mean) / scale).numpy(), data["test"]["attribute"]))
 
 
+def fit_cores(vae: ChromaVAE, data: dict, seed: int, z2_tr: torch.Tensor, z2_va: torch.Tensor) -> dict[str, dict]:
+    """Stage 2: the four z2 classifiers (kNN and linear, with and without z1-resampled reconstructions), each with
+    its k or C chosen on validation worst-group accuracy: ``{name: {"probe", "hyper", "val"}}``."""
+    train, val = data["train"], data["val"]
+    k, knn, knn_val = select({k: fit_knn(z2_tr, train["label"], k) for k in K_GRID}, z2_va, val)
+    c, linear, lin_val = select({c: fit_linear(z2_tr, train["label"], c) for c in C_GRID}, z2_va, val)
+    z2_cf = torch.cat([z2_tr, resampled_latents(vae, train["image"], torch.Generator().manual_seed(seed))])
+    y_cf = np.concatenate([train["label"], train["label"]])
+    k_cf, knn_cf, knn_cf_val = select({k: fit_knn(z2_cf, y_cf, k) for k in K_GRID}, z2_va, val)
+    c_cf, linear_cf, lin_cf_val = select({c: fit_linear(z2_cf, y_cf, c) for c in C_GRID}, z2_va, val)
+    return {"knn": {"probe": knn, "hyper": {"k": k}, "val": knn_val},
+            "linear": {"probe": linear, "hyper": {"C": c}, "val": lin_val},
+            "knn_resampled": {"probe": knn_cf, "hyper": {"k": k_cf}, "val": knn_cf_val},
+            "linear_resampled": {"probe": linear_cf, "hyper": {"C": c_cf}, "val": lin_cf_val}}
+
+
+def served_core(cores: dict[str, dict]) -> str:
+    """Which z2 classifier the endpoint serves: the best validation worst-group accuracy (then average)."""
+    return max(cores, key=lambda p: (cores[p]["val"]["worst_group"], cores[p]["val"]["average"]))
+
+
 def run(kind: str = "colour", seed: int = 0, cfg: Config = Config(), save: bool = False, out: Path | None = None) -> dict:
     torch.manual_seed(seed)
     started = time.perf_counter()
@@ -160,27 +182,19 @@ def run(kind: str = "colour", seed: int = 0, cfg: Config = Config(), save: bool 
         z1_result = {"val": group_accuracies(head(z1_va), val["label"], val["group"]),
                      "test": group_accuracies(head(z1_te), test["label"], test["group"]),
                      "test_agreement_with_attribute": float((head(z1_te) == test["attribute"]).mean())}
-    k, knn, knn_val = select({k: fit_knn(z2_tr, train["label"], k) for k in K_GRID}, z2_va, val)
-    c, linear, lin_val = select({c: fit_linear(z2_tr, train["label"], c) for c in C_GRID}, z2_va, val)
-    z2_cf = torch.cat([z2_tr, resampled_latents(vae, train["image"], torch.Generator().manual_seed(seed))])
-    y_cf = np.concatenate([train["label"], train["label"]])
-    k_cf, knn_cf, knn_cf_val = select({k: fit_knn(z2_cf, y_cf, k) for k in K_GRID}, z2_va, val)
-    c_cf, linear_cf, lin_cf_val = select({c: fit_linear(z2_cf, y_cf, c) for c in C_GRID}, z2_va, val)
+    cores = fit_cores(vae, data, seed, z2_tr, z2_va)
     metrics = {
         "kind": kind, "seed": seed, "config": asdict(cfg), "vae_history": history,
         "split_sizes": {s: len(d["label"]) for s, d in data.items()},
         "erm": train_erm(data, cfg),
         "z1": z1_result,
-        "z2_knn": {"k": k, "val": knn_val, "test": group_accuracies(_predict(knn, z2_te), test["label"], test["group"])},
-        "z2_linear": {"C": c, "val": lin_val, "test": group_accuracies(_predict(linear, z2_te), test["label"], test["group"])},
-        "z2_knn_resampled": {"k": k_cf, "val": knn_cf_val, "test": group_accuracies(_predict(knn_cf, z2_te), test["label"], test["group"])},
-        "z2_linear_resampled": {"C": c_cf, "val": lin_cf_val, "test": group_accuracies(_predict(linear_cf, z2_te), test["label"], test["group"])},
+        **{f"z2_{name}": {**core["hyper"], "val": core["val"],
+                          "test": group_accuracies(_predict(core["probe"], z2_te), test["label"], test["group"])}
+           for name, core in cores.items()},
         "attribute_decodable_from": {"z1": _attribute_decodability(z1_tr, z1_te, data), "z2": _attribute_decodability(z2_tr, z2_te, data)},
     }
-    # Which z2 classifier the endpoint serves: the best validation worst-group accuracy (then average).
-    probes = {"knn": knn, "linear": linear, "knn_resampled": knn_cf, "linear_resampled": linear_cf}
-    scores = {"knn": knn_val, "linear": lin_val, "knn_resampled": knn_cf_val, "linear_resampled": lin_cf_val}
-    metrics["served_core"] = max(scores, key=lambda p: (scores[p]["worst_group"], scores[p]["average"]))
+    probes = {name: core["probe"] for name, core in cores.items()}
+    metrics["served_core"] = served_core(cores)
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     if save:
         out = out or weights_path(kind, seed)
@@ -198,9 +212,16 @@ def main() -> None:
     parser.add_argument("--kind", choices=("colour", "patch"), default="colour")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", action="store_true")
+    parser.add_argument("--encoder", choices=("mlp", "conv"), default=Config.encoder)
+    parser.add_argument("--beta", type=float, default=Config.beta)
+    parser.add_argument("--shortcut-dim", type=int, default=Config.shortcut_dim)
+    parser.add_argument("--alpha", type=float, default=Config.alpha)
+    parser.add_argument("--hidden", type=int, default=None, help="default: 128 for mlp, 16 for conv")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    metrics = run(args.kind, args.seed, save=args.save)
+    hidden = args.hidden or (128 if args.encoder == "mlp" else 16)
+    cfg = Config(encoder=args.encoder, beta=args.beta, shortcut_dim=args.shortcut_dim, hidden=hidden, alpha=args.alpha)
+    metrics = run(args.kind, args.seed, cfg, save=args.save)
     print(json.dumps({k: v for k, v in metrics.items() if k != "vae_history"}, indent=2))
 
 
