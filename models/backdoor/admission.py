@@ -7,9 +7,14 @@ scanned in the isolated scan process before it is served; a backdoored verdict, 
 refuses, keeps it out with the reason. Other models (tensors that are not images, rollouts, handlers) are
 admitted without a scan, as are classifiers whose image size has no platform-held clean set.
 """
+import json
+from functools import cache
+
 import numpy as np
 
 from .jobs import DEFAULT_CLEAN, Limits, scan_once
+
+FUSED_CALIBRATION = DEFAULT_CLEAN.with_name("fused_calibration.json")  # written by `python -m models.backdoor.zoo report`
 
 
 def is_image_classifier(spec) -> bool:
@@ -22,7 +27,7 @@ def is_image_classifier(spec) -> bool:
 def check(spec, version: int, limits: Limits = Limits()) -> str | None:
     if not is_image_classifier(spec):
         return None
-    event = scan_once(spec.model_file(version).read_bytes(), np.load(DEFAULT_CLEAN, allow_pickle=False), limits)
+    event = scan_once(spec.model_file(version).read_bytes(), np.load(DEFAULT_CLEAN, allow_pickle=False), limits, _fused())
     where = f"{spec.name} version {version}"
     if event.get("event") == "refused":
         if "does not match the model's input" in event.get("message", ""):
@@ -31,6 +36,13 @@ def check(spec, version: int, limits: Limits = Limits()) -> str | None:
     if event.get("event") != "result":
         return f"backdoor scan failed for {where}: {event.get('message')}"
     if event["verdict"] == "backdoored":
+        score = event["fused"]["score"] if event.get("verdict_rule") == "fused" else event["max_anomaly_index"]
         return (f"backdoor scan: {where} looks backdoored (class {event['suspected_target']}, "
-                f"anomaly index {event['max_anomaly_index']:.2f} > {event['threshold']})")
+                f"{event.get('verdict_rule', 'nc_anomaly_index')} {score:.2f} > {event['threshold']:.2f})")
     return None
+
+
+@cache
+def _fused() -> dict:
+    """The fused verdict's constants: the admission scan uses the platform-held images they were measured on."""
+    return json.loads(FUSED_CALIBRATION.read_text())

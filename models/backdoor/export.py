@@ -18,6 +18,7 @@ from export.served_model import ServedModel, Tensor
 
 NAME = "backdoor_scan"
 REPORT = Path(__file__).resolve().parent / "report" / "results.md"
+CALIBRATION = Path(__file__).resolve().parent / "weights" / "fused_calibration.json"
 ZOO_REPORT = REPORT.with_name("zoo.md")  # the calibration / held-out zoo: ROC and the operating point
 
 MODEL = ServedModel(
@@ -61,10 +62,16 @@ job in a separate resource-limited process. See models/backdoor/README.md.
 """
 
 
+def scanner_settings() -> dict:
+    """scanner.json: NC's settings, and the fused verdict's calibration (`python -m models.backdoor.zoo report`), used
+    when a scan runs on the platform-held reference images it was measured with."""
+    return {"threshold": 2.0, "steps": 200, "fused": json.loads(CALIBRATION.read_text())}
+
+
 def build(root: Path) -> None:
     from export.repository import write_model
 
     buf = io.BytesIO()
     np.save(buf, clean_reference(), allow_pickle=False)
-    files = {1: {"clean_reference.npy": buf.getvalue(), "scanner.json": json.dumps({"threshold": 2.0, "steps": 200}).encode()}}
+    files = {1: {"clean_reference.npy": buf.getvalue(), "scanner.json": json.dumps(scanner_settings()).encode()}}
     write_model(root, NAME, CONFIG, files, card())

@@ -72,12 +72,18 @@ def _events(proc: subprocess.Popen, limits: Limits) -> Iterator[dict]:
                 return "final"
 
 
-def run_scan(onnx_bytes: bytes, clean_images: np.ndarray, limits: Limits = Limits()) -> Iterator[dict]:
+def run_scan(onnx_bytes: bytes, clean_images: np.ndarray, limits: Limits = Limits(),
+             calibration: dict | None = None) -> Iterator[dict]:
+    """`calibration`: the fused verdict's constants (scanner.FusedCalibration's fields), given when the images are
+    the platform-held set they were measured with."""
     with tempfile.TemporaryDirectory(prefix="backdoor-scan-") as tmp:
         tmp = Path(tmp)
         model_path, clean_path, stderr_path, cwd = tmp / "model.onnx", tmp / "clean.npy", tmp / "stderr.txt", tmp / "cwd"
         model_path.write_bytes(onnx_bytes)
         np.save(clean_path, np.ascontiguousarray(clean_images, np.float32), allow_pickle=False)
+        calibration_path = tmp / "calibration.json"
+        if calibration:
+            calibration_path.write_text(json.dumps(calibration))
         cwd.mkdir()
         env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "HOME": str(cwd)}
         # The worker sets its own rlimits before it reads the model. Not a preexec_fn: that forces a fork() whose
@@ -85,7 +91,8 @@ def run_scan(onnx_bytes: bytes, clean_images: np.ndarray, limits: Limits = Limit
         # stderr goes to a file (bounded by the worker's RLIMIT_FSIZE): a pipe nobody reads would stall the scan.
         with open(stderr_path, "wb") as err:
             proc = subprocess.Popen([sys.executable, "-m", "models.backdoor.scan_worker", str(model_path), "--clean", str(clean_path),
-                                     "--steps", str(limits.steps), "--memory-mb", str(limits.memory_mb), "--cpu-seconds", str(limits.cpu_seconds)],
+                                     "--steps", str(limits.steps), "--memory-mb", str(limits.memory_mb), "--cpu-seconds", str(limits.cpu_seconds)]
+                                    + (["--calibration", str(calibration_path)] if calibration else []),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, cwd=cwd, env=env,
                                     start_new_session=True, text=True)
         ended = None
@@ -112,9 +119,9 @@ def run_scan(onnx_bytes: bytes, clean_images: np.ndarray, limits: Limits = Limit
             yield {"event": "error", "message": f"scan process ended without a result: {why}", "stderr_tail": stderr}
 
 
-def scan_once(onnx_bytes: bytes, clean_images: np.ndarray, limits: Limits = Limits()) -> dict:
+def scan_once(onnx_bytes: bytes, clean_images: np.ndarray, limits: Limits = Limits(), calibration: dict | None = None) -> dict:
     """The final event of `run_scan`."""
     last = {}
-    for last in run_scan(onnx_bytes, clean_images, limits):
+    for last in run_scan(onnx_bytes, clean_images, limits, calibration):
         pass
     return last

@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument("--max-bytes", type=int, default=None)
     parser.add_argument("--memory-mb", type=int, default=3072)
     parser.add_argument("--cpu-seconds", type=int, default=240)
+    parser.add_argument("--calibration", help="a JSON file of the fused verdict's constants, which apply to these images")
     args = parser.parse_args()
     limit_self(args.memory_mb, args.cpu_seconds)
     import numpy as np
@@ -43,7 +44,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from .onnx_guard import MAX_BYTES, Refused, check, image_shape
-    from .scanner import ScanConfig, png, scan
+    from .scanner import FusedCalibration, ScanConfig, png, scan
 
     emit(event="progress", stage="checking", progress=0.0)
     with open(args.model, "rb") as f:
@@ -57,8 +58,12 @@ def main() -> int:
     except Refused as e:
         emit(event="refused", kind=e.kind, message=e.message)
         return 0
+    calibration = None
+    if args.calibration:
+        with open(args.calibration) as f:
+            calibration = FusedCalibration(**json.load(f))
     try:
-        result = scan(model, clean, ScanConfig(steps=args.steps),
+        result = scan(model, clean, ScanConfig(steps=args.steps), calibration=calibration,
                       progress=lambda stage, p: emit(event="progress", stage=stage, progress=float(p)))
     except Exception as e:  # the graph ran into something our interpreter or the shapes refuse
         emit(event="refused", kind="not_image_classifier", message=f"MODEL: the graph could not be run as an image classifier: {type(e).__name__}: {e}"[:500])

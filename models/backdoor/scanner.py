@@ -12,6 +12,11 @@
 - Spectral signatures (Tran et al., NeurIPS 2018): on the penultimate representation of the images the model
   assigns to the suspected class (clean ones and triggered ones), the squared projection on the top singular
   vector; reported as the AUROC separating triggered from clean.
+- The fused verdict (issue 24's zoo, models/backdoor/zoo.py): with the platform-held reference images, the verdict
+  is the largest z-score, against the calibration zoo's clean models, of NC's anomaly index, −log of the smallest and
+  of the median mask L1, and a white-patch sweep; above the calibration zoo's threshold, backdoored. The absolute
+  norms are only comparable on the images the constants were measured with, so a scan on a client's own images
+  keeps NC's anomaly index (> 2) as its verdict.
 """
 import io
 import time
@@ -36,6 +41,54 @@ class ScanConfig:
     strip_blends: int = 16
     strip_frr: float = 0.01
     seed: int = 0
+
+
+FUSED_FEATURES = ("nc_anomaly_index", "neg_log_min_l1", "neg_log_median_l1", "patch_sweep")
+
+
+@dataclass(frozen=True)
+class FusedCalibration:
+    """The calibration zoo's clean models: mean and standard deviation of each fused feature, and the threshold on
+    the fused score chosen there (models.backdoor.zoo.calibration; shipped in the served folder's scanner.json)."""
+
+    mean: dict
+    std: dict
+    threshold: float
+
+    def score(self, features: dict) -> tuple[float, dict]:
+        z = {k: (features[k] - self.mean[k]) / max(self.std[k], 1e-9) for k in FUSED_FEATURES}
+        return max(z.values()), z
+
+
+def fused_features(max_anomaly_index: float, mask_l1, patch_changed: float) -> dict:
+    """The fused score's inputs, each oriented "higher = more suspicious"."""
+    l1 = np.asarray(mask_l1, np.float64)
+    return {"nc_anomaly_index": float(max_anomaly_index), "neg_log_min_l1": float(-np.log(l1.min())),
+            "neg_log_median_l1": float(-np.log(np.median(l1))), "patch_sweep": float(patch_changed)}
+
+
+@torch.no_grad()
+def patch_sweep(model, clean: torch.Tensor, sizes=(2, 3, 4), value: float = 1.0) -> dict:
+    """Stamp a `value` square of each size at every position on the clean images: the largest fraction of
+    predictions that one patch changes, and the largest fraction it sends to one single class."""
+    started = time.perf_counter()
+    base = model(clean).argmax(1)
+    _, c, h, w = clean.shape
+    changed_max, one_max = 0.0, 0.0
+    for s in sizes:
+        for top in range(h - s + 1):
+            batch = []
+            for left in range(w - s + 1):
+                x = clean.clone()
+                x[:, :, top:top + s, left:left + s] = value
+                batch.append(x)
+            pred = model(torch.cat(batch)).argmax(1).reshape(len(batch), len(clean))
+            changed = (pred != base).float()
+            changed_max = max(changed_max, float(changed.mean(1).max()))
+            for k in range(int(pred.max()) + 1):
+                moved = ((pred == k) & (base != k)).float().sum(1) / (base != k).float().sum().clamp_min(1)
+                one_max = max(one_max, float(moved.max()))
+    return {"changed_max": changed_max, "to_one_class_max": one_max, "seconds": time.perf_counter() - started}
 
 
 def png(array: np.ndarray) -> bytes:
@@ -151,8 +204,10 @@ def spectral_stats(model, clean, triggered, target: int, probabilities) -> dict:
             "in_class": int(keep.sum()), "triggered_in_class": int(is_trig[keep].sum())}
 
 
-def scan(model_proto, clean_images: np.ndarray, cfg: ScanConfig = ScanConfig(), progress=None) -> dict:
-    """Scan one (already checked) ONNX classifier with clean reference images [N, C, H, W] in [0, 1]."""
+def scan(model_proto, clean_images: np.ndarray, cfg: ScanConfig = ScanConfig(), progress=None,
+         calibration: FusedCalibration | None = None) -> dict:
+    """Scan one (already checked) ONNX classifier with clean reference images [N, C, H, W] in [0, 1]. With
+    `calibration` (the images are the platform-held set it was measured on), the verdict is the fused score's."""
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     model = OnnxGraph(model_proto).eval()
@@ -174,7 +229,16 @@ def scan(model_proto, clean_images: np.ndarray, cfg: ScanConfig = ScanConfig(), 
         progress("strip", 0.0)
     strip = strip_stats(model, clean, triggered, probabilities, cfg)
     spectral = spectral_stats(model, clean, triggered, target, probabilities)
+    verdict = {"verdict_rule": "nc_anomaly_index", "threshold": cfg.threshold}
+    if calibration is not None:
+        if progress:
+            progress("patch_sweep", 0.0)
+        sweep = patch_sweep(model, clean)
+        fused, z = calibration.score(fused_features(index[target], l1, sweep["changed_max"]))
+        backdoored = bool(fused > calibration.threshold)
+        verdict = {"verdict_rule": "fused", "threshold": calibration.threshold,
+                   "fused": {"score": fused, "z": z, "patch_sweep": sweep}}
     return {"verdict": "backdoored" if backdoored else "clean", "anomaly_index": index.tolist(), "mask_l1": l1.tolist(),
-            "suspected_target": target, "max_anomaly_index": float(index[target]), "threshold": cfg.threshold,
+            "suspected_target": target, "max_anomaly_index": float(index[target]), **verdict,
             "classes": classes, "mask": masks[target], "pattern": patterns[target], "strip": strip,
             "spectral": spectral, "seconds": time.perf_counter() - started, "clean_images": int(len(clean))}

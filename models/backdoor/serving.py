@@ -1,7 +1,9 @@
 """`backdoor_scan`: a decoupled (streaming) handler that scans an uploaded ONNX classifier for backdoors.
 
 Request: `MODEL` BYTES [1] (ONNX file bytes), optional `CLEAN_IMAGES` FP32 [N, C, H, W] in [0, 1]
-(else the platform-held set `clean_reference.npy` of the version folder: 100 digits, [1, 16, 16]).
+(else the platform-held set `clean_reference.npy` of the version folder: 100 digits, [1, 16, 16]). On the
+platform-held set the verdict is the fused score calibrated on the scanner zoo (scanner.json, models/backdoor/zoo.py);
+on a client's own images, Neural Cleanse's anomaly index > 2 (`REPORT` names the rule: `verdict_rule`).
 Responses: progress (`STAGE` BYTES [1], `PROGRESS` FP32 [1]) while the scan runs, then the verdict
 (`VERDICT`, `ANOMALY_INDEX`, `SUSPECTED_TARGET`, `TRIGGER_MASK_PNG`, `TRIGGER_PATTERN_PNG`, `STRIP`, `REPORT`).
 The scan runs in a separate process with memory / CPU / wall-clock limits (jobs.py); the model is checked
@@ -12,6 +14,7 @@ refused with Overloaded (503 / RESOURCE_EXHAUSTED). A client that leaves has its
 No torch here: the served path is onnx + numpy + a subprocess.
 """
 import base64
+import json
 from contextlib import closing
 
 import numpy as np
@@ -51,6 +54,8 @@ class BackdoorScanHandler(ModelHandler):
         self.max_bytes, self.max_scans = p.max_model_bytes, p.max_concurrent_scans
         self.limits = Limits(memory_mb=p.memory_mb, cpu_seconds=p.cpu_seconds, wall_seconds=p.wall_seconds, steps=p.steps)
         self.clean = np.load(self.model_dir / "clean_reference.npy", allow_pickle=False).astype(np.float32)
+        # The fused verdict's constants, measured on exactly these reference images (scanner.json, export.py)
+        self.calibration = json.loads((self.model_dir / "scanner.json").read_text()).get("fused")
         self.scan_slots = JobSlots(self.max_scans, "scan(s)", "max_concurrent_scans")
 
     def preprocess(self, inputs):
@@ -65,7 +70,7 @@ class BackdoorScanHandler(ModelHandler):
             if self.clean.shape[1:] != (c, h, w):
                 raise InvalidInput(f"input 'CLEAN_IMAGES': the model takes [N, {c}, {h}, {w}] images and the platform-held "
                                    f"clean set is {list(self.clean.shape[1:])}; send {MIN_CLEAN}–{MAX_CLEAN} clean images of the model's shape")
-            clean = self.clean
+            clean = None  # the platform-held set, with the fused verdict (_scan)
         else:
             clean = np.asarray(clean)
             if clean.dtype != np.float32 or clean.ndim != 4 or tuple(clean.shape[1:]) != (c, h, w):
@@ -84,7 +89,10 @@ class BackdoorScanHandler(ModelHandler):
         if not isinstance(inputs.get("MODEL"), bytes):  # a worker without the preprocess hook
             inputs = self.preprocess(inputs)
         # closing(): the scan's process group is killed as soon as this generator is closed, not when it is collected
-        with closing(run_scan(inputs["MODEL"], inputs["CLEAN_IMAGES"], self.limits)) as events:
+        clean, calibration = inputs["CLEAN_IMAGES"], None
+        if clean is None:
+            clean, calibration = self.clean, self.calibration
+        with closing(run_scan(inputs["MODEL"], clean, self.limits, calibration)) as events:
             for event in events:
                 kind = event.get("event")
                 if kind == "progress":

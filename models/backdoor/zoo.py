@@ -5,24 +5,28 @@
 - score: every zoo model through the served scanner's code (onnx_guard.check + scanner.scan, 200 NC steps) and
   a white-patch sweep → build/backdoor/zoo_scores.json.
 - report: thresholds chosen on the calibration zoo only, detection / false-positive rate on the held-out zoo with
-  bootstrap 95 % intervals, ROC → report/zoo.json, zoo.md, zoo_roc.png.
+  bootstrap 95 % intervals, ROC → report/zoo.json, zoo.md, zoo_roc.png; the fused verdict's constants, which the
+  served scan uses on the platform-held images → weights/fused_calibration.json.
 """
 import argparse
 import json
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .population import ZOO_SEEDS, build_zoo
+from .scanner import FUSED_FEATURES, FusedCalibration, fused_features
 
 ROOT = Path(__file__).resolve().parents[2]
 ZOO_DIR = ROOT / "build" / "backdoor" / "zoo"
 SCORES = ROOT / "build" / "backdoor" / "zoo_scores.json"
 REPORT = Path(__file__).parent / "report"
 CLEAN_REF = Path(__file__).parent / "weights" / "clean_reference.npy"
+CALIBRATION = CLEAN_REF.with_name("fused_calibration.json")  # the served scan's fused-verdict constants (`calibration`)
 MAX_FPR = 0.10
 # Scorers: (key, what it is). Every score is "higher = more suspicious".
 SCORERS = {
@@ -38,30 +42,6 @@ def generate() -> None:
     shutil.copyfile(ZOO_DIR / "manifest.json", REPORT / "zoo_manifest.json")
 
 
-@torch.no_grad()
-def patch_sweep(model, clean: torch.Tensor, sizes=(2, 3, 4), value: float = 1.0) -> dict:
-    """Stamp a `value` square of each size at every position on the clean images: the largest fraction of
-    predictions that one patch changes, and the largest fraction it sends to one single class."""
-    started = time.perf_counter()
-    base = model(clean).argmax(1)
-    _, c, h, w = clean.shape
-    changed_max, one_max = 0.0, 0.0
-    for s in sizes:
-        for top in range(h - s + 1):
-            batch = []
-            for left in range(w - s + 1):
-                x = clean.clone()
-                x[:, :, top:top + s, left:left + s] = value
-                batch.append(x)
-            pred = model(torch.cat(batch)).argmax(1).reshape(len(batch), len(clean))
-            changed = (pred != base).float()
-            changed_max = max(changed_max, float(changed.mean(1).max()))
-            for k in range(int(pred.max()) + 1):
-                moved = ((pred == k) & (base != k)).float().sum(1) / (base != k).float().sum().clamp_min(1)
-                one_max = max(one_max, float(moved.max()))
-    return {"changed_max": changed_max, "to_one_class_max": one_max, "seconds": time.perf_counter() - started}
-
-
 def score_all(zoos=tuple(ZOO_SEEDS)) -> list[dict]:
     """Every zoo model through the served scanner's code (onnx_guard.check, then scanner.scan with the served
     ScanConfig, in this process) and the patch sweep. Resumable: models already in zoo_scores.json are kept."""
@@ -69,7 +49,7 @@ def score_all(zoos=tuple(ZOO_SEEDS)) -> list[dict]:
 
     from .graph_torch import OnnxGraph
     from .onnx_guard import check
-    from .scanner import ScanConfig, anomaly_indices, scan
+    from .scanner import ScanConfig, anomaly_indices, patch_sweep, scan
 
     manifest = json.loads((ZOO_DIR / "manifest.json").read_text())["models"]
     done = {r["id"]: r for r in json.loads(SCORES.read_text())} if SCORES.exists() else {}
@@ -103,27 +83,37 @@ def score_all(zoos=tuple(ZOO_SEEDS)) -> list[dict]:
 
 
 def features(rows: list[dict]) -> dict[str, np.ndarray]:
-    """Raw per-model features, each oriented "higher = more suspicious"."""
-    l1 = np.array([r["mask_l1"] for r in rows])
-    return {"nc_anomaly_index": np.array([r["max_anomaly_index"] for r in rows]),
-            "log_anomaly_index": np.array([r["log_anomaly_index"] for r in rows]),
-            "neg_log_min_l1": -np.log(l1.min(1)),
-            "neg_log_median_l1": -np.log(np.median(l1, 1)),
-            "patch_sweep": np.array([r["sweep_changed"] for r in rows])}
+    """Raw per-model features, each oriented "higher = more suspicious" (the fused ones as the served scan computes them)."""
+    fused = [fused_features(r["max_anomaly_index"], r["mask_l1"], r["sweep_changed"]) for r in rows]
+    return {"log_anomaly_index": np.array([r["log_anomaly_index"] for r in rows])} | {
+        k: np.array([f[k] for f in fused]) for k in FUSED_FEATURES}
 
 
-FUSED = {"nc_log_norms": ("log_anomaly_index", "neg_log_min_l1", "neg_log_median_l1"),
-         "fused": ("nc_anomaly_index", "neg_log_min_l1", "neg_log_median_l1", "patch_sweep")}
+FUSED = {"nc_log_norms": ("log_anomaly_index", "neg_log_min_l1", "neg_log_median_l1"), "fused": FUSED_FEATURES}
+
+
+def standardised(cal: list[dict], keys) -> tuple[dict, dict]:
+    """Mean and standard deviation of each feature over the calibration zoo's clean models."""
+    f = features(cal)
+    neg = ~np.array([r["backdoored"] for r in cal])
+    return {k: float(f[k][neg].mean()) for k in keys}, {k: float(f[k][neg].std(ddof=1)) for k in keys}
+
+
+def calibration(report: dict) -> FusedCalibration:
+    """The served scan's fused-verdict constants, from a zoo report (report/zoo.json): the calibration zoo's clean
+    models and the threshold chosen on that zoo."""
+    cal = [r for r in report["models"] if r["zoo"] == "calibration"]
+    mean, std = standardised(cal, FUSED_FEATURES)
+    return FusedCalibration(mean, std, float(report["scorers"]["fused"]["threshold"]))
 
 
 def scores(cal: list[dict], rows: list[dict]) -> dict[str, np.ndarray]:
     """Every scorer on `rows`; the z-scored ones are standardised with the calibration zoo's clean models only."""
-    f_cal, f = features(cal), features(rows)
-    neg = ~np.array([r["backdoored"] for r in cal])
+    f = features(rows)
     out = {"nc_anomaly_index": f["nc_anomaly_index"], "patch_sweep": f["patch_sweep"]}
     for name, keys in FUSED.items():
-        z = [(f[k] - f_cal[k][neg].mean()) / max(f_cal[k][neg].std(ddof=1), 1e-9) for k in keys]
-        out[name] = np.max(z, axis=0)
+        mean, std = standardised(cal, keys)
+        out[name] = np.max([(f[k] - mean[k]) / max(std[k], 1e-9) for k in keys], axis=0)
     return out
 
 
@@ -268,6 +258,7 @@ def report() -> dict:
               f"{'and' if results['goal_met_at_95ci'] else 'but not'} by the 95 % intervals.", "", "![held-out ROC](zoo_roc.png)"]
     (REPORT / "zoo.md").write_text("\n".join(lines) + "\n")
     (REPORT / "zoo.json").write_text(json.dumps(results, indent=1, default=float))
+    CALIBRATION.write_text(json.dumps(asdict(calibration(json.loads((REPORT / "zoo.json").read_text()))), indent=1) + "\n")
     print("\n".join(lines))
     return results
 

@@ -165,6 +165,8 @@ def test_backdoor_scan_streams_progress_then_finds_a_planted_trigger(server):
     assert int(final.as_numpy("SUSPECTED_TARGET")[0]) == 7 and final.as_numpy("ANOMALY_INDEX").shape == (10,)
     assert final.as_numpy("TRIGGER_MASK_PNG")[0].startswith(b"\x89PNG")
     assert json.loads(final.as_numpy("STRIP")[0])["clean_entropy_mean"] > 0
+    report = json.loads(final.as_numpy("REPORT")[0])  # the platform-held images: the zoo-calibrated fused verdict
+    assert report["verdict_rule"] == "fused" and report["fused"]["score"] > report["threshold"]
 
 
 def test_backdoor_scan_refuses_bytes_that_are_not_onnx(http):

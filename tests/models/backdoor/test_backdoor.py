@@ -91,8 +91,25 @@ def test_anomaly_index_flags_the_small_outlier():
 
 def test_scanner_finds_planted_trigger(planted, data):
     result = scan(onnx.load_from_string(to_onnx(planted)), data["val"]["image"][:64], ScanConfig(steps=100))
-    assert result["verdict"] == "backdoored" and result["suspected_target"] == 7
+    assert result["verdict"] == "backdoored" and result["suspected_target"] == 7 and result["verdict_rule"] == "nc_anomaly_index"
     assert result["mask"].shape == (1, 16, 16) and result["strip"]["inputs"] > 0
+
+
+def test_fused_verdict_on_the_platform_images(planted, data):
+    """With the shipped calibration (the platform-held images it was measured on) the verdict is the fused score's:
+    the planted model is flagged, and its patch sweep is what pushes it over (a white 3-px square moves most images)."""
+    import json
+
+    from models.backdoor.scanner import FusedCalibration
+    from models.backdoor.zoo import CALIBRATION, CLEAN_REF
+
+    calibration = FusedCalibration(**json.loads(CALIBRATION.read_text()))
+    clean = np.load(CLEAN_REF, allow_pickle=False).astype(np.float32)
+    result = scan(onnx.load_from_string(to_onnx(planted)), clean, ScanConfig(steps=100), calibration=calibration)
+    fused = result["fused"]
+    assert result["verdict_rule"] == "fused" and result["threshold"] == calibration.threshold
+    assert fused["score"] == max(fused["z"].values()) > calibration.threshold and result["verdict"] == "backdoored"
+    assert fused["patch_sweep"]["changed_max"] > 0.8
 
 
 # --- the guard: every refusal ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """`backdoor_scan` is bounded: closing its stream (the client left) kills the scan's whole process group at once,
 without waiting for it, and a replica runs at most `max_concurrent_scans` scans. The scan process works in an
 empty directory, where `onnx.checker` runs. The handler is driven directly, as serve/replica.py does."""
+import json
 import os
 import time
 
@@ -8,6 +9,7 @@ import numpy as np
 import psutil
 import pytest
 
+from models.backdoor.export import scanner_settings
 from models.backdoor.jobs import DEFAULT_CLEAN
 from models.backdoor.model import make
 from models.backdoor.population import to_onnx
@@ -22,6 +24,7 @@ def model_bytes() -> bytes:
 
 def handler(tmp_path, **params) -> BackdoorScanHandler:
     (tmp_path / "clean_reference.npy").write_bytes(DEFAULT_CLEAN.read_bytes())
+    (tmp_path / "scanner.json").write_text(json.dumps(scanner_settings()))  # as the export writes the folder
     # far more steps than a test waits for: a scan that is not stopped would still be running
     return BackdoorScanHandler(tmp_path, {"steps": "100000", "wall_seconds": "120", **params}, ["MODEL", "CLEAN_IMAGES"], [], 1, "cpu")
 

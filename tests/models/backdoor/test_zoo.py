@@ -8,7 +8,8 @@ import torch
 
 from models.backdoor.data import load, stamp
 from models.backdoor.population import ZOO_SEEDS, Attack, attack_success, train_attacked, zoo_spec
-from models.backdoor.zoo import bootstrap, choose_threshold, patch_sweep, rates
+from models.backdoor.scanner import patch_sweep
+from models.backdoor.zoo import bootstrap, choose_threshold, rates
 
 torch.set_num_threads(1)
 # (attack, training steps, lowest ASR accepted): all-to-all is the harder mapping (zoo patch models, 400 steps: ASR 0.70–0.89)
@@ -67,3 +68,23 @@ def test_threshold_rule_keeps_the_false_positive_bound():
     assert all(rates(score, truth, u)[1] > 0.1 or rates(score, truth, u)[0] <= det for u in np.linspace(-3, 5, 200))
     ci = bootstrap(score, truth, t, n=200)
     assert ci["detection_ci"][0] <= det <= ci["detection_ci"][1] and ci["false_positive_ci"][0] <= fp <= ci["false_positive_ci"][1]
+
+
+def test_the_shipped_calibration_reproduces_the_zoo_reports_held_out_verdicts():
+    """weights/fused_calibration.json (what the served scan uses) is the report's calibration: scoring the held-out
+    zoo's recorded features with it gives the report's detection and false-positive rates."""
+    import json
+    from dataclasses import asdict
+
+    from models.backdoor.scanner import FusedCalibration, fused_features
+    from models.backdoor.zoo import CALIBRATION, REPORT, calibration
+
+    report = json.loads((REPORT / "zoo.json").read_text())
+    shipped = FusedCalibration(**json.loads(CALIBRATION.read_text()))
+    assert asdict(shipped) == asdict(calibration(report))
+    held = [m for m in report["models"] if m["zoo"] != "calibration"]
+    score = np.array([shipped.score(fused_features(m["max_anomaly_index"], m["mask_l1"], m["sweep_changed"]))[0] for m in held])
+    truth = np.array([m["backdoored"] for m in held])
+    detection, false_positive = rates(score, truth, shipped.threshold)
+    assert (detection, false_positive) == (report["scorers"]["fused"]["heldout"]["detection"], report["scorers"]["fused"]["heldout"]["false_positive"])
+    assert false_positive < rates(np.array([m["max_anomaly_index"] for m in held]), truth, 2.0)[1]  # fewer false alarms than NC's index
