@@ -20,7 +20,7 @@ import onnx
 import torch
 
 from models.koopman import train as koopman_train
-from models.koopman.kno import OneStep
+from models.koopman.kno import KoopmanOperator, OneStep, real_mode_matrices
 
 from export.onnx_export import MAX_IR_VERSION, check_parity
 from export.served_model import ServedModel, Tensor
@@ -67,9 +67,16 @@ def script_one_step(model: torch.nn.Module, example: torch.Tensor) -> bytes:
     """TorchScript bytes of ``OneStep(model)``, traced once. The trace reads batch and grid sizes at run time
     (``aten::size``), so any batch and any grid of at least 2·modes points per axis runs; `torchscript_parity`
     checks that at grids other than the traced one."""
+    operators = [m for m in model.modules() if isinstance(m, KoopmanOperator)]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(OneStep(model).eval(), (example,), check_trace=False)
+        for operator in operators:
+            operator.served_matrices = real_mode_matrices(operator.weight_real, operator.weight_imag)
+        try:
+            traced = torch.jit.trace(OneStep(model).eval(), (example,), check_trace=False)
+        finally:
+            for operator in operators:
+                operator.served_matrices = None
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer)
     return buffer.getvalue()
@@ -229,6 +236,7 @@ def build(root: Path, names: tuple[str, ...] | None = None) -> None:
             except (FileNotFoundError, ValueError):
                 shape = (4, t_in, g) if problem == "burgers" else (4, t_in, g, g)
                 windows.append(rng.standard_normal(shape).astype(np.float32))
+        windows.append(windows[0][:1])  # one row: the other form of the mode mixing (kno.served_mode_mix)
         script_bytes = script_one_step(model, torch.from_numpy(windows[0][:2]))
         errors = torchscript_parity(model, script_bytes, windows)
         served = served_model(name, t_in, model.step, 1 if problem == "burgers" else 2, dt, 2 * metrics["config"]["modes"])

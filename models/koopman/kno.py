@@ -16,6 +16,39 @@ def _conv(dims: int):
     return nn.Conv1d if dims == 1 else nn.Conv2d
 
 
+def broadcast_mode_mix(z: torch.Tensor, weight_real: torch.Tensor, weight_imag: torch.Tensor) -> torch.Tensor:
+    """z: [B, o, *modes, 2] (real, imag) -> the same, times each mode's complex o×o matrix. A broadcast product summed
+    over input channels: einsum lowers to one tiny o×o GEMM per mode, ~20× slower on CPU at one or two rows. Its
+    intermediate is B·o²·modes floats, which leaves the cache from a few rows on (`served_mode_mix`)."""
+    zr = z[..., 0].contiguous().unsqueeze(2)                                         # [B, o_in, 1, *modes]
+    zi = z[..., 1].contiguous().unsqueeze(2)
+    wr, wi = weight_real.unsqueeze(0), weight_imag.unsqueeze(0)                    # [1, o_in, o_out, *modes]
+    real = (zr * wr - zi * wi).sum(1)
+    imag = (zr * wi + zi * wr).sum(1)
+    return torch.stack([real, imag], dim=-1)
+
+
+def real_mode_matrices(weight_real: torch.Tensor, weight_imag: torch.Tensor) -> torch.Tensor:
+    """Each mode's complex o×o matrix in its real 2o×2o form [[Re, Im], [-Im, Re]], modes first: [M, 2o, 2o]."""
+    o = weight_real.shape[0]
+    w = torch.cat([torch.cat([weight_real, weight_imag], 1), torch.cat([-weight_imag, weight_real], 1)], 0)
+    return w.reshape(2 * o, 2 * o, -1).permute(2, 0, 1).contiguous()
+
+
+@torch.jit.script
+def served_mode_mix(z: torch.Tensor, weight_real: torch.Tensor, weight_imag: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """`broadcast_mode_mix` for up to two rows; from three on, one batched GEMM over the modes with `matrices`
+    (`real_mode_matrices`). Scripted, so the traced served step keeps the choice at run time."""
+    if z.shape[0] <= 2:
+        return broadcast_mode_mix(z, weight_real, weight_imag)
+    rows, o = z.shape[0], z.shape[1]
+    modes = z.shape[2:-1]
+    x = torch.cat([z[..., 0], z[..., 1]], 1).reshape(rows, 2 * o, -1).permute(2, 0, 1).contiguous()  # [M, B, 2o_in]
+    y = torch.bmm(x, matrices)                                                                        # [M, B, 2o_out]
+    y = y.permute(1, 2, 0).reshape([rows, 2, o] + modes)
+    return torch.stack([y[:, 0], y[:, 1]], dim=-1)
+
+
 class KoopmanOperator(nn.Module):
     r"""One Fourier-space Koopman operator :math:`\mathcal{K}` (Xiong et al., KoopmanLab,
     https://arxiv.org/abs/2301.01104):
@@ -54,16 +87,14 @@ class KoopmanOperator(nn.Module):
         nn.init.uniform_(self.weight_real, 0.0, scale)
         nn.init.uniform_(self.weight_imag, 0.0, scale)
 
+    served_matrices: torch.Tensor | None = None
+    """Set while the served step is traced (models/koopman/export.py): `real_mode_matrices` of the trained weights,
+    a constant of the trace, and the mode mixing picks its form by the batch size at run time (`served_mode_mix`)."""
+
     def _mix(self, z: torch.Tensor) -> torch.Tensor:
-        # z: [B, o, *modes, 2] (real, imag) -> same, times the per-mode complex matrix. Written as a broadcast
-        # product summed over input channels rather than einsum: einsum lowers to one tiny o×o GEMM per mode,
-        # which was ~20× slower on CPU (torch and ONNX Runtime alike) at the served batch sizes (≤ 8).
-        zr = z[..., 0].contiguous().unsqueeze(2)                                     # [B, o_in, 1, *modes]
-        zi = z[..., 1].contiguous().unsqueeze(2)
-        wr, wi = self.weight_real[None], self.weight_imag[None]                    # [1, o_in, o_out, *modes]
-        real = (zr * wr - zi * wi).sum(1)
-        imag = (zr * wi + zi * wr).sum(1)
-        return torch.stack([real, imag], dim=-1)
+        if self.served_matrices is not None:
+            return served_mode_mix(z, self.weight_real, self.weight_imag, self.served_matrices)
+        return broadcast_mode_mix(z, self.weight_real, self.weight_imag)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         m = self.modes

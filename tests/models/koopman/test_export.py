@@ -2,6 +2,7 @@
 parity with PyTorch at batch and grid sizes other than the ones exported with, and a config that the
 repository loader accepts as a rollout model."""
 import numpy as np
+import pytest
 import torch
 
 from models.koopman.export import export_one_step, served_model, parity, script_one_step, torchscript_parity
@@ -55,3 +56,17 @@ def test_tiny_2d_kno_traces_to_torchscript_that_takes_other_batches_and_grids(tm
         frames = model.predict(torch.from_numpy(windows[2]))
     np.testing.assert_allclose(out["FRAMES"], frames.numpy(), atol=1e-5)
     np.testing.assert_array_equal(out["WINDOW_NEXT"][:, -1:], out["FRAMES"])
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8])
+@pytest.mark.parametrize("modes", [(5,), (4, 3)])
+def test_served_mode_mixing_equals_the_broadcast_form(rows, modes):
+    """The served step's mode mixing (a batched GEMM from three rows on) is the training form's arithmetic."""
+    from models.koopman.kno import broadcast_mode_mix, real_mode_matrices, served_mode_mix
+
+    torch.manual_seed(rows)
+    wr, wi = torch.randn(6, 6, *modes), torch.randn(6, 6, *modes)
+    z = torch.randn(rows, 6, *modes, 2)
+    expected = broadcast_mode_mix(z, wr, wi)
+    got = served_mode_mix(z, wr, wi, real_mode_matrices(wr, wi))
+    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
