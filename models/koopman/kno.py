@@ -111,7 +111,9 @@ class KoopmanOperator(nn.Module):
         bottom = self._mix(z_ft[:, :, -m:, :m])
         middle = z_ft[:, :, m:-m, :m] * 0.0
         cols = torch.cat([top, middle, bottom], dim=2)                   # [B, o, nx, m, 2]
-        out = torch.cat([cols, z_ft[:, :, :, m:] * 0.0], dim=3)
+        if self.served_matrices is not None:  # irfft2 zero-pads the half-spectrum axis to s itself
+            return torch.fft.irfft2(torch.view_as_complex(cols.contiguous()), s=(nx, ny), dim=(-2, -1))
+        out = torch.cat([cols, z_ft[:, :, :, m:] * 0.0], dim=3)  # explicit zeros: the ONNX exporter needs them
         return torch.fft.irfft2(torch.view_as_complex(out.contiguous()), s=(nx, ny), dim=(-2, -1))
 
     def __repr__(self) -> str:
