@@ -11,7 +11,7 @@ from models.backdoor.data import load
 from models.backdoor.doorping_protocol import ARMS, NETS, PROTOCOL, ZOO_JSON, fused_scores, mean_ci, run_one, summarise, wilson
 
 torch.set_num_threads(1)
-TINY = replace(PROTOCOL, iterations=2, outer_loop=2, inner_loop=2, batch_real=16, trigger_steps=20, trigger_stop=0.0, eval_steps=20)
+TINY = replace(PROTOCOL, iterations=2, outer_loop=2, inner_loop=2, batch_real=16, trigger_steps=20, trigger_stop=0.0, eval_steps=150)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_tiny_run_keeps_the_trigger_valid_and_reports_rates(data):
         for n in NETS:
             assert 0 <= r[n]["cta"] <= 1 and 0 <= r[n]["asr"] <= 1
     assert 0 <= rec["convnet"]["asr_clean_distilled"] <= 1 and "asr_clean_distilled" not in clean["convnet"]
-    assert rec["convnet"]["cta"] > 0.3  # two tiny iterations from real-image init already classify
+    assert rec["convnet"]["cta"] > 0.3, rec["convnet"]  # two tiny iterations from real-image init already classify
 
 
 def test_fused_score_reproduces_the_zoo_flags():
