@@ -147,7 +147,7 @@ def main(argv=None) -> None:
         best = min(fits, key=lambda r: r["seconds"]) if fits else None
         matches[horizon] = None if best is None else {"grid": best["grid"], "dt": best["dt"], "seconds": best["seconds"],
                                                       "error": best[horizon], "speedup": best["seconds"] / kno["seconds"]}
-    report = {"command": "python -m loadtest.bench_koopman" + (" --served" if args.served else ""), "trajectories": args.count,
+    report = {"command": "python -m loadtest.bench_koopman" + (f" --served --members {args.members}" if args.served else ""), "trajectories": args.count,
               "threads": 1, "batch": 1, "rows": rows, "equal_accuracy": matches}
     if args.served:
         arrivals, ensemble = served_rollouts(args.repository, test[:1, :t_in].numpy(), steps, args.members)
