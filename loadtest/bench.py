@@ -198,8 +198,18 @@ def run_cell(niceness: int, **cell) -> dict:
 def start_triton(venv: Path, repository: Path, model: str, workdir: Path):
     from serve.launcher import free_loopback_port
 
-    peer_repo = workdir / "triton-repo"
-    subprocess.run(["bash", str(TRITON_PEER), "repo", str(venv), str(repository), model, VERSIONS[model], str(peer_repo)],
+    peer_repo, source = workdir / "triton-repo", workdir / "triton-source"
+    # The peer serves one version: the folder is handed over without its version_policy (the peer's line-based
+    # config rewrite drops only a one-line policy).
+    from google.protobuf import text_format
+    from streamserve_proto import model_config_pb2
+
+    config = text_format.Parse((repository / model / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    config.ClearField("version_policy")
+    (source / model / VERSIONS[model]).mkdir(parents=True, exist_ok=True)
+    (source / model / "config.pbtxt").write_text(text_format.MessageToString(config))
+    shutil.copyfile(repository / model / VERSIONS[model] / "model.onnx", source / model / VERSIONS[model] / "model.onnx")
+    subprocess.run(["bash", str(TRITON_PEER), "repo", str(venv), str(source), model, VERSIONS[model], str(peer_repo)],
                    check=True, capture_output=True)
     ports = [free_loopback_port() for _ in range(3)]
     log = workdir / "triton.log"
