@@ -411,9 +411,10 @@ def own_working_sets(repository: str | Path, models: list[str], request_limit: i
 
 
 def stated_mb(own_mb: float) -> int:
-    """The working set a model is held to: its measured one with 10 % headroom, rounded up to 8 MB (a first call's lazy
-    initialisation and the allocator vary between runs by a few percent)."""
-    return 8 * math.ceil(1.1 * own_mb / 8)
+    """The working set a model is held to: its measured one with 25 % headroom, rounded up to 8 MB. The measurement is a
+    fresh process; in a server that has answered other requests the allocator's reuse varies, and a 64-member
+    `kno_burgers` ensemble grew 203 MB in one test run against 162 MB measured fresh."""
+    return 8 * math.ceil(1.25 * own_mb / 8)
 
 
 def bound_mb(row: dict, own_mb: float) -> float:
@@ -434,7 +435,7 @@ def write_report(rows: list[dict], request_limit: int, protocol: str = "grpc") -
              f"*sent*: the largest request the model accepts, as sent over {protocol.upper()}"
              + (" (the binary tensor extension)" if protocol == "http" else "") + "; *answer*: its largest response message. "
              "*own working set*: growth of a fresh process running that request through the data plane without a server "
-             "(decoded beforehand); *stated*: the model is held to it with 10 % headroom, rounded up to 8 MB. *served "
+             "(decoded beforehand); *stated*: the model is held to it with 25 % headroom, rounded up to 8 MB. *served "
              "growth*: the largest growth of one serving process while the server answers it. "
              f"Bound: 4 x (sent + answer) + stated + {SLACK_MB} MB.", "",
              "| model | largest request | sent (MB) | answer (MB) | own working set (MB) | stated (MB) | served growth (MB), process | bound (MB) | within |",
