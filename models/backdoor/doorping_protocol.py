@@ -52,25 +52,12 @@ WHITE = Trigger().mask()  # NAIVEATTACK's trigger: pattern 1 on the mask (the wh
 
 def _scan(model) -> dict:
     """The served scanner on one model (in-process), plus the zoo's patch sweep: the fields the zoo's scorers read."""
-    import onnx
-
-    from .graph_torch import OnnxGraph
-    from .onnx_guard import check
     from .population import to_onnx
-    from .scanner import ScanConfig, anomaly_indices, scan
-    from .zoo import patch_sweep
+    from .zoo import scan_features
 
-    data = to_onnx(model)
-    clean = np.load(CLEAN_REF, allow_pickle=False).astype(np.float32)
-    torch.manual_seed(0)
-    started = time.perf_counter()
-    r = scan(check(data), clean, ScanConfig())
-    nc_seconds = time.perf_counter() - started
-    sweep = patch_sweep(OnnxGraph(onnx.load_from_string(data)).eval(), torch.from_numpy(clean))
-    l1 = np.asarray(r["mask_l1"], np.float64)
-    return {"verdict": r["verdict"], "max_anomaly_index": r["max_anomaly_index"], "suspected_target": r["suspected_target"],
-            "mask_l1": l1.tolist(), "log_anomaly_index": float(anomaly_indices(np.log(l1)).max()),
-            "sweep_changed": sweep["changed_max"], "nc_seconds": nc_seconds, "sweep_seconds": sweep["seconds"]}
+    features = scan_features(to_onnx(model), np.load(CLEAN_REF, allow_pickle=False).astype(np.float32))
+    keep = ("verdict", "max_anomaly_index", "suspected_target", "mask_l1", "log_anomaly_index", "sweep_changed", "nc_seconds", "sweep_seconds")
+    return {k: features[k] for k in keep}
 
 
 def run_one(arm: str, attack: str, fraction: float, seed: int, cfg: Config, data: dict, clean_images=None,

@@ -42,15 +42,30 @@ def generate() -> None:
     shutil.copyfile(ZOO_DIR / "manifest.json", REPORT / "zoo_manifest.json")
 
 
-def score_all(zoos=tuple(ZOO_SEEDS)) -> list[dict]:
-    """Every zoo model through the served scanner's code (onnx_guard.check, then scanner.scan with the served
-    ScanConfig, in this process) and the patch sweep. Resumable: models already in zoo_scores.json are kept."""
+def scan_features(data: bytes, clean: np.ndarray) -> dict:
+    """One ONNX model through the served scanner's code (onnx_guard.check, then scanner.scan with the served
+    ScanConfig, in this process) and the patch sweep: the fields the zoo's scorers read."""
     import onnx
 
     from .graph_torch import OnnxGraph
     from .onnx_guard import check
     from .scanner import ScanConfig, anomaly_indices, patch_sweep, scan
 
+    torch.manual_seed(0)
+    started = time.perf_counter()
+    r = scan(check(data), clean, ScanConfig())
+    nc_seconds = time.perf_counter() - started
+    sweep = patch_sweep(OnnxGraph(onnx.load_from_string(data)).eval(), torch.from_numpy(clean))
+    l1 = np.asarray(r["mask_l1"], np.float64)
+    return {"verdict": r["verdict"], "max_anomaly_index": r["max_anomaly_index"], "suspected_target": r["suspected_target"],
+            "mask_l1": l1.tolist(), "log_anomaly_index": float(anomaly_indices(np.log(l1)).max()),
+            "strip_flagged": r["strip"]["triggered_flagged"], "spectral_auroc": r["spectral"].get("auroc_triggered_vs_clean"),
+            "sweep_changed": sweep["changed_max"], "sweep_one_class": sweep["to_one_class_max"],
+            "nc_seconds": nc_seconds, "sweep_seconds": sweep["seconds"]}
+
+
+def score_all(zoos=tuple(ZOO_SEEDS)) -> list[dict]:
+    """Every zoo model through `scan_features`. Resumable: models already in zoo_scores.json are kept."""
     manifest = json.loads((ZOO_DIR / "manifest.json").read_text())["models"]
     done = {r["id"]: r for r in json.loads(SCORES.read_text())} if SCORES.exists() else {}
     clean = np.load(CLEAN_REF, allow_pickle=False).astype(np.float32)
@@ -62,19 +77,8 @@ def score_all(zoos=tuple(ZOO_SEEDS)) -> list[dict]:
         if m["id"] in done and done[m["id"]]["sha256"] == m["sha256"]:
             rows.append(done[m["id"]])
             continue
-        torch.manual_seed(0)
-        started = time.perf_counter()
-        r = scan(check(data), clean, ScanConfig())
-        nc_seconds = time.perf_counter() - started
-        sweep = patch_sweep(OnnxGraph(onnx.load_from_string(data)).eval(), torch.from_numpy(clean))
-        l1 = np.asarray(r["mask_l1"], np.float64)
         row = {"id": m["id"], "zoo": m["zoo"], "sha256": m["sha256"], "backdoored": m["backdoored"], "net": m["net"], "source": m["source"],
-               "attack": m["attack"], "asr": m["asr"], "cta": m["cta"],
-               "verdict": r["verdict"], "max_anomaly_index": r["max_anomaly_index"], "suspected_target": r["suspected_target"],
-               "mask_l1": l1.tolist(), "log_anomaly_index": float(anomaly_indices(np.log(l1)).max()),
-               "strip_flagged": r["strip"]["triggered_flagged"], "spectral_auroc": r["spectral"].get("auroc_triggered_vs_clean"),
-               "sweep_changed": sweep["changed_max"], "sweep_one_class": sweep["to_one_class_max"],
-               "nc_seconds": nc_seconds, "sweep_seconds": sweep["seconds"]}
+               "attack": m["attack"], "asr": m["asr"], "cta": m["cta"]} | scan_features(data, clean)
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("id", "backdoored", "verdict", "max_anomaly_index", "log_anomaly_index", "sweep_changed", "nc_seconds", "sweep_seconds")}), flush=True)
         SCORES.write_text(json.dumps(rows + [v for k, v in done.items() if k not in {x["id"] for x in rows}], indent=1))

@@ -413,6 +413,17 @@ def _ms(s: dict, key: str) -> str:
     return f"{s[key]['mean']:.3f} ± {s[key]['std']:.3f}"
 
 
+def _summary_rows(*summaries) -> list[str]:
+    """Table rows (arm, z2 probe, worst-group and average accuracy with bootstrap CIs) of arms and baselines."""
+    rows = []
+    for summary in summaries:
+        for arm, s in summary.items():
+            probe = _ms(s, "probe_z2_max") if "probe_z2_max" in s else "—"
+            rows.append(f"| {arm} | {probe} | {_ms(s, 'core_worst')} | {bootstrap_ci(s['core_worst']['values'])} | "
+                        f"{_ms(s, 'core_average')} | {bootstrap_ci(s['core_average']['values'])} |")
+    return rows
+
+
 def _flags_table(records: list[dict], key: str) -> list[str]:
     lines = ["| arm | conflict rate | `disagree` rate | P(conflict \\| disagree) | P(disagree \\| conflict) | "
              "`shortcut_only` rate | P(conflict \\| shortcut_only) | P(shortcut_only \\| conflict) |", "|---|---|---|---|---|---|---|---|"]
@@ -443,11 +454,7 @@ def render(result: dict) -> str:
         seeds = sorted({r["seed"] for r in result["final"]})
         lines += [f"## Final arms and baselines (validation; seeds {seeds}; 95 % bootstrap CI of the mean over seeds)", "",
                   "| arm | z2 probe (max of linear, kNN) | val worst-group | CI | val average | CI |", "|---|---|---|---|---|---|"]
-        for summary in (result["final_summary"], result["baseline_summary"]):
-            for arm, s in summary.items():
-                probe = _ms(s, "probe_z2_max") if "probe_z2_max" in s else "—"
-                lines.append(f"| {arm} | {probe} | {_ms(s, 'core_worst')} | {bootstrap_ci(s['core_worst']['values'])} | "
-                             f"{_ms(s, 'core_average')} | {bootstrap_ci(s['core_average']['values'])} |")
+        lines += _summary_rows(result["final_summary"], result["baseline_summary"])
         lines += ["", "What the endpoint's flags pick out on validation (conflict = the colour contradicts the label; "
                   "means over seeds):", "", *_flags_table(result["final"], "flags_val")]
         c = result["choice"]
@@ -456,11 +463,7 @@ def render(result: dict) -> str:
         t = result["test"]
         lines += [f"## Test split, scored once (choice frozen at commit `{t['frozen_commit']}`)", "",
                   "| arm | test z2 probe (max) | test worst-group | CI | test average | CI |", "|---|---|---|---|---|---|"]
-        for summary in (t["arm_summary"], t["baseline_summary"]):
-            for arm, s in summary.items():
-                probe = _ms(s, "probe_z2_max") if "probe_z2_max" in s else "—"
-                lines.append(f"| {arm} | {probe} | {_ms(s, 'core_worst')} | {bootstrap_ci(s['core_worst']['values'])} | "
-                             f"{_ms(s, 'core_average')} | {bootstrap_ci(s['core_average']['values'])} |")
+        lines += _summary_rows(t["arm_summary"], t["baseline_summary"])
         lines += ["", "Flags on test (10 % colour agreement, so conflict images are the majority):", "", *_flags_table(t["arms"], "flags"), ""]
     return "\n".join(lines) + "\n"
 
