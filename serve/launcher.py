@@ -29,6 +29,31 @@ def free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
+def public_ports(settings: ServerSettings, grpc_port: int) -> dict[int, str]:
+    """Every port this machine's server will listen on, with what listens there: with direct ingress, replica i of
+    `ingress_replicas` takes http_port + i and grpc_port + i."""
+    replicas = range(settings.ingress_replicas if settings.direct_ingress else 1)
+    ports = {settings.metrics_port: "metrics"}
+    ports |= {grpc_port + i: f"gRPC (ingress replica {i + 1})" for i in replicas}
+    ports |= {settings.http_port + i: f"HTTP (ingress replica {i + 1})" for i in replicas}
+    if grpc_port != settings.grpc_port:
+        ports[settings.grpc_port] = "gRPC (TLS terminator)"
+    return ports
+
+
+def check_ports_free(settings: ServerSettings, grpc_port: int) -> None:
+    """Exits naming the port when one is taken. Serve itself would retry an ingress replica whose port is taken for
+    ever, and the server would wait for it in silence."""
+    for port, role in public_ports(settings, grpc_port).items():
+        with socket.socket(socket.AF_INET6 if ":" in settings.http_host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: a closed connection's TIME_WAIT is no conflict
+            try:
+                s.bind((settings.http_host if role.startswith("HTTP") else "", port))
+            except OSError as e:
+                sys.exit(f"error: port {port}, for {role}, is not free ({e.strerror}); choose other ports "
+                         f"(--http-port, --grpc-port, --metrics-port)")
+
+
 def serve_grpc_port(settings: ServerSettings) -> int:
     """Where Serve's own gRPC server listens: the public port, or a private one behind the TLS terminator."""
     if not settings.tls_certfile:
@@ -101,6 +126,8 @@ def run(settings: ServerSettings, load_config, ready_file: str | None = None) ->
     except UnsafeFile as e:
         sys.exit(f"error: {e}")
     prepare_environment(settings, grpc_port)
+    if not settings.ray_address:  # on a cluster the ingress listens on other nodes
+        check_ports_free(settings, grpc_port)
     import ray
     from ray import serve
     from ray.serve._private import api as serve_api

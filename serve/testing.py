@@ -3,7 +3,9 @@
 Shared by the tests and the benchmarks, so both measure the server users actually run.
 """
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,9 +13,29 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve.launcher import free_loopback_port
-
 ROOT = Path(__file__).resolve().parents[1]
+
+# Above Ray's worker ports (10002-19999) and below the kernel's ephemeral range (32768 and up), where Ray's own
+# processes take ports while the server starts: a port chosen there can be gone by the time the ingress binds it.
+TEST_PORTS = range(20000, 32768)
+
+
+def free_port_block(count: int, avoid: set[int] = frozenset()) -> int:
+    """The first of `count` consecutive free ports in TEST_PORTS (an ingress replica per port), none of them in `avoid`."""
+    while True:
+        first = random.randrange(TEST_PORTS.start, TEST_PORTS.stop - count)
+        block = range(first, first + count)
+        if avoid.isdisjoint(block) and all(_bindable(port) for port in block):
+            return first
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("", port))
+            return True
+        except OSError:
+            return False
 
 
 @dataclass
@@ -35,7 +57,11 @@ class Server:
 def start_server(repository: Path, workdir: Path, env: dict | None = None, timeout_s: float = 240, ports: dict | None = None) -> Server:
     """Returns once every application is RUNNING; raises with the log tail if it never gets there. `ports` ("http",
     "grpc", "metrics"): chosen by the caller, e.g. for a Ray cluster started beforehand with their environment."""
-    ports = ports or {"http": free_loopback_port(), "grpc": free_loopback_port(), "metrics": free_loopback_port()}
+    if not ports:
+        replicas = int({**os.environ, **(env or {})}.get("STREAMSERVE_INGRESS_REPLICAS", 1))
+        http = free_port_block(replicas)
+        grpc = free_port_block(replicas, avoid=set(range(http, http + replicas)))
+        ports = {"http": http, "grpc": grpc, "metrics": free_port_block(1, avoid=set(range(http, http + replicas)) | set(range(grpc, grpc + replicas)))}
     workdir.mkdir(parents=True, exist_ok=True)
     ready, log = workdir / "ready", workdir / "server.log"
     ready.unlink(missing_ok=True)

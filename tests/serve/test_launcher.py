@@ -1,11 +1,13 @@
 """The launcher's environment for Ray: Triton's ports by default, and ingress port ranges that cannot collide."""
 import os
+import socket
 from unittest import mock
 
 import pytest
 
-from serve.launcher import ALLOCATOR_ENVIRONMENT, prepare_environment
+from serve.launcher import ALLOCATOR_ENVIRONMENT, check_ports_free, prepare_environment
 from serve.settings import ServerSettings
+from serve.testing import free_port_block
 
 
 def environment(settings: ServerSettings) -> dict:
@@ -26,3 +28,16 @@ def test_ingress_replicas_whose_port_ranges_overlap_are_refused_at_start_naming_
         environment(ServerSettings(ingress_replicas=2))
     env = environment(ServerSettings(ingress_replicas=2, grpc_port=9000))
     assert env["RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT"] == "9000"
+
+
+def test_a_taken_port_of_the_second_ingress_replica_is_refused_at_start_naming_it():
+    """Serve would retry the replica that cannot bind for ever while the server waited in silence."""
+    http = free_port_block(2)
+    grpc = free_port_block(2, avoid={http, http + 1})
+    settings = ServerSettings(ingress_replicas=2, http_port=http, grpc_port=grpc, metrics_port=free_port_block(1, avoid={http, http + 1, grpc, grpc + 1}))
+    check_ports_free(settings, grpc)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", http + 1))
+        taken.listen()
+        with pytest.raises(SystemExit, match=f"port {http + 1}, for HTTP \\(ingress replica 2\\), is not free"):
+            check_ports_free(settings, grpc)

@@ -28,7 +28,7 @@ def replicas(repository, tmp_path_factory):
     shutil.copytree(repository / "simple", root / "simple")
     env = {"STREAMSERVE_INGRESS_REPLICAS": "2", "STREAMSERVE_INGRESS_NUM_CPUS": "0.1", "STREAMSERVE_AUTH_TOKEN": TOKEN}
     try:
-        srv = start_server(root, tmp_path_factory.mktemp("control_replicas_server"), env, timeout_s=600)
+        srv = start_server(root, tmp_path_factory.mktemp("control_replicas_server"), env, timeout_s=420)
     except RuntimeError as e:
         pytest.fail(str(e))
 

@@ -19,7 +19,7 @@ def replicas(repository, tmp_path_factory):
     shutil.copytree(repository / "simple", root / "simple")
     env = {"STREAMSERVE_INGRESS_REPLICAS": "2", "STREAMSERVE_INGRESS_NUM_CPUS": "0.1"}
     try:
-        srv = start_server(root, tmp_path_factory.mktemp("two_ingress_server"), env, timeout_s=600)
+        srv = start_server(root, tmp_path_factory.mktemp("two_ingress_server"), env, timeout_s=420)
     except RuntimeError as e:
         pytest.fail(str(e))
     host, port = srv.http.rsplit(":", 1)
