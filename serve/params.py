@@ -73,8 +73,10 @@ class HandlerParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def as_strings(self) -> dict[str, str]:
-        """Every field as config.pbtxt holds it (defaults included, so the file says what the model runs with)."""
-        return {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in self.model_dump().items()}
+        """Every field as config.pbtxt holds it (defaults included, so the file says what the model runs with); a field
+        whose default is None (the handler decides from the model's files) is left out."""
+        return {key: str(value).lower() if isinstance(value, bool) else str(value)
+                for key, value in self.model_dump().items() if value is not None}
 
     def pbtxt(self) -> str:
         """These values as config.pbtxt `parameters` entries."""

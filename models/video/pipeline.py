@@ -11,8 +11,10 @@ Per sampled frame (decode.py gives YUV 4:2:0 planes, sides multiples of 16):
   fine-detail energy (hf_blocks) and its saliency.
 Per clip of CLIP sampled frames: the TimeSformer maps tokens [CLIP, 64, D] to (flickering, floating).
 Per segment of SEG_CLIPS clips: spatial = saliency-weighted mean of block intensities over blocks and
-frames; temporal = mean over clips; quality = 1 - clip(b + w . intensities, 0, 1) with w >= 0 fitted on
-the training encodes (so quality can only fall when an intensity rises).
+frames; temporal = mean over clips; detail statistics (`frame_stats`: fine and coarse detail, 8x8 grid
+blockiness, MSCN shape and neighbour correlation, chroma detail) = mean over every STATS_EVERY-th sampled frame;
+quality = 1 - clip(b + w . intensities + v . statistics, 0, 1) with w >= 0 and v fitted to QP order on the training
+encodes (so quality can only fall when an intensity rises).
 """
 from dataclasses import dataclass, field
 
@@ -22,6 +24,9 @@ from .decode import Frame
 
 CLIP, SEG_CLIPS, GRID = 8, 2, 8
 ARTIFACTS = ["blurring", "blocking", "bleeding", "ringing", "flickering", "floating"]
+STATS = ["detail", "detail_spread", "coarse_detail", "blockiness_h", "blockiness_v", "mscn_shape", "mscn_neighbour",
+         "chroma_detail"]
+STATS_EVERY = 4  # ~16 ms per 720p frame: on every 4th sampled frame, ~50 ms per second of video at 12.5 fps
 
 
 def thumbnail(y: np.ndarray) -> np.ndarray:
@@ -108,6 +113,34 @@ def hf_blocks(y: np.ndarray) -> np.ndarray:
     return np.log1p(cv2.resize(d.astype(np.float32), (W // 16, H // 16), interpolation=cv2.INTER_AREA))
 
 
+def frame_stats(y: np.ndarray, u: np.ndarray, v: np.ndarray, hf: np.ndarray) -> np.ndarray:
+    """[len(STATS)] float32: the classical signals of coding loss, as inputs to the pooling beside the CNN's intensities.
+    - detail, detail_spread: mean and spread over blocks of `hf_blocks` (fine detail, already computed per frame);
+    - coarse_detail: the same on the 1/8 thumbnail, so detail lost to coding reads against the content's own scale;
+    - blockiness_h / _v: log of the mean luma step across the 8-pixel grid's lines over the mean step anywhere
+      (ffmpeg blockdetect's idea; 0 = no grid);
+    - mscn_shape: (E|m|)^2 / E[m^2] of the MSCN coefficients m (BRISQUE's shape statistic: falls as a picture is
+      blurred, rises with noise); mscn_neighbour: E[m(x) m(x+1)] / E[m^2] (neighbours correlate more when detail is lost);
+    - chroma_detail: fine detail of the chroma planes (bleeding smears it)."""
+    import cv2
+
+    thumb = cv2.resize(y, (y.shape[1] // 8, y.shape[0] // 8), interpolation=cv2.INTER_AREA).astype(np.float32)
+    coarse = np.log1p(cv2.absdiff(thumb, cv2.blur(thumb, (3, 3), borderType=cv2.BORDER_REFLECT)).mean())
+    cols = cv2.reduce(cv2.absdiff(y[:, 1:], y[:, :-1]), 0, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()
+    rows = cv2.reduce(cv2.absdiff(y[1:], y[:-1]), 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()
+    blockiness_h = np.log((cols[7::8].mean() + 1) / (cols.mean() + 1))  # step j is between pixels j and j + 1
+    blockiness_v = np.log((rows[7::8].mean() + 1) / (rows.mean() + 1))
+    x = y.astype(np.float32)
+    mu = cv2.GaussianBlur(x, (7, 7), 7 / 6)
+    var = cv2.GaussianBlur(cv2.multiply(x, x), (7, 7), 7 / 6) - cv2.multiply(mu, mu)
+    m = cv2.divide(x - mu, cv2.sqrt(cv2.max(var, 0)) + 1)
+    energy = cv2.mean(cv2.multiply(m, m))[0] + 1e-9
+    shape = cv2.mean(cv2.absdiff(m, 0))[0] ** 2 / energy
+    neighbour = cv2.mean(cv2.multiply(m[:, :-1], m[:, 1:]))[0] / energy
+    chroma = np.log1p(sum(cv2.absdiff(c, cv2.blur(c, (3, 3), borderType=cv2.BORDER_REFLECT)).mean() for c in (u, v)) / 2)
+    return np.array([hf.mean(), hf.std(), coarse, blockiness_h, blockiness_v, shape, neighbour, chroma], np.float32)
+
+
 def token_dim(feat: int) -> int:
     return feat + 4 + 3
 
@@ -128,12 +161,17 @@ def frame_tokens(feats: np.ndarray, inten: np.ndarray, sal_b: np.ndarray, thumb:
 
 @dataclass
 class Pooling:
-    """quality = 1 - clip(bias + weights . intensities, 0, 1); weights >= 0 (fitted by train.fit_pooling_rank)."""
+    """quality = 1 - clip(bias + weights . intensities + stat_weights . statistics, 0, 1); weights >= 0
+    (fitted by train.fit_pooling_rank). Without stat_weights the statistics play no part."""
     weights: list = field(default_factory=lambda: [0.3, 0.3, 0.1, 0.1, 0.1, 0.1])
     bias: float = 0.0
+    stat_weights: list = field(default_factory=list)
 
-    def quality(self, intensities: np.ndarray) -> float:
-        return float(1.0 - np.clip(self.bias + np.dot(self.weights, intensities), 0.0, 1.0))
+    def quality(self, intensities: np.ndarray, stats: np.ndarray | None = None) -> float:
+        z = self.bias + np.dot(self.weights, intensities)
+        if self.stat_weights:
+            z += np.dot(self.stat_weights, stats)
+        return float(1.0 - np.clip(z, 0.0, 1.0))
 
 
 @dataclass
@@ -145,6 +183,7 @@ class SegmentResult:
     intensities: np.ndarray   # [6] float32
     quality: float
     curve: list = field(default_factory=list)  # per-frame spatial intensities (for plots)
+    stats: np.ndarray = field(default_factory=lambda: np.zeros(len(STATS), np.float32))  # [len(STATS)], frame_stats' mean
 
     def as_dict(self) -> dict:
         return {"index": self.index, "start_s": round(self.start_s, 4), "end_s": round(self.end_s, 4), "frames": self.frames,
@@ -169,7 +208,7 @@ class Analyzer:
     def _reset_segment(self):
         self.seg_spatial_num = np.zeros(4, np.float64)
         self.seg_frames_done, self.seg_clip_scores, self.clip_tokens, self.seg_start, self.seg_end = 0, [], [], None, 0.0
-        self.seg_curve = []
+        self.seg_curve, self.seg_stats = [], []
 
     def push(self, frame: Frame) -> list[SegmentResult]:
         self._pending.append(frame)
@@ -198,7 +237,10 @@ class Analyzer:
         spatial = (inten * w).sum((1, 2))
         self.seg_spatial_num += spatial
         self.seg_curve.append([round(float(x), 5) for x in spatial])
-        self.clip_tokens.append(frame_tokens(feats, inten, sal_b, thumb, self.prev_thumb, hf_blocks(f.y)))
+        hf = hf_blocks(f.y)
+        if self.seg_frames_done % STATS_EVERY == 0:
+            self.seg_stats.append(frame_stats(f.y, f.u, f.v, hf))
+        self.clip_tokens.append(frame_tokens(feats, inten, sal_b, thumb, self.prev_thumb, hf))
         self.prev_thumb = thumb
         if self.seg_start is None:
             self.seg_start = f.time_s
@@ -229,8 +271,9 @@ class Analyzer:
         weights = np.array([c for _, c in self.seg_clip_scores], np.float64)
         temporal = (np.stack([s for s, _ in self.seg_clip_scores]) * weights[:, None]).sum(0) / weights.sum()
         inten = np.concatenate([spatial, temporal]).astype(np.float32)
+        stats = np.mean(self.seg_stats, 0).astype(np.float32)
         r = SegmentResult(self.segment_index, float(self.seg_start), float(self.seg_end), n, inten,
-                          self.pooling.quality(inten), self.seg_curve)
+                          self.pooling.quality(inten, stats), self.seg_curve, stats)
         self.segment_index += 1
         self._reset_segment()
         return r
@@ -258,8 +301,9 @@ class Analyzer:
 def summarize(segments: list[SegmentResult], pooling: Pooling) -> dict:
     frames = np.array([s.frames for s in segments], np.float64)
     inten = (np.stack([s.intensities for s in segments]) * frames[:, None]).sum(0) / frames.sum()
+    stats = (np.stack([s.stats for s in segments]) * frames[:, None]).sum(0) / frames.sum()
     quality = float((np.array([s.quality for s in segments]) * frames).sum() / frames.sum())
     return {"segments": len(segments), "frames_analysed": int(frames.sum()),
             "duration_s": round(float(segments[-1].end_s), 4) if segments else 0.0,
             "intensities": {a: round(float(v), 6) for a, v in zip(ARTIFACTS, inten)}, "quality": round(quality, 6),
-            "pooled_quality": round(pooling.quality(inten), 6)}
+            "pooled_quality": round(pooling.quality(inten, stats), 6)}

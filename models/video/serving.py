@@ -12,7 +12,7 @@
 
 Parameters (config.pbtxt, strings): sample_fps (12.5), max_width (1920), max_height (1088),
 max_seconds (600), max_frames (36000 decoded frames), max_pixel_rate (125337600 decoded pixels per second of
-video, 1080p60), max_bytes (268435456), saliency (sstam | spectral_residual | uniform),
+video, 1080p60), max_bytes (268435456), saliency (sstam | spectral_residual | uniform; default: the pooling's own),
 segment_clips (2: a segment is 2 clips of 8 sampled frames = 1.28 s at 12.5 fps), frame_batch (4),
 decode_threads (the replica's threads; > 1 turns on FFmpeg's frame threading).
 """
@@ -43,7 +43,9 @@ class VideoParams(HandlerParams):
     max_frames: int = Field(_LIMITS.max_frames, ge=1, description="decoded frames per request, sampled or not")
     max_pixel_rate: float = Field(_LIMITS.max_pixel_rate, gt=0, description="decoded pixels per second of presentation time")
     max_bytes: int = Field(256 << 20, ge=1, description="encoded bytes per request")
-    saliency: Literal["sstam", "uniform", "spectral_residual"] = "sstam"
+    saliency: Literal["sstam", "uniform", "spectral_residual"] | None = Field(
+        None, description="default: the saliency the served pooling was fitted for (sstam.json); another one takes the "
+                          "pooling fitted for it")
     segment_clips: int = Field(2, ge=1, le=64, description="clips per reported segment")
     frame_batch: int = Field(4, ge=1, le=64, description="frames per ONNX call")
     decode_threads: int = Field(0, ge=0, le=16, description="decoder threads; 0: the replica's CPU share")
@@ -60,9 +62,11 @@ class _Sstam(ModelHandler):
         self.block = OnnxRuntime(self.model_dir / "block_cnn.onnx", ["y", "uv"], ["intensities", "features"], num_threads, device)
         self.temporal = OnnxRuntime(self.model_dir / "timesformer.onnx", ["tokens"], ["scores"], num_threads, device)
         meta = json.loads((self.model_dir / "sstam.json").read_text())
-        self.pooling = Pooling(**meta["pooling"])
         p = self.params
-        self.sample_fps, self.max_bytes, self.saliency = p.sample_fps, p.max_bytes, p.saliency
+        self.saliency = p.saliency or meta.get("saliency", "sstam")
+        fitted = meta["pooling_fit"]["by_saliency"].get(self.saliency, {}).get("pooling")
+        self.pooling = Pooling(**(meta["pooling"] if self.saliency == meta.get("saliency", "sstam") or not fitted else fitted))
+        self.sample_fps, self.max_bytes = p.sample_fps, p.max_bytes
         self.segment_clips, self.frame_batch = p.segment_clips, p.frame_batch
         self.decode_threads = p.decode_threads or self.num_threads
         self.limits = Limits(max_width=p.max_width, max_height=p.max_height, max_seconds=p.max_seconds,

@@ -25,7 +25,7 @@ from models.ceco.ceco import CeCo
 from . import data as D
 from .decode import Frame
 from .model import BlockCNN, TimeSformer
-from .pipeline import CLIP, Analyzer, Pooling, frame_tokens, hf_blocks, saliency, thumbnail, to_blocks, token_dim
+from .pipeline import CLIP, STATS, STATS_EVERY, Analyzer, Pooling, frame_stats, frame_tokens, hf_blocks, saliency, thumbnail, to_blocks, token_dim
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "sstam.safetensors"
 SAMPLE_STRIDE = 2  # the training clips are 25 fps; 12.5 fps sampling keeps every 2nd frame
@@ -44,7 +44,9 @@ class Config:
     cnn_lr: float = 3e-3
     ceco_lam: float = 0.4
     rank_weight: float = 2.0  # paired-settings ranking loss (0 = off); see train_cnn
-    arms: tuple = ("ce", "ce+ceco")
+    # CeCo's arm tied plain CE on validation (0.791 vs 0.790) and lost the tie when the run was reproduced: it is no
+    # longer trained by default (`--arms ce ce+ceco` repeats the comparison)
+    arms: tuple = ("ce",)
     eval_every: int = 150
     t_dim: int = 48
     t_depth: int = 2
@@ -56,6 +58,8 @@ class Config:
     # the default keeps the winner only, `--t-use-from 0 32` repeats the comparison.
     t_use_from: tuple = (32,)
     seed: int = 0
+    # the saliency the served pooling is fitted for and the server uses by default (chosen by crossval.py)
+    saliency: str = "sstam"
 
 
 def rows_by_split(rows=None):
@@ -270,21 +274,23 @@ def order_pairs(rows) -> list[tuple[int, int]]:
     return pairs
 
 
-def fit_pooling_rank(intensities: np.ndarray, rows, vmaf: np.ndarray, l2: float = 1e-2, temp: float = 0.1) -> Pooling:
-    """Pooling fitted to QP order within source: w >= 0 minimises a pairwise logistic loss (RankNet) over
-    `order_pairs` on the intensities standardised per artifact, + l2 |w|^2; then one scale a > 0 and a bias
-    map the ranking score w . intensities onto VMAF's scale (below), so quality reads like 1 - VMAF/100 but its order
-    within a source is the rank fit's. w >= 0 keeps quality monotone in every intensity."""
+def fit_pooling_rank(features: np.ndarray, rows, vmaf: np.ndarray, l2: float = 1e-2, temp: float = 0.1,
+                     intensities: int = 6) -> Pooling:
+    """Pooling fitted to QP order within source: w minimises a pairwise logistic loss (RankNet) over `order_pairs` on
+    the features standardised per column, + l2 |w|^2; then one scale a > 0 and a bias map the ranking score w . x onto
+    VMAF's scale (below), so quality reads like 1 - VMAF/100 but its order within a source is the rank fit's.
+    `features` [n, intensities + k]: the first `intensities` columns are the artifact intensities, whose weights are
+    held >= 0 so quality is monotone in each; the other k (pipeline.STATS) may take either sign."""
     from scipy.optimize import minimize
 
-    X = np.asarray(intensities, np.float64)
+    X = np.asarray(features, np.float64)
     sd = X.std(0) + 1e-6
     pairs = order_pairs(rows)
     # an artifact whose label never changes along these pairs (flickering: the ladders are constant-QP encodes)
     # carries no QP-order information: the pairs could only fit noise into its weight, so it is held at 0
-    lev = np.array([[r["levels"][a] for a in D.ARTIFACTS] for r in rows]) if all("levels" in r for r in rows) else None
-    free = np.ones(X.shape[1], bool) if lev is None else np.array([any(abs(lev[j, k] - lev[i, k]) > 1e-6 for i, j in pairs)
-                                                                    for k in range(X.shape[1])])
+    lev = np.array([[r["levels"][a] for a in D.ARTIFACTS[:intensities]] for r in rows]) if all("levels" in r for r in rows) else None
+    free = np.ones(intensities, bool) if lev is None else np.array([any(abs(lev[j, k] - lev[i, k]) > 1e-6 for i, j in pairs)
+                                                                    for k in range(intensities)])
     D_ = np.stack([(X[j] - X[i]) / sd for i, j in pairs])  # should score positive (j is worse)
 
     def f(w):
@@ -293,14 +299,16 @@ def fit_pooling_rank(intensities: np.ndarray, rows, vmaf: np.ndarray, l2: float 
         g = -(D_ * (1 / (1 + np.exp(-z)))[:, None]).mean(0) / temp + 2 * l2 * w
         return loss, g
 
-    bounds = [(0, None) if fr else (0, 0) for fr in free]
-    w = minimize(f, np.where(free, 0.1, 0.0), jac=True, method="L-BFGS-B", bounds=bounds).x / sd
+    bounds = [(0, None) if fr else (0, 0) for fr in free] + [(None, None)] * (X.shape[1] - intensities)
+    start = np.concatenate([np.where(free, 0.1, 0.0), np.zeros(X.shape[1] - intensities)])
+    w = minimize(f, start, jac=True, method="L-BFGS-B", bounds=bounds).x / sd
     # Scale: the ranking score's mean and spread on the training encodes matched to those of 1 - VMAF/100, so the
     # quality reads on VMAF's scale. (A least-squares fit to VMAF shrank the scale: VMAF varies across sources far
     # more than any artifact intensity explains, and every score landed in 0.80-0.83.)
     s, target = X @ w, 1.0 - np.asarray(vmaf, np.float64) / 100.0
     a = target.std() / max(s.std(), 1e-9)
-    return Pooling(weights=[float(a * x) for x in w], bias=float(target.mean() - a * s.mean()))
+    return Pooling(weights=[float(a * x) for x in w[:intensities]], bias=float(target.mean() - a * s.mean()),
+                   stat_weights=[float(a * x) for x in w[intensities:]])
 
 
 def whole_encode_segment(fns, row, saliency_method: str = "sstam"):
@@ -308,17 +316,26 @@ def whole_encode_segment(fns, row, saliency_method: str = "sstam"):
     return analyse_encode(lambda: Analyzer(*fns, Pooling(), saliency_method=saliency_method, seg_clips=1 << 20), row)[0]
 
 
-def segment_intensities(fns, rows, saliency_method: str = "sstam") -> np.ndarray:
-    """[len(rows), 6]: the intensities of each whole cached encode."""
-    return np.stack([whole_encode_segment(fns, r, saliency_method).intensities.astype(np.float64) for r in rows])
+def encode_stats(row) -> np.ndarray:
+    """[len(STATS)]: the detail statistics of a whole cached encode, as whole_encode_segment computes them (the
+    mean of frame_stats over every STATS_EVERY-th sampled frame) but without the networks, which they do not need."""
+    d = D.load_encode(row)
+    frames = range(0, d["y"].shape[0], SAMPLE_STRIDE * STATS_EVERY)
+    return np.mean([frame_stats(d["y"][t], d["u"][t], d["v"][t], hf_blocks(d["y"][t])) for t in frames], 0)
+
+
+def segment_features(fns, rows, saliency_method: str = "sstam") -> np.ndarray:
+    """[len(rows), 6 + len(STATS)]: the intensities and detail statistics of each whole cached encode."""
+    segments = [whole_encode_segment(fns, r, saliency_method) for r in rows]
+    return np.stack([np.concatenate([s.intensities, s.stats]).astype(np.float64) for s in segments])
 
 
 SALIENCY_METHODS = ("sstam", "spectral_residual", "uniform")
 
 
 def cross_fit_intensities(cfg: Config, arm: str, rows, folds: int = 3, log=print, always_train=()) -> dict:
-    """Out-of-fold segment intensities of `rows` (train.py: the training encodes; crossval.py: training and
-    validation), {saliency method: [len(rows), 6]}.
+    """Out-of-fold segment features of `rows` (train.py: the training encodes; crossval.py: every non-fresh source),
+    {saliency method: [len(rows), 6 + len(STATS)]} (intensities, then the statistics, which no network computes).
 
     The pooling must learn which intensities still move with QP on a source the networks have not seen; on their
     own training encodes every intensity does (in-sample), so a fit there cannot tell them apart. The rows'
@@ -326,7 +343,7 @@ def cross_fit_intensities(cfg: Config, arm: str, rows, folds: int = 3, log=print
     and a TimeSformer (fewer windows: phase 0, starts 0/4/8) are trained on the other groups and score the group's
     encodes. Sources in `always_train` are in every training group and never held out (their rows stay 0)."""
     sources = sorted({r["source"] for r in rows} - set(always_train))
-    out = {m: np.zeros((len(rows), 6)) for m in SALIENCY_METHODS}
+    out = {m: np.zeros((len(rows), 6 + len(STATS))) for m in SALIENCY_METHODS}
     for k in range(folds):
         held = sources[k::folds]
         tr = [r for r in rows if r["source"] not in held]
@@ -339,7 +356,7 @@ def cross_fit_intensities(cfg: Config, arm: str, rows, folds: int = 3, log=print
                                 clip_set(cnn, ho_rows), token_dim(cfg.feat), log, use_from)
         fns = torch_fns(cnn, tsf)
         for sal in SALIENCY_METHODS:
-            out[sal][ho] = segment_intensities(fns, ho_rows, sal)
+            out[sal][ho] = segment_features(fns, ho_rows, sal)
         log(f"[pooling cross-fit] fold {k + 1}/{folds}: held out {held}, pair order accuracy {m['val_order_accuracy']:.3f}")
     return out
 
@@ -349,24 +366,34 @@ def fit_pooling_for(fns, split, saliency_method: str, train_intensities: np.ndar
     validation SRCC of its quality with QP order (validation is not used by the fit)."""
     tr = split["train"]
     pooling = fit_pooling_rank(train_intensities, tr, np.array([r["vmaf"] for r in tr]))
-    q = np.array([pooling.quality(i) for i in segment_intensities(fns, split["val"], saliency_method)])
+    q = np.array([pooling.quality(x[:6], x[6:]) for x in segment_features(fns, split["val"], saliency_method)])
     return pooling, {"method": "rank", "saliency": saliency_method, "val_qp_srcc": ladder_srcc(split["val"], q)}
 
 
-def ladder_srcc(rows, scores) -> dict:
-    """Mean SRCC of `scores` (higher = better) with -QP within each (source, ladder of data.LADDERS)."""
+def ladder_of(row: dict) -> str | None:
+    """The QP / quality ladder an encode is a rung of (fresh rows name theirs; data.LADDERS for the others)."""
+    return row.get("ladder") or next((name for name, encodes in D.LADDERS.items() if row["encode"] in encodes), None)
+
+
+def ladder_srccs(rows, scores) -> dict[tuple[str, str], float]:
+    """{(source, ladder): SRCC of `scores` (higher = better) with the rung order (-QP)} for every ladder of >= 3 rungs."""
     from scipy.stats import spearmanr
 
-    out = {}
-    for ladder, names in D.LADDERS.items():
-        vals = []
-        for src in sorted({r["source"] for r in rows}):
-            pts = [(r["q"], scores[i]) for i, r in enumerate(rows) if r["source"] == src and r["encode"] in names]
-            if len(pts) >= 3:
-                q, s = zip(*pts)
-                vals.append(spearmanr(-np.array(q), s).statistic)
-        out[ladder] = float(np.nanmean(vals)) if vals else float("nan")
-    out["mean"] = float(np.nanmean([out[k] for k in D.LADDERS]))
+    groups: dict = {}
+    for i, r in enumerate(rows):
+        if (ladder := ladder_of(r)) is not None:
+            groups.setdefault((r["source"], ladder), []).append((r["q"], scores[i]))
+    return {key: float(spearmanr(-np.array([q for q, _ in pts]), [s for _, s in pts]).statistic)
+            for key, pts in sorted(groups.items()) if len(pts) >= 3}
+
+
+def ladder_srcc(rows, scores) -> dict:
+    """Mean SRCC of `scores` (higher = better) with -QP within (source, ladder): per ladder over sources, and the mean
+    of the ladders' means. A constant score along a ladder (no order at all) counts as 0."""
+    per = {k: (0.0 if np.isnan(v) else v) for k, v in ladder_srccs(rows, scores).items()}
+    ladders = sorted({ladder for _, ladder in per})
+    out = {ladder: float(np.mean([v for (_, lad), v in per.items() if lad == ladder])) for ladder in ladders}
+    out["mean"] = float(np.mean([out[k] for k in ladders])) if ladders else float("nan")
     return out
 
 
@@ -401,14 +428,14 @@ def run(cfg: Config, rows=None, out: Path = WEIGHTS, log=print, reuse_cnn: Path 
     block_fn, temporal_fn = torch_fns(cnn, tsf)
     oof = cross_fit_intensities(cfg, chosen, split["train"], log=log)
     by_saliency = {}
-    for sal in SALIENCY_METHODS:  # the served pooling is the "sstam" one; the others are for evaluate.py's comparison
+    for sal in SALIENCY_METHODS:  # the served pooling is cfg.saliency's; the others are for evaluate.py's comparison
         by_saliency[sal] = fit_pooling_for((block_fn, temporal_fn), split, sal, oof[sal])
         log(f"[pooling, {sal} saliency] weights {np.round(by_saliency[sal][0].weights, 3).tolist()} "
             f"bias {by_saliency[sal][0].bias:.3f}; validation SRCC with QP order {by_saliency[sal][1]['val_qp_srcc']}")
-    pooling, pool_meta = by_saliency["sstam"]
+    pooling, pool_meta = by_saliency[cfg.saliency]
     pool_meta = {**pool_meta, "by_saliency": {k: {"pooling": asdict(p), **m} for k, (p, m) in by_saliency.items()},
                  "out_of_fold_train_intensities": {k: np.round(v, 5).tolist() for k, v in oof.items()}}
-    meta = {"config": asdict(cfg), "chosen_arm": chosen, "pooling": asdict(pooling), "pooling_fit": pool_meta,
+    meta = {"config": asdict(cfg), "chosen_arm": chosen, "saliency": cfg.saliency, "pooling": asdict(pooling), "pooling_fit": pool_meta,
             "cnn": arm_metrics, "timesformer": tmetrics, "token_dim": token_dim(cfg.feat),
             "splits": {s: sorted({r["source"] for r in rs}) for s, rs in split.items()},
             "train_seconds": round(time.time() - t0, 1)}
@@ -443,7 +470,10 @@ if __name__ == "__main__":
     ap.add_argument("--t-use-from", nargs="+", type=int, default=list(Config.t_use_from))
     ap.add_argument("--reuse-cnn", type=Path, nargs="?", const=WEIGHTS, default=None,
                     help="keep the block CNN of these weights (default: the committed ones); retrain the TimeSformer and pooling")
+    ap.add_argument("--saliency", choices=SALIENCY_METHODS, default=Config.saliency, help="the served pooling's saliency")
+    ap.add_argument("--seed", type=int, default=Config.seed)
     ap.add_argument("--out", type=Path, default=WEIGHTS, help="where to write the .safetensors (+ .json)")
     a = ap.parse_args()
-    run(Config(cnn_steps=a.cnn_steps, t_steps=a.t_steps, cnn_luma=a.cnn_luma, arms=tuple(a.arms), t_use_from=tuple(a.t_use_from)),
+    run(Config(cnn_steps=a.cnn_steps, t_steps=a.t_steps, cnn_luma=a.cnn_luma, arms=tuple(a.arms), t_use_from=tuple(a.t_use_from),
+               saliency=a.saliency, seed=a.seed),
         out=a.out, log=lambda m: print(m, flush=True), reuse_cnn=a.reuse_cnn)

@@ -1,0 +1,76 @@
+"""The fresh test set scored once: the served configuration's seeds beside the baselines, with bootstrap CIs.
+
+Called by `python -m models.video.fresh score --frozen-commit SHA` (which refuses a second scoring). The baselines
+that need a fit (BRISQUE + SVR, the detail statistics alone) are fitted on every encode of the 20 earlier sources,
+the data the served model was trained on, by the procedures cross-validation compared (crossval.py).
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import data as D
+from .crossval import ANCHORS, bootstrap, fit_nss_regressor, nss_features, rank_fitted
+from .pipeline import ARTIFACTS
+from .train import WEIGHTS, ladder_srcc, load, segment_features, torch_fns
+
+SEEDS_GLOB = "sstam_seed*.safetensors"  # the served configuration trained with other seeds, beside the served weights
+
+
+def seed_weights() -> list[Path]:
+    return [WEIGHTS] + sorted(WEIGHTS.parent.glob(SEEDS_GLOB))
+
+
+def sstam_quality(weights: Path, rows) -> np.ndarray:
+    cnn, tsf, pooling, meta = load(weights)
+    X = segment_features(torch_fns(cnn, tsf), rows, meta["saliency"])
+    return np.array([pooling.quality(x[:len(ARTIFACTS)], x[len(ARTIFACTS):]) for x in X])
+
+
+def score_fresh(fresh_rows: list[dict], commit: str, report: Path) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    earlier = D.build_all()
+    qualities = {}
+    for i, weights in enumerate(seed_weights()):
+        name = "SSTAM served (seed 0)" if i == 0 else f"SSTAM, served configuration, {weights.stem.split('_')[-1].replace('seed', 'seed ')}"
+        qualities[name] = sstam_quality(weights, fresh_rows)
+        print(f"[fresh] scored {weights.name}", flush=True)
+    vmaf = np.array([r["vmaf"] for r in earlier], np.float64)
+    nss_earlier = np.stack([nss_features(r) for r in earlier])
+    nss_fresh = np.stack([nss_features(r) for r in fresh_rows])
+    qualities["BRISQUE NSS + SVR to VMAF"] = fit_nss_regressor(nss_earlier, vmaf, [r["source"] for r in earlier])(nss_fresh)
+    qualities["BRISQUE NSS, rank fit"] = rank_fitted(nss_earlier, earlier, vmaf, 0)(nss_fresh)
+    cnn, tsf, _, meta = load(WEIGHTS)
+    stats = lambda rows: segment_features(torch_fns(cnn, tsf), rows, meta["saliency"])[:, len(ARTIFACTS):]
+    qualities["detail statistics alone, rank fit"] = rank_fitted(stats(earlier), earlier, vmaf, 0)(stats(fresh_rows))
+    for anchor in ANCHORS:
+        qualities[f"ffmpeg {anchor}" if anchor != "blur_effect" else "scikit-image blur_effect"] = -np.nan_to_num(
+            np.array([r[anchor] for r in fresh_rows], np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    results = bootstrap(fresh_rows, qualities, "SSTAM served (seed 0)")
+    seeds = [k for k in qualities if k.startswith("SSTAM")]
+    spread = {m: (float(np.mean([results[k][m] for k in seeds])), float(np.std([results[k][m] for k in seeds])))
+              for m in ("qp_srcc", "vmaf_srcc")}
+    per_ladder = {name: ladder_srcc(fresh_rows, q) for name, q in qualities.items()}
+    out = {"frozen_commit": commit, "sources": sorted({r["source"] for r in fresh_rows}), "encodes": len(fresh_rows),
+           "methods": results, "per_ladder": per_ladder, "seeds_mean_std": spread,
+           "quality": {name: np.round(q, 5).tolist() for name, q in qualities.items()},
+           "rows": [{k: r[k] for k in ("source", "encode", "ladder", "q", "vmaf")} for r in fresh_rows]}
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(out, indent=1))
+    from .crossval import table
+
+    md = [f"# Fresh test set, scored once (model frozen at {commit})", "",
+          f"{len(out['sources'])} sources never used before ({', '.join(out['sources'])}), {len(fresh_rows)} encodes, "
+          "ladders of 6 rungs: x264 CRF and QP, x265 CRF, VP9 CRF, MPEG-2 qscale. CIs resample sources (1000 draws); "
+          "differences are the served model minus the method.", "", *table(results, "SSTAM served (seed 0)"), "",
+          f"Served configuration over {len(seeds)} seeds: rung-order SRCC {spread['qp_srcc'][0]:.3f} ± {spread['qp_srcc'][1]:.3f}, "
+          f"SRCC with VMAF {spread['vmaf_srcc'][0]:.3f} ± {spread['vmaf_srcc'][1]:.3f}.", "",
+          "Per ladder (mean within-source SRCC with the rung order):", "",
+          "| method | " + " | ".join(k for k in per_ladder[seeds[0]] if k != "mean") + " |",
+          "|---|" + "---|" * (len(per_ladder[seeds[0]]) - 1)]
+    md += [f"| {name} | " + " | ".join(f"{v:.3f}" for k, v in lad.items() if k != "mean") + " |" for name, lad in per_ladder.items()]
+    report.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return out

@@ -1,0 +1,147 @@
+"""The detail statistics, the pooling that uses them, the fresh test set's ladders and the cross-validation's
+bootstrap: each on small inputs whose answer is known."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from models.nss import brisque_features
+from models.video import data as D
+from models.video import fresh
+from models.video.crossval import bootstrap
+from models.video.decode import Frame, probe
+from models.video.pipeline import STATS, STATS_EVERY, Analyzer, Pooling, frame_stats, hf_blocks
+from models.video.train import fit_pooling_rank, ladder_srcc
+
+
+def planes(rgb: np.ndarray):
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    h, w = rgb.shape[:2]
+    return yuv[:h], yuv[h:h + h // 4].reshape(h // 2, w // 2), yuv[h + h // 4:].reshape(h // 2, w // 2)
+
+
+PICTURE = skimage.data.astronaut()[:256, :256]
+
+
+def stats_of(rgb):
+    y, u, v = planes(rgb)
+    return dict(zip(STATS, frame_stats(y, u, v, hf_blocks(y))))
+
+
+def test_detail_statistics_move_the_documented_way_under_blur_and_blocking():
+    clean = stats_of(PICTURE)
+    blurred = stats_of(cv2.GaussianBlur(PICTURE, (0, 0), 2.0))
+    assert blurred["detail"] < clean["detail"] - 0.3 and blurred["mscn_neighbour"] > clean["mscn_neighbour"]
+    assert blurred["chroma_detail"] < clean["chroma_detail"]
+    # each 8x8 block replaced by its mean: steps only across the grid's lines
+    blocky = cv2.resize(cv2.resize(PICTURE, (32, 32), interpolation=cv2.INTER_AREA), (256, 256), interpolation=cv2.INTER_NEAREST)
+    b = stats_of(blocky)
+    assert b["blockiness_h"] > 1.0 and b["blockiness_v"] > 1.0
+    assert abs(clean["blockiness_h"]) < 0.2 and abs(clean["blockiness_v"]) < 0.2
+
+
+def test_a_segment_carries_the_mean_statistics_of_every_fourth_sampled_frame():
+    rng = np.random.default_rng(0)
+    frames = [cv2.GaussianBlur(PICTURE[:128, :128], (0, 0), s) for s in rng.uniform(0.5, 3, 16)]
+    block_fn = lambda y, uv: (np.zeros((len(y), 4, 8, 8), np.float32), np.zeros((len(y), 4, 8, 8), np.float32))
+    temporal_fn = lambda tokens: np.zeros((len(tokens), 2), np.float32)
+    pooling = Pooling(weights=[0] * 6, bias=0.5, stat_weights=[0.0] * len(STATS))
+    an = Analyzer(block_fn, temporal_fn, pooling, seg_clips=2)
+    segments = []
+    for k, rgb in enumerate(frames):
+        segments += an.push(Frame(k, k / 12.5, *planes(rgb)))
+    segments += an.finish()
+    assert len(segments) == 1
+    expected = np.mean([list(stats_of(frames[k]).values()) for k in range(0, 16, STATS_EVERY)], 0)
+    np.testing.assert_allclose(segments[0].stats, expected, rtol=1e-5)
+
+
+def test_pooling_uses_the_statistics_only_when_it_has_weights_for_them():
+    inten, stats = np.full(6, 0.2), np.ones(len(STATS))
+    assert Pooling([0.5] * 6, 0.0).quality(inten, stats) == Pooling([0.5] * 6, 0.0).quality(inten)
+    with_stats = Pooling([0.5] * 6, 0.0, [-0.05] * len(STATS))
+    assert with_stats.quality(inten, stats) == pytest.approx(1 - (0.6 - 0.05 * len(STATS)))
+
+
+def ladder_rows(sources=("a", "b", "c")):
+    rows = []
+    for s in sources:
+        for name in D.LADDERS["x264"]:
+            q = int(name.rsplit("qp", 1)[1])
+            rows.append({"source": s, "encode": name, "q": q, "vmaf": 100 - q, "levels": {a: 0.0 for a in D.ARTIFACTS}})
+    return rows
+
+
+def test_rank_fit_gives_a_statistic_the_sign_that_orders_the_ladder():
+    """Intensities that carry no order and a statistic (detail) that falls as QP rises: the fit must lean on the
+    statistic, with a negative weight (less detail, lower quality)."""
+    rows = ladder_rows()
+    rng = np.random.default_rng(0)
+    offsets = {"a": 0.0, "b": 1.0, "c": -0.5}  # each source's own detail level
+    X = np.array([[*rng.uniform(0, 1, 6), offsets[r["source"]] - 0.03 * r["q"], rng.normal()] for r in rows])
+    pooling = fit_pooling_rank(X, rows, np.array([r["vmaf"] for r in rows]), intensities=6)
+    assert pooling.stat_weights[0] < 0 and abs(pooling.stat_weights[0]) > 10 * abs(pooling.stat_weights[1])
+    quality = np.array([pooling.quality(x[:6], x[6:]) for x in X])
+    assert ladder_srcc(rows, quality)["mean"] == pytest.approx(1.0)
+
+
+def test_bootstrap_of_a_perfect_and_a_reversed_score():
+    rows = ladder_rows(("a", "b", "c", "d"))
+    q = -np.array([r["q"] for r in rows], float)
+    out = bootstrap(rows, {"perfect": q, "reversed": -q}, "perfect", draws=50)
+    assert out["perfect"]["qp_srcc"] == 1.0 and out["perfect"]["qp_srcc_ci"] == [1.0, 1.0]
+    assert out["reversed"]["qp_srcc"] == -1.0 and out["reversed"]["reference_minus_this_qp_ci"] == [2.0, 2.0]
+
+
+def test_brisque_shape_falls_with_blur_and_rises_with_noise():
+    grey = cv2.cvtColor(PICTURE, cv2.COLOR_RGB2GRAY).astype(float)
+    clean = brisque_features(grey)
+    blurred = brisque_features(cv2.GaussianBlur(grey, (0, 0), 2))
+    noisy = brisque_features(np.clip(grey + np.random.default_rng(0).normal(0, 15, grey.shape), 0, 255))
+    assert clean.shape == (36,) and np.all(np.isfinite(clean))
+    assert blurred[0] < clean[0] < noisy[0]  # the MSCN coefficients' generalised Gaussian shape
+
+
+def test_fresh_ladders_have_six_rungs_of_four_codecs_and_encode_as_named(tmp_path):
+    assert {len(v) for v in fresh.LADDERS.values()} == {6} and len(fresh.LADDERS) == 5
+    assert not set(fresh.SOURCES) & {s.name for s in D.SOURCES}
+    frames = fresh.source_frames("cartoon")
+    assert frames.shape == (D.FRAMES, D.SIZE, D.SIZE, 3)
+    np.testing.assert_array_equal(frames, fresh.source_frames("cartoon"))  # deterministic
+    src = tmp_path / "source.yuv"
+    src.write_bytes(b"".join(D._rgb_to_yuv420(f).tobytes() for f in frames))
+    codecs = {"x264_crf": "h264", "x264_qp": "h264", "x265_crf": "hevc", "vp9_crf": "vp9", "mpeg2_q": "mpeg2video"}
+    for ladder, names in fresh.LADDERS.items():
+        sizes = []
+        for name in (names[0], names[-1]):
+            enc = next(e for e in fresh.ENCODES if e.name == name)
+            path = tmp_path / f"{name}.{enc.ext}"
+            D.encode(src, enc, path)
+            assert probe(path)["codec"] == codecs[ladder]
+            sizes.append(path.stat().st_size)
+        assert sizes[0] > 2 * sizes[1], (ladder, sizes)  # the top rung is a much coarser encode
+
+
+def test_fresh_scoring_refuses_a_commit_that_is_not_head_and_a_second_run(tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match="not the frozen commit"):
+        fresh.main(["score", "--frozen-commit", "0000000"])
+    done = tmp_path / "fresh_test.json"
+    done.write_text(json.dumps({}))
+    monkeypatch.setattr(fresh, "REPORT", done)
+    with pytest.raises(SystemExit, match="scored once"):
+        fresh.main(["score", "--frozen-commit", "0000000"])
+
+
+def test_encode_stats_are_the_analysers_without_the_networks(tmp_path, monkeypatch):
+    from models.video.train import encode_stats, whole_encode_segment
+
+    frames = fresh.source_frames("blobs")
+    planes_ = [planes(f) for f in frames]
+    np.savez(tmp_path / "e.npz", y=np.stack([p[0] for p in planes_]), u=np.stack([p[1] for p in planes_]), v=np.stack([p[2] for p in planes_]))
+    monkeypatch.setattr(D, "ROOT", tmp_path)
+    row = {"file": "e.mp4", "encode": "e"}
+    fns = (lambda y, uv: (np.zeros((len(y), 4, 8, 8), np.float32), np.zeros((len(y), 4, 8, 8), np.float32)),
+           lambda tokens: np.zeros((len(tokens), 2), np.float32))
+    np.testing.assert_allclose(encode_stats(row), whole_encode_segment(fns, row).stats, rtol=1e-5)
