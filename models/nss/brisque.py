@@ -1,68 +1,78 @@
-"""BRISQUE features (Mittal, Moorthy, Bovik 2012): 18 statistics of mean-subtracted contrast-normalised (MSCN)
-coefficients per scale, at full and half resolution, 36 in all.
+"""BRISQUE features (Mittal, Moorthy & Bovik, "No-reference image quality assessment in the spatial domain", IEEE TIP
+2012): natural-scene statistics of a grey picture, 36 in all, the classical no-reference baseline both quality families
+(iqa, video_artifacts) are measured against, each with a regressor trained on its own folds.
 
-Per scale: the generalised Gaussian fit of the MSCN coefficients (shape, variance), and the asymmetric generalised
-Gaussian fit of their products with the horizontal, vertical and two diagonal neighbours (shape, mean, left and right
-variance each). Fits by moment matching, as in the paper. Written here because the `brisque` package (0.2.0) fails
-on NumPy 2 and the other implementations need torchvision or download their weights; a regressor on top is trained
-by each family on its own folds.
+Written here with numpy / scipy / OpenCV because no maintained package does it offline in this environment: `piq`
+imports torchvision (fails here), `pyiqa` downloads weights, OpenCV's `quality` module is in the contrib build only
+(not installed) and needs model files, and the `brisque` wheel (0.2.0) fails on NumPy 2 and needs libsvm-official.
+Features per scale (grey at full size, then halved with area averaging):
+  - MSCN coefficients (I - mu) / (sigma + 1), mu and sigma the Gaussian-weighted (sigma = 7/6, 7x7) local mean and
+    deviation on the 0-255 scale; a generalised Gaussian (GGD) fit gives shape and variance (2 features);
+  - the products of each MSCN coefficient with its horizontal, vertical and two diagonal neighbours; an asymmetric
+    GGD (AGGD) fit of each gives shape, mean, left and right variance (4 x 4 = 16 features).
+18 per scale x 2 scales = 36, in the paper's order. Fits by moment matching over a fine grid of shapes (the reference
+MATLAB implementation's estimator).
 """
 import numpy as np
+from scipy import ndimage, special
 
-_ALPHAS = np.arange(0.2, 10.0, 0.001)
-
-
-def _gamma_ratio(alpha: np.ndarray) -> np.ndarray:
-    """Gamma(2/a)^2 / (Gamma(1/a) Gamma(3/a)): (E|x|)^2 / E[x^2] of a generalised Gaussian of shape a."""
-    from scipy.special import gammaln
-
-    return np.exp(2 * gammaln(2 / alpha) - gammaln(1 / alpha) - gammaln(3 / alpha))
-
-
-_RATIOS = _gamma_ratio(_ALPHAS)  # increasing in alpha
-
-
-def _shape(ratio: float) -> float:
-    return float(_ALPHAS[np.argmin(np.abs(_RATIOS - ratio))])
+_SHAPES = np.arange(0.2, 10.0, 0.001)
+# GGD: E[x^2] / E[|x|]^2 as a function of the shape; AGGD: its inverse (Mittal et al. 2012, eqs. 5-6 and 9-13)
+_R_GGD = special.gamma(1 / _SHAPES) * special.gamma(3 / _SHAPES) / special.gamma(2 / _SHAPES) ** 2
+_R_AGGD = 1.0 / _R_GGD
+GREY = np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma
+PAIRS = ["horizontal", "vertical", "main_diagonal", "secondary_diagonal"]
+FEATURE_NAMES = [f"s{scale}_{name}" for scale in (1, 2) for name in
+                 ["mscn_shape", "mscn_var"] + [f"{d}_{p}" for d in PAIRS for p in ("shape", "mean", "var_left", "var_right")]]
 
 
 def mscn(grey: np.ndarray, sigma: float = 7 / 6, c: float = 1.0) -> np.ndarray:
-    """(I - mu) / (sigma_local + c) over a 7x7 Gaussian window; `grey` on a 0-255 scale."""
-    import cv2
-
-    x = grey.astype(np.float64)
-    mu = cv2.GaussianBlur(x, (7, 7), sigma, borderType=cv2.BORDER_REPLICATE)
-    var = cv2.GaussianBlur(x * x, (7, 7), sigma, borderType=cv2.BORDER_REPLICATE) - mu * mu
-    return (x - mu) / (np.sqrt(np.abs(var)) + c)
+    """Mean-subtracted contrast-normalised coefficients of a grey image on the 0-255 scale. truncate=2.6 makes
+    scipy's window 7x7, the paper's."""
+    mu = ndimage.gaussian_filter(grey, sigma, truncate=2.6, mode="nearest")
+    var = ndimage.gaussian_filter(grey * grey, sigma, truncate=2.6, mode="nearest") - mu * mu
+    return (grey - mu) / (np.sqrt(np.maximum(var, 0.0)) + c)
 
 
-def _ggd(x: np.ndarray) -> tuple[float, float]:
-    variance = float(np.mean(x * x))
-    return _shape(float(np.mean(np.abs(x))) ** 2 / max(variance, 1e-12)), variance
+def ggd_fit(x: np.ndarray) -> tuple[float, float]:
+    """Shape and variance of a zero-mean generalised Gaussian, by moment matching."""
+    var = float(np.mean(x * x))
+    mean_abs = float(np.mean(np.abs(x)))
+    if var <= 0:  # a flat image: no structure to fit; the most Gaussian-like answer
+        return 2.0, 0.0
+    rho = var / mean_abs**2
+    return float(_SHAPES[np.argmin(np.abs(rho - _R_GGD))]), var
 
 
-def _aggd(x: np.ndarray) -> tuple[float, float, float, float]:
-    from scipy.special import gamma
+def aggd_fit(x: np.ndarray) -> tuple[float, float, float, float]:
+    """Shape, mean, left and right variance of an asymmetric generalised Gaussian (moment matching)."""
+    left, right = x[x < 0], x[x > 0]
+    var_l = float(np.mean(left * left)) if left.size else 0.0
+    var_r = float(np.mean(right * right)) if right.size else 0.0
+    if var_l <= 0 or var_r <= 0:
+        return 2.0, 0.0, var_l, var_r
+    g = np.sqrt(var_l / var_r)
+    r_hat = float(np.mean(np.abs(x))) ** 2 / float(np.mean(x * x))
+    r_norm = r_hat * (g**3 + 1) * (g + 1) / (g**2 + 1) ** 2
+    shape = float(_SHAPES[np.argmin(np.abs(r_norm - _R_AGGD))])
+    mean = (np.sqrt(var_r) - np.sqrt(var_l)) * special.gamma(2 / shape) / special.gamma(1 / shape) * \
+        np.sqrt(special.gamma(1 / shape) / special.gamma(3 / shape))
+    return shape, float(mean), var_l, var_r
 
-    left, right = x[x < 0], x[x >= 0]
-    sigma_l = np.sqrt(np.mean(left * left)) if left.size else 1e-6
-    sigma_r = np.sqrt(np.mean(right * right)) if right.size else 1e-6
-    g = sigma_l / max(sigma_r, 1e-12)
-    r = float(np.mean(np.abs(x))) ** 2 / max(float(np.mean(x * x)), 1e-12)
-    alpha = _shape(r * (g ** 3 + 1) * (g + 1) / (g * g + 1) ** 2)
-    mean = (sigma_r - sigma_l) * gamma(2 / alpha) / gamma(1 / alpha) * np.sqrt(gamma(1 / alpha) / gamma(3 / alpha))
-    return alpha, float(mean), float(sigma_l ** 2), float(sigma_r ** 2)
 
-
-def _scale_features(grey: np.ndarray) -> list[float]:
+def _one_scale(grey: np.ndarray) -> list[float]:
     m = mscn(grey)
-    products = (m[:, :-1] * m[:, 1:], m[:-1, :] * m[1:, :], m[:-1, :-1] * m[1:, 1:], m[:-1, 1:] * m[1:, :-1])
-    return [*_ggd(m.ravel()), *(v for p in products for v in _aggd(p.ravel()))]
+    out = list(ggd_fit(m))
+    # each coefficient times its neighbour (PAIRS order), over the pixels that have that neighbour
+    for product in (m[:, :-1] * m[:, 1:], m[:-1, :] * m[1:, :], m[:-1, :-1] * m[1:, 1:], m[1:, :-1] * m[:-1, 1:]):
+        out += aggd_fit(product)
+    return out
 
 
-def brisque_features(grey: np.ndarray) -> np.ndarray:
-    """[36] float64 for one grey picture on a 0-255 scale (any size of at least 16 x 16)."""
+def brisque_features(image: np.ndarray) -> np.ndarray:
+    """The 36 features (FEATURE_NAMES) of one uint8 RGB (H, W, 3) or grey (H, W) picture on the 0-255 scale."""
     import cv2
 
-    half = cv2.resize(grey.astype(np.float64), (grey.shape[1] // 2, grey.shape[0] // 2), interpolation=cv2.INTER_CUBIC)
-    return np.array(_scale_features(grey) + _scale_features(half), np.float64)
+    grey = image.astype(np.float64) @ GREY if image.ndim == 3 else image.astype(np.float64)
+    half = cv2.resize(grey, (grey.shape[1] // 2, grey.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return np.array(_one_scale(grey) + _one_scale(half))

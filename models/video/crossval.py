@@ -29,12 +29,13 @@ from models.nss import brisque_features
 
 from . import data as D
 from .pipeline import ARTIFACTS, STATS, STATS_EVERY
-from .train import (SALIENCY_METHODS, SAMPLE_STRIDE, WEIGHTS, Config, cross_fit_intensities, encode_stats, fit_pooling_rank,
-                    ladder_srccs)
+from .train import (SALIENCY_METHODS, SAMPLE_STRIDE, WEIGHTS, Config, cross_fit_intensities, encode_stats, fit_pooling_blend,
+                    fit_pooling_rank, ladder_srccs)
 
 REPORT = Path(__file__).resolve().parent / "report"
 CACHE = D.ROOT / "build" / "video"
 ANCHORS = ("blockdetect", "blurdetect", "blur_effect")  # higher = worse for all three
+BLENDS = (0.25, 0.5, 0.75)  # train.fit_pooling_blend's share of the intensities-only fit
 N_INTENSITIES = len(ARTIFACTS)
 
 
@@ -59,10 +60,12 @@ def fit_nss_regressor(X: np.ndarray, vmaf: np.ndarray, groups: list[str]):
     return lambda Z: 1.0 - search.predict(Z)
 
 
-def rank_fitted(X: np.ndarray, rows, vmaf, intensities: int):
-    pooling = fit_pooling_rank(X, rows, vmaf, intensities=intensities)
+def rank_fitted(X: np.ndarray, rows, vmaf, intensities: int, blend: float | None = None):
+    """features -> quality of the rank fit (with `blend`: the served fit_pooling_blend), unclipped: the order is what
+    is measured."""
+    pooling = fit_pooling_rank(X, rows, vmaf, intensities=intensities) if blend is None else fit_pooling_blend(X, rows, vmaf, blend)
     w = np.concatenate([pooling.weights, pooling.stat_weights])
-    return lambda Z: 1.0 - (pooling.bias + Z @ w)  # unclipped: the order is what is measured
+    return lambda Z: 1.0 - (pooling.bias + Z @ w)
 
 
 def out_of_fold(rows, fold_of, folds: int, fit) -> np.ndarray:
@@ -79,14 +82,16 @@ def methods(rows, fold_of, folds, oof: dict, nss: np.ndarray) -> dict[str, np.nd
     vmaf = np.array([r["vmaf"] for r in rows], np.float64)
     sources = [r["source"] for r in rows]
 
-    def rank_on(X, intensities):
-        return lambda tr: (lambda idx, f=rank_fitted(X[tr], [rows[i] for i in tr], vmaf[tr], intensities): f(X[idx]))
+    def rank_on(X, intensities, blend=None):
+        return lambda tr: (lambda idx, f=rank_fitted(X[tr], [rows[i] for i in tr], vmaf[tr], intensities, blend): f(X[idx]))
 
     out = {}
     for sal in SALIENCY_METHODS:
         X = oof[sal]
         out[f"SSTAM, {sal} saliency: intensities (pooling served before)"] = out_of_fold(rows, fold_of, folds, rank_on(X[:, :N_INTENSITIES], N_INTENSITIES))
         out[f"SSTAM, {sal} saliency: intensities + detail statistics"] = out_of_fold(rows, fold_of, folds, rank_on(X, N_INTENSITIES))
+        for blend in BLENDS:
+            out[f"SSTAM, {sal} saliency: blend {blend}"] = out_of_fold(rows, fold_of, folds, rank_on(X, N_INTENSITIES, blend))
     stats = oof[SALIENCY_METHODS[0]][:, N_INTENSITIES:]
     out["detail statistics alone, rank fit"] = out_of_fold(rows, fold_of, folds, rank_on(stats, 0))
     out["BRISQUE NSS + SVR to VMAF"] = out_of_fold(
@@ -99,12 +104,11 @@ def methods(rows, fold_of, folds, oof: dict, nss: np.ndarray) -> dict[str, np.nd
     return out
 
 
-def scores_on(rows, quality, sources_drawn: list[str]) -> tuple[float, float]:
-    """(mean over ladders of the mean over drawn sources of the within-ladder SRCC, SRCC with VMAF over the drawn
-    sources' encodes); a source drawn twice counts twice."""
+def scores_on(rows, quality, per: dict, sources_drawn: list[str]) -> tuple[float, float]:
+    """(mean over ladders of the mean over drawn sources of the within-ladder SRCC `per` (ladder_srccs of `quality`),
+    SRCC with VMAF over the drawn sources' encodes); a source drawn twice counts twice."""
     from scipy.stats import spearmanr
 
-    per = ladder_srccs(rows, quality)
     ladders = sorted({ladder for _, ladder in per})
     qp = np.mean([np.mean([np.nan_to_num(per[(s, lad)]) for s in sources_drawn if (s, lad) in per]) for lad in ladders])
     idx = np.concatenate([[i for i, r in enumerate(rows) if r["source"] == s] for s in sources_drawn])
@@ -119,8 +123,9 @@ def bootstrap(rows, qualities: dict[str, np.ndarray], reference: str, draws: int
     samples = [list(rng.choice(sources, len(sources))) for _ in range(draws)]
     out = {}
     for name, q in qualities.items():
-        point = scores_on(rows, q, sources)
-        boots = np.array([scores_on(rows, q, s) for s in samples])
+        per = ladder_srccs(rows, q)  # a source's SRCCs do not depend on which other sources are drawn
+        point = scores_on(rows, q, per, sources)
+        boots = np.array([scores_on(rows, q, per, s) for s in samples])
         out[name] = {"qp_srcc": point[0], "vmaf_srcc": point[1], "boots": boots}
     ref = out[reference]["boots"]
     for name, o in out.items():
@@ -162,7 +167,7 @@ def main(argv=None) -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--arm", choices=("ce", "ce+ceco"), default="ce", help="block CNN arm")
     p.add_argument("--seed", type=int, default=0, help="training seed for the networks")
-    p.add_argument("--reference", default="SSTAM, sstam saliency: intensities + detail statistics",
+    p.add_argument("--reference", default="SSTAM, spectral_residual saliency: blend 0.5",
                    help="the method the differences are taken against")
     p.add_argument("--tag", default="", help="write report/crossval_<tag>.{json,md} instead of crossval.{json,md}")
     a = p.parse_args(argv)

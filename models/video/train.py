@@ -58,8 +58,10 @@ class Config:
     # the default keeps the winner only, `--t-use-from 0 32` repeats the comparison.
     t_use_from: tuple = (32,)
     seed: int = 0
-    # the saliency the served pooling is fitted for and the server uses by default (chosen by crossval.py)
-    saliency: str = "sstam"
+    # the saliency the served pooling is fitted for and the server uses by default, and the share of the
+    # intensities-only fit in it (fit_pooling_blend); both chosen by source cross-validation (crossval.py)
+    saliency: str = "spectral_residual"
+    pooling_blend: float = 0.5
 
 
 def rows_by_split(rows=None):
@@ -311,6 +313,19 @@ def fit_pooling_rank(features: np.ndarray, rows, vmaf: np.ndarray, l2: float = 1
                    stat_weights=[float(a * x) for x in w[intensities:]])
 
 
+def fit_pooling_blend(features: np.ndarray, rows, vmaf: np.ndarray, blend: float) -> Pooling:
+    """The served pooling: (1 - blend) x the rank fit on intensities + statistics, blend x the rank fit on the intensities
+    alone; both are linear, so their blend is one linear pooling. In source cross-validation (report/crossval.md) the
+    statistics order the rungs of a held-out source's ladder best (SRCC ~0.94 with them, ~0.82 without) but, varying
+    with content far more than with coding, they blur the level across sources (SRCC with VMAF ~0.46 with them, ~0.60
+    without); the blend keeps most of both."""
+    with_stats = fit_pooling_rank(features, rows, vmaf)
+    alone = fit_pooling_rank(features[:, :len(D.ARTIFACTS)], rows, vmaf)
+    return Pooling(weights=[(1 - blend) * a + blend * b for a, b in zip(with_stats.weights, alone.weights)],
+                   bias=(1 - blend) * with_stats.bias + blend * alone.bias,
+                   stat_weights=[(1 - blend) * v for v in with_stats.stat_weights])
+
+
 def whole_encode_segment(fns, row, saliency_method: str = "sstam"):
     """The pipeline's (12.5 fps) result over a whole cached encode, as one segment."""
     return analyse_encode(lambda: Analyzer(*fns, Pooling(), saliency_method=saliency_method, seg_clips=1 << 20), row)[0]
@@ -361,13 +376,13 @@ def cross_fit_intensities(cfg: Config, arm: str, rows, folds: int = 3, log=print
     return out
 
 
-def fit_pooling_for(fns, split, saliency_method: str, train_intensities: np.ndarray) -> tuple[Pooling, dict]:
-    """fit_pooling_rank on the training encodes' out-of-fold intensities (cross_fit_intensities), and the
-    validation SRCC of its quality with QP order (validation is not used by the fit)."""
+def fit_pooling_for(fns, split, saliency_method: str, train_features: np.ndarray, blend: float) -> tuple[Pooling, dict]:
+    """fit_pooling_blend on the training encodes' out-of-fold features (cross_fit_intensities), and the validation
+    SRCC of its quality with QP order (validation is not used by the fit)."""
     tr = split["train"]
-    pooling = fit_pooling_rank(train_intensities, tr, np.array([r["vmaf"] for r in tr]))
+    pooling = fit_pooling_blend(train_features, tr, np.array([r["vmaf"] for r in tr]), blend)
     q = np.array([pooling.quality(x[:6], x[6:]) for x in segment_features(fns, split["val"], saliency_method)])
-    return pooling, {"method": "rank", "saliency": saliency_method, "val_qp_srcc": ladder_srcc(split["val"], q)}
+    return pooling, {"method": "rank blend", "blend": blend, "saliency": saliency_method, "val_qp_srcc": ladder_srcc(split["val"], q)}
 
 
 def ladder_of(row: dict) -> str | None:
@@ -429,7 +444,7 @@ def run(cfg: Config, rows=None, out: Path = WEIGHTS, log=print, reuse_cnn: Path 
     oof = cross_fit_intensities(cfg, chosen, split["train"], log=log)
     by_saliency = {}
     for sal in SALIENCY_METHODS:  # the served pooling is cfg.saliency's; the others are for evaluate.py's comparison
-        by_saliency[sal] = fit_pooling_for((block_fn, temporal_fn), split, sal, oof[sal])
+        by_saliency[sal] = fit_pooling_for((block_fn, temporal_fn), split, sal, oof[sal], cfg.pooling_blend)
         log(f"[pooling, {sal} saliency] weights {np.round(by_saliency[sal][0].weights, 3).tolist()} "
             f"bias {by_saliency[sal][0].bias:.3f}; validation SRCC with QP order {by_saliency[sal][1]['val_qp_srcc']}")
     pooling, pool_meta = by_saliency[cfg.saliency]
