@@ -66,8 +66,8 @@ def test_stream_in_order_and_summary_matches_in_process(repo, clips):
     summary = json.loads(final["SUMMARY"][0])
     assert summary["segments"] == 2 and summary["frames_analysed"] == 25 and summary["video"]["codec"] == "h264"
     # the same pipeline in-process with the PyTorch weights (the ONNX graphs are exports of these)
-    cnn, tsf, pooling, _ = load(WEIGHTS)
-    an = Analyzer(*torch_fns(cnn, tsf), pooling)
+    cnn, tsf, pooling, meta = load(WEIGHTS)
+    an = Analyzer(*torch_fns(cnn, tsf), pooling, saliency_method=meta["saliency"])  # the server's default
     ref = []
     for f in iter_frames(clips["mp4"]):
         ref += an.push(f)
