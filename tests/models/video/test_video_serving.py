@@ -11,7 +11,7 @@ import torch
 from models.video.export import NAME, SEQ_NAME, build
 from models.video.data import ffmpeg_exe
 from models.video.decode import iter_frames
-from models.video.pipeline import Analyzer
+from models.video.pipeline import Analyzer, Pooling
 from models.video.serving import VideoArtifactsHandler
 from models.video.train import WEIGHTS, load, torch_fns
 from serve.errors import InvalidInput, Overloaded
@@ -172,3 +172,13 @@ def test_dataplane_sequence_with_state_and_out_of_order(plane, clips):
     r1 = send(1, end=True)
     s = json.loads(r1.outputs["SUMMARY"][0])
     assert s["sequence"]["segments"] == 2
+
+
+def test_the_default_saliency_is_the_poolings_own_and_another_takes_the_pooling_fitted_for_it(repo):
+    meta = json.loads((repo / NAME / "1" / "sstam.json").read_text())
+    default = VideoArtifactsHandler(repo / NAME / "1", {}, ["VIDEO"], [], 1, "cpu")
+    assert default.saliency == meta["saliency"] and default.pooling == Pooling(**meta["pooling"])
+    other = next(s for s in ("sstam", "uniform", "spectral_residual") if s != meta["saliency"])
+    chosen = VideoArtifactsHandler(repo / NAME / "1", {"saliency": other}, ["VIDEO"], [], 1, "cpu")
+    assert chosen.saliency == other
+    assert chosen.pooling == Pooling(**meta["pooling_fit"]["by_saliency"][other]["pooling"]) != default.pooling
