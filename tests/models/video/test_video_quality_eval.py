@@ -125,11 +125,11 @@ def test_fresh_ladders_have_six_rungs_of_four_codecs_and_encode_as_named(tmp_pat
 
 
 def test_fresh_scoring_refuses_a_commit_that_is_not_head_and_a_second_run(tmp_path, monkeypatch):
+    done = tmp_path / "fresh_test.json"
+    monkeypatch.setattr(fresh, "REPORT", done)
     with pytest.raises(SystemExit, match="not the frozen commit"):
         fresh.main(["score", "--frozen-commit", "0000000"])
-    done = tmp_path / "fresh_test.json"
     done.write_text(json.dumps({}))
-    monkeypatch.setattr(fresh, "REPORT", done)
     with pytest.raises(SystemExit, match="scored once"):
         fresh.main(["score", "--frozen-commit", "0000000"])
 
