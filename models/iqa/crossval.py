@@ -237,11 +237,12 @@ def arm_predictions(bench: dict, arm: str, seeds: list[int], profile: str) -> tu
 
 # ---- report ---------------------------------------------------------------------------------------------------
 
-def summarise(methods: dict[str, np.ndarray], bench: dict, baselines: list[str], only_type: int | None = None) -> dict:
+def summarise(methods: dict[str, np.ndarray], bench: dict, baselines: list[str], only_type: int | None = None,
+              per_fold: bool = True) -> dict:
     """Point values (mean over seeds, with the seeds' std), bootstrap CIs, per-fold values and paired differences
     of every non-baseline method against every baseline."""
     draws = bootstrap(methods, bench, only_type=only_type)
-    fold = fold_of(bench)
+    fold = fold_of(bench) if per_fold else None
     out = {}
     for name, preds in methods.items():
         per_seed = [scores(p, bench, only_type) for p in preds]
@@ -253,8 +254,8 @@ def summarise(methods: dict[str, np.ndarray], bench: dict, baselines: list[str],
             row[f"{metric}_ci"] = ci(draws[name][metric])
         row["severity_per_type"] = {t: float(np.mean([s["severity_per_type"][t] for s in per_seed]))
                                     for t in per_seed[0]["severity_per_type"]}
-        in_type = np.ones(len(fold), bool) if only_type is None else bench["type"] == only_type
-        row["per_fold_srcc"] = [float(np.mean([spearmanr(p[(fold == k) & in_type], bench["score"][(fold == k) & in_type])[0]
+        in_type = np.ones(len(bench["type"]), bool) if only_type is None else bench["type"] == only_type
+        row["per_fold_srcc"] = None if fold is None else [float(np.mean([spearmanr(p[(fold == k) & in_type], bench["score"][(fold == k) & in_type])[0]
                                                for p in preds])) for k in range(FOLDS)]
         if name not in baselines:
             row["minus"] = {b: {m: {"mean": float(np.mean(draws[name][m] - draws[b][m])), "ci": ci(draws[name][m] - draws[b][m])}

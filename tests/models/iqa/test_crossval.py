@@ -96,3 +96,11 @@ def test_metrics_perfect_reversed_and_bootstrap_pairs():
     assert (draws["good"]["srcc"] - draws["bad"]["srcc"] > 1.5).all() and np.allclose(draws["good"]["severity"], 1.0)
     # seeds are averaged: a good and a reversed seed order nothing on average
     assert np.allclose(CV.bootstrap({"mixed": np.stack([good, bad])}, bench, n=20)["mixed"]["severity"], 0.0)
+
+
+def test_holdout_pictures_are_none_of_the_benchmark_sources():
+    from models.iqa import holdout as H
+
+    nearest = H.check_unseen()  # raises if a name or a thumbnail matches one of the 19
+    assert set(nearest) == set(H.HOLDOUT) and max(nearest.values()) < 0.9
+    assert H.FIRST_ID >= len(D.SOURCES) and not set(H.HOLDOUT) & set(D.SOURCES)
