@@ -102,7 +102,7 @@ def nss_regressor(seed: int = 0):
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVR
 
-    return make_pipeline(StandardScaler(), SVR(kernel="rbf"))
+    return make_pipeline(StandardScaler(), SVR(kernel="rbf", cache_size=1000))  # MB of kernel cache: the fits are the cost
 
 
 NSS_GRID = {"svr__C": [3.0, 30.0, 300.0], "svr__gamma": [0.01, 0.03, 0.1], "svr__epsilon": [1.0]}

@@ -39,7 +39,9 @@ FOLD_SEED = 20261203
 INNER_VAL = 2
 BOOTSTRAP = 2000
 ARMS = {"plain": "PMT-IQA trunk, plain L1", "fixed": "PMT-IQA, fixed λ1 = λ2 = 0.5", "progressive": "PMT-IQA, progressive (λ1 = t/(E−1))"}
-BASELINES = {"nss_svr": "NSS (BRISQUE-style, 36 features) + SVR", "blur_effect": "scikit-image blur_effect (no training)"}
+BASELINES = {"nss_svr": "NSS (BRISQUE-style, 36 features) + SVR", "nss_jpeg_svr": "NSS + JPEG quality estimate + SVR",
+             "blur_effect": "scikit-image blur_effect (no training)"}
+HYBRID = {"hybrid": "Hybrid: SVR on [progressive trunk (CV-trained) + NSS + JPEG quality]"}
 
 
 # ---- folds ----------------------------------------------------------------------------------------------------
@@ -182,7 +184,9 @@ def baseline_predictions(bench: dict, extra_features: np.ndarray | None = None, 
         nss[~tr] = model.predict(features[~tr])
         chosen.append(params)
         log(f"[iqa cv] fold {k}: NSS SVR {params}")
-    return {"nss_svr": nss, "blur_effect": blur_quality(bench["image"]),
+    from .hybrid import nss_jpeg_predictions
+
+    return {"nss_svr": nss, "nss_jpeg_svr": nss_jpeg_predictions(bench, log), "blur_effect": blur_quality(bench["image"]),
             "jpeg_quality": jpeg_quality_for_benchmark(bench)}, {"nss_svr_params": chosen}
 
 
@@ -271,7 +275,7 @@ def fmt(row: dict, metric: str) -> str:
 
 
 def markdown(results: dict) -> str:
-    names = {**BASELINES, "jpeg_quality": "JPEG quality from quantisation tables", **ARMS, **results.get("extra_names", {})}
+    names = {**BASELINES, "jpeg_quality": "JPEG quality from quantisation tables", **ARMS, **HYBRID}
     lines = ["# Leave-pictures-out cross-validation (`python -m models.iqa.crossval`)", "",
              f"{FOLDS} folds over all {len(SOURCES)} source pictures ({results['images']} images); folds: " +
              "; ".join(", ".join(f) for f in results["folds"]) + ". Target: pseudo-MOS (100 × SSIM). "
@@ -318,6 +322,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--profile", default="cv", help="train.PROFILES entry for the trained arms")
     parser.add_argument("--baselines-only", action="store_true", help="no training; report the baselines (and any finished arms)")
+    parser.add_argument("--hybrid", action="store_true", help="also the hybrid (models/iqa/hybrid.py) on the finished progressive seeds")
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
     import torch
@@ -342,6 +347,12 @@ def main() -> None:
         if len(preds):
             methods[arm], runs = preds, runs + records
             learned.append(arm)
+    if args.hybrid and "progressive" in learned:
+        from .hybrid import hybrid_predictions
+
+        done = sorted({r["seed"] for r in runs if r["arm"] == "progressive"})
+        methods["hybrid"] = hybrid_predictions(bench, done, args.profile)
+        learned.append("hybrid")
     jpeg_type = TYPES.index("jpeg")
     cfg = asdict(PROFILES[args.profile])
     results = {"command": "python -m models.iqa.crossval " + " ".join(

@@ -79,6 +79,11 @@ def random_crops(images: np.ndarray, index: np.ndarray, rng: np.random.Generator
     return torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2).float() / 255.0
 
 
+def loss_weights(mode: str, epoch: int, epochs: int) -> tuple[float, float]:
+    """(λ1 on L1, λ2 on CE) of a training mode at an epoch."""
+    return {"progressive": progressive_weights(epoch, epochs), "fixed": (0.5, 0.5), "plain": (1.0, 0.0)}[mode]
+
+
 def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -135,7 +140,7 @@ def train(data: dict, mode: str, seed: int, cfg: Config, log=print, device: str 
             stopped_at = epoch
             log(f"[iqa {mode} seed {seed}] stopping before epoch {epoch}: max_train_seconds={cfg.max_train_seconds}")
             break
-        lam1, lam2 = {"progressive": progressive_weights(epoch, cfg.epochs), "fixed": (0.5, 0.5), "plain": (1.0, 0.0)}[mode]
+        lam1, lam2 = loss_weights(mode, epoch, cfg.epochs)
         model.train()
         started, sums = time.perf_counter(), {"loss": 0.0, "l1": 0.0, "ce": 0.0}
         index = rng.choice(len(target), cfg.crops_per_epoch, replace=len(target) < cfg.crops_per_epoch)

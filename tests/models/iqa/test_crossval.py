@@ -104,3 +104,25 @@ def test_holdout_pictures_are_none_of_the_benchmark_sources():
     nearest = H.check_unseen()  # raises if a name or a thumbnail matches one of the 19
     assert set(nearest) == set(H.HOLDOUT) and max(nearest.values()) < 0.9
     assert H.FIRST_ID >= len(D.SOURCES) and not set(H.HOLDOUT) & set(D.SOURCES)
+
+
+def test_loss_weights_of_the_three_arms():
+    from models.iqa.train import loss_weights
+
+    assert [loss_weights("progressive", t, 5) for t in (0, 4)] == [(0.0, 1.0), (1.0, 0.0)]
+    assert all(loss_weights("fixed", t, 5) == (0.5, 0.5) for t in range(5))
+    assert all(loss_weights("plain", t, 5) == (1.0, 0.0) for t in range(5))
+
+
+def test_trunk_outputs_end_with_the_models_score():
+    import torch
+
+    from models.iqa.hybrid import trunk_outputs
+    from models.iqa.model import PMTIQA
+    from models.iqa.train import predict
+
+    torch.manual_seed(0)
+    model = PMTIQA("resnet18", 8).eval()
+    images = np.random.default_rng(0).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
+    out = trunk_outputs(model, images, batch_images=2)
+    assert out.shape == (3, 15) and np.allclose(out[:, -1], predict(model, images)[0], atol=1e-4)
