@@ -1,7 +1,8 @@
 """A held-out set of pictures that no run has seen, scored once after the model choice is frozen.
 
     python -m models.iqa.holdout --prepare      # build the distorted set and the baselines' inputs; no metric
-    python -m models.iqa.holdout --score --weights models/iqa/weights/pmt_iqa_progressive_seed0.safetensors [...]
+    python -m models.iqa.holdout --score --weights models/iqa/weights/pmt_iqa_progressive_seed0.safetensors [...] \
+        [--hybrid-trunk models/iqa/weights/pmt_iqa_progressive_seed0.safetensors]
 
 Pictures (``HOLDOUT``): five bundled offline and none among data.SOURCES (checked by ``check_unseen``, which also
 compares every picture's 32×32 grey thumbnail with each of the 19 sources'): scikit-learn's two sample images (a
@@ -119,17 +120,27 @@ def nss_features(bench: dict) -> np.ndarray:
     return np.load(path)
 
 
-def score(weights: list[Path], report: Path) -> dict:
-    """The one look: baselines fitted on all 19 benchmark pictures and every given model, on the held-out set."""
+def score(weights: list[Path], report: Path, hybrid_trunk: Path | None = None) -> dict:
+    """The one look: baselines fitted on all 19 benchmark pictures and every given model, on the held-out set.
+    ``hybrid_trunk``: also the hybrid (models/iqa/hybrid.py), its SVR fitted on all 19 pictures over that trunk's
+    outputs (a trunk that has not seen the held-out pictures, e.g. the served weights)."""
     from .baselines import blur_quality, jpeg_quality_for_benchmark
+    from .hybrid import jpeg_feature, trunk_outputs
     from .train import load, predict
 
     bench, train = make_holdout(), CV.all_images()
-    model, params = CV.fit_nss(CV.nss_cache(train), train["score"], train["source"])
-    methods = {"nss_svr": model.predict(nss_features(bench))[None], "blur_effect": blur_quality(bench["image"])[None]}
+    x_train, x_bench = CV.nss_cache(train), nss_features(bench)
+    model, params = CV.fit_nss(x_train, train["score"], train["source"])
+    methods = {"nss_svr": model.predict(x_bench)[None], "blur_effect": blur_quality(bench["image"])[None]}
+    x_train, x_bench = np.hstack([x_train, jpeg_feature(train)]), np.hstack([x_bench, jpeg_feature(bench)])
+    methods["nss_jpeg_svr"] = CV.fit_nss(x_train, train["score"], train["source"])[0].predict(x_bench)[None]
     for w in weights:
         net, _ = load(w)
         methods[w.stem] = predict(net, bench["image"])[0][None]
+    if hybrid_trunk:
+        net, _ = load(hybrid_trunk)
+        svr = CV.fit_nss(np.hstack([trunk_outputs(net, train["image"]), x_train]), train["score"], train["source"])[0]
+        methods["hybrid"] = svr.predict(np.hstack([trunk_outputs(net, bench["image"]), x_bench]))[None]
     jpeg = jpeg_quality_for_benchmark(bench)
     results = {"pictures": HOLDOUT, "images": int(len(bench["score"])), "weights": [str(w) for w in weights],
                "nss_svr_params": params, "all": CV.summarise(methods, bench, list(CV.BASELINES), per_fold=False),
@@ -151,6 +162,7 @@ def main() -> None:
     parser.add_argument("--prepare", action="store_true", help="build the set and the NSS features; prints no metric")
     parser.add_argument("--score", action="store_true", help="the one look (see the module docstring)")
     parser.add_argument("--weights", type=Path, nargs="*", default=[])
+    parser.add_argument("--hybrid-trunk", type=Path, default=None, help="weights whose trunk feeds the hybrid's SVR")
     parser.add_argument("--again", action="store_true", help="score although report/holdout.json exists")
     parser.add_argument("--report", type=Path, default=CV.REPORT)
     args = parser.parse_args()
@@ -165,7 +177,7 @@ def main() -> None:
     if args.score:
         if (args.report / "holdout.json").exists() and not args.again:
             raise SystemExit(f"{args.report / 'holdout.json'} exists: the held-out set has been scored (--again to override)")
-        print((args.report / "holdout.md").read_text() if score(args.weights, args.report) else "")
+        print((args.report / "holdout.md").read_text() if score(args.weights, args.report, args.hybrid_trunk) else "")
 
 
 if __name__ == "__main__":
