@@ -1,7 +1,8 @@
 """Leave-pictures-out cross-validation of PMT-IQA and the baselines over all 19 source pictures.
 
     python -m models.iqa.crossval --baselines-only                    # NSS + SVR, blur_effect, JPEG quality (minutes)
-    python -m models.iqa.crossval --arms plain fixed progressive --seeds 0 1 2 [--profile cv]
+    python -m models.iqa.crossval --arms plain fixed progressive --seeds 0 1 2 --profile cv --hybrid
+    python -m models.iqa.crossval --fixed-split --seeds 0 1 2 3 4 5    # the served (gpu2) weights, card's test split
 
 The fixed train / val / test split of data.SPLITS scores 4 pictures; here every picture is held out once:
 ``FOLDS`` = 5 folds of 3-4 source pictures (``folds()``, a fixed shuffle, dealt round-robin), and every model is
@@ -316,12 +317,54 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fixed_split(report: Path, seeds: list[int]) -> dict:
+    """The committed gpu2 weights against the baselines on the card's test split (data.SPLITS: 4 pictures), the only
+    split where they can be compared: their training and selection pictures are in every CV fold. The baselines are
+    fitted on the same 15 train + val pictures (hyper-parameters by inner CV grouped by picture)."""
+    from .baselines import blur_quality
+    from .data import SPLITS
+    from .hybrid import jpeg_feature
+    from .train import WEIGHTS_DIR, load, predict
+
+    bench = all_images()
+    test = subset(bench, SPLITS["test"])
+    fit_on = np.isin(bench["source"], [SOURCES.index(p) for p in SPLITS["train"] + SPLITS["val"]])
+    in_test = np.isin(bench["source"], [SOURCES.index(p) for p in SPLITS["test"]])
+    nss = nss_cache(bench)
+    methods = {"nss_svr": fit_nss(nss[fit_on], bench["score"][fit_on], bench["source"][fit_on])[0].predict(nss[in_test])[None]}
+    x = np.hstack([nss, jpeg_feature(bench)])
+    methods["nss_jpeg_svr"] = fit_nss(x[fit_on], bench["score"][fit_on], bench["source"][fit_on])[0].predict(x[in_test])[None]
+    methods["blur_effect"] = blur_quality(test["image"])[None]
+    for arm in ("plain", "progressive"):
+        methods[f"{arm}_gpu2"] = np.stack([predict(load(WEIGHTS_DIR / f"pmt_iqa_{arm}_seed{s}.safetensors")[0], test["image"])[0]
+                                           for s in seeds])
+    results = {"command": "python -m models.iqa.crossval --fixed-split", "test_pictures": SPLITS["test"], "seeds": seeds,
+               "all": summarise(methods, test, list(BASELINES), per_fold=False)}
+    (report / "crossval_fixed_split.json").write_text(json.dumps(results, indent=1) + "\n")
+    names = {**BASELINES, "plain_gpu2": "committed gpu2 weights, plain", "progressive_gpu2": "committed gpu2 weights, progressive"}
+    lines = ["# The committed (gpu2) weights against the baselines on the card's fixed test split", "",
+             f"Test pictures {', '.join(SPLITS['test'])} ({len(test['score'])} images); baselines fitted on the 15 train + val "
+             f"pictures the weights were trained and selected on; weights: seeds {seeds}. 95% CIs by resampling the 4 "
+             "test pictures (wide: 4 pictures).", "", "| method | SRCC | PLCC | severity SRCC |", "|---|---|---|---|"]
+    lines += [f"| {names[n]} | {fmt(r, 'srcc')} | {fmt(r, 'plcc')} | {fmt(r, 'severity')} |" for n, r in results["all"].items()]
+    lines += ["", "| method | vs | ΔSRCC | ΔPLCC | Δseverity |", "|---|---|---|---|---|"]
+    for n, r in results["all"].items():
+        for b, d in r.get("minus", {}).items():
+            lines.append(f"| {names[n]} | {b} | " + " | ".join(
+                f"{d[m]['mean']:+.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]" for m in ("srcc", "plcc", "severity")) + " |")
+    (report / "crossval_fixed_split.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arms", nargs="*", default=[], choices=list(ARMS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--profile", default="cv", help="train.PROFILES entry for the trained arms")
     parser.add_argument("--baselines-only", action="store_true", help="no training; report the baselines (and any finished arms)")
+    parser.add_argument("--fixed-split", action="store_true",
+                        help="only the committed gpu2 weights (--seeds) against the baselines on the card's test split")
     parser.add_argument("--hybrid", action="store_true", help="also the hybrid (models/iqa/hybrid.py) on the finished progressive seeds")
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
@@ -332,6 +375,8 @@ def main() -> None:
 
     from .train import PROFILES
 
+    if args.fixed_split:
+        return fixed_split(args.report, args.seeds)
     bench = all_images()
     # training first, seed by seed, so an interrupted run leaves whole seeds behind
     if not args.baselines_only:
