@@ -42,7 +42,8 @@ BOOTSTRAP = 2000
 ARMS = {"plain": "PMT-IQA trunk, plain L1", "fixed": "PMT-IQA, fixed λ1 = λ2 = 0.5", "progressive": "PMT-IQA, progressive (λ1 = t/(E−1))"}
 BASELINES = {"nss_svr": "NSS (BRISQUE-style, 36 features) + SVR", "nss_jpeg_svr": "NSS + JPEG quality estimate + SVR",
              "blur_effect": "scikit-image blur_effect (no training)"}
-HYBRID = {"hybrid": "Hybrid: SVR on [progressive trunk (CV-trained) + NSS + JPEG quality]"}
+HYBRID = {"hybrid": "Hybrid: SVR on [progressive trunk (CV-trained) + NSS + JPEG quality]",
+          "hybrid_oof": "Hybrid, SVR fitted on out-of-fold trunk outputs (added after the first table)"}
 
 
 # ---- folds ----------------------------------------------------------------------------------------------------
@@ -365,6 +366,8 @@ def main() -> None:
     parser.add_argument("--baselines-only", action="store_true", help="no training; report the baselines (and any finished arms)")
     parser.add_argument("--fixed-split", action="store_true",
                         help="only the committed gpu2 weights (--seeds) against the baselines on the card's test split")
+    parser.add_argument("--hybrid-oof-seeds", type=int, nargs="*", default=[],
+                        help="also the hybrid with out-of-fold trunk outputs for these seeds (10 more trunks a seed)")
     parser.add_argument("--hybrid", action="store_true", help="also the hybrid (models/iqa/hybrid.py) on the finished progressive seeds")
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
@@ -398,10 +401,16 @@ def main() -> None:
         done = sorted({r["seed"] for r in runs if r["arm"] == "progressive"})
         methods["hybrid"] = hybrid_predictions(bench, done, args.profile)
         learned.append("hybrid")
+    if args.hybrid_oof_seeds and "progressive" in learned:
+        from .hybrid import oof_hybrid_predictions
+
+        methods["hybrid_oof"] = oof_hybrid_predictions(bench, args.hybrid_oof_seeds, args.profile)
+        learned.append("hybrid_oof")
     jpeg_type = TYPES.index("jpeg")
     cfg = asdict(PROFILES[args.profile])
     results = {"command": "python -m models.iqa.crossval " + " ".join(
-                   (["--arms", *args.arms] if args.arms else []) + ["--seeds", *map(str, args.seeds), "--profile", args.profile]),
+                   (["--arms", *args.arms] if args.arms else []) + ["--seeds", *map(str, args.seeds), "--profile", args.profile]
+                   + (["--hybrid"] if args.hybrid else []) + (["--hybrid-oof-seeds", *map(str, args.hybrid_oof_seeds)] if args.hybrid_oof_seeds else [])),
                "folds": folds(), "images": int(len(bench["score"])), "profile": args.profile,
                "profile_config": ", ".join(f"{k}={cfg[k]}" for k in ("epochs", "crops_per_epoch", "batch_size", "lr_step", "select")),
                "learned": learned, "baseline_info": info, "runs": runs,

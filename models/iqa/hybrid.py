@@ -83,3 +83,55 @@ def hybrid_predictions(bench: dict, seeds: list[int], profile: str, arm: str = "
             pred[held] = np.load(path)
         preds.append(pred)
     return np.array(preds)
+
+
+# ---- the same hybrid with out-of-fold trunk outputs (added after the table above showed the over-trust) ---------------
+# For outer fold k the SVR is fitted on trunk outputs that no trunk produced for its own training pictures: the images
+# of each other fold j come from a trunk trained without folds j and k. That trunk is the same for (k, j) and (j, k),
+# so a seed needs C(5, 2) = 10 extra trunks, not 20. The held-out fold k is scored through the outer trunk of crossval
+# (trained on all of fold k's training pictures), as before.
+
+def pair_outputs(bench: dict, seed: int, j: int, k: int, profile: str, arm: str = "progressive", log=print) -> dict:
+    """{fold: trunk outputs of its images} for folds j and k, from a trunk trained on the other three folds (its epoch
+    chosen on 2 of those pictures). Cached under crossval.RUNS."""
+    from safetensors.torch import save_file
+
+    from .train import PROFILES, train
+
+    j, k = sorted((j, k))
+    path = CV.RUNS / f"pair_{arm}_{profile}_seed{seed}_folds{j}{k}.npz"
+    if not path.exists():
+        folds = CV.folds()
+        pictures = [p for p in CV.SOURCES if p not in folds[j] + folds[k]]
+        tr, va = CV.inner_split(pictures, 100 + 10 * j + k)
+        model, info = train({"train": CV.subset(bench, tr), "val": CV.subset(bench, va)}, arm, seed, PROFILES[profile],
+                            log=lambda *_: None)
+        save_file({n: v.contiguous() for n, v in model.state_dict().items()}, str(path.with_suffix(".safetensors")))
+        np.savez(path, **{str(f): trunk_outputs(model, CV.subset(bench, folds[f])["image"]) for f in (j, k)})
+        log(f"[iqa hybrid] pair trunk seed {seed} without folds {j}, {k}: epoch {info['best_epoch']}")
+    with np.load(path) as z:
+        return {int(f): z[f] for f in z.files}
+
+
+def oof_hybrid_predictions(bench: dict, seeds: list[int], profile: str, arm: str = "progressive", log=print) -> np.ndarray:
+    """(seeds, N) out-of-fold predictions of the hybrid whose SVR sees out-of-fold trunk outputs only."""
+    base = np.hstack([CV.nss_cache(bench), jpeg_feature(bench)])
+    fold, preds = CV.fold_of(bench), []
+    for seed in seeds:
+        pred = np.empty(len(bench["score"]))
+        for k in range(CV.FOLDS):
+            path = CV.RUNS / f"hybrid_oof_{arm}_{profile}_seed{seed}_fold{k}.npy"
+            held = fold == k
+            if not path.exists():
+                trunk = np.empty((len(fold), 15))
+                for j in range(CV.FOLDS):
+                    if j != k:
+                        trunk[fold == j] = pair_outputs(bench, seed, j, k, profile, arm, log)[j]
+                trunk[held] = trunk_outputs(load_run(arm, profile, seed, k), bench["image"][held])
+                x = np.hstack([trunk, base])
+                model, params = CV.fit_nss(x[~held], bench["score"][~held], bench["source"][~held])
+                np.save(path, model.predict(x[held]))
+                log(f"[iqa hybrid] out-of-fold trunk, seed {seed} fold {k}: {params}")
+            pred[held] = np.load(path)
+        preds.append(pred)
+    return np.array(preds)
