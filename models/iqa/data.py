@@ -183,8 +183,14 @@ def is_grey(x: np.ndarray) -> bool:
 
 
 def _generate_source(s_i: int, name: str) -> list[tuple]:
+    return generate_picture(s_i, load_source(name))
+
+
+def generate_picture(s_i: int, picture: np.ndarray) -> list[tuple]:
+    """Rows (image, ref, type, level, pseudo-MOS, source) of one picture (float32 RGB, short side SCALE) with
+    source id ``s_i``; also used for the held-out pictures (models/iqa/holdout.py)."""
     rows = []
-    for t_index, tile in enumerate(tiles(load_source(name))):
+    for t_index, tile in enumerate(tiles(picture)):
         ref_id = 4 * s_i + t_index  # every source gives 4 tiles: ids do not depend on the order of work
         tile = to_uint8(tile).astype(np.float32) / 255.0  # the reference is what an 8-bit image can hold
         rows.append((to_uint8(tile), ref_id, 0, 0, 100.0, s_i))

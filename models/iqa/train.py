@@ -3,7 +3,8 @@
     python -m models.iqa.train --seed 0 [--mode progressive|plain] [--save]
 
 `progressive`: loss = λ1·L1(score) + λ2·CE(level), λ1 = t/(E−1), λ2 = 1 − λ1 (the paper's schedule);
-`plain`: L1 on the score only (the ablation). Each epoch draws ``crops_per_epoch`` random 64×64 crops (random
+`plain`: L1 on the score only (the ablation); `fixed`: λ1 = λ2 = 0.5 at every epoch (multi-task without the
+schedule, the second ablation of the leave-pictures-out CV, models/iqa/crossval.py). Each epoch draws ``crops_per_epoch`` random 64×64 crops (random
 horizontal flips) from the training images, each labelled with its image's pseudo-MOS. After every epoch the
 model is scored on the **validation** references (mean score over the 4 fixed crops of each image, SRCC
 against pseudo-MOS); the best epoch's weights are kept — the test split is never looked at here.
@@ -57,7 +58,10 @@ PROFILES = {"cpu": Config(), "gpu": Config(epochs=12, crops_per_epoch=16384, bat
             # while the one run selected late (progressive seed 2, epoch 10) orders it (0.68) and scores every
             # validation reference's quality-2 JPEG below the clean tile. ~15 s an epoch with six runs on one H200
             # (gpu: 7 s); the guard stops a run early rather than let the session's limit kill all six.
-            "gpu2": Config(epochs=12, crops_per_epoch=32768, batch_size=64, select="val_severity", max_train_seconds=240)}
+            "gpu2": Config(epochs=12, crops_per_epoch=32768, batch_size=64, select="val_severity", max_train_seconds=240),
+            # cv: the leave-pictures-out CV (models/iqa/crossval.py), 5 folds x 3 arms x 3 seeds on one thread of this
+            # CPU (~85 s a run, measured 2026-12-03): cpu's budget (1/16 of gpu2's crops) with gpu2's selection rule.
+            "cv": Config(epochs=12, crops_per_epoch=2048, batch_size=32, select="val_severity")}
 
 
 def weights_path(mode: str, seed: int) -> Path:
@@ -73,6 +77,11 @@ def random_crops(images: np.ndarray, index: np.ndarray, rng: np.random.Generator
     cols = xs[:, None] + np.where(flips[:, None], CROP - 1 - r, r)[None, :][0]
     out = images[index[:, None, None], (ys[:, None] + r)[:, :, None], cols[:, None, :]]
     return torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def loss_weights(mode: str, epoch: int, epochs: int) -> tuple[float, float]:
+    """(λ1 on L1, λ2 on CE) of a training mode at an epoch."""
+    return {"progressive": progressive_weights(epoch, epochs), "fixed": (0.5, 0.5), "plain": (1.0, 0.0)}[mode]
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -131,7 +140,7 @@ def train(data: dict, mode: str, seed: int, cfg: Config, log=print, device: str 
             stopped_at = epoch
             log(f"[iqa {mode} seed {seed}] stopping before epoch {epoch}: max_train_seconds={cfg.max_train_seconds}")
             break
-        lam1, lam2 = progressive_weights(epoch, cfg.epochs) if mode == "progressive" else (1.0, 0.0)
+        lam1, lam2 = loss_weights(mode, epoch, cfg.epochs)
         model.train()
         started, sums = time.perf_counter(), {"loss": 0.0, "l1": 0.0, "ce": 0.0}
         index = rng.choice(len(target), cfg.crops_per_epoch, replace=len(target) < cfg.crops_per_epoch)
@@ -199,7 +208,7 @@ def load(path: Path) -> tuple[PMTIQA, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mode", choices=["progressive", "plain"], default="progressive")
+    parser.add_argument("--mode", choices=["progressive", "fixed", "plain"], default="progressive")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="gpu2", help="training length (see PROFILES)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--save", action="store_true")

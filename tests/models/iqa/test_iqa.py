@@ -101,7 +101,7 @@ def tiny_data():
     return {"train": {k: v[train_mask] for k, v in full.items()}, "val": {k: v[~train_mask] for k, v in full.items()}}
 
 
-@pytest.mark.parametrize("mode", ["progressive", "plain"])
+@pytest.mark.parametrize("mode", ["progressive", "fixed", "plain"])
 def test_tiny_training_run_goes_down_in_loss(tiny_data, mode):
     cfg = Config(width=8, epochs=4, crops_per_epoch=96, batch_size=16, lr=3e-3)
     model, info = train(tiny_data, mode, 0, cfg, log=lambda *_: None)
