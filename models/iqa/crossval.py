@@ -173,7 +173,7 @@ def fit_nss(features: np.ndarray, target: np.ndarray, pictures: np.ndarray, seed
     return search.best_estimator_, search.best_params_
 
 
-def baseline_predictions(bench: dict, extra_features: np.ndarray | None = None, log=print) -> tuple[dict, dict]:
+def baseline_predictions(bench: dict, log=print) -> tuple[dict, dict]:
     """Out-of-fold predictions of the baselines: {name: (N,)} and the NSS hyper-parameters chosen per fold."""
     from .baselines import blur_quality, jpeg_quality_for_benchmark
 

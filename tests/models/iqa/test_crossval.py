@@ -8,6 +8,7 @@ from PIL import Image
 from models.iqa import baselines as B
 from models.iqa import crossval as CV
 from models.iqa import data as D
+from models.nss.brisque import FEATURE_NAMES, aggd_fit, brisque_features, ggd_fit
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +22,10 @@ def _distort(tile, name, level):
 
 
 def test_nss_features_shape_and_documented_directions(tile):
-    clean = B.nss_features(tile)
-    assert clean.shape == (36,) == (len(B.FEATURE_NAMES),) and np.isfinite(clean).all()
-    mscn_var, shape = B.FEATURE_NAMES.index("s1_mscn_var"), B.FEATURE_NAMES.index("s1_mscn_shape")
-    blurred, noisy, blocky = (B.nss_features(_distort(tile, n, 4)) for n in ("gaussian_blur", "white_noise", "jpeg"))
+    clean = brisque_features(tile)
+    assert clean.shape == (36,) == (len(FEATURE_NAMES),) and np.isfinite(clean).all()
+    mscn_var, shape = FEATURE_NAMES.index("s1_mscn_var"), FEATURE_NAMES.index("s1_mscn_shape")
+    blurred, noisy, blocky = (brisque_features(_distort(tile, n, 4)) for n in ("gaussian_blur", "white_noise", "jpeg"))
     # Mittal et al. 2012: blur flattens local contrast, so the normalised coefficients shrink; white noise makes
     # them more Gaussian (larger GGD shape) and larger; strong JPEG leaves flat blocks, a peakier (smaller-shape) law
     assert blurred[mscn_var] < 0.6 * clean[mscn_var]
@@ -34,10 +35,10 @@ def test_nss_features_shape_and_documented_directions(tile):
 
 def test_ggd_fit_recovers_a_gaussian_and_a_laplacian():
     rng = np.random.default_rng(0)
-    assert B.ggd_fit(rng.normal(0, 2, 200_000))[0] == pytest.approx(2.0, abs=0.05)
-    assert B.ggd_fit(rng.laplace(0, 1, 200_000))[0] == pytest.approx(1.0, abs=0.05)
+    assert ggd_fit(rng.normal(0, 2, 200_000))[0] == pytest.approx(2.0, abs=0.05)
+    assert ggd_fit(rng.laplace(0, 1, 200_000))[0] == pytest.approx(1.0, abs=0.05)
     # an asymmetric Gaussian with σ 1 on the left and 2 on the right puts 1/3 of its mass on the left
-    shape, mean, var_l, var_r = B.aggd_fit(np.concatenate([-np.abs(rng.normal(0, 1, 100_000)), np.abs(rng.normal(0, 2, 200_000))]))
+    shape, mean, var_l, var_r = aggd_fit(np.concatenate([-np.abs(rng.normal(0, 1, 100_000)), np.abs(rng.normal(0, 2, 200_000))]))
     assert shape == pytest.approx(2.0, abs=0.1) and mean > 0 and var_r == pytest.approx(4 * var_l, rel=0.05)
 
 
