@@ -129,7 +129,7 @@ def bootstrap(methods: dict[str, np.ndarray], bench: dict, n: int = BOOTSTRAP, o
     for b in range(n):
         drawn = rng.choice(pictures, len(pictures), replace=True)
         idx = np.concatenate([by_picture[p] for p in drawn])
-        weight = np.bincount(drawn, minlength=len(SOURCES))  # how often each picture was drawn
+        weight = np.bincount(drawn, minlength=max(len(SOURCES), int(pictures.max()) + 1))  # times each picture was drawn (held-out ids are 100+)
         y = bench["score"][idx]
         for name, preds in methods.items():
             out[name]["srcc"][b] = np.mean([spearmanr(p[idx], y)[0] for p in preds])
