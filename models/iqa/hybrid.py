@@ -68,18 +68,27 @@ def nss_jpeg_predictions(bench: dict, log=print) -> np.ndarray:
 
 def hybrid_predictions(bench: dict, seeds: list[int], profile: str, arm: str = "progressive", log=print) -> np.ndarray:
     """(seeds, N) out-of-fold predictions of the hybrid; cached per (seed, fold) under crossval.RUNS."""
+    def trunk(seed: int, k: int) -> np.ndarray:
+        return trunk_outputs(load_run(arm, profile, seed, k), bench["image"])
+
+    return _svr_over_trunk(bench, seeds, f"hybrid_{arm}_{profile}", trunk, log)
+
+
+def _svr_over_trunk(bench: dict, seeds: list[int], name: str, trunk, log) -> np.ndarray:
+    """(seeds, N): for each outer fold k, the SVR on [trunk(seed, k) outputs of every image + NSS + JPEG quality] fitted
+    on the other folds' images, predicting fold k's; cached per (seed, fold) as RUNS/<name>_seed<S>_fold<k>.npy."""
     base = np.hstack([CV.nss_cache(bench), jpeg_feature(bench)])
     fold, preds = CV.fold_of(bench), []
     for seed in seeds:
         pred = np.empty(len(bench["score"]))
         for k in range(CV.FOLDS):
-            path = CV.RUNS / f"hybrid_{arm}_{profile}_seed{seed}_fold{k}.npy"
+            path = CV.RUNS / f"{name}_seed{seed}_fold{k}.npy"
             held = fold == k
             if not path.exists():
-                x = np.hstack([trunk_outputs(load_run(arm, profile, seed, k), bench["image"]), base])
+                x = np.hstack([trunk(seed, k), base])
                 model, params = CV.fit_nss(x[~held], bench["score"][~held], bench["source"][~held])
                 np.save(path, model.predict(x[held]))
-                log(f"[iqa hybrid] seed {seed} fold {k}: {params}")
+                log(f"[iqa hybrid] {name} seed {seed} fold {k}: {params}")
             pred[held] = np.load(path)
         preds.append(pred)
     return np.array(preds)
@@ -115,23 +124,14 @@ def pair_outputs(bench: dict, seed: int, j: int, k: int, profile: str, arm: str 
 
 def oof_hybrid_predictions(bench: dict, seeds: list[int], profile: str, arm: str = "progressive", log=print) -> np.ndarray:
     """(seeds, N) out-of-fold predictions of the hybrid whose SVR sees out-of-fold trunk outputs only."""
-    base = np.hstack([CV.nss_cache(bench), jpeg_feature(bench)])
-    fold, preds = CV.fold_of(bench), []
-    for seed in seeds:
-        pred = np.empty(len(bench["score"]))
-        for k in range(CV.FOLDS):
-            path = CV.RUNS / f"hybrid_oof_{arm}_{profile}_seed{seed}_fold{k}.npy"
-            held = fold == k
-            if not path.exists():
-                trunk = np.empty((len(fold), 15))
-                for j in range(CV.FOLDS):
-                    if j != k:
-                        trunk[fold == j] = pair_outputs(bench, seed, j, k, profile, arm, log)[j]
-                trunk[held] = trunk_outputs(load_run(arm, profile, seed, k), bench["image"][held])
-                x = np.hstack([trunk, base])
-                model, params = CV.fit_nss(x[~held], bench["score"][~held], bench["source"][~held])
-                np.save(path, model.predict(x[held]))
-                log(f"[iqa hybrid] out-of-fold trunk, seed {seed} fold {k}: {params}")
-            pred[held] = np.load(path)
-        preds.append(pred)
-    return np.array(preds)
+    fold = CV.fold_of(bench)
+
+    def trunk(seed: int, k: int) -> np.ndarray:
+        out = np.empty((len(fold), 15))
+        for j in range(CV.FOLDS):
+            if j != k:
+                out[fold == j] = pair_outputs(bench, seed, j, k, profile, arm, log)[j]
+        out[fold == k] = trunk_outputs(load_run(arm, profile, seed, k), bench["image"][fold == k])
+        return out
+
+    return _svr_over_trunk(bench, seeds, f"hybrid_oof_{arm}_{profile}", trunk, log)

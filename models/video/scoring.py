@@ -12,7 +12,7 @@ import numpy as np
 from . import data as D
 from .crossval import ANCHORS, bootstrap, fit_nss_regressor, nss_features, rank_fitted
 from .pipeline import ARTIFACTS
-from .train import WEIGHTS, ladder_srcc, load, segment_features, torch_fns
+from .train import WEIGHTS, encode_stats, ladder_srcc, load, segment_features, torch_fns
 
 SEEDS_GLOB = "sstam_seed*.safetensors"  # the served configuration trained with other seeds, beside the served weights
 
@@ -42,8 +42,7 @@ def score_fresh(fresh_rows: list[dict], commit: str, report: Path) -> dict:
     nss_fresh = np.stack([nss_features(r) for r in fresh_rows])
     qualities["BRISQUE NSS + SVR to VMAF"] = fit_nss_regressor(nss_earlier, vmaf, [r["source"] for r in earlier])(nss_fresh)
     qualities["BRISQUE NSS, rank fit"] = rank_fitted(nss_earlier, earlier, vmaf, 0)(nss_fresh)
-    cnn, tsf, _, meta = load(WEIGHTS)
-    stats = lambda rows: segment_features(torch_fns(cnn, tsf), rows, meta["saliency"])[:, len(ARTIFACTS):]
+    stats = lambda rows: np.stack([encode_stats(r) for r in rows])  # network-free
     qualities["detail statistics alone, rank fit"] = rank_fitted(stats(earlier), earlier, vmaf, 0)(stats(fresh_rows))
     for anchor in ANCHORS:
         qualities[f"ffmpeg {anchor}" if anchor != "blur_effect" else "scikit-image blur_effect"] = -np.nan_to_num(

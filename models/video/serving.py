@@ -64,8 +64,7 @@ class _Sstam(ModelHandler):
         meta = json.loads((self.model_dir / "sstam.json").read_text())
         p = self.params
         self.saliency = p.saliency or meta.get("saliency", "sstam")
-        fitted = meta["pooling_fit"]["by_saliency"].get(self.saliency, {}).get("pooling")
-        self.pooling = Pooling(**(meta["pooling"] if self.saliency == meta.get("saliency", "sstam") or not fitted else fitted))
+        self.pooling = Pooling(**meta["pooling_fit"]["by_saliency"][self.saliency]["pooling"])  # train.run fits one per saliency
         self.sample_fps, self.max_bytes = p.sample_fps, p.max_bytes
         self.segment_clips, self.frame_batch = p.segment_clips, p.frame_batch
         self.decode_threads = p.decode_threads or self.num_threads
