@@ -2,6 +2,8 @@
 same accuracy, with the KNO's error beside it, in one run:
 
     python -m loadtest.bench_koopman [--count 4] [--served] [--json models/koopman/report/bench.json]
+    python -m loadtest.bench_koopman --nu 1e-4      # the harder flow: every trained model against the solver ladder
+
 
 1. The KNO as served (``kno_ns2d`` from the model repository, its own runtime, one thread, batch 1): time per
    40-step rollout from the first 10 test frames, and its relative L2 against the test solution (128², dt 5e-3,
@@ -13,6 +15,12 @@ same accuracy, with the KNO's error beside it, in one run:
 4. With ``--served``: the same rollout through the real server (one gRPC ``ModelStreamInfer``), time to the first
    streamed step and to the last (goal: first step within 50 ms); and an ensemble of ``--members`` (32) as one
    ensemble request, beside the equal-accuracy solver setting run on the same members as one batch.
+
+With ``--nu 1e-4`` (:func:`harder_flow`, → ``report/bench_nu1e-4.json`` and ``.png``): every trained seed of each
+model kind for that flow (KNO, KNO-CNN, FNO), run as the server runs it (the TorchScript trace of its one step, one
+thread) over all test trajectories, 10 → 20 frames; the solver ladder from the same t = 10 states; equal accuracy
+at horizons 5, 10 and 20 steps, for one forecast (batch 1) and for an ensemble of ``--members`` (one batch each).
+This is the flow's test split scored: run it once, after the weights are frozen.
 """
 import argparse
 import json
@@ -26,6 +34,8 @@ import torch
 from models.koopman import data, solvers
 
 REPORT = Path(__file__).resolve().parents[1] / "models" / "koopman" / "report" / "bench.json"
+LADDER_NU1E4 = [(16, 0.05), (32, 0.05), (32, 0.025), (32, 0.0125), (64, 0.02), (64, 0.01), (64, 0.005), (128, 0.01)]
+HORIZONS = (5, 10, 20)
 LADDER = [(8, 0.1), (8, 0.05), (16, 0.1), (16, 0.05), (16, 0.025), (32, 0.05), (32, 0.025), (32, 0.0125), (64, 0.025), (64, 0.0125), (64, 0.01)]
 
 
@@ -112,6 +122,136 @@ def solver_ensemble_seconds(start: torch.Tensor, n: int, dt: float, steps: int, 
     return seconds
 
 
+def once(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def traced_step(model: torch.nn.Module):
+    """The one-step function the server runs for ``model``: its TorchScript trace (export.script_one_step)."""
+    import io
+
+    from models.koopman.export import script_one_step
+
+    example = torch.zeros(2, model.t_in, 64, 64)
+    scripted = torch.jit.load(io.BytesIO(script_one_step(model, example))).eval()
+
+    def step(window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():
+            return scripted(window)
+    return step
+
+
+def model_rollout(step, window: torch.Tensor, steps: int) -> torch.Tensor:
+    frames = []
+    for _ in range(steps):
+        new, window = step(window)
+        frames.append(new)
+    return torch.cat(frames, dim=1)
+
+
+def horizon_errors(per_step: np.ndarray) -> dict:
+    """Mean relative L2 over the first h steps, for each horizon h."""
+    return {str(h): float(per_step[:h].mean()) for h in HORIZONS}
+
+
+def harder_flow(nu: float, members: int, repeats: int, json_path: Path) -> dict:
+    """Every trained model for the flow ``nu`` against the solver ladder, at equal accuracy (see the module doc)."""
+    from models.koopman import train as koopman_train
+    from models.koopman.evaluate import trained_models
+
+    flow = data.ns_flow(nu)
+    t_in, steps = flow["t_in"], flow["frames"] - flow["t_in"]
+    test = data.load("ns", "test", 64, nu)                              # [N, 30, 64, 64] from the 128² solve
+    truth = test[:, t_in : t_in + steps]
+    start = data.load("ns", "test", None, nu)[:, t_in - 1]              # t = 10 at 128²
+    rng = torch.Generator().manual_seed(0)
+    rows = []
+    for (problem, kind, model_nu), seeds in sorted(trained_models().items()):
+        if problem != "ns" or model_nu != nu:
+            continue
+        per_seed, val = [], []
+        for seed in sorted(seeds):
+            model, metrics = koopman_train.load_trained("ns", kind, seed, nu)
+            step = traced_step(model)
+            per_seed.append(relative_l2(torch.cat([model_rollout(step, w, steps) for w in test[:, :t_in].split(10)]), truth))
+            val.append(metrics["selected"]["val_rel_l2"])
+        errors = np.stack(per_seed)                                     # [seeds, steps]
+        one = test[:1, :t_in]
+        ensemble = one.repeat(members, 1, 1, 1) + 0.01 * one.std() * torch.randn(members, *one.shape[1:], generator=rng)
+        rows.append({"method": kind, "seeds": sorted(seeds), "parameters": metrics["parameters"],
+                     "iters": metrics["iters"], "train_seconds": metrics["train_seconds"], "val_rel_l2": val,
+                     "per_step": errors.mean(0).tolist(), "per_step_seed_std": errors.std(0).tolist(),
+                     "horizon": horizon_errors(errors.mean(0)),
+                     "horizon_seed_std": {str(h): float(errors[:, :h].mean(1).std()) for h in HORIZONS},
+                     "seconds": timed(lambda: model_rollout(step, one, steps), repeats)[0],
+                     "ensemble_seconds": timed(lambda: model_rollout(step, ensemble, steps), 1)[0]})
+        print(f"{kind}: rel. L2 {rows[-1]['horizon']} (seeds {sorted(seeds)}), {rows[-1]['seconds']:.3f} s per rollout, "
+              f"{rows[-1]['ensemble_seconds']:.2f} s for {members} members", flush=True)
+    for n, dt in LADDER_NU1E4:
+        w0 = resample(start, n)
+        out = solvers.ns_solve(w0, nu, float(steps), dt, record_every=1.0)
+        per_step = relative_l2(torch.stack([resample(o, 64).float() for o in out]), truth)
+        ok = bool(np.isfinite(per_step).all())
+        ensemble = w0[:1].repeat(members, 1, 1)
+        rows.append({"method": "solver", "grid": n, "dt": dt, "per_step": per_step.tolist() if ok else None,
+                     "horizon": horizon_errors(per_step) if ok else None,
+                     "seconds": timed(lambda: solvers.ns_solve(w0[:1], nu, float(steps), dt, record_every=1.0), repeats)[0],
+                     "ensemble_seconds": once(lambda: solvers.ns_solve(ensemble, nu, float(steps), dt, record_every=1.0))})
+        print(f"solver {n}² dt {dt}: rel. L2 {rows[-1]['horizon']}, {rows[-1]['seconds']:.3f} s, "
+              f"{rows[-1]['ensemble_seconds']:.2f} s for {members}", flush=True)
+    models = [r for r in rows if r["method"] != "solver"]
+    ladder = [r for r in rows if r["method"] == "solver" and r["horizon"]]
+    matches = {}
+    for r in models:
+        for h in map(str, HORIZONS):
+            fits = [s for s in ladder if s["horizon"][h] <= r["horizon"][h]]
+            cheapest = {key: min(fits, key=lambda s: s[key]) if fits else None for key in ("seconds", "ensemble_seconds")}
+            matches[f"{r['method']}@{h}"] = {
+                "model_error": r["horizon"][h],
+                "solver": None if not fits else {"grid": cheapest["seconds"]["grid"], "dt": cheapest["seconds"]["dt"],
+                                                 "error": cheapest["seconds"]["horizon"][h]},
+                # solver time ÷ model time: > 1 means the model is faster at that accuracy
+                "speedup_batch1": None if not fits else cheapest["seconds"]["seconds"] / r["seconds"],
+                "speedup_ensemble": None if not fits else cheapest["ensemble_seconds"]["ensemble_seconds"] / r["ensemble_seconds"]}
+    report = {"command": f"python -m loadtest.bench_koopman --nu {nu:g} --members {members}", "nu": nu, "steps": steps,
+              "test_trajectories": len(test), "members": members, "threads": 1, "rows": rows, "equal_accuracy": matches}
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    pareto_plot(report, json_path.with_suffix(".png"))
+    return report
+
+
+def pareto_plot(report: dict, path: Path) -> None:
+    """Error against cost: the solver ladder as a curve, each model as a point, per horizon and batch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(HORIZONS), figsize=(4 * len(HORIZONS), 7), sharey="row")
+    for row, (key, label) in enumerate((("seconds", "batch 1"), ("ensemble_seconds", f"{report['members']} members"))):
+        for ax, h in zip(axes[row], map(str, HORIZONS)):
+            ladder = sorted((r for r in report["rows"] if r["method"] == "solver" and r["horizon"]), key=lambda r: r[key])
+            ax.plot([r[key] for r in ladder], [r["horizon"][h] for r in ladder], "o-", color="gray", label="solver ladder")
+            for r in ladder:
+                ax.annotate(f"{r['grid']}²/{r['dt']:g}", (r[key], r["horizon"][h]), fontsize=6)
+            for r in report["rows"]:
+                if r["method"] != "solver":
+                    ax.plot(r[key], r["horizon"][h], "*", markersize=12, label=r["method"])
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"ν={report['nu']:g}, steps 1-{h}, {label}", fontsize=9)
+            ax.set_xlabel("seconds per forecast (one thread)")
+    axes[0, 0].set_ylabel("relative L2 (test)")
+    axes[1, 0].set_ylabel("relative L2 (test)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     torch.set_num_threads(1)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,8 +260,14 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--served", action="store_true", help="also time the rollout and an ensemble through the real server")
     parser.add_argument("--members", type=int, default=32, help="ensemble size for --served")
-    parser.add_argument("--json", type=Path, default=REPORT)
+    parser.add_argument("--json", type=Path, default=None, help=f"default {REPORT} (--nu: bench_nu<ν>.json beside it)")
+    parser.add_argument("--nu", type=float, default=None, choices=[v for v in data.NS_FLOWS if v != data.NS["nu"]],
+                        help="score the trained models of a harder flow against the solver ladder instead")
     args = parser.parse_args(argv)
+    if args.nu:
+        harder_flow(args.nu, args.members, args.repeats, args.json or REPORT.with_name(f"bench_{data.ns_flow(args.nu)['tag']}.json"))
+        return
+    args.json = args.json or REPORT
     steps, t_in = 40, data.NS["t_in"]
     test = data.load("ns", "test", 64)[: args.count]                 # [N, 50, 64, 64], from the 128² solve
     truth = test[:, t_in : t_in + steps]

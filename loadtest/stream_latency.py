@@ -60,9 +60,13 @@ def step_runtime(repository: Path, model: str):
     return load_runtime(spec, max(spec.versions), ["WINDOW"], ["FRAMES", "WINDOW_NEXT"], 1, "cpu")
 
 
-def in_process(repository: Path, model: str, window: np.ndarray, steps: int) -> list[float]:
+def in_process(repository: Path, model: str, window: np.ndarray, steps: int, warmup: int = 10) -> list[float]:
+    """Seconds from the start to each step of a rollout run here, after `warmup` steps (the allocator's heap and the
+    runtime's caches settle over the first few; the served side is measured warm too)."""
     runtime = step_runtime(repository, model)
-    runtime.infer({"WINDOW": window})
+    warm = window
+    for _ in range(warmup):
+        warm = runtime.infer({"WINDOW": warm})["WINDOW_NEXT"]
     times, started = [], time.perf_counter()
     for _ in range(steps):
         window = runtime.infer({"WINDOW": window})["WINDOW_NEXT"]

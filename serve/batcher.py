@@ -12,7 +12,10 @@ notion of Triton's queue policy. This is the part of Triton's scheduler the plat
 - `default_queue_policy`: `max_queue_size` requests may wait (one more is refused at once, 503 /
   RESOURCE_EXHAUSTED); a request that waited past `default_timeout_microseconds` (or its own `timeout`
   parameter when `allow_timeout_override` is set) is refused instead of run;
-- a request whose caller went away (cancelled) is dropped from the queue without being computed.
+- a request whose caller went away (cancelled) is dropped from the queue without being computed;
+- `callers`, when given, counts the callers that may submit at all (a rollout model's rollouts in flight): once each
+  has a request queued, no one else can join the batch and it runs without waiting out the delay. A lone streamed
+  rollout does not pay `max_queue_delay_microseconds` at every step.
 """
 import asyncio
 import time
@@ -49,6 +52,7 @@ class DynamicBatcher:
     def __init__(
         self, run_batch: Callable[[list], Awaitable[list]], *, name: str, max_batch_size: int, max_queue_delay_s: float,
         policy: QueuePolicy, instance_count: int = 1, loop: asyncio.AbstractEventLoop | None = None,
+        callers: Callable[[], int] | None = None,
     ):
         self.run_batch = run_batch
         self.name = name
@@ -57,6 +61,7 @@ class DynamicBatcher:
         self.policy = policy
         self.instance_count = max(1, instance_count)
         self.loop = loop
+        self.callers = callers
         self.queue: deque[_Queued] = deque()
         self._arrived = asyncio.Event()
         self._workers: list[asyncio.Task] = []
@@ -115,7 +120,7 @@ class DynamicBatcher:
             self._arrived.clear()
             await self._arrived.wait()
         # Wait for a full batch until the oldest request has waited the configured delay.
-        while self._queued_rows() < self.max_rows and self.delay_s > 0:
+        while self._queued_rows() < self.max_rows and self.delay_s > 0 and not self._everyone_queued():
             remaining = self.queue[0].arrived + self.delay_s - time.perf_counter()
             if remaining <= 0:
                 break
@@ -152,3 +157,7 @@ class DynamicBatcher:
 
     def _queued_rows(self) -> int:
         return sum(q.rows for q in self.queue if not q.future.done())
+
+    def _everyone_queued(self) -> bool:
+        """Every caller that could add to the batch has a request queued already (only known with `callers`)."""
+        return self.callers is not None and sum(not q.future.done() for q in self.queue) >= self.callers()

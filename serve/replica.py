@@ -77,6 +77,8 @@ class ModelWorker:
         self.batcher: DynamicBatcher | None = None  # made on first use, on the loop that serves this worker
         self.active = 0
         """Requests inside this worker now (`retire` waits for them)."""
+        self.rollouts = 0
+        """Rollouts in flight: for a rollout model, the only callers that can add a step to a forming batch."""
 
     async def reconfigure(self, user_config: dict) -> None:
         """Serve calls this when the replica starts and whenever the deployment's `user_config` changes: here, a
@@ -134,6 +136,7 @@ class ModelWorker:
                 self._run_batch, name=spec.name, max_batch_size=spec.max_batch_size if spec.dynamic_batching else 1,
                 max_queue_delay_s=spec.max_queue_delay_s if spec.dynamic_batching else 0.0,
                 policy=spec.queue_policy, instance_count=self.instance_count, loop=loop,
+                callers=(lambda: self.rollouts) if spec.kind is ModelKind.ROLLOUT else None,
             )
         return self.batcher
 
@@ -227,11 +230,15 @@ class ModelWorker:
         ensemble = ensemble_request(rollout, state)  # checked by the data plane already; here it is read
         if ensemble:
             state = perturbed_members(rollout, state, ensemble)
-        for step in range(steps):
-            outputs = await self._step(state, admitted=step > 0)
-            yield ensemble_statistics(rollout.ensemble, outputs) if ensemble else outputs
-            for output, state_input in rollout.state.items():
-                state[state_input] = outputs[output]
+        self.rollouts += 1  # the batcher's callers: a step waits for other rollouts' steps only while there are some
+        try:
+            for step in range(steps):
+                outputs = await self._step(state, admitted=step > 0)
+                yield ensemble_statistics(rollout.ensemble, outputs) if ensemble else outputs
+                for output, state_input in rollout.state.items():
+                    state[state_input] = outputs[output]
+        finally:
+            self.rollouts -= 1
 
     async def _step(self, state: dict[str, np.ndarray], admitted: bool) -> dict[str, np.ndarray]:
         rows = _batch_rows(state) if self.spec.max_batch_size > 0 and state else 1

@@ -4,6 +4,8 @@
     python -m models.koopman.data ns-test     # NS test split, solved at 128², dt=5e-3, subsampled to 64² and 32²
     python -m models.koopman.data burgers     # Burgers ν=0.1 and ν=0.01, 1024 points, all splits
     python -m models.koopman.data ns-convergence   # the accuracy of the NS dt/grid choice (JSON for the card)
+    python -m models.koopman.data ns --nu 1e-4     # NS ν=1e-4: all splits, solved at 128², dt=5e-3, stored at 64² / 128²
+    python -m models.koopman.data ns-convergence --nu 1e-4   # that choice against a 256², dt=1e-3 solve
 
 Every trajectory's initial state is drawn from its own generator, seeded ``SPLIT_SEEDS[split] + index``,
 so a split is reproducible and growing it keeps the existing trajectories. The cache lives in
@@ -15,6 +17,10 @@ downsamples — far too slow here; `ns-convergence` measures what that costs); t
 at 128², dt=5e-3, so it can be scored at 128², 64² and 32². One snapshot per time unit, t = 1..50:
 the model reads t = 1..10 and predicts t = 11..50.
 
+NS ν=1e-4 (the FNO paper's harder flow: 10 → 20 frames, t = 1..30): initial vorticity drawn at 256², every split
+solved at 128² with dt=5e-3 (`ns-convergence --nu 1e-4` measures it against the FNO protocol's 256² solve with a
+small step); train and val stored at 64², test at 128² (the solver ladder starts from its t = 10 state).
+
 Burgers: ν = 0.1 (the FNO value) and ν = 0.01, 1024 points, dt = 2e-4, snapshots every 0.02 from t = 0:
 50 frames, 10 read and 40 predicted; subsampled to 512/256/128/64 points for the mesh tests.
 """
@@ -25,6 +31,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from . import solvers
 
@@ -32,10 +39,16 @@ DATA_DIR = Path(os.environ.get("KOOPMAN_DATA", Path(__file__).resolve().parents[
 SPLIT_SEEDS = {"train": 0, "val": 100_000, "test": 200_000}
 
 NS = {
-    "nu": 1e-3, "t_end": 50.0, "record_every": 1.0, "frames": 50, "t_in": 10,
+    "nu": 1e-3, "tag": "nu1e-3", "t_end": 50.0, "record_every": 1.0, "frames": 50, "t_in": 10,
     "grf_n": 128, "n": 64, "dt": 1e-2, "test_n": 128, "test_dt": 5e-3,
     "sizes": {"train": 152, "val": 20, "test": 20},
 }
+NS_NU1E4 = {
+    "nu": 1e-4, "tag": "nu1e-4", "t_end": 30.0, "record_every": 1.0, "frames": 30, "t_in": 10,
+    "grf_n": 256, "n": 128, "dt": 5e-3, "test_n": 128, "test_dt": 5e-3, "store_n": 64,
+    "sizes": {"train": 160, "val": 20, "test": 20},
+}
+NS_FLOWS = {1e-3: NS, 1e-4: NS_NU1E4}
 BURGERS = {
     "nus": [0.1, 0.01], "n": 1024, "dt": 2e-4, "record_every": 0.02, "frames": 50, "t_in": 10,
     "sizes": {"train": 400, "val": 50, "test": 50},
@@ -58,24 +71,46 @@ def _solve_chunks(fn, states: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     return torch.cat([fn(states[i : i + chunk]) for i in range(0, len(states), chunk)])
 
 
-def generate_ns(splits=("train", "val"), sizes=None, device: str = "cpu") -> dict:
+def ns_flow(nu: float | None) -> dict:
+    """The NS settings of one viscosity (default ν=1e-3)."""
+    nu = 1e-3 if nu is None else nu
+    if nu not in NS_FLOWS:
+        raise ValueError(f"no NS dataset for nu={nu:g}: use one of {[f'{v:g}' for v in NS_FLOWS]}")
+    return NS_FLOWS[nu]
+
+
+def _stored_n(flow: dict, split: str) -> int:
+    return flow["test_n"] if split == "test" else flow.get("store_n", flow["n"])
+
+
+def ns_path(split: str, nu: float | None = None) -> Path:
+    flow = ns_flow(nu)
+    return DATA_DIR / f"ns_{flow['tag']}_{split}_{_stored_n(flow, split)}.pt"
+
+
+def generate_ns(splits=("train", "val"), sizes=None, device: str = "cpu", nu: float | None = None) -> dict:
     """Solve and cache the NS splits. The initial states are drawn on the CPU (same seeds on any machine); the
-    solve runs in float64 on ``device`` (a GPU gives the same frames to ~1e-12, in seconds instead of minutes)."""
-    sizes = sizes or NS["sizes"]
+    solve runs in float64 on ``device`` (a GPU gives the same frames to ~1e-12, in seconds instead of minutes).
+    Each split is written whole or not at all (a temporary file renamed into place)."""
+    flow = ns_flow(nu)
+    sizes = sizes or flow["sizes"]
     out = {}
     for split in splits:
         started = time.perf_counter()
-        w0 = ns_initial_states(split, sizes[split])
-        if split == "test":
-            n, dt = NS["test_n"], NS["test_dt"]
-        else:
-            n, dt = NS["n"], NS["dt"]
+        w0 = ns_initial_states(split, sizes[split], flow["grf_n"])
+        n, dt = (flow["test_n"], flow["test_dt"]) if split == "test" else (flow["n"], flow["dt"])
         w0 = solvers.subsample(w0, n, 2).to(device)
-        frames = _solve_chunks(lambda w: solvers.ns_solve(w, NS["nu"], NS["t_end"], dt, NS["record_every"]), w0).cpu()
-        path = DATA_DIR / f"ns_nu1e-3_{split}_{n}.pt"
+        chunks = []
+        for i in tqdm(range(0, len(w0), 8), desc=f"NS nu={flow['nu']:g} {split} (8 trajectories per chunk)", disable=None):
+            chunks.append(solvers.ns_solve(w0[i : i + 8], flow["nu"], flow["t_end"], dt, flow["record_every"]).cpu())
+        frames = torch.cat(chunks)
+        path = ns_path(split, flow["nu"])
+        frames = solvers.subsample(frames, _stored_n(flow, split), 2)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"u": frames.float(), "meta": NS | {"split": split, "solve_n": n, "solve_dt": dt, "seed0": SPLIT_SEEDS[split], "device": str(device),
-                                                      "seconds": round(time.perf_counter() - started, 1)}}, path)
+        partial = path.with_suffix(".partial")
+        torch.save({"u": frames.float(), "meta": flow | {"split": split, "solve_n": n, "solve_dt": dt, "seed0": SPLIT_SEEDS[split], "device": str(device),
+                                                        "seconds": round(time.perf_counter() - started, 1)}}, partial)
+        partial.replace(path)
         print(f"[data] {path} {tuple(frames.shape)} in {time.perf_counter() - started:.0f}s", flush=True)
         out[split] = path
     return out
@@ -103,15 +138,17 @@ def generate_burgers(sizes=None) -> None:
 def load(problem: str, split: str, resolution: int | None = None, nu: float | None = None) -> torch.Tensor:
     """Trajectories ``[N, T, X(, Y)]`` float32, subsampled to ``resolution`` points per axis.
 
-    ``problem`` is ``"ns"`` or ``"burgers"`` (``nu`` picks the Burgers viscosity, default 0.1)."""
+    ``problem`` is ``"ns"`` or ``"burgers"``; ``nu`` picks the viscosity (NS: 1e-3 or 1e-4, default 1e-3;
+    Burgers: 0.1 or 0.01, default 0.1)."""
     if problem == "ns":
-        n = NS["test_n"] if split == "test" else NS["n"]
-        path, dims = DATA_DIR / f"ns_nu1e-3_{split}_{n}.pt", 2
+        path, dims = ns_path(split, nu), 2
     elif problem == "burgers":
         path, dims = DATA_DIR / f"burgers_nu{(nu or 0.1):g}_{split}_{BURGERS['n']}.pt", 1
     else:
         raise ValueError(f"unknown problem {problem!r}: use 'ns' or 'burgers'")
     if not path.exists():
+        if problem == "ns" and nu not in (None, 1e-3):
+            raise FileNotFoundError(f"{path} is missing: run `python -m models.koopman.data ns --nu {nu:g}`")
         raise FileNotFoundError(f"{path} is missing: run `python -m models.koopman.data {'ns' if split != 'test' or problem != 'ns' else 'ns-test'}`"
                                 if problem == "ns" else f"{path} is missing: run `python -m models.koopman.data burgers`")
     u = torch.load(path, weights_only=True)["u"]  # our own cache; tensors only all the same
@@ -148,11 +185,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["ns", "ns-test", "burgers", "ns-convergence"])
     parser.add_argument("--device", default="cpu", help="where the NS solves run (cuda on the GPU machine)")
+    parser.add_argument("--nu", type=float, default=1e-3, choices=sorted(NS_FLOWS), help="NS viscosity (default 1e-3)")
     args = parser.parse_args()
     if args.what == "ns":
-        generate_ns(("train", "val"), device=args.device)
+        generate_ns(("train", "val") if args.nu == 1e-3 else ("val", "test", "train"), device=args.device, nu=args.nu)
     elif args.what == "ns-test":
-        generate_ns(("test",), device=args.device)
+        generate_ns(("test",), device=args.device, nu=args.nu)
     elif args.what == "burgers":
         generate_burgers()
     else:

@@ -193,9 +193,11 @@ class KNO(nn.Module):
                 f"dims={self.dims}, step={self.step}, encoder={self.encoder_kind!r})")
 
 
-def kno_loss(model: KNO, window: torch.Tensor, target: torch.Tensor, w_pred: float = 5.0, w_rec: float = 0.5) -> torch.Tensor:
-    """KoopmanLab's loss for one call: 5·MSE(prediction) + 0.5·MSE(reconstruction of the input window)."""
-    advanced, reconstruction = model(window)
+def kno_loss(model: KNO, window: torch.Tensor, target: torch.Tensor, w_pred: float = 5.0, w_rec: float = 0.5,
+             outputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """KoopmanLab's loss for one call: 5·MSE(prediction) + 0.5·MSE(reconstruction of the input window).
+    ``outputs``: ``model(window)`` when the caller has it already (training also needs the prediction)."""
+    advanced, reconstruction = outputs if outputs is not None else model(window)
     pred = advanced[:, : target.shape[1]]
     return w_pred * nn.functional.mse_loss(pred, target) + w_rec * nn.functional.mse_loss(reconstruction, window)
 

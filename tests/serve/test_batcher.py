@@ -49,6 +49,29 @@ def test_a_lone_request_runs_after_the_queue_delay_not_before():
     assert 0.15 < asyncio.run(main()) < 2.0
 
 
+def test_once_every_caller_has_a_request_queued_the_batch_runs_without_waiting_out_the_delay():
+    """A rollout model's callers are its rollouts in flight: with two, the first step waits for the second (and only
+    for it), then runs at once; a lone rollout's step does not wait at all."""
+    async def main():
+        run, callers = Recorder(), {"n": 2}
+        b = batcher(run, max_queue_delay_s=1.0, callers=lambda: callers["n"])
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = asyncio.ensure_future(b.submit("a", 1))
+        await asyncio.sleep(0.1)
+        assert not first.done() and run.batches == []  # one of two callers queued: the batch waits for the other
+        await b.submit("b", 1)
+        both = loop.time() - started
+        callers["n"] = 1
+        started = loop.time()
+        await b.submit("c", 1)
+        return run.batches, both, loop.time() - started
+
+    batches, both, lone = asyncio.run(main())
+    assert batches == [["a", "b"], ["c"]]
+    assert both < 0.6 and lone < 0.3  # far less than the 1 s delay
+
+
 def test_a_full_queue_refuses_at_once_and_a_later_step_of_an_accepted_rollout_is_not_refused():
     async def main():
         gate = asyncio.Event()

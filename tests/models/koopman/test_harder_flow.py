@@ -1,0 +1,64 @@
+"""A second NS flow end to end on a tiny stand-in: its data cached under its own name, models trained on it under
+their own weight names (the ν=1e-3 ones untouched), and `bench_koopman --nu` scoring every seed against the solver
+ladder at equal accuracy."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from loadtest import bench_koopman
+from models.koopman import data, evaluate, train
+
+TINY_NU = 2e-3  # stands in for 1e-4: the same code path at a cost a test can pay
+
+
+@pytest.fixture
+def tiny_flow(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    flow = {"nu": TINY_NU, "tag": "nu2e-3", "t_end": 12.0, "record_every": 1.0, "frames": 12, "t_in": 4,
+            "grf_n": 64, "n": 64, "dt": 0.05, "test_n": 64, "test_dt": 0.05, "store_n": 32,
+            "sizes": {"train": 6, "val": 2, "test": 3}}
+    monkeypatch.setitem(data.NS_FLOWS, TINY_NU, flow)
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(train, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(evaluate, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setitem(train.PROFILES, "ns", train.PROFILES["ns"] | {"t_in": 4, "resolution": 32})
+    monkeypatch.setattr(bench_koopman, "LADDER_NU1E4", [(16, 0.1), (32, 0.05), (64, 0.025)])
+    monkeypatch.setattr(bench_koopman, "HORIZONS", (2, 8))
+    data.generate_ns(("train", "val", "test"), nu=TINY_NU)
+    return flow
+
+
+def test_a_second_flow_trains_under_its_own_names_and_is_scored_against_the_solver_ladder(tiny_flow, tmp_path):
+    assert data.load("ns", "train", nu=TINY_NU).shape == (6, 12, 32, 32)
+    assert data.load("ns", "test", nu=TINY_NU).shape == (3, 12, 64, 64)
+    with pytest.raises(FileNotFoundError, match="models.koopman.data ns --nu 0.0001"):  # not generated in this data folder
+        data.load("ns", "train", nu=1e-4)
+
+    for kind, seed, overrides in (("kno", 0, {"width": 6, "modes": 4, "depth": 2}), ("kno", 1, {"width": 6, "modes": 4, "depth": 2}),
+                                  ("fno", 0, {"width": 6, "modes": 4, "layers": 2})):
+        metrics = train.train("ns", kind, seed, nu=TINY_NU, iters=4, batch=4, eval_every=2, model_overrides=overrides)
+        assert metrics["t_out"] == 8 and metrics["nu"] == TINY_NU  # the flow's frames after the window
+    assert sorted(p.name for p in (tmp_path / "weights").glob("*.safetensors")) == [
+        "ns_nu2e-3_fno_seed0.safetensors", "ns_nu2e-3_kno_seed0.safetensors", "ns_nu2e-3_kno_seed1.safetensors"]
+    assert evaluate.trained_models() == {("ns", "fno", TINY_NU): [0], ("ns", "kno", TINY_NU): [0, 1]}
+
+    out = tmp_path / "bench.json"
+    report = bench_koopman.harder_flow(TINY_NU, members=3, repeats=1, json_path=out)
+    assert json.loads(out.read_text())["equal_accuracy"] == report["equal_accuracy"] and out.with_suffix(".png").exists()
+    models = {r["method"]: r for r in report["rows"] if r["method"] != "solver"}
+    assert models["kno"]["seeds"] == [0, 1] and models["fno"]["seeds"] == [0]
+    ladder = [r for r in report["rows"] if r["method"] == "solver"]
+    assert [(r["grid"], r["dt"]) for r in ladder] == [(16, 0.1), (32, 0.05), (64, 0.025)]
+    # The finest rung solves the test flow's own grid with a step twice as long: far closer than the coarsest.
+    assert ladder[-1]["horizon"]["8"] < 0.1 * ladder[0]["horizon"]["8"]
+    for name, match in report["equal_accuracy"].items():
+        kind, horizon = name.split("@")
+        assert match["model_error"] == models[kind]["horizon"][horizon]
+        if match["solver"] is None:  # no rung as accurate as the model
+            assert all(r["horizon"][horizon] > match["model_error"] for r in ladder)
+            continue
+        rung = next(r for r in ladder if (r["grid"], r["dt"]) == (match["solver"]["grid"], match["solver"]["dt"]))
+        assert rung["horizon"][horizon] <= match["model_error"]
+        assert np.isclose(match["speedup_batch1"], rung["seconds"] / models[kind]["seconds"])
