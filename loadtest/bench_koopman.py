@@ -220,7 +220,33 @@ def harder_flow(nu: float, members: int, repeats: int, json_path: Path) -> dict:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     pareto_plot(report, json_path.with_suffix(".png"))
+    training_curves(nu, json_path.with_name(f"training_{flow['tag']}.png"))
     return report
+
+
+def training_curves(nu: float, path: Path) -> None:
+    """Each run's validation curve (the checkpoint selection's number) against training time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from models.koopman import train as koopman_train
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for path_json in sorted(koopman_train.WEIGHTS_DIR.glob(f"ns_{data.ns_flow(nu)['tag']}_*.json")):
+        run = json.loads(path_json.read_text())
+        history = run["val_history"]
+        ax.plot([h["seconds"] for h in history], [h["val_rel_l2"] for h in history], "o-", markersize=3,
+                label=f"{run['model']} seed {run['seed']} ({run['iters']} it., {run['unroll']}-step loss)")
+    ax.set_xlabel("training seconds (one core)")
+    ax.set_ylabel(f"validation rel. L2 ({data.ns_flow(nu)['frames'] - data.ns_flow(nu)['t_in']}-step rollout)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=6)
+    ax.set_title(f"NS ν={nu:g}: validation curves", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def pareto_plot(report: dict, path: Path) -> None:

@@ -46,7 +46,8 @@ def test_a_second_flow_trains_under_its_own_names_and_is_scored_against_the_solv
 
     out = tmp_path / "bench.json"
     report = bench_koopman.harder_flow(TINY_NU, members=3, repeats=1, json_path=out)
-    assert json.loads(out.read_text())["equal_accuracy"] == report["equal_accuracy"] and out.with_suffix(".png").exists()
+    assert json.loads(out.read_text())["equal_accuracy"] == report["equal_accuracy"]
+    assert out.with_suffix(".png").exists() and (tmp_path / "training_nu2e-3.png").exists()
     models = {r["method"]: r for r in report["rows"] if r["method"] != "solver"}
     assert models["kno"]["seeds"] == [0, 1] and models["fno"]["seeds"] == [0]
     ladder = [r for r in report["rows"] if r["method"] == "solver"]
