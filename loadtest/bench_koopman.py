@@ -168,9 +168,9 @@ def harder_flow(nu: float, members: int, repeats: int, json_path: Path) -> dict:
     start = data.load("ns", "test", None, nu)[:, t_in - 1]              # t = 10 at 128²
     rng = torch.Generator().manual_seed(0)
     rows = []
-    for (problem, kind, model_nu), seeds in sorted(trained_models().items()):
-        if problem != "ns" or model_nu != nu:
-            continue
+    flow_models = sorted((kind, seeds) for (problem, kind, model_nu), seeds in trained_models().items()
+                         if problem == "ns" and model_nu == nu)
+    for kind, seeds in flow_models:
         per_seed, val = [], []
         for seed in sorted(seeds):
             model, metrics = koopman_train.load_trained("ns", kind, seed, nu)
