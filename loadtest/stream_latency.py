@@ -1,4 +1,4 @@
-"""Streamed rollout timing: `python -m loadtest.stream_latency [--model kno_ns2d] [--grid 64] [--steps 40]`.
+"""Streamed rollout timing: `python -m loadtest.stream_latency [--model kno_ns2d] [--grid 64] [--steps 40] [--pairs 4]`.
 
 Starts the real server and opens a gRPC ModelStreamInfer for one rollout; records when each step arrives
 after the request was sent. Beside it, the same model file run in this process through the same runtime
@@ -80,20 +80,30 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default="kno_ns2d", choices=["kno_ns2d", "kno_burgers"])
     parser.add_argument("--grid", type=int, default=64)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--pairs", type=int, default=1,
+                        help="in-process and served rollouts alternated this many times (one server): the machine's drift "
+                             "between two measurements is often larger than the difference measured")
     args = parser.parse_args(argv)
     window = window_for(args.model, args.grid)
-    local = in_process(args.repository, args.model, window, args.steps)
+    interval = lambda t: (t[-1] - t[0]) / (len(t) - 1)  # noqa: E731
     server = start_server(args.repository.resolve(), Path(tempfile.mkdtemp(prefix="stream-")))
+    pairs = []
     try:
         served(server.grpc, args.model, window, 3)  # warm-up: replica loaded, first batch run
-        remote = served(server.grpc, args.model, window, args.steps)
+        for _ in range(args.pairs):
+            pairs.append((in_process(args.repository, args.model, window, args.steps), served(server.grpc, args.model, window, args.steps)))
     finally:
         stop_server(server.process)
-    interval = lambda t: (t[-1] - t[0]) / (len(t) - 1)  # noqa: E731
     print(f"\n{args.model}, grid {args.grid}, {args.steps} steps, batch 1, gRPC stream vs in-process, same runtime (1 thread)")
-    print(f"first step: served {remote[0] * 1000:.1f} ms, in-process {local[0] * 1000:.1f} ms ({remote[0] / local[0]:.2f}x)")
-    print(f"per step:   served {interval(remote) * 1000:.1f} ms, in-process {interval(local) * 1000:.1f} ms ({interval(remote) / interval(local):.2f}x)")
-    print(f"whole rollout: served {remote[-1]:.2f} s, in-process {local[-1]:.2f} s")
+    for local, remote in pairs:
+        print(f"first step: served {remote[0] * 1000:.1f} ms, in-process {local[0] * 1000:.1f} ms; "
+              f"per step: served {interval(remote) * 1000:.1f} ms, in-process {interval(local) * 1000:.1f} ms "
+              f"({interval(remote) / interval(local):.2f}x); whole rollout: served {remote[-1]:.2f} s, in-process {local[-1]:.2f} s")
+    if len(pairs) > 1:
+        served_mean = np.mean([interval(r) for _, r in pairs])
+        local_mean = np.mean([interval(loc) for loc, _ in pairs])
+        print(f"over {len(pairs)} pairs: served {served_mean * 1000:.1f} ms per step, in-process {local_mean * 1000:.1f} ms "
+              f"({served_mean / local_mean:.2f}x)")
 
 
 if __name__ == "__main__":
