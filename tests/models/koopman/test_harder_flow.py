@@ -27,10 +27,10 @@ def tiny_flow(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_koopman, "LADDER_NU1E4", [(16, 0.1), (32, 0.05), (64, 0.025)])
     monkeypatch.setattr(bench_koopman, "HORIZONS", (2, 8))
     data.generate_ns(("train", "val", "test"), nu=TINY_NU)
-    return flow
 
 
-def test_a_second_flow_trains_under_its_own_names_and_is_scored_against_the_solver_ladder(tiny_flow, tmp_path):
+@pytest.mark.usefixtures("tiny_flow")
+def test_a_second_flow_trains_under_its_own_names_and_is_scored_against_the_solver_ladder(tmp_path):
     assert data.load("ns", "train", nu=TINY_NU).shape == (6, 12, 32, 32)
     assert data.load("ns", "test", nu=TINY_NU).shape == (3, 12, 64, 64)
     with pytest.raises(FileNotFoundError, match="models.koopman.data ns --nu 0.0001"):  # not generated in this data folder
