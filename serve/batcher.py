@@ -13,8 +13,8 @@ notion of Triton's queue policy. This is the part of Triton's scheduler the plat
   RESOURCE_EXHAUSTED); a request that waited past `default_timeout_microseconds` (or its own `timeout`
   parameter when `allow_timeout_override` is set) is refused instead of run;
 - a request whose caller went away (cancelled) is dropped from the queue without being computed;
-- `callers`, when given, counts the callers that may submit at all (a rollout model's rollouts in flight): once each
-  has a request queued, no one else can join the batch and it runs without waiting out the delay. A lone streamed
+- `callers`, when given, counts the requests that may be submitted at all (a rollout model's steps in flight, one per
+  ensemble piece): once each is queued, no one else can join the batch and it runs without waiting out the delay. A lone streamed
   rollout does not pay `max_queue_delay_microseconds` at every step.
 """
 import asyncio

@@ -78,7 +78,8 @@ class ModelWorker:
         self.active = 0
         """Requests inside this worker now (`retire` waits for them)."""
         self.rollouts = 0
-        """Rollouts in flight: for a rollout model, the only callers that can add a step to a forming batch."""
+        """Requests that the rollouts in flight queue at each step (an ensemble's pieces count one each): for a rollout
+        model, the only callers that can add to a forming batch."""
 
     async def reconfigure(self, user_config: dict) -> None:
         """Serve calls this when the replica starts and whenever the deployment's `user_config` changes: here, a
@@ -230,7 +231,10 @@ class ModelWorker:
         ensemble = ensemble_request(rollout, state)  # checked by the data plane already; here it is read
         if ensemble:
             state = perturbed_members(rollout, state, ensemble)
-        self.rollouts += 1  # the batcher's callers: a step waits for other rollouts' steps only while there are some
+        # The batcher's callers: each step of this rollout queues one request per piece (`_step`), and a forming batch
+        # waits for other rollouts' steps only while some are still to come.
+        pieces = math.ceil(_batch_rows(state) / self.spec.max_batch_size) if self.spec.max_batch_size > 0 and state else 1
+        self.rollouts += pieces
         try:
             for step in range(steps):
                 outputs = await self._step(state, admitted=step > 0)
@@ -238,7 +242,7 @@ class ModelWorker:
                 for output, state_input in rollout.state.items():
                     state[state_input] = outputs[output]
         finally:
-            self.rollouts -= 1
+            self.rollouts -= pieces
 
     async def _step(self, state: dict[str, np.ndarray], admitted: bool) -> dict[str, np.ndarray]:
         rows = _batch_rows(state) if self.spec.max_batch_size > 0 and state else 1

@@ -67,8 +67,10 @@ def burgers_initial_states(split: str, count: int, n: int = BURGERS["n"]) -> tor
     return torch.cat([solvers.burgers_initial(1, n, _generator(split, i)) for i in range(count)])
 
 
-def _solve_chunks(fn, states: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    return torch.cat([fn(states[i : i + chunk]) for i in range(0, len(states), chunk)])
+def _solve_chunks(fn, states: torch.Tensor, chunk: int = 64, desc: str = "solving") -> torch.Tensor:
+    """``fn`` over ``chunk`` states at a time (bounded memory), with a progress bar on a terminal."""
+    starts = range(0, len(states), chunk)
+    return torch.cat([fn(states[i : i + chunk]) for i in tqdm(starts, desc=f"{desc} ({chunk} per chunk)", disable=None)])
 
 
 def ns_flow(nu: float | None) -> dict:
@@ -100,10 +102,8 @@ def generate_ns(splits=("train", "val"), sizes=None, device: str = "cpu", nu: fl
         w0 = ns_initial_states(split, sizes[split], flow["grf_n"])
         n, dt = (flow["test_n"], flow["test_dt"]) if split == "test" else (flow["n"], flow["dt"])
         w0 = solvers.subsample(w0, n, 2).to(device)
-        chunks = []
-        for i in tqdm(range(0, len(w0), 8), desc=f"NS nu={flow['nu']:g} {split} (8 trajectories per chunk)", disable=None):
-            chunks.append(solvers.ns_solve(w0[i : i + 8], flow["nu"], flow["t_end"], dt, flow["record_every"]).cpu())
-        frames = torch.cat(chunks)
+        frames = _solve_chunks(lambda w: solvers.ns_solve(w, flow["nu"], flow["t_end"], dt, flow["record_every"]).cpu(), w0,
+                               chunk=8, desc=f"NS nu={flow['nu']:g} {split}")
         path = ns_path(split, flow["nu"])
         frames = solvers.subsample(frames, _stored_n(flow, split), 2)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,8 @@ def generate_burgers(sizes=None) -> None:
             started = time.perf_counter()
             u0 = burgers_initial_states(split, count)
             t_end = (BURGERS["frames"] - 1) * BURGERS["record_every"]
-            rest = _solve_chunks(lambda u: solvers.burgers_solve(u, nu, t_end, BURGERS["dt"], BURGERS["record_every"]), u0, chunk=500)
+            rest = _solve_chunks(lambda u: solvers.burgers_solve(u, nu, t_end, BURGERS["dt"], BURGERS["record_every"]), u0, chunk=500,
+                                desc=f"Burgers nu={nu:g} {split}")
             frames = torch.cat([u0[:, None], rest], dim=1)  # t = 0, 0.02, ..., 0.98
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"u": frames.float(), "meta": BURGERS | {"nu": nu, "split": split, "seed0": SPLIT_SEEDS[split],
