@@ -102,7 +102,7 @@ def train(problem: str = "ns", kind: str = "kno", seed: int = 0, nu: float | Non
     iters, batch, unroll, lr = iters or p["iters"], batch or p["batch"], unroll or p["unroll"], lr or p["lr"]
     resolution, eval_every, val_count = resolution or p["resolution"], eval_every or p["eval_every"], val_count or p["val_count"]
     t_in, t_out = p["t_in"], p["t_out"]
-    if problem == "ns":  # predict what the flow's data holds after the window: 40 frames at ν=1e-3, 20 at ν=1e-4
+    if problem == "ns":  # predict what the flow's data holds after the window: 40 frames at ν=1e-3, 20 at ν=1e-4, 10 at ν=1e-5
         t_out = data.ns_flow(nu)["frames"] - t_in
     torch.manual_seed(seed)
     u_train = (train_data if train_data is not None else data.load(problem, "train", resolution, nu)).to(device)
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--problem", choices=sorted(PROFILES), default="ns")
     parser.add_argument("--model", choices=["kno", "kno-cnn", "fno"], default="kno")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--nu", type=float, default=None, help="viscosity: Burgers 0.1 (default) or 0.01; NS 1e-3 (default) or 1e-4")
+    parser.add_argument("--nu", type=float, default=None, help="viscosity: Burgers 0.1 (default) or 0.01; NS 1e-3 (default), 1e-4 or 1e-5")
     for name in ("iters", "batch", "unroll", "resolution", "eval_every", "val_count"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
