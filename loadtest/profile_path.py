@@ -1,7 +1,8 @@
-"""Where the request path spends the CPU: `python -m loadtest.profile_path [--clients 32] [--seconds 10]`.
+"""Where the request path spends the CPU: `python -m loadtest.profile_path [--model digits_cnn] [--clients 32]
+[--seconds 10]`.
 
-Starts the real server (the full repository), drives `digits_cnn` with closed-loop tritonclient gRPC clients at the
-server's niceness, and while the load runs: samples the ingress replica with py-spy (`--gil`: only the thread that
+Starts the real server (the full repository), drives the model (`loadtest.bench`'s workload for it) with closed-loop
+tritonclient gRPC clients at the server's niceness, and while the load runs: samples the ingress replica with py-spy (`--gil`: only the thread that
 holds the interpreter, i.e. Python's own CPU time, 200 Hz) and reads the CPU time of the server's whole process tree.
 Prints and writes (loadtest/reports/profile<tag>.json, flame_ingress<tag>.svg) the share of samples by where the
 innermost frame lives, the ingress's and the whole server's cores, and CPU milliseconds per request.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from .bench import RAY_NICENESS, run_cell
+from .bench import RAY_NICENESS, VERSIONS, run_cell
 from .idle import cpu_seconds, tree
 from serve.testing import start_server, stop_server
 
@@ -53,6 +54,7 @@ def categorize(raw: str) -> dict[str, float]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--model", default="digits_cnn", choices=[m for m in VERSIONS if m != "kno_ns2d"])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--tag", default="")
@@ -65,7 +67,7 @@ def main(argv=None) -> None:
         time.sleep(5)
         processes = tree(psutil.Process(server.process.pid))
         ingress = next(p for p in processes if "ServeReplica:streamserve:Ingress" in " ".join(p.cmdline()))
-        cell = {"protocol": "grpc", "address": server.grpc, "model": "digits_cnn", "version": "2", "concurrency": args.clients,
+        cell = {"protocol": "grpc", "address": server.grpc, "model": args.model, "version": VERSIONS[args.model], "concurrency": args.clients,
                 "duration_s": args.seconds + 8, "binary": True}
         load: dict = {}
         driver = threading.Thread(target=lambda: load.update(run_cell(RAY_NICENESS, **cell)))
@@ -82,7 +84,7 @@ def main(argv=None) -> None:
         tree_cores = sum(after[p] - before[p] for p in after if p in before) / wall
         ingress_cores = (after[ingress.pid] - before[ingress.pid]) / wall
         result = {
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "clients": args.clients, "load": load,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "model": args.model, "clients": args.clients, "load": load,
             "ingress_cores": round(ingress_cores, 2), "server_cores": round(tree_cores, 2),
             "server_cpu_ms_per_request": round(1000 * tree_cores / load["throughput"], 2),
             "ingress_samples_by_where": categorize(raw.read_text()),
