@@ -4,6 +4,7 @@ same accuracy, with the KNO's error beside it, in one run:
     python -m loadtest.bench_koopman [--count 4] [--served] [--json models/koopman/report/bench.json]
     python -m loadtest.bench_koopman --nu 1e-4      # the harder flow: every trained model against the solver ladder
     python -m loadtest.bench_koopman --nu 1e-5      # the hardest: 10 → 10 frames
+    python -m loadtest.bench_koopman --rung-timing 32 0.025   # each harder flow's FNO beside one solver rung, timing only
 
 
 1. The KNO as served (``kno_ns2d`` from the model repository, its own runtime, one thread, batch 1): time per
@@ -229,6 +230,35 @@ def harder_flow(nu: float, members: int, repeats: int, json_path: Path) -> dict:
     return report
 
 
+def rung_timing(nus: list[float], kind: str, grid: int, dt: float, members: int, repeats: int) -> list[dict]:
+    """Seconds per forecast of each flow's trained ``kind`` (seed 0, its served one-step trace) and of one solver rung,
+    at batch 1 and for ``members``, in one window on this machine. Nothing is scored: the states are fresh random
+    fields of the right shapes (a step costs the same whatever the field holds), so timings from two machines or
+    two days can be put side by side without touching any test split again."""
+    from models.koopman import train as koopman_train
+
+    rng = torch.Generator().manual_seed(0)
+    rows = []
+    for nu in nus:
+        flow = data.ns_flow(nu)
+        steps = flow["frames"] - flow["t_in"]
+        model, _ = koopman_train.load_trained("ns", kind, 0, nu)
+        step = traced_step(model)
+        window = solvers.ns_initial(flow["t_in"], 64, rng).float()[None]    # [1, t_in, 64, 64]
+        state = solvers.ns_initial(1, grid, rng)
+        model_s = timed(lambda: model_rollout(step, window, steps), repeats)[0]
+        model_members_s = once(lambda: model_rollout(step, window.repeat(members, 1, 1, 1), steps))
+        solver_s = timed(lambda: solvers.ns_solve(state, nu, float(steps), dt, record_every=1.0), repeats)[0]
+        solver_members_s = once(lambda: solvers.ns_solve(state.repeat(members, 1, 1), nu, float(steps), dt, record_every=1.0))
+        rows.append({"nu": nu, "steps": steps, "model": kind, "solver": {"grid": grid, "dt": dt}, "model_seconds": model_s,
+                     "model_members_seconds": model_members_s, "solver_seconds": solver_s, "solver_members_seconds": solver_members_s,
+                     "speedup_batch1": solver_s / model_s, "speedup_members": solver_members_s / model_members_s})
+        print(f"ν={nu:g}, {steps} steps: {kind} {model_s:.3f} s ({model_members_s:.2f} s for {members}); solver {grid}², dt {dt:g} "
+              f"{solver_s:.3f} s ({solver_members_s:.2f} s); solver ÷ model {rows[-1]['speedup_batch1']:.2f}× / "
+              f"{rows[-1]['speedup_members']:.2f}×", flush=True)
+    return rows
+
+
 def training_curves(nu: float, path: Path) -> None:
     """Each run's validation curve (the checkpoint selection's number) against training time."""
     import matplotlib
@@ -274,6 +304,7 @@ def pareto_plot(report: dict, path: Path) -> None:
                     ax.plot(r[key], r["horizon"][h], "*", markersize=12, label=r["method"])
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())  # a ladder within one decade labels every minor tick
             ax.set_title(f"ν={report['nu']:g}, steps 1-{h}, {label}", fontsize=9)
             ax.set_xlabel("seconds per forecast (one thread)")
     axes[0, 0].set_ylabel("relative L2 (test)")
@@ -295,7 +326,16 @@ def main(argv=None) -> None:
     parser.add_argument("--json", type=Path, default=None, help=f"default {REPORT} (--nu: bench_nu<ν>.json beside it)")
     parser.add_argument("--nu", type=float, default=None, choices=[v for v in data.NS_FLOWS if v != data.NS["nu"]],
                         help="score the trained models of a harder flow against the solver ladder instead")
+    parser.add_argument("--rung-timing", nargs=2, metavar=("GRID", "DT"), type=float,
+                        help="time each harder flow's seed-0 FNO and this solver rung side by side (nothing scored)")
     args = parser.parse_args(argv)
+    if args.rung_timing:
+        grid, dt = int(args.rung_timing[0]), args.rung_timing[1]
+        rows = rung_timing([v for v in data.NS_FLOWS if v != data.NS["nu"]], "fno", grid, dt, args.members, args.repeats)
+        out = args.json or REPORT.with_name(f"rung_timing_{grid}_{dt:g}.json")
+        out.write_text(json.dumps({"command": f"python -m loadtest.bench_koopman --rung-timing {grid} {dt:g}",
+                                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": 1, "rows": rows}, indent=2) + "\n")
+        return
     if args.nu:
         harder_flow(args.nu, args.members, args.repeats, args.json or REPORT.with_name(f"bench_{data.ns_flow(args.nu)['tag']}.json"))
         return

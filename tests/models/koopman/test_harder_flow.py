@@ -64,3 +64,9 @@ def test_a_second_flow_trains_under_its_own_names_and_is_scored_against_the_solv
         rung = next(r for r in ladder if (r["grid"], r["dt"]) == (match["solver"]["grid"], match["solver"]["dt"]))
         assert rung["horizon"][horizon] <= match["model_error"]
         assert np.isclose(match["speedup_batch1"], rung["seconds"] / models[kind]["seconds"])
+
+    # Timing only, for comparing machines: the flow's seed-0 FNO beside one rung, nothing scored.
+    (row,) = bench_koopman.rung_timing([TINY_NU], "fno", 16, 0.1, members=2, repeats=1)
+    assert (row["steps"], row["solver"]) == (8, {"grid": 16, "dt": 0.1})
+    assert np.isclose(row["speedup_batch1"], row["solver_seconds"] / row["model_seconds"])
+    assert np.isclose(row["speedup_members"], row["solver_members_seconds"] / row["model_members_seconds"])
