@@ -18,10 +18,11 @@ same accuracy, with the KNO's error beside it, in one run:
    streamed step and to the last (goal: first step within 50 ms); and an ensemble of ``--members`` (32) as one
    ensemble request, beside the equal-accuracy solver setting run on the same members as one batch.
 
-With ``--nu 1e-4`` or ``1e-5`` (:func:`harder_flow`, → ``report/bench_nu1e-4.json`` and ``.png``): every trained
-seed of each model kind for that flow (KNO, KNO-CNN, FNO), run as the server runs it (the TorchScript trace of its
-one step, one thread) over all test trajectories, 10 → 20 frames (10 → 10 at ν=1e-5); the solver ladder from the
-same t = 10 states; equal accuracy at horizons 5, 10 and 20 steps (those the forecast reaches), for one forecast (batch 1) and for an ensemble of ``--members`` (one batch each).
+With ``--nu 1e-4`` or ``1e-5`` (:func:`harder_flow`, → ``report/bench_nu1e-4.json`` / ``bench_nu1e-5.json`` and
+``.png``): every trained seed of each model kind for that flow (KNO, KNO-CNN, FNO), run as the server runs it (the
+TorchScript trace of its one step, one thread) over all test trajectories, 10 → 20 frames (10 → 10 at ν=1e-5); the
+solver ladder from the same t = 10 states; equal accuracy at horizons 5, 10 and 20 steps (those the forecast
+reaches), for one forecast (batch 1) and for an ensemble of ``--members`` (one batch each).
 This is the flow's test split scored: run it once, after the weights are frozen.
 """
 import argparse

@@ -2,8 +2,9 @@
 [--seconds 10]`.
 
 Starts the real server (the full repository), drives the model (`loadtest.bench`'s workload for it) with closed-loop
-tritonclient gRPC clients at the server's niceness, and while the load runs: samples the ingress replica with py-spy (`--gil`: only the thread that
-holds the interpreter, i.e. Python's own CPU time, 200 Hz) and reads the CPU time of the server's whole process tree.
+tritonclient gRPC clients at the server's niceness, and while the load runs: samples the ingress replica with py-spy
+(`--gil`: only the thread that holds the interpreter, i.e. Python's own CPU time, 200 Hz) and reads the CPU time of
+the server's whole process tree.
 Prints and writes (loadtest/reports/profile<tag>.json, flame_ingress<tag>.svg) the share of samples by where the
 innermost frame lives, the ingress's and the whole server's cores, and CPU milliseconds per request.
 """
