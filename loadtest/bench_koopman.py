@@ -4,6 +4,7 @@ same accuracy, with the KNO's error beside it, in one run:
     python -m loadtest.bench_koopman [--count 4] [--served] [--json models/koopman/report/bench.json]
     python -m loadtest.bench_koopman --nu 1e-4      # the harder flow: every trained model against the solver ladder
     python -m loadtest.bench_koopman --nu 1e-5      # the hardest: 10 → 10 frames
+    python -m loadtest.bench_koopman --nu 1e-5 --split test2   # the same on its fresh second test split
     python -m loadtest.bench_koopman --rung-timing 32 0.025   # each harder flow's FNO beside one solver rung, timing only
 
 
@@ -163,16 +164,17 @@ def horizon_errors(per_step: np.ndarray) -> dict:
     return {str(h): float(per_step[:h].mean()) for h in horizons(len(per_step))}
 
 
-def harder_flow(nu: float, members: int, repeats: int, json_path: Path) -> dict:
-    """Every trained model for the flow ``nu`` against the solver ladder, at equal accuracy (see the module doc)."""
+def harder_flow(nu: float, members: int, repeats: int, json_path: Path, split: str = "test") -> dict:
+    """Every trained model for the flow ``nu`` against the solver ladder, at equal accuracy (see the module doc), on
+    the test split ``split`` (``test2``: fresh trajectories, for models trained after ``test`` was scored)."""
     from models.koopman import train as koopman_train
     from models.koopman.evaluate import trained_models
 
     flow = data.ns_flow(nu)
     t_in, steps = flow["t_in"], flow["frames"] - flow["t_in"]
-    test = data.load("ns", "test", 64, nu)                              # [N, 30, 64, 64] from the 128² solve
+    test = data.load("ns", split, 64, nu)                               # [N, 30, 64, 64] from the 128² solve
     truth = test[:, t_in : t_in + steps]
-    start = data.load("ns", "test", None, nu)[:, t_in - 1]              # t = 10 at 128²
+    start = data.load("ns", split, None, nu)[:, t_in - 1]               # t = 10 at 128²
     rng = torch.Generator().manual_seed(0)
     rows = []
     flow_models = sorted((kind, seeds) for (problem, kind, model_nu), seeds in trained_models().items()
@@ -222,8 +224,9 @@ def harder_flow(nu: float, members: int, repeats: int, json_path: Path) -> dict:
                 # solver time ÷ model time: > 1 means the model is faster at that accuracy
                 "speedup_batch1": None if not fits else cheapest["seconds"]["seconds"] / r["seconds"],
                 "speedup_ensemble": None if not fits else cheapest["ensemble_seconds"]["ensemble_seconds"] / r["ensemble_seconds"]}
-    report = {"command": f"python -m loadtest.bench_koopman --nu {nu:g} --members {members}", "nu": nu, "steps": steps,
-              "test_trajectories": len(test), "members": members, "threads": 1, "rows": rows, "equal_accuracy": matches}
+    command = f"python -m loadtest.bench_koopman --nu {nu:g} --members {members}" + (f" --split {split}" if split != "test" else "")
+    report = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "nu": nu, "steps": steps,
+              "split": split, "test_trajectories": len(test), "members": members, "threads": 1, "rows": rows, "equal_accuracy": matches}
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     pareto_plot(report, json_path.with_suffix(".png"))
@@ -327,6 +330,8 @@ def main(argv=None) -> None:
     parser.add_argument("--json", type=Path, default=None, help=f"default {REPORT} (--nu: bench_nu<ν>.json beside it)")
     parser.add_argument("--nu", type=float, default=None, choices=[v for v in data.NS_FLOWS if v != data.NS["nu"]],
                         help="score the trained models of a harder flow against the solver ladder instead")
+    parser.add_argument("--split", choices=data.TEST_SPLITS, default="test",
+                        help="with --nu: the test split to score (test2: the fresh one, bench_nu<ν>_test2.json)")
     parser.add_argument("--rung-timing", nargs=2, metavar=("GRID", "DT"), type=float,
                         help="time each harder flow's seed-0 FNO and this solver rung side by side (nothing scored)")
     args = parser.parse_args(argv)
@@ -338,7 +343,9 @@ def main(argv=None) -> None:
                                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": 1, "rows": rows}, indent=2) + "\n")
         return
     if args.nu:
-        harder_flow(args.nu, args.members, args.repeats, args.json or REPORT.with_name(f"bench_{data.ns_flow(args.nu)['tag']}.json"))
+        suffix = "" if args.split == "test" else f"_{args.split}"
+        harder_flow(args.nu, args.members, args.repeats,
+                    args.json or REPORT.with_name(f"bench_{data.ns_flow(args.nu)['tag']}{suffix}.json"), args.split)
         return
     args.json = args.json or REPORT
     steps, t_in = 40, data.NS["t_in"]

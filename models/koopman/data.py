@@ -7,6 +7,7 @@
     python -m models.koopman.data ns --nu 1e-4     # NS ν=1e-4: all splits, solved at 128², dt=5e-3, stored at 64² / 128²
     python -m models.koopman.data ns-convergence --nu 1e-4   # that choice against a 256², dt=1e-3 solve
     python -m models.koopman.data ns --nu 1e-5     # NS ν=1e-5: the same, t = 1..20 (10 → 10 frames)
+    python -m models.koopman.data ns-test2 --nu 1e-5   # a second, fresh ν=1e-5 test split (see TEST_SPLITS)
 
 Every trajectory's initial state is drawn from its own generator, seeded ``SPLIT_SEEDS[split] + index``,
 so a split is reproducible and growing it keeps the existing trajectories. The cache lives in
@@ -38,7 +39,8 @@ from tqdm import tqdm
 from . import solvers
 
 DATA_DIR = Path(os.environ.get("KOOPMAN_DATA", Path(__file__).resolve().parents[2] / "build" / "koopman" / "data"))
-SPLIT_SEEDS = {"train": 0, "val": 100_000, "test": 200_000}
+SPLIT_SEEDS = {"train": 0, "val": 100_000, "test": 200_000, "test2": 300_000}
+TEST_SPLITS = ("test", "test2")  # test2: fresh trajectories for models trained after a flow's test split was scored
 
 NS = {
     "nu": 1e-3, "tag": "nu1e-3", "t_end": 50.0, "record_every": 1.0, "frames": 50, "t_in": 10,
@@ -50,7 +52,8 @@ NS_NU1E4 = {
     "grf_n": 256, "n": 128, "dt": 5e-3, "test_n": 128, "test_dt": 5e-3, "store_n": 64,
     "sizes": {"train": 160, "val": 20, "test": 20},
 }
-NS_NU1E5 = NS_NU1E4 | {"nu": 1e-5, "tag": "nu1e-5", "t_end": 20.0, "frames": 20}
+NS_NU1E5 = NS_NU1E4 | {"nu": 1e-5, "tag": "nu1e-5", "t_end": 20.0, "frames": 20,
+                       "sizes": NS_NU1E4["sizes"] | {"test2": 20}}
 NS_FLOWS = {1e-3: NS, 1e-4: NS_NU1E4, 1e-5: NS_NU1E5}
 BURGERS = {
     "nus": [0.1, 0.01], "n": 1024, "dt": 2e-4, "record_every": 0.02, "frames": 50, "t_in": 10,
@@ -85,7 +88,7 @@ def ns_flow(nu: float | None) -> dict:
 
 
 def _stored_n(flow: dict, split: str) -> int:
-    return flow["test_n"] if split == "test" else flow.get("store_n", flow["n"])
+    return flow["test_n"] if split in TEST_SPLITS else flow.get("store_n", flow["n"])
 
 
 def ns_path(split: str, nu: float | None = None) -> Path:
@@ -103,7 +106,7 @@ def generate_ns(splits=("train", "val"), sizes=None, device: str = "cpu", nu: fl
     for split in splits:
         started = time.perf_counter()
         w0 = ns_initial_states(split, sizes[split], flow["grf_n"])
-        n, dt = (flow["test_n"], flow["test_dt"]) if split == "test" else (flow["n"], flow["dt"])
+        n, dt = (flow["test_n"], flow["test_dt"]) if split in TEST_SPLITS else (flow["n"], flow["dt"])
         w0 = solvers.subsample(w0, n, 2).to(device)
         frames = _solve_chunks(lambda w: solvers.ns_solve(w, flow["nu"], flow["t_end"], dt, flow["record_every"]).cpu(), w0,
                                chunk=8, desc=f"NS nu={flow['nu']:g} {split}")
@@ -209,14 +212,17 @@ def harder_flow_convergence(nu: float, count: int = 1) -> dict:
 def main() -> None:
     torch.set_num_threads(1)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["ns", "ns-test", "burgers", "ns-convergence"])
+    parser.add_argument("what", choices=["ns", "ns-test", "ns-test2", "burgers", "ns-convergence"])
     parser.add_argument("--device", default="cpu", help="where the NS solves run (cuda on the GPU machine)")
     parser.add_argument("--nu", type=float, default=1e-3, choices=sorted(NS_FLOWS), help="NS viscosity (default 1e-3)")
     args = parser.parse_args()
     if args.what == "ns":
         generate_ns(("train", "val") if args.nu == 1e-3 else ("val", "test", "train"), device=args.device, nu=args.nu)
-    elif args.what == "ns-test":
-        generate_ns(("test",), device=args.device, nu=args.nu)
+    elif args.what in ("ns-test", "ns-test2"):
+        split = args.what.removeprefix("ns-")
+        if split not in ns_flow(args.nu)["sizes"]:
+            parser.error(f"the NS flow nu={args.nu:g} has no {split} split")
+        generate_ns((split,), device=args.device, nu=args.nu)
     elif args.what == "burgers":
         generate_burgers()
     else:

@@ -20,7 +20,7 @@ from .train import WEIGHTS_DIR, load_trained, rollout_error
 
 REPORT = Path(__file__).parent / "report"
 RESOLUTIONS = {"ns": [32, 64, 128], "burgers": [64, 128, 256, 512, 1024]}
-LABELS = {"kno": "KNO", "kno-cnn": "KNO-CNN (variant)", "fno": "FNO baseline"}
+LABELS = {"kno": "KNO", "kno-cnn": "KNO-CNN (variant)", "fno": "FNO baseline", "fno-m12": "FNO, 12 modes (the paper's)"}
 
 
 def trained_models() -> dict[tuple, list[int]]:

@@ -18,7 +18,7 @@ def tiny_flow(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     flow = {"nu": TINY_NU, "tag": "nu2e-3", "t_end": 12.0, "record_every": 1.0, "frames": 12, "t_in": 4,
             "grf_n": 64, "n": 64, "dt": 0.05, "test_n": 64, "test_dt": 0.05, "store_n": 32,
-            "sizes": {"train": 6, "val": 2, "test": 3}}
+            "sizes": {"train": 6, "val": 2, "test": 3, "test2": 2}}
     monkeypatch.setitem(data.NS_FLOWS, TINY_NU, flow)
     monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
     monkeypatch.setattr(train, "WEIGHTS_DIR", tmp_path / "weights")
@@ -26,7 +26,7 @@ def tiny_flow(tmp_path, monkeypatch):
     monkeypatch.setitem(train.PROFILES, "ns", train.PROFILES["ns"] | {"t_in": 4, "resolution": 32})
     monkeypatch.setattr(bench_koopman, "HARDER_LADDER", [(16, 0.1), (32, 0.05), (64, 0.025)])
     monkeypatch.setattr(bench_koopman, "HORIZONS", (2, 8, 20))  # 20: beyond the 8-step forecast
-    data.generate_ns(("train", "val", "test"), nu=TINY_NU)
+    data.generate_ns(("train", "val", "test", "test2"), nu=TINY_NU)
 
 
 @pytest.mark.usefixtures("tiny_flow")
@@ -64,6 +64,18 @@ def test_a_second_flow_trains_under_its_own_names_and_is_scored_against_the_solv
         rung = next(r for r in ladder if (r["grid"], r["dt"]) == (match["solver"]["grid"], match["solver"]["dt"]))
         assert rung["horizon"][horizon] <= match["model_error"]
         assert np.isclose(match["speedup_batch1"], rung["seconds"] / models[kind]["seconds"])
+
+    # A named variant trains under its own weight name, with its overrides in the config it is rebuilt from, and
+    # is scored beside the others on the fresh second test split (its own trajectories, its own report).
+    train.train("ns", "fno-m12", 0, nu=TINY_NU, iters=2, batch=4, eval_every=2, model_overrides={"width": 6, "layers": 2})
+    model, metrics = train.load_trained("ns", "fno-m12", 0, TINY_NU)
+    assert (metrics["model"], metrics["config"]["modes"], model.modes) == ("fno-m12", 12, 12)
+    assert (tmp_path / "weights" / "ns_nu2e-3_fno_m12_seed0.safetensors").exists()
+    fresh = data.load("ns", "test2", nu=TINY_NU)
+    assert fresh.shape == (2, 12, 64, 64) and not torch.allclose(fresh[:, 0], data.load("ns", "test", nu=TINY_NU)[:2, 0])
+    report2 = bench_koopman.harder_flow(TINY_NU, members=2, repeats=1, json_path=tmp_path / "bench_test2.json", split="test2")
+    assert (report2["split"], report2["test_trajectories"]) == ("test2", 2)
+    assert {r["method"] for r in report2["rows"]} == {"fno", "fno-m12", "kno", "solver"}
 
     # Timing only, for comparing machines: the flow's seed-0 FNO beside one rung, nothing scored.
     (row,) = bench_koopman.rung_timing([TINY_NU], "fno", 16, 0.1, members=2, repeats=1)
