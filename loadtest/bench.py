@@ -6,7 +6,8 @@ HTTP and gRPC, against:
 - **ours**: `python -m serve run` with the full repository (what `make serve` runs);
 - **triton**: a real Triton 2.51 (`../shared/tools/triton-peer/`: Python backend + ONNX Runtime, the same
   config.pbtxt batching) — for the ONNX model `digits_cnn`, when the peer's venv exists (`--triton-venv`);
-- **naive**: `loadtest/naive_server.py`, FastAPI + ONNX Runtime, no batching (HTTP JSON only; ONNX models);
+- **naive**: `loadtest/naive_server.py`, FastAPI + ONNX Runtime, no batching (HTTP JSON), and in the same process
+  grpcio's asyncio server with tritonclient's generated servicer (gRPC, raw tensor contents); ONNX models only;
 - **in-process**: the same runtime in this process at batch N, no server (for `iqa`, the handler: decode,
   crops and ONNX Runtime; for the rollout, the step runtime run STEPS times).
 Servers run one at a time. Each load cell is a subprocess at the niceness of the server under test (Ray starts
@@ -305,9 +306,9 @@ def main(argv=None) -> None:
 
     for model in onnx_models if "naive" in args.servers else []:
         print(f"[bench] naive: {model}", flush=True)
-        address, process = start_naive(repository, model, VERSIONS[model], workdir / f"naive-{model}.log")
+        addresses, process = start_naive(repository, model, VERSIONS[model], workdir / f"naive-{model}.log", grpc=True)
         try:
-            drive("naive", {"http": address}, 0, [model], ("http",), binary=False)
+            drive("naive", addresses, 0, [model], ("http", "grpc"), binary=False)
         finally:
             stop_naive(process)
     for model in args.models if "in-process" in args.servers else []:
@@ -358,8 +359,8 @@ def markdown(report: dict, models, concurrency) -> str:
                 local = _find(rows, "in-process", model, "-", n)
                 lines.append(f"| {model} | {protocol} | {n} | {cell(ours)} | {cell(triton)} | {cell(naive)} | {cell(local)} | "
                              f"{ratio(ours, triton)} | {ratio(ours, naive)} | {ratio(ours, local)} |")
-    lines += ["", "Units: " + "; ".join(f"`{m}` {UNITS[m]}" for m in models) + ". The naive server speaks HTTP JSON only "
-              "(its rows are compared with our HTTP rows); Triton runs ONNX models only here (no peer for the iqa handler "
+    lines += ["", "Units: " + "; ".join(f"`{m}` {UNITS[m]}" for m in models) + ". The naive server speaks HTTP JSON and gRPC "
+              "(grpcio's asyncio server, no batching); Triton runs ONNX models only here (no peer for the iqa handler "
               "or the rollout)."]
     return "\n".join(lines)
 
@@ -384,7 +385,8 @@ def plot(report: dict, models, path: Path) -> None:
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
     for ax, model in zip(axes[0], models):
         for server, protocol, style in (("ours", "grpc", "o-"), ("ours", "http", "o--"), ("triton", "grpc", "s-"),
-                                        ("triton", "http", "s--"), ("naive", "http", "^--"), ("in-process", "-", "k:")):
+                                        ("triton", "http", "s--"), ("naive", "grpc", "^-"), ("naive", "http", "^--"),
+                                        ("in-process", "-", "k:")):
             points = [r for r in report["rows"] if (r["server"], r["model"], r["protocol"]) == (server, model, protocol)]
             if points:
                 ax.plot([r["concurrency"] for r in points], [r["throughput"] for r in points], style,

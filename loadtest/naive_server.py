@@ -1,11 +1,15 @@
 """The baseline a team might write instead of the platform: one process, FastAPI + ONNX Runtime, no batching.
 
-    python -m loadtest.naive_server --repository model_repository --model digits_cnn --version 2 --port 8100
+    python -m loadtest.naive_server --repository model_repository --model digits_cnn --version 2 --port 8100 [--grpc-port 8101]
 
 Speaks the same v2 JSON route shape (POST /v2/models/<name>[/versions/<v>]/infer, GET /v2/health/ready),
 so tritonclient.http and the same locust users drive both. Each request runs alone through one
 InferenceSession (FastAPI's thread pool, one intra-op thread per run): no queue, no batching, no
 replicas. Only ONNX models with numeric or string tensors; JSON tensors only (no binary extension).
+
+With ``--grpc-port``, the same process also serves ModelInfer in Triton's gRPC dialect (grpcio's asyncio server on
+the same event loop, tritonclient's generated servicer, raw tensor contents, the same session and thread pool):
+the gRPC server a team would write, and the fastest path a Python gRPC server without batching has here.
 """
 import argparse
 import json
@@ -33,6 +37,7 @@ def create_app(model_file: Path, name: str, version: str, threads: int = 1):
     session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
     wanted = {i.name for i in session.get_inputs()}
     app = FastAPI()
+    app.state.session = session  # the gRPC side (`--grpc-port`) runs the same session
 
     from fastapi.responses import JSONResponse
 
@@ -90,21 +95,63 @@ def create_app(model_file: Path, name: str, version: str, threads: int = 1):
     return app
 
 
-def start_naive(repository: Path, model: str, version: str, log: Path, timeout_s: float = 60):
-    """Runs the naive server as a subprocess on a free loopback port; returns (host:port, process)."""
+def grpc_servicer(session, name: str, version: str):
+    """ModelInfer over `session`, one request per run in the default thread pool; ServerReady for start-up checks."""
+    import asyncio
+
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    wanted = {i.name for i in session.get_inputs()}
+    outputs_meta = session.get_outputs()
+
+    class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+        async def ServerReady(self, request, context):
+            return service_pb2.ServerReadyResponse(ready=True)
+
+        async def ModelInfer(self, request, context):
+            if request.model_name != name or request.model_version not in ("", version):
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.model_name!r} version {request.model_version!r}")
+            try:
+                feeds = {t.name: np.frombuffer(raw, dtype=DTYPES[t.datatype]).reshape(tuple(t.shape))
+                         for t, raw in zip(request.inputs, request.raw_input_contents, strict=True)}
+            except (KeyError, ValueError) as e:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed input: {e!r}")
+            if set(feeds) != wanted:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"expected inputs {sorted(wanted)}, got {sorted(feeds)}")
+            try:
+                results = await asyncio.get_running_loop().run_in_executor(None, session.run, None, feeds)
+            except Exception as e:  # ORT's shape/type errors are the client's
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            response = service_pb2.ModelInferResponse(model_name=name, model_version=version)
+            for meta, value in zip(outputs_meta, results):
+                value = np.ascontiguousarray(value)
+                response.outputs.add(name=meta.name, datatype=V2[value.dtype], shape=list(value.shape))
+                response.raw_output_contents.append(value.tobytes())
+            return response
+
+    return Servicer()
+
+
+def start_naive(repository: Path, model: str, version: str, log: Path, timeout_s: float = 60, grpc: bool = False):
+    """Runs the naive server as a subprocess on a free loopback port; returns (host:port, process), or
+    ({"http": host:port, "grpc": host:port}, process) with `grpc`."""
     from serve.launcher import free_loopback_port
 
     port = free_loopback_port()
     root = Path(__file__).resolve().parents[1]
     cmd = [sys.executable, "-m", "loadtest.naive_server", "--repository", str(repository), "--model", model,
            "--version", version, "--port", str(port)]
+    if grpc:
+        grpc_port = free_loopback_port()
+        cmd += ["--grpc-port", str(grpc_port)]
     process = subprocess.Popen(cmd, cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
                                stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2).read()
-            return f"127.0.0.1:{port}", process
+            return ({"http": f"127.0.0.1:{port}", "grpc": f"127.0.0.1:{grpc_port}"} if grpc else f"127.0.0.1:{port}"), process
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 stop_naive(process)
@@ -130,9 +177,26 @@ def main(argv=None) -> None:
     p.add_argument("--model", default="digits_cnn")
     p.add_argument("--version", default="2")
     p.add_argument("--port", type=int, default=8100)
+    p.add_argument("--grpc-port", type=int, default=None, help="also serve gRPC ModelInfer on this loopback port")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     app = create_app(a.repository / a.model / a.version / "model.onnx", a.model, a.version, a.threads)
+    if a.grpc_port:
+        from contextlib import asynccontextmanager
+
+        import grpc
+        from tritonclient.grpc import service_pb2_grpc
+
+        @asynccontextmanager
+        async def grpc_alongside(_):  # started on uvicorn's event loop; the HTTP health check waits for it
+            server = grpc.aio.server()
+            service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(grpc_servicer(app.state.session, a.model, a.version), server)
+            server.add_insecure_port(f"127.0.0.1:{a.grpc_port}")
+            await server.start()
+            yield
+            await server.stop(1)
+
+        app.router.lifespan_context = grpc_alongside
     uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning", access_log=False)
 
 

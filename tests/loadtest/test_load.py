@@ -31,8 +31,8 @@ def naive(REPO, tmp_path_factory):
     from loadtest.naive_server import start_naive, stop_naive
 
     log = tmp_path_factory.mktemp("naive") / "naive.log"
-    address, process = start_naive(REPO, "digits_cnn", "2", log)
-    yield address
+    addresses, process = start_naive(REPO, "digits_cnn", "2", log, grpc=True)
+    yield addresses
     stop_naive(process)
     assert process.poll() is not None
 
@@ -109,7 +109,7 @@ def test_naive_server_answers_like_the_platform_runtime(naive, REPO):
     from serve.runtimes.onnx import OnnxRuntime
 
     x = SCENARIOS["digits_cnn"].factory(8)["image"]
-    client = httpclient.InferenceServerClient(naive)
+    client = httpclient.InferenceServerClient(naive["http"])
     tensor = httpclient.InferInput("image", list(x.shape), "FP32")
     tensor.set_data_from_numpy(x, binary_data=False)
     got = client.infer("digits_cnn", [tensor], model_version="2")
@@ -125,9 +125,33 @@ def test_naive_server_answers_like_the_platform_runtime(naive, REPO):
     assert e.value.status() == "400"
 
 
+def test_naive_grpc_side_answers_like_its_http_side(naive):
+    """The naive server's gRPC ModelInfer (bench.py's gRPC peer without batching) gives the HTTP side's answer, and a
+    client's mistake comes back as INVALID_ARGUMENT, not a crash."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    x = SCENARIOS["digits_cnn"].factory(3)["image"]
+    answers = {}
+    for module, key in ((grpcclient, "grpc"), (httpclient, "http")):
+        client = module.InferenceServerClient(naive[key])
+        tensor = module.InferInput("image", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x, **({"binary_data": False} if key == "http" else {}))  # the HTTP side reads JSON only
+        answers[key] = client.infer("digits_cnn", [tensor], model_version="2").as_numpy("probabilities")
+    np.testing.assert_allclose(answers["grpc"], answers["http"], rtol=1e-6)
+
+    client = grpcclient.InferenceServerClient(naive["grpc"])
+    bad = grpcclient.InferInput("image", [1, 3], "FP32")
+    bad.set_data_from_numpy(np.zeros((1, 3), np.float32))
+    with pytest.raises(InferenceServerException) as e:
+        client.infer("digits_cnn", [bad])
+    assert e.value.status() == "StatusCode.INVALID_ARGUMENT"
+
+
 def test_locust_spike_against_naive_server(naive, tmp_path):
     """A 3 s spike run writes per-request rows; the user count really changes; no errors on a healthy server."""
-    rows = run_locust(tmp_path, "spike", "digits_cnn", "http", "spike", 8, 3, naive, "127.0.0.1:1")
+    rows = run_locust(tmp_path, "spike", "digits_cnn", "http", "spike", 8, 3, naive["http"], "127.0.0.1:1")
     assert len(rows) > 20
     assert {r["users"] for r in rows} >= {1, 8}
     assert summarize(rows)["error_rate"] == 0
