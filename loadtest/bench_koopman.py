@@ -104,16 +104,17 @@ def solver_rollouts(start: torch.Tensor, n: int, dt: float, steps: int, repeats:
     return float(np.mean(seconds)), torch.stack(frames)
 
 
-def served_rollouts(repository: Path, window: np.ndarray, steps: int, members: int) -> tuple[list[float], list[float]]:
+def served_rollouts(repository: Path, window: np.ndarray, steps: int, members: int,
+                    model: str = "kno_ns2d") -> tuple[list[float], list[float]]:
     """Arrival times of one streamed rollout's steps, then of one ensemble request's, through the real server."""
     from serve.testing import start_server, stop_server
     from loadtest.stream_latency import served
 
     server = start_server(repository.resolve(), Path(tempfile.mkdtemp(prefix="kno-bench-")))
     try:
-        served(server.grpc, "kno_ns2d", window, 3)  # warm-up: replica loaded, first batch run
-        single = served(server.grpc, "kno_ns2d", window, steps)
-        return single, served(server.grpc, "kno_ns2d", window, steps, members)
+        served(server.grpc, model, window, 3)  # warm-up: replica loaded, first batch run
+        single = served(server.grpc, model, window, steps)
+        return single, served(server.grpc, model, window, steps, members)
     finally:
         stop_server(server.process)
 
@@ -164,9 +165,12 @@ def horizon_errors(per_step: np.ndarray) -> dict:
     return {str(h): float(per_step[:h].mean()) for h in horizons(len(per_step))}
 
 
-def harder_flow(nu: float, members: int, repeats: int, json_path: Path, split: str = "test") -> dict:
+def harder_flow(nu: float, members: int, repeats: int, json_path: Path, split: str = "test",
+                served: tuple[Path, str, str] | None = None) -> dict:
     """Every trained model for the flow ``nu`` against the solver ladder, at equal accuracy (see the module doc), on
-    the test split ``split`` (``test2``: fresh trajectories, for models trained after ``test`` was scored)."""
+    the test split ``split`` (``test2``: fresh trajectories, for models trained after ``test`` was scored).
+    ``served`` = (repository, served model name, its model kind): also time that model through the real server, one
+    streamed forecast and one ensemble request of ``members``, beside the solver rung that matches the kind."""
     from models.koopman import train as koopman_train
     from models.koopman.evaluate import trained_models
 
@@ -224,9 +228,22 @@ def harder_flow(nu: float, members: int, repeats: int, json_path: Path, split: s
                 # solver time ÷ model time: > 1 means the model is faster at that accuracy
                 "speedup_batch1": None if not fits else cheapest["seconds"]["seconds"] / r["seconds"],
                 "speedup_ensemble": None if not fits else cheapest["ensemble_seconds"]["ensemble_seconds"] / r["ensemble_seconds"]}
-    command = f"python -m loadtest.bench_koopman --nu {nu:g} --members {members}" + (f" --split {split}" if split != "test" else "")
+    if served:
+        repository, name, kind = served
+        arrivals, ensemble = served_rollouts(repository, test[:1, :t_in].numpy(), steps, members, name)
+        match = matches[f"{kind}@{steps}"]
+        rung = next((r for r in ladder if match["solver"] and (r["grid"], r["dt"]) == (match["solver"]["grid"], match["solver"]["dt"])), None)
+        report_served = {"model": name, "kind": kind, "first_step_s": arrivals[0], "rollout_s": arrivals[-1],
+                         "ensemble_rollout_s": ensemble[-1], "members": members}
+        if rung:  # solver time ÷ served time at the matched accuracy
+            report_served |= {"speedup_batch1": rung["seconds"] / arrivals[-1], "speedup_ensemble": rung["ensemble_seconds"] / ensemble[-1]}
+        print(f"served {name}: first step {arrivals[0] * 1e3:.0f} ms, forecast {arrivals[-1]:.3f} s, {members} members "
+              f"{ensemble[-1]:.2f} s; solver ÷ served {report_served.get('speedup_batch1', float('nan')):.2f}× / "
+              f"{report_served.get('speedup_ensemble', float('nan')):.2f}×", flush=True)
+    command = (f"python -m loadtest.bench_koopman --nu {nu:g} --members {members}" + (f" --split {split}" if split != "test" else "")
+               + (f" --served {served[1]}" if served else ""))
     report = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "nu": nu, "steps": steps,
-              "split": split, "test_trajectories": len(test), "members": members, "threads": 1, "rows": rows, "equal_accuracy": matches}
+              "split": split, "test_trajectories": len(test), "served": report_served if served else None, "members": members, "threads": 1, "rows": rows, "equal_accuracy": matches}
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     pareto_plot(report, json_path.with_suffix(".png"))
@@ -325,7 +342,9 @@ def main(argv=None) -> None:
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--count", type=int, default=4, help="test trajectories")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--served", action="store_true", help="also time the rollout and an ensemble through the real server")
+    parser.add_argument("--served", nargs="?", const="kno_ns2d", default=None, metavar="MODEL",
+                        help="also time the rollout and an ensemble through the real server (with --nu: name the served "
+                             "model of that flow, e.g. fno_ns2d_nu1e5)")
     parser.add_argument("--members", type=int, default=32, help="ensemble size for --served")
     parser.add_argument("--json", type=Path, default=None, help=f"default {REPORT} (--nu: bench_nu<ν>.json beside it)")
     parser.add_argument("--nu", type=float, default=None, choices=[v for v in data.NS_FLOWS if v != data.NS["nu"]],
@@ -344,8 +363,13 @@ def main(argv=None) -> None:
         return
     if args.nu:
         suffix = "" if args.split == "test" else f"_{args.split}"
+        served = None
+        if args.served:
+            from models.koopman.export import CANDIDATES, MODELS
+
+            served = (args.repository, args.served, (MODELS | CANDIDATES)[args.served][1])
         harder_flow(args.nu, args.members, args.repeats,
-                    args.json or REPORT.with_name(f"bench_{data.ns_flow(args.nu)['tag']}{suffix}.json"), args.split)
+                    args.json or REPORT.with_name(f"bench_{data.ns_flow(args.nu)['tag']}{suffix}.json"), args.split, served)
         return
     args.json = args.json or REPORT
     steps, t_in = 40, data.NS["t_in"]

@@ -70,3 +70,21 @@ def test_served_mode_mixing_equals_the_broadcast_form(rows, modes):
     expected = broadcast_mode_mix(z, wr, wi)
     got = served_mode_mix(z, wr, wi, real_mode_matrices(wr, wi))
     assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
+
+def test_a_candidate_is_exported_only_when_named(tmp_path):
+    """A trained but unserved operator (export.CANDIDATES) stays out of the repository `make repository` builds, and is
+    written, with a card saying it is not served, when asked for by name (to time it through the server)."""
+    from models.koopman import export
+
+    name = next(iter(export.CANDIDATES))
+    export.build(tmp_path / "default")
+    assert sorted(p.name for p in (tmp_path / "default").iterdir()) == sorted(export.MODELS)
+    tmp_path = tmp_path / "named"
+    export.build(tmp_path, names=(name,))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    assert (tmp_path / name / "card.md").read_text().startswith(f"# {name}\n\nNot served")
+    spec = load_model(tmp_path / name)
+    assert spec.platform == "pytorch_libtorch" and spec.decoupled
+    assert spec.min_shapes == {"WINDOW": (1, 10, 2 * 12, 2 * 12)}  # the 12 kept modes set the smallest grid
