@@ -27,7 +27,10 @@ DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT32": np.int32, "INT64": np
 V2 = {np.dtype(v): k for k, v in DTYPES.items()}
 
 
-def create_app(model_file: Path, name: str, version: str, threads: int = 1):
+def create_app(model_file: Path, name: str, version: str, threads: int = 1, grpc_port: int | None = None):
+    """The FastAPI app; with `grpc_port`, gRPC ModelInfer is served on the same event loop while the app runs."""
+    from contextlib import asynccontextmanager
+
     import onnxruntime as ort
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.concurrency import run_in_threadpool
@@ -36,8 +39,23 @@ def create_app(model_file: Path, name: str, version: str, threads: int = 1):
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
     wanted = {i.name for i in session.get_inputs()}
-    app = FastAPI()
-    app.state.session = session  # the gRPC side (`--grpc-port`) runs the same session
+
+    @asynccontextmanager
+    async def grpc_alongside(_):  # uvicorn answers the HTTP health check only once this has started
+        if grpc_port is None:
+            yield
+            return
+        import grpc
+        from tritonclient.grpc import service_pb2_grpc
+
+        server = grpc.aio.server()
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(grpc_servicer(session, name, version), server)
+        server.add_insecure_port(f"127.0.0.1:{grpc_port}")
+        await server.start()
+        yield
+        await server.stop(1)
+
+    app = FastAPI(lifespan=grpc_alongside)
 
     from fastapi.responses import JSONResponse
 
@@ -180,23 +198,7 @@ def main(argv=None) -> None:
     p.add_argument("--grpc-port", type=int, default=None, help="also serve gRPC ModelInfer on this loopback port")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
-    app = create_app(a.repository / a.model / a.version / "model.onnx", a.model, a.version, a.threads)
-    if a.grpc_port:
-        from contextlib import asynccontextmanager
-
-        import grpc
-        from tritonclient.grpc import service_pb2_grpc
-
-        @asynccontextmanager
-        async def grpc_alongside(_):  # started on uvicorn's event loop; the HTTP health check waits for it
-            server = grpc.aio.server()
-            service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(grpc_servicer(app.state.session, a.model, a.version), server)
-            server.add_insecure_port(f"127.0.0.1:{a.grpc_port}")
-            await server.start()
-            yield
-            await server.stop(1)
-
-        app.router.lifespan_context = grpc_alongside
+    app = create_app(a.repository / a.model / a.version / "model.onnx", a.model, a.version, a.threads, a.grpc_port)
     uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning", access_log=False)
 
 
