@@ -52,15 +52,16 @@ VARIANTS = {"fno-m12": ("fno", {"modes": 12})}
 KINDS = ["kno", "kno-cnn", "fno", *VARIANTS]
 
 
-def base_kind(kind: str) -> str:
-    return VARIANTS[kind][0] if kind in VARIANTS else kind
+def resolve_kind(kind: str) -> tuple[str, dict]:
+    """(base kind, the variant's overrides); a plain kind has none."""
+    return VARIANTS.get(kind, (kind, {}))
 
 
 def build_model(problem: str, kind: str, t_in: int | None = None, **overrides) -> torch.nn.Module:
     p = PROFILES[problem]
     t_in = t_in or p["t_in"]
-    if kind in VARIANTS:
-        kind, overrides = VARIANTS[kind][0], VARIANTS[kind][1] | overrides
+    kind, variant = resolve_kind(kind)
+    overrides = variant | overrides
     if kind in ("kno", "kno-cnn"):
         return KNO(t_in=t_in, dims=p["dims"], encoder="cnn" if kind == "kno-cnn" else "linear", **(p["kno"] | overrides))
     if kind == "fno":
@@ -152,7 +153,8 @@ def train(problem: str = "ns", kind: str = "kno", seed: int = 0, nu: float | Non
                 best = {"iter": it, "val_rel_l2": val, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
     model = model.cpu()
     model.load_state_dict(best.pop("state"))
-    config = {"t_in": t_in} | p["fno" if base_kind(kind) == "fno" else "kno"] | VARIANTS.get(kind, (None, {}))[1] | (model_overrides or {})
+    base, variant = resolve_kind(kind)
+    config = {"t_in": t_in} | p["fno" if base == "fno" else "kno"] | variant | (model_overrides or {})
     metrics = {
         "problem": problem, "model": kind, "nu": nu if problem == "burgers" else data.ns_flow(nu)["nu"], "seed": seed,
         "config": config, "parameters": sum(q.numel() for q in model.parameters()), "repr": repr(model),

@@ -72,7 +72,6 @@ def test_served_mode_mixing_equals_the_broadcast_form(rows, modes):
     assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
 
 
-
 def test_a_candidate_is_exported_only_when_named(tmp_path):
     """A trained but unserved operator (export.CANDIDATES) stays out of the repository `make repository` builds, and is
     written, with a card saying it is not served, when asked for by name (to time it through the server)."""
