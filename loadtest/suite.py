@@ -141,9 +141,9 @@ def histogram(text: str, name: str, model: str, version: str) -> dict:
     """Cumulative buckets {le: count} plus '_sum' and '_count', summed over label sets of one model version."""
     out: dict = {}
     for family in text_string_to_metric_families(text):
-        if family.name != name:
-            continue
         for s in family.samples:
+            if s.name not in (f"{name}_bucket", f"{name}_sum", f"{name}_count"):
+                continue
             if s.labels.get("model") != model or s.labels.get("version") != version:
                 continue
             key = float(s.labels["le"]) if s.name.endswith("_bucket") else s.name[len(name):]
@@ -157,17 +157,9 @@ def histogram_delta(before: dict, after: dict) -> dict:
     count = delta.get(float("inf"), 0.0)
     if not count:
         return {"count": 0, "mean": float("nan"), "p99": float("nan")}
-    # mean from the buckets (Ray's exporter approximates _sum by bucket midpoints anyway)
-    mean, previous, low = 0.0, 0.0, 0.0
-    for b in bounds:
-        n = delta[b] - previous
-        if b != float("inf"):
-            mean += n * (b + low) / 2 if b > 1 or low else n * b
-            low = b
-        previous = delta[b]
     finite = [b for b in bounds if b != float("inf")]
     p99 = next((b for b in finite if delta[b] >= 0.99 * count), float("inf"))
-    return {"count": count, "mean": mean / count, "p99": p99}
+    return {"count": count, "mean": delta.get("_sum", float("nan")) / count, "p99": p99}
 
 
 def platform_snapshot(server, model: str, version: str) -> dict:
@@ -176,15 +168,9 @@ def platform_snapshot(server, model: str, version: str) -> dict:
 
 
 def batch_mean(before: dict, after: dict) -> float:
-    """Rows per batch exactly from the size buckets (one per size up to max_batch_size)."""
-    # Same method as bench.batch_totals, here on two snapshots rather than live scrapes.
-    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after if isinstance(k, float)}
-    bounds = sorted(b for b in d if b != float("inf"))
-    batches, rows, previous = d.get(float("inf"), 0.0), 0.0, 0.0
-    for b in bounds:
-        rows += b * (d[b] - previous)
-        previous = d[b]
-    return rows / batches if batches else float("nan")
+    """Rows per executed batch between two snapshots (the histogram's exact `_sum` over its `_count`)."""
+    batches = after.get("_count", 0.0) - before.get("_count", 0.0)
+    return (after.get("_sum", 0.0) - before.get("_sum", 0.0)) / batches if batches else float("nan")
 
 
 # ---------------------------------------------------------------- baselines

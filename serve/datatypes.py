@@ -38,14 +38,19 @@ def numpy_dtype(datatype: str, tensor: str | None = None) -> np.dtype:
         raise InvalidInput(f"{where}unknown datatype {datatype!r}; expected one of {', '.join(DATATYPES)}") from None
 
 
+_BY_DTYPE = {dtype: name for name, dtype in NUMPY_DTYPES.items()}
+
+
 def from_numpy(dtype: np.dtype) -> str:
     """The v2 datatype of a numpy array's dtype (object and bytes/str arrays are BYTES)."""
+    name = _BY_DTYPE.get(dtype)  # a dict lookup: this runs for every tensor of every request and response
+    if name is not None:
+        return name
     dtype = np.dtype(dtype)
     if dtype.kind in "OSU":
         return "BYTES"
-    for name, candidate in NUMPY_DTYPES.items():
-        if candidate == dtype:
-            return name
+    if (name := _BY_DTYPE.get(dtype)) is not None:
+        return name
     raise TypeError(f"numpy dtype {dtype} has no v2 protocol datatype")
 
 

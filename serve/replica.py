@@ -150,17 +150,14 @@ class ModelWorker:
             histogram = metrics.output_histogram(name, boundaries)
             if labels and values.shape and values.shape[-1] == len(labels):
                 for column, label in enumerate(labels):
-                    for value in values[..., column].ravel()[:1024]:
-                        histogram.observe(float(value), tags=self.tags | {"label": label})
+                    histogram.observe_many(values[..., column].ravel()[:1024].tolist(), tags=self.tags | {"label": label})
             else:
-                for value in values.ravel()[:1024]:
-                    histogram.observe(float(value), tags=self.tags | {"label": ""})
+                histogram.observe_many(values.ravel()[:1024].tolist(), tags=self.tags | {"label": ""})
 
     async def _run_batch(self, items) -> list[dict[str, np.ndarray]]:
         started = time.perf_counter()
         waits = [started - arrived for arrived, _ in items]
-        for wait in waits:
-            metrics.queue_time_ms().observe(wait * 1000, tags=self.tags)
+        metrics.queue_time_ms().observe_many([wait * 1000 for wait in waits], tags=self.tags)
         groups = defaultdict(list)  # same non-batch shapes -> one concatenated run
         for index, (_, inputs) in enumerate(items):
             groups[tuple((k, v.shape[1:]) for k, v in sorted(inputs.items()))].append(index)

@@ -96,10 +96,9 @@ def test_content_telemetry_histogram_is_scraped(server, http):
     http.infer("byte_length", [tensor(httpclient, "DATA", data, "BYTES")])
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        for family in text_string_to_metric_families(server.metrics_text()):
-            if family.name == "ray_streamserve_output_length":
-                buckets = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket") and s.labels.get("model") == "byte_length"}
-                if buckets.get("16.0", 0) > buckets.get("4.0", 0):
-                    return
+        buckets = {s.labels["le"]: s.value for family in text_string_to_metric_families(server.metrics_text())
+                   for s in family.samples if s.name == "ray_streamserve_output_length_bucket" and s.labels.get("model") == "byte_length"}
+        if buckets.get("16.0", 0) > buckets.get("4.0", 0):
+            return
         time.sleep(1)
     pytest.fail("no length in the (4, 16] bucket of ray_streamserve_output_length")

@@ -293,12 +293,13 @@ def test_http_event_stream_rejects_bad_input_before_streaming(server):
     assert caught.value.code == 400 and "between 1 and 1000" in json.loads(caught.value.read())["error"]
 
 
-def metric_total(server, family_name, model, suffix="_count"):
-    total = 0.0
-    for family in text_string_to_metric_families(server.metrics_text()):
-        if family.name == family_name:
-            total += sum(s.value for s in family.samples if s.name.endswith(suffix) and s.labels.get("model") == model)
-    return total
+def metric_samples(server, name):
+    """The scraped samples named `name` (a histogram's series: `<name>_bucket`, `_sum`, `_count`), whatever their family."""
+    return [s for family in text_string_to_metric_families(server.metrics_text()) for s in family.samples if s.name == name]
+
+
+def metric_total(server, histogram, model, suffix="_count"):
+    return sum(s.value for s in metric_samples(server, histogram + suffix) if s.labels.get("model") == model)
 
 
 def test_cancelled_stream_stops_the_rollout(server):
@@ -346,12 +347,10 @@ def test_concurrent_rollouts_are_batched_step_by_step(server):
 # -- batching and metrics ----------------------------------------------------------------------------
 def batch_histogram(server, model):
     buckets = {}
-    for family in text_string_to_metric_families(server.metrics_text()):
-        if family.name == "ray_streamserve_batch_size":
-            for sample in family.samples:
-                if sample.labels.get("model") == model and sample.name.endswith("_bucket"):
-                    le = float(sample.labels["le"])
-                    buckets[le] = buckets.get(le, 0) + sample.value
+    for sample in metric_samples(server, "ray_streamserve_batch_size_bucket"):
+        if sample.labels.get("model") == model:
+            le = float(sample.labels["le"])
+            buckets[le] = buckets.get(le, 0) + sample.value
     return buckets
 
 
@@ -385,9 +384,12 @@ def test_sixteen_clients_are_batched_and_each_gets_its_own_answer(server):
 
 
 def test_metrics_scrape_has_our_families_beside_serves(server):
-    names = {family.name for family in text_string_to_metric_families(server.metrics_text())}
-    for ours in ("ray_streamserve_requests", "ray_streamserve_request_latency_ms", "ray_streamserve_queue_time_ms",
-                 "ray_streamserve_compute_time_ms", "ray_streamserve_batch_size", "ray_streamserve_in_flight_requests"):
+    names = {s.name for family in text_string_to_metric_families(server.metrics_text()) for s in family.samples}
+    for histogram in ("ray_streamserve_request_latency_ms", "ray_streamserve_queue_time_ms",
+                      "ray_streamserve_compute_time_ms", "ray_streamserve_batch_size", "ray_streamserve_stage_time_ms"):
+        for suffix in ("_bucket", "_sum", "_count"):
+            assert histogram + suffix in names, histogram + suffix
+    for ours in ("ray_streamserve_requests_total", "ray_streamserve_in_flight_requests"):
         assert ours in names, ours
     assert any(name.startswith("ray_serve_") for name in names)
 
