@@ -504,3 +504,14 @@ async def cuda_shared_memory_register(request: Request, name: str):
 async def cuda_shared_memory_unregister(request: Request, name: str = ""):
     authenticate(request)
     return Response(media_type="application/json")
+
+
+# Starlette, and Serve naming each request's route, try the routes in order until one matches in full: the inference
+# routes, which carry nearly every request, come first (one path match per request instead of 18; loadtest/BENCH.md).
+# None of the others ends in /infer or /generate_stream, so no request changes route.
+def _match_order(route) -> tuple[bool, bool]:
+    path = getattr(route, "path", "")
+    return not path.endswith(("/infer", "/generate_stream")), "/versions/" in path  # most requests name no version
+
+
+app.router.routes.sort(key=_match_order)
