@@ -201,8 +201,6 @@ def test_request_outcomes_separate_clients_leaving_from_our_failures(exc, outcom
 
 def test_inference_routes_are_matched_first_and_no_request_changes_route():
     """Starlette and Serve try routes in order: inference comes first, and every route still answers its own paths."""
-    from starlette.routing import Match
-
     from serve.rest import app
 
     routes = [r for r in app.router.routes if hasattr(r, "path")]
@@ -211,5 +209,5 @@ def test_inference_routes_are_matched_first_and_no_request_changes_route():
         path = route.path.replace("{model}", "m").replace("{version}", "1").replace("{name}", "r")
         for method in route.methods or ():
             scope = {"type": "http", "path": path, "method": method}
-            first = next(r for r in routes if r.matches(scope)[0] is Match.FULL)
+            first = next(r for r in routes if r.matches(scope)[0].name == "FULL")
             assert first.endpoint is route.endpoint, f"{method} {path} now goes to {first.path}"
