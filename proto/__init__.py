@@ -48,4 +48,4 @@ def add_servicer_to_server(servicer, server) -> None:
 
 SERVICER_FUNCTION = f"{__name__}.add_servicer_to_server"
 
-__all__ = ["model_config_pb2", "service_pb2", "service_pb2_grpc", "RPC_NAMES", "RECEIVED_AS_BYTES", "SERVICER_FUNCTION"]
+__all__ = ["model_config_pb2", "service_pb2", "service_pb2_grpc", "SERVICE", "RPC_NAMES", "RECEIVED_AS_BYTES", "SERVICER_FUNCTION"]

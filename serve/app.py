@@ -11,9 +11,10 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle
 
 from .admission import admit
-from .serve_config import INGRESS_NAME, deployment_options, hosted, ingress_options
+from .serve_config import INGRESS_NAME, deployment_options, grpc_message_limit, hosted, ingress_options
 from .dataplane import DataPlane
 from .errors import ModelNotReady, Overloaded
+from .grpc_ingress import start_grpc_server
 from .grpc_servicer import GRPCInferenceServicer
 from .model_control import ModelControl
 from .replica import ModelPool
@@ -43,6 +44,10 @@ def _rebindable_http_port() -> None:
 
 
 _rebindable_http_port()
+
+# Calls in flight on a stopping ingress's gRPC server get this long to finish, within the ingress's
+# graceful_shutdown_timeout_s (serve_config.py), after Serve has drained the HTTP requests it tracks.
+GRPC_DRAIN_S = 5.0
 
 # A replica that died or is restarting: the request may be retried once Serve has replaced it.
 _REPLICA_LOST = (RayActorError, ActorUnavailableError, ReplicaUnavailableError, DeploymentUnavailableError)
@@ -97,9 +102,9 @@ class Ingress(GRPCInferenceServicer):
     """Runs the `local` model versions ("name/version") itself, each with its own batch queue; `models` maps the
     others to the handle of the deployment that runs them."""
 
-    def __init__(
+    async def __init__(
         self, repository: str, models: dict[str, DeploymentHandle], refused: dict[str, str] | None = None,
-        local: list[str] | tuple = (), control: dict | None = None,
+        local: list[str] | tuple = (), control: dict | None = None, grpc_server: dict | None = None,
     ):
         settings = ServerSettings()  # the token and limits come from the environment, never the config file
         started_ns = time.time_ns()
@@ -118,6 +123,14 @@ class Ingress(GRPCInferenceServicer):
         if control is not None:  # load / unload while serving (serve/model_control.py)
             self.plane.control = ModelControl(self.plane, self.pool, **control, started_ns=started_ns)
             self.plane.control.start()
+        # With direct ingress the replica serves gRPC itself (serve/grpc_ingress.py); otherwise Serve's proxy calls
+        # the servicer's methods.
+        self.grpc_server = await start_grpc_server(self, **grpc_server) if grpc_server else None
+
+    async def __del__(self):
+        """Serve's graceful shutdown: calls in flight on our gRPC server finish (Serve drains only the calls it saw)."""
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(GRPC_DRAIN_S)
 
     async def reconfigure(self, user_config: dict) -> None:
         await self.pool.reconfigure(user_config)
@@ -132,7 +145,8 @@ ModelDeployment = serve.deployment(ModelPool)
 
 
 def build_app(args: dict) -> serve.Application:
-    """Application builder: `args` is the Serve config's `args` (at least `repository`)."""
+    """Application builder: `args` is the Serve config's `args` (at least `repository`). `grpc_listen`, when given
+    (the launcher's direct ingress), is where the ingress replicas serve gRPC themselves (serve/grpc_ingress.py)."""
     settings = ServerSettings(**{k: v for k, v in args.items() if k in ServerSettings.model_fields})
     repository = ModelRepository(settings.repository)
     root = str(Path(settings.repository).resolve())
@@ -149,8 +163,12 @@ def build_app(args: dict) -> serve.Application:
         "admission_check": settings.admission_check, "temp_dir": settings.temp_dir,
         "timeout_s": settings.model_load_timeout_s, "grace_s": settings.request_timeout_s,
     } if settings.model_control else None
+    grpc_server = {
+        "listen": args["grpc_listen"], "timeout_s": settings.request_timeout_s,
+        "max_concurrent_rpcs": settings.ingress_max_ongoing_requests, "max_message_bytes": grpc_message_limit(settings),
+    } if args.get("grpc_listen") else None
     return Ingress.options(**ingress_options(settings, repository)).bind(
-        root, handles, {f"{n}/{v}": r for (n, v), r in refused.items()}, local, control
+        root, handles, {f"{n}/{v}": r for (n, v), r in refused.items()}, local, control, grpc_server
     )
 
 

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from .serve_config import INGRESS_NAME, deployment_name
+from .serve_config import INGRESS_NAME, deployment_name, grpc_message_limit
 from .private_files import UnsafeFile, private_dir, write_private
 from .settings import ServerSettings
 
@@ -31,10 +31,9 @@ def free_loopback_port() -> int:
 
 def public_ports(settings: ServerSettings, grpc_port: int) -> dict[int, str]:
     """Every port this machine's server will listen on, with what listens there: with direct ingress, replica i of
-    `ingress_replicas` takes http_port + i and grpc_port + i."""
+    `ingress_replicas` takes http_port + i, and every replica serves gRPC on grpc_port (serve/grpc_ingress.py)."""
     replicas = range(settings.ingress_replicas if settings.direct_ingress else 1)
-    ports = {settings.metrics_port: "metrics"}
-    ports |= {grpc_port + i: f"gRPC (ingress replica {i + 1})" for i in replicas}
+    ports = {settings.metrics_port: "metrics", grpc_port: "gRPC"}
     ports |= {settings.http_port + i: f"HTTP (ingress replica {i + 1})" for i in replicas}
     if grpc_port != settings.grpc_port:
         ports[settings.grpc_port] = "gRPC (TLS terminator)"
@@ -55,7 +54,8 @@ def check_ports_free(settings: ServerSettings, grpc_port: int) -> None:
 
 
 def serve_grpc_port(settings: ServerSettings) -> int:
-    """Where Serve's own gRPC server listens: the public port, or a private one behind the TLS terminator."""
+    """Where the gRPC server listens (the ingress replicas' own with direct ingress, else Serve's proxy): the public
+    port, or a private one behind the TLS terminator."""
     if not settings.tls_certfile:
         return settings.grpc_port
     if not settings.auth_token:
@@ -68,7 +68,7 @@ ALLOCATOR_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM
 
 def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) -> None:
     """Environment Ray reads at start; replicas inherit it (that is how they get the auth token).
-    `grpc_port` is where Serve's gRPC server listens (`serve_grpc_port`)."""
+    `grpc_port` is where the gRPC server listens (`serve_grpc_port`)."""
     grpc_port = grpc_port or settings.grpc_port
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # makes Ray bind 127.0.0.1
     # Each replica also opens an inter-deployment gRPC server on every interface; Ray's token auth is what
@@ -89,8 +89,7 @@ def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) 
     # Serve's controller reconciles every 0.1 s by default: a fifth of a core on this machine with nothing to do.
     # Twice a second still reacts to a lost replica or an autoscaling decision well within their own delays.
     os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "0.5")
-    # The proxy drops messages past twice our limit; between the two the ingress answers INVALID_ARGUMENT.
-    message_limit = str(min(2 * settings.max_request_bytes, 2**31 - 1))
+    message_limit = str(grpc_message_limit(settings))  # for Serve's gRPC proxy, where direct ingress is off
     os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", message_limit)
     os.environ.setdefault("RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH", message_limit)  # ingress -> model calls
     for field in ("auth_token", "max_request_bytes", "max_response_bytes", "tls_certfile"):
@@ -109,15 +108,12 @@ def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) 
     # in front here, and the public ports are the only ones the ingress may take: a replaced ingress listens at once.
     os.environ.setdefault("RAY_SERVE_PORT_QUARANTINE_S", "0")
     http_ports = range(settings.http_port, settings.http_port + settings.ingress_replicas)
-    grpc_ports = range(grpc_port, grpc_port + settings.ingress_replicas)
-    if set(http_ports) & set(grpc_ports):
-        sys.exit(f"error: {settings.ingress_replicas} ingress replicas listen on HTTP ports {http_ports.start}-{http_ports[-1]} "
-                 f"and gRPC ports {grpc_ports.start}-{grpc_ports[-1]}, which overlap; set STREAMSERVE_GRPC_PORT to "
-                 f"{http_ports[-1] + 1} or above (or STREAMSERVE_HTTP_PORT below {grpc_port - settings.ingress_replicas + 1})")
+    if grpc_port in http_ports:
+        sys.exit(f"error: {settings.ingress_replicas} ingress replicas listen on HTTP ports {http_ports.start}-{http_ports[-1]}, "
+                 f"which include the gRPC port {grpc_port}; set STREAMSERVE_GRPC_PORT to {http_ports[-1] + 1} or above "
+                 f"(or STREAMSERVE_HTTP_PORT below {grpc_port - settings.ingress_replicas + 1})")
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", str(settings.http_port))
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT", str(settings.http_port + settings.ingress_replicas))
-    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT", str(grpc_port))
-    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT", str(grpc_port + settings.ingress_replicas))
 
 
 def run(settings: ServerSettings, load_config, ready_file: str | None = None) -> None:
@@ -137,16 +133,19 @@ def run(settings: ServerSettings, load_config, ready_file: str | None = None) ->
     from ray.serve.config import gRPCOptions
     from ray.serve.schema import ServeDeploySchema
 
-    # With direct ingress the ingress replica listens on the public ports itself; Serve still reserves the
-    # proxy's configured ports, so those move to free loopback ports nobody uses (the same ones on every reload).
+    # With direct ingress the ingress replicas listen on the public ports themselves: Serve's HTTP server, and our
+    # gRPC server in place of Serve's (serve/grpc_ingress.py; no servicer functions turn Serve's off). Serve still
+    # reserves the proxy's configured ports, so those move to free loopback ports nobody uses (the same on every reload).
     proxy_ports = (free_loopback_port(), free_loopback_port()) if settings.direct_ingress else None
+    grpc_listen = f"{'127.0.0.1' if grpc_port != settings.grpc_port else '[::]'}:{grpc_port}"  # behind TLS: loopback only
 
     def deployable(config: dict) -> dict:
         if proxy_ports:
             return config | {
                 "proxy_location": "Disabled",
                 "http_options": config["http_options"] | {"port": proxy_ports[0]},
-                "grpc_options": config["grpc_options"] | {"port": proxy_ports[1]},
+                "grpc_options": config["grpc_options"] | {"port": proxy_ports[1], "grpc_servicer_functions": []},
+                "applications": [app | {"args": app.get("args", {}) | {"grpc_listen": grpc_listen}} for app in config["applications"]],
             }
         if grpc_port != settings.grpc_port:
             return config | {"grpc_options": config["grpc_options"] | {"port": grpc_port}}

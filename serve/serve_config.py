@@ -114,6 +114,12 @@ def ingress_options(settings: ServerSettings, repository: ModelRepository) -> di
     }
 
 
+def grpc_message_limit(settings: ServerSettings) -> int:
+    """Largest gRPC message the servers accept: twice the request limit, so that between the two the ingress answers
+    with the limit it enforces (INVALID_ARGUMENT, naming it) and only far larger messages are cut unread."""
+    return min(2 * settings.max_request_bytes, 2**31 - 1)
+
+
 def build_serve_config(settings: ServerSettings, repository_path: str | None = None) -> dict:
     """The Serve deploy schema as a dict; `repository_path` is where replicas will find the repository
     (the local folder for `make serve`, the volume mount in Kubernetes)."""

@@ -18,8 +18,8 @@ class ServerSettings(BaseSettings):
     http_port: int = 8000
     grpc_port: int = 8001
     """Triton's, so its clients' defaults reach us. With direct ingress, replica i of `ingress_replicas` listens on
-    http_port + i and grpc_port + i: the two ranges must not overlap (checked at start). Ray Serve's gRPC server binds
-    every interface ([::]); see `auth_token`."""
+    http_port + i, and every replica serves gRPC on grpc_port, outside that range (checked at start). The gRPC server
+    binds every interface ([::]); see `auth_token`."""
     metrics_port: int = 8080
     """Prometheus endpoint of Ray's metrics agent: Serve's metrics and ours."""
     auth_token: str | None = Field(default=None, repr=False)

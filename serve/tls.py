@@ -1,9 +1,9 @@
 """TLS for the gRPC port, which Ray Serve's gRPC servers cannot do themselves (they only add insecure ports).
 
-When `STREAMSERVE_TLS_CERTFILE` / `_KEYFILE` are set, the launcher moves Serve's gRPC listener to a free port
+When `STREAMSERVE_TLS_CERTFILE` / `_KEYFILE` are set, the launcher moves the gRPC listener to a free loopback port
 and puts this terminator on the public gRPC port: it completes the TLS handshake (ALPN `h2`, TLS 1.2+) and
-pipes the decrypted HTTP/2 bytes to Serve over loopback. It parses nothing, so every gRPC feature
-(streams, metadata, deadlines) passes through unchanged. Connections it forwards reach Serve from
+pipes the decrypted HTTP/2 bytes to the gRPC server over loopback. It parses nothing, so every gRPC feature
+(streams, metadata, deadlines) passes through unchanged. Connections it forwards reach the server from
 127.0.0.1, so TLS mode requires the bearer token: the peer address can no longer tell who is local.
 In Kubernetes, terminate TLS at the ingress or load balancer instead (deploy/k8s/README.md).
 
@@ -100,7 +100,7 @@ class TlsTerminator:
             try:
                 upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
             except OSError as e:
-                logger.warning("gRPC TLS: cannot reach Serve's gRPC port %d: %s", self.target_port, e)
+                logger.warning("gRPC TLS: cannot reach the gRPC server on port %d: %s", self.target_port, e)
                 client_writer.close()
                 return
             activity = [time.monotonic()]

@@ -1,4 +1,4 @@
-"""The launcher's environment for Ray: Triton's ports by default, ingress port ranges that cannot collide, and the
+"""The launcher's environment for Ray: Triton's ports by default, ingress ports that cannot collide, and the
 serving processes' allocator settings."""
 import os
 import socket
@@ -8,7 +8,7 @@ from unittest import mock
 
 import pytest
 
-from serve.launcher import ALLOCATOR_ENVIRONMENT, check_ports_free, prepare_environment
+from serve.launcher import ALLOCATOR_ENVIRONMENT, check_ports_free, prepare_environment, public_ports
 from serve.settings import ServerSettings
 from serve.testing import free_port_block
 
@@ -22,15 +22,17 @@ def environment(settings: ServerSettings) -> dict:
 def test_one_ingress_replica_listens_on_tritons_ports_with_the_allocator_setting():
     env = environment(ServerSettings())
     assert (env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"], env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"]) == ("8000", "8001")
-    assert (env["RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT"], env["RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT"]) == ("8001", "8002")
+    assert "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT" not in env  # the ingress serves gRPC itself (serve/grpc_ingress.py)
+    assert public_ports(ServerSettings(), 8001) == {8080: "metrics", 8001: "gRPC", 8000: "HTTP (ingress replica 1)"}
     assert all(env[key] == value for key, value in ALLOCATOR_ENVIRONMENT.items())
 
 
-def test_ingress_replicas_whose_port_ranges_overlap_are_refused_at_start_naming_the_fix():
-    with pytest.raises(SystemExit, match="HTTP ports 8000-8001 and gRPC ports 8001-8002, which overlap; set STREAMSERVE_GRPC_PORT to 8002"):
+def test_ingress_replicas_share_the_grpc_port_which_their_http_ports_must_not_cover():
+    with pytest.raises(SystemExit, match="HTTP ports 8000-8001, which include the gRPC port 8001; set STREAMSERVE_GRPC_PORT to 8002"):
         environment(ServerSettings(ingress_replicas=2))
-    env = environment(ServerSettings(ingress_replicas=2, grpc_port=9000))
-    assert env["RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT"] == "9000"
+    settings = ServerSettings(ingress_replicas=2, grpc_port=9000)
+    environment(settings)
+    assert public_ports(settings, 9000) == {8080: "metrics", 9000: "gRPC", 8000: "HTTP (ingress replica 1)", 8001: "HTTP (ingress replica 2)"}
 
 
 def test_a_taken_port_of_the_second_ingress_replica_is_refused_at_start_naming_it():
