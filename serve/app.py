@@ -15,6 +15,7 @@ from .serve_config import INGRESS_NAME, deployment_options, grpc_message_limit, 
 from .dataplane import DataPlane
 from .errors import ModelNotReady, Overloaded
 from .grpc_ingress import start_grpc_server
+from .http_ingress import DirectIngressGuard, serve_directly
 from .grpc_servicer import GRPCInferenceServicer
 from .model_control import ModelControl
 from .replica import ModelPool
@@ -105,6 +106,7 @@ class Ingress(GRPCInferenceServicer):
     async def __init__(
         self, repository: str, models: dict[str, DeploymentHandle], refused: dict[str, str] | None = None,
         local: list[str] | tuple = (), control: dict | None = None, grpc_server: dict | None = None,
+        direct_http: dict | None = None,
     ):
         settings = ServerSettings()  # the token and limits come from the environment, never the config file
         started_ns = time.time_ns()
@@ -123,9 +125,11 @@ class Ingress(GRPCInferenceServicer):
         if control is not None:  # load / unload while serving (serve/model_control.py)
             self.plane.control = ModelControl(self.plane, self.pool, **control, started_ns=started_ns)
             self.plane.control.start()
-        # With direct ingress the replica serves gRPC itself (serve/grpc_ingress.py); otherwise Serve's proxy calls
-        # the servicer's methods.
+        # With direct ingress the replica serves gRPC itself (serve/grpc_ingress.py) and HTTP through Serve's server
+        # without Serve's per-request wrapper (serve/http_ingress.py); otherwise Serve's proxies call in.
         self.grpc_server = await start_grpc_server(self, **grpc_server) if grpc_server else None
+        if direct_http:  # Serve's HTTP server, started after this constructor, serves the app without its wrapper
+            serve_directly(DirectIngressGuard(rest.app, **direct_http))
 
     async def __del__(self):
         """Serve's graceful shutdown: calls in flight on our gRPC server finish (Serve drains only the calls it saw)."""
@@ -145,8 +149,9 @@ ModelDeployment = serve.deployment(ModelPool)
 
 
 def build_app(args: dict) -> serve.Application:
-    """Application builder: `args` is the Serve config's `args` (at least `repository`). `grpc_listen`, when given
-    (the launcher's direct ingress), is where the ingress replicas serve gRPC themselves (serve/grpc_ingress.py)."""
+    """Application builder: `args` is the Serve config's `args` (at least `repository`). `grpc_listen`, given by the
+    launcher's direct ingress, is where the ingress replicas serve gRPC themselves (serve/grpc_ingress.py); their HTTP
+    then skips Serve's per-request wrapper too (serve/http_ingress.py)."""
     settings = ServerSettings(**{k: v for k, v in args.items() if k in ServerSettings.model_fields})
     repository = ModelRepository(settings.repository)
     root = str(Path(settings.repository).resolve())
@@ -163,12 +168,14 @@ def build_app(args: dict) -> serve.Application:
         "admission_check": settings.admission_check, "temp_dir": settings.temp_dir,
         "timeout_s": settings.model_load_timeout_s, "grace_s": settings.request_timeout_s,
     } if settings.model_control else None
+    direct = args.get("grpc_listen")
     grpc_server = {
         "listen": args["grpc_listen"], "timeout_s": settings.request_timeout_s,
         "max_concurrent_rpcs": settings.ingress_max_ongoing_requests, "max_message_bytes": grpc_message_limit(settings),
-    } if args.get("grpc_listen") else None
+    } if direct else None
+    direct_http = {"timeout_s": settings.request_timeout_s, "max_ongoing": settings.ingress_max_ongoing_requests} if direct else None
     return Ingress.options(**ingress_options(settings, repository)).bind(
-        root, handles, {f"{n}/{v}": r for (n, v), r in refused.items()}, local, control, grpc_server
+        root, handles, {f"{n}/{v}": r for (n, v), r in refused.items()}, local, control, grpc_server, direct_http
     )
 
 
