@@ -28,13 +28,13 @@ RETRY_AFTER_S = 1
 
 def serve_directly(app: ASGIApp) -> None:
     """Serve's direct-ingress HTTP server in this process (the ingress replica's, started once its constructor has
-    run) serves `app` in place of Serve's per-request wrapper. Serve starts it through `start_asgi_http_server` of its
+    run) serves `app` in place of Serve's per-request wrapper (`_wrapper` below). Serve starts it through `start_asgi_http_server` of its
     replica module, which is where the app is swapped in; the server, its port and options stay Serve's."""
     from ray.serve._private import replica
 
     start = replica.start_asgi_http_server
 
-    async def start_asgi_http_server(_wrapper, http_options, *, event_loop, enable_so_reuseport=False):  # Serve's wrapper: not served
+    async def start_asgi_http_server(_wrapper, http_options, *, event_loop, enable_so_reuseport=False):
         return await start(app, http_options, event_loop=event_loop, enable_so_reuseport=enable_so_reuseport)
 
     replica.start_asgi_http_server = start_asgi_http_server
