@@ -1,6 +1,7 @@
 """Model load and unload with two ingress replicas and a token: a server of its own (direct ingress: each replica listens
-on its own HTTP and gRPC port) serving `simple`. A call to one replica is applied there at once and by the other within
-its poll of the shared state (serve/model_control.py); load, unload and the index need the token on both protocols."""
+on its own HTTP port, and both on the one gRPC port, where the kernel hands each new connection to one of them) serving
+`simple`. A call to one replica is applied there at once and by the other within its poll of the shared state
+(serve/model_control.py); load, unload and the index need the token on both protocols."""
 import shutil
 import time
 
@@ -32,14 +33,10 @@ def replicas(repository, tmp_path_factory):
     except RuntimeError as e:
         pytest.fail(str(e))
 
-    def ports(address):  # Serve gives each ingress replica a port of the range
-        host, port = address.rsplit(":", 1)
-        return [f"{host}:{int(port) + i}" for i in range(2)]
-
-    https = [httpclient.InferenceServerClient(a) for a in ports(srv.http)]
-    grpcs = [grpcclient.InferenceServerClient(a) for a in ports(srv.grpc)]
-    yield root, https, grpcs
-    for client in https + grpcs:
+    host, port = srv.http.rsplit(":", 1)  # Serve gives each ingress replica an HTTP port of the range
+    https = [httpclient.InferenceServerClient(f"{host}:{int(port) + i}") for i in range(2)]
+    yield root, https, srv.grpc
+    for client in https:
         client.close()
     assert stop_server(srv.process) == 0, srv.log.read_text()[-2000:]
 
@@ -62,50 +59,58 @@ def wait_for(condition, what: str, limit_s: float = 10 * POLL_S + 5) -> float:
 def ready(client, model: str) -> bool:
     try:
         return client.is_model_ready(model, headers=auth())
-    except InferenceServerException:  # gRPC: a model this replica does not know yet is NOT_FOUND
+    except InferenceServerException:  # a model this replica does not know yet may be answered NOT_FOUND
         return False
 
 
 def test_load_unload_and_index_need_the_token_on_both_protocols(replicas):
-    _, https, grpcs = replicas
-    for http, grpc in zip(https, grpcs):
+    _, https, grpc_address = replicas
+    for http in https:
         for call in (lambda: http.load_model("simple"), lambda: http.unload_model("simple"), http.get_model_repository_index,
                      lambda: http.unload_model("simple", headers={"authorization": "Bearer wrong"})):
             with pytest.raises(InferenceServerException) as caught:
                 call()
             assert caught.value.status() == "401"
+        assert http.is_model_ready("simple", headers=auth())
+    for _ in range(4):  # a new connection each time: either replica may answer
+        grpc = grpcclient.InferenceServerClient(grpc_address)
         for call in (lambda: grpc.load_model("simple"), lambda: grpc.unload_model("simple"), grpc.get_model_repository_index):
             with pytest.raises(InferenceServerException) as caught:
                 call()
             assert caught.value.status() == "StatusCode.UNAUTHENTICATED"
-        assert http.is_model_ready("simple", headers=auth()) and grpc.is_model_ready("simple", headers=auth())
+        assert grpc.is_model_ready("simple", headers=auth())
+        grpc.close()
 
 
 def test_every_replica_converges_on_the_last_call(replicas):
-    root, (http_a, http_b), (grpc_a, grpc_b) = replicas
+    root, (http_a, http_b), grpc_address = replicas
+    grpc = grpcclient.InferenceServerClient(grpc_address)  # one connection: one replica, a or b
     shutil.copytree(root / "simple", root / "simple_live")
     config = root / "simple_live" / "config.pbtxt"
     config.write_text(config.read_text().replace('"simple"', '"simple_live"'))
     try:
         http_a.load_model("simple_live", headers=auth())
         assert http_a.is_model_ready("simple_live", headers=auth())  # at once where the call landed
-        lag = wait_for(lambda: ready(grpc_b, "simple_live"), "replica b loads simple_live")
+        lag = wait_for(lambda: ready(http_b, "simple_live"), "replica b loads simple_live")
         print(f"\nload seen by the other replica after {lag:.2f} s")
-        assert (grpc_b.infer("simple_live", simple_inputs(grpcclient), headers=auth()).as_numpy("OUTPUT0") == 2).all()
+        assert (http_b.infer("simple_live", simple_inputs(httpclient), headers=auth()).as_numpy("OUTPUT0") == 2).all()
+        assert (grpc.infer("simple_live", simple_inputs(grpcclient), headers=auth()).as_numpy("OUTPUT0") == 2).all()
 
-        grpc_b.unload_model("simple_live", headers=auth())
-        assert not grpc_b.is_model_ready("simple_live", headers=auth())
-        lag = wait_for(lambda: not http_a.is_model_ready("simple_live", headers=auth()), "replica a unloads simple_live")
-        print(f"unload seen by the other replica after {lag:.2f} s")
-        with pytest.raises(InferenceServerException, match="unloaded") as caught:
-            http_a.infer("simple_live", simple_inputs(httpclient), headers=auth())
-        assert caught.value.status() == "503"
+        grpc.unload_model("simple_live", headers=auth())
+        assert not grpc.is_model_ready("simple_live", headers=auth())  # at once where the call landed
+        for name, http in (("a", http_a), ("b", http_b)):
+            lag = wait_for(lambda: not http.is_model_ready("simple_live", headers=auth()), f"replica {name} unloads simple_live")
+            print(f"unload seen by replica {name} after {lag:.2f} s")
+            with pytest.raises(InferenceServerException, match="unloaded") as caught:
+                http.infer("simple_live", simple_inputs(httpclient), headers=auth())
+            assert caught.value.status() == "503"
 
         config.write_text(config.read_text().replace("max_batch_size: 8", "max_batch_size: 16"))
-        grpc_a.load_model("simple_live", headers=auth())  # a reload with a changed config
+        grpc.load_model("simple_live", headers=auth())  # a reload with a changed config
         wait_for(lambda: http_b.is_model_ready("simple_live", headers=auth())
                  and http_b.get_model_config("simple_live", headers=auth())["max_batch_size"] == 16, "replica b reloads")
-        assert http_a.get_model_config("simple_live", headers=auth())["max_batch_size"] == 16
+        wait_for(lambda: http_a.is_model_ready("simple_live", headers=auth())
+                 and http_a.get_model_config("simple_live", headers=auth())["max_batch_size"] == 16, "replica a reloads")
 
         def states(http):
             return [(m["name"], m.get("version"), m["state"]) for m in http.get_model_repository_index(headers=auth())]
@@ -115,3 +120,4 @@ def test_every_replica_converges_on_the_last_call(replicas):
         http_a.unload_model("simple_live", headers=auth())
         wait_for(lambda: not http_b.is_model_ready("simple_live", headers=auth()), "replica b unloads simple_live")
         shutil.rmtree(root / "simple_live")
+        grpc.close()

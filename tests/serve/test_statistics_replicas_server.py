@@ -1,5 +1,5 @@
 """Statistics summed across ingress replicas: a server of its own with two ingress replicas (direct ingress: each
-listens on its own port) serving only `simple`. Requests sent to one replica are counted by the other within the
+listens on its own HTTP port) serving only `simple`. Requests sent to one replica are counted by the other within the
 publication period, and the Triton counters scraped alternately from both never go back."""
 import shutil
 import time
