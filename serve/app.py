@@ -168,12 +168,12 @@ def build_app(args: dict) -> serve.Application:
         "admission_check": settings.admission_check, "temp_dir": settings.temp_dir,
         "timeout_s": settings.model_load_timeout_s, "grace_s": settings.request_timeout_s,
     } if settings.model_control else None
-    direct = args.get("grpc_listen")
+    grpc_listen = args.get("grpc_listen")
     grpc_server = {
-        "listen": args["grpc_listen"], "timeout_s": settings.request_timeout_s,
+        "listen": grpc_listen, "timeout_s": settings.request_timeout_s,
         "max_concurrent_rpcs": settings.ingress_max_ongoing_requests, "max_message_bytes": grpc_message_limit(settings),
-    } if direct else None
-    direct_http = {"timeout_s": settings.request_timeout_s, "max_ongoing": settings.ingress_max_ongoing_requests} if direct else None
+    } if grpc_listen else None
+    direct_http = {"timeout_s": settings.request_timeout_s, "max_ongoing": settings.ingress_max_ongoing_requests} if grpc_listen else None
     return Ingress.options(**ingress_options(settings, repository)).bind(
         root, handles, {f"{n}/{v}": r for (n, v), r in refused.items()}, local, control, grpc_server, direct_http
     )

@@ -6,7 +6,7 @@ machinery: a context object, two request ids, its request context variable, an a
 access log off, its request metrics and a response generator with a timeout. On this 2-core machine that wrapper was a
 quarter of the ingress's CPU samples for `digits_cnn`, and calling the servicer from a server of our own in the same
 replica answered 1.5x the requests per second at 32 gRPC clients (loadtest/BENCH.md "The ingress's own gRPC server").
-Serve's HTTP stays as it is, and so does its gRPC proxy where direct ingress is off (KubeRay, deploy/k8s/).
+Where direct ingress is off (KubeRay, deploy/k8s/), Serve's gRPC proxy calls the same servicer. HTTP: serve/http_ingress.py.
 
 What Serve's server did for each call, this one does too:
 - at most `max_concurrent_rpcs` calls at once (grpcio answers RESOURCE_EXHAUSTED past it), the ingress's

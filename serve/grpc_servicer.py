@@ -2,8 +2,8 @@
 
 Served by the ingress replica's own gRPC server (serve/grpc_ingress.py) with direct ingress, or called by Ray
 Serve's gRPC proxy: each RPC is a method of the same name taking the request message and a `grpc_context`; errors
-are reported by setting the status on that context and returning an empty response. Every RPC of the service is defined, so an unsupported one answers UNIMPLEMENTED
-instead of Serve's INTERNAL with a traceback.
+are reported by setting the status on that context and returning an empty response. Every RPC of the service is
+defined, so an unsupported one answers UNIMPLEMENTED instead of Serve's INTERNAL with a traceback.
 """
 import logging
 import time

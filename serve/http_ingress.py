@@ -28,8 +28,9 @@ RETRY_AFTER_S = 1
 
 def serve_directly(app: ASGIApp) -> None:
     """Serve's direct-ingress HTTP server in this process (the ingress replica's, started once its constructor has
-    run) serves `app` in place of Serve's per-request wrapper (`_wrapper` below). Serve starts it through `start_asgi_http_server` of its
-    replica module, which is where the app is swapped in; the server, its port and options stay Serve's."""
+    run) serves `app` in place of Serve's per-request wrapper (`_wrapper` below). Serve starts it through
+    `start_asgi_http_server` of its replica module, which is where the app is swapped in; the server, its port and
+    options stay Serve's."""
     from ray.serve._private import replica
 
     start = replica.start_asgi_http_server
@@ -41,6 +42,8 @@ def serve_directly(app: ASGIApp) -> None:
 
 
 class DirectIngressGuard:
+    """The ASGI app Serve's server runs: `app` with the request cap, time limit and disconnect handling above."""
+
     def __init__(self, app: ASGIApp, *, timeout_s: float, max_ongoing: int):
         self.app, self.timeout_s, self.max_ongoing = app, timeout_s, max_ongoing
         self.ongoing = 0
