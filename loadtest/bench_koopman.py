@@ -6,6 +6,7 @@ same accuracy, with the KNO's error beside it, in one run:
     python -m loadtest.bench_koopman --nu 1e-5      # the hardest: 10 → 10 frames
     python -m loadtest.bench_koopman --nu 1e-5 --split test2   # the same on its fresh second test split
     python -m loadtest.bench_koopman --rung-timing 32 0.025   # each harder flow's FNO beside one solver rung, timing only
+    python -m loadtest.bench_koopman --rung-timing 32 0.025 --kind fno-m12 --nu 1e-5   # one model kind, one flow
 
 
 1. The KNO as served (``kno_ns2d`` from the model repository, its own runtime, one thread, batch 1): time per
@@ -355,13 +356,19 @@ def main(argv=None) -> None:
     parser.add_argument("--split", choices=data.TEST_SPLITS, default="test",
                         help="with --nu: the test split to score (test2: the fresh one, bench_nu<ν>_test2.json)")
     parser.add_argument("--rung-timing", nargs=2, metavar=("GRID", "DT"), type=float,
-                        help="time each harder flow's seed-0 FNO and this solver rung side by side (nothing scored)")
+                        help="time each harder flow's seed-0 model (--kind) and this solver rung side by side (nothing "
+                             "scored); with --nu, that flow only")
+    parser.add_argument("--kind", default="fno", help="with --rung-timing: the model kind to time (fno, fno-m12, kno, ...)")
     args = parser.parse_args(argv)
     if args.rung_timing:
         grid, dt = int(args.rung_timing[0]), args.rung_timing[1]
-        rows = rung_timing([v for v in data.NS_FLOWS if v != data.NS["nu"]], "fno", grid, dt, args.members, args.repeats)
-        out = args.json or REPORT.with_name(f"rung_timing_{grid}_{dt:g}.json")
-        out.write_text(json.dumps({"command": f"python -m loadtest.bench_koopman --rung-timing {grid} {dt:g}",
+        nus = [args.nu] if args.nu else [v for v in data.NS_FLOWS if v != data.NS["nu"]]
+        rows = rung_timing(nus, args.kind, grid, dt, args.members, args.repeats)
+        tag = "" if args.kind == "fno" else f"_{args.kind}"
+        out = args.json or REPORT.with_name(f"rung_timing_{grid}_{dt:g}{tag}.json")
+        command = (f"python -m loadtest.bench_koopman --rung-timing {grid} {dt:g}" + (f" --kind {args.kind}" if tag else "")
+                   + (f" --nu {args.nu:g}" if args.nu else "") + f" --repeats {args.repeats}")
+        out.write_text(json.dumps({"command": command,
                                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": 1, "rows": rows}, indent=2) + "\n")
         return
     if args.nu:

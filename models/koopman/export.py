@@ -20,7 +20,8 @@ import onnx
 import torch
 
 from models.koopman import train as koopman_train
-from models.koopman.kno import KoopmanOperator, OneStep, real_mode_matrices
+from models.koopman.fno import SpectralConv
+from models.koopman.kno import KoopmanOperator, OneStep
 
 from export.onnx_export import MAX_IR_VERSION, check_parity
 from export.served_model import ServedModel, Tensor
@@ -73,11 +74,11 @@ def script_one_step(model: torch.nn.Module, example: torch.Tensor) -> bytes:
     """TorchScript bytes of ``OneStep(model)``, traced once. The trace reads batch and grid sizes at run time
     (``aten::size``), so any batch and any grid of at least 2·modes points per axis runs; `torchscript_parity`
     checks that at grids other than the traced one."""
-    operators = [m for m in model.modules() if isinstance(m, KoopmanOperator)]
+    operators = [m for m in model.modules() if isinstance(m, (KoopmanOperator, SpectralConv))]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         for operator in operators:
-            operator.served_matrices = real_mode_matrices(operator.weight_real, operator.weight_imag)
+            operator.served_matrices = operator.serving_matrices()
         try:
             traced = torch.jit.trace(OneStep(model).eval(), (example,), check_trace=False)
         finally:

@@ -91,6 +91,9 @@ class KoopmanOperator(nn.Module):
     """Set while the served step is traced (models/koopman/export.py): `real_mode_matrices` of the trained weights,
     a constant of the trace, and the mode mixing picks its form by the batch size at run time (`served_mode_mix`)."""
 
+    def serving_matrices(self) -> torch.Tensor:
+        return real_mode_matrices(self.weight_real, self.weight_imag)
+
     def _mix(self, z: torch.Tensor) -> torch.Tensor:
         if self.served_matrices is not None:
             return served_mode_mix(z, self.weight_real, self.weight_imag, self.served_matrices)

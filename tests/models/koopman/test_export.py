@@ -1,6 +1,8 @@
 """Export of a tiny KNO: the served TorchScript trace and the portable ONNX graph (dynamo exporter), each at
 parity with PyTorch at batch and grid sizes other than the ones exported with, and a config that the
 repository loader accepts as a rollout model."""
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +58,24 @@ def test_tiny_2d_kno_traces_to_torchscript_that_takes_other_batches_and_grids(tm
         frames = model.predict(torch.from_numpy(windows[2]))
     np.testing.assert_allclose(out["FRAMES"], frames.numpy(), atol=1e-5)
     np.testing.assert_array_equal(out["WINDOW_NEXT"][:, -1:], out["FRAMES"])
+
+
+@pytest.mark.parametrize("dims, grids", [(2, [(1, 16, 16), (3, 8, 8), (4, 24, 12)]), (1, [(1, 32), (5, 10)])])
+def test_fno_traces_to_the_served_mode_mixing_at_every_batch(dims, grids):
+    """The FNO's served trace uses the batched mode mixing (both corners' matrices are constants of the trace) and
+    equals its eager forward at one row (broadcast form) and several (batched GEMM), at grids other than the traced one."""
+    from models.koopman.fno import FNO
+
+    torch.set_num_threads(1)
+    torch.manual_seed(dims)
+    model = FNO(t_in=3, width=5, modes=4, layers=2, dims=dims).eval()
+    script = script_one_step(model, torch.randn(2, 3, *grids[0][1:]))
+    assert all(m.served_matrices is None for m in model.spectral)  # the trace's constants do not stay on the model
+    rng = np.random.default_rng(dims)
+    windows = [rng.standard_normal((b, 3, *grid)).astype(np.float32) for b, *grid in grids]
+    errors = torchscript_parity(model, script, windows)
+    assert len(errors) == len(grids) and max(max(e.values()) for e in errors.values()) < 1e-5
+    assert "bmm" in str(torch.jit.load(io.BytesIO(script)).inlined_graph)
 
 
 @pytest.mark.parametrize("rows", [1, 3, 8])
