@@ -5,6 +5,8 @@ same accuracy, with the KNO's error beside it, in one run:
     python -m loadtest.bench_koopman --nu 1e-4      # the harder flow: every trained model against the solver ladder
     python -m loadtest.bench_koopman --nu 1e-5      # the hardest: 10 → 10 frames
     python -m loadtest.bench_koopman --nu 1e-5 --split test2   # the same on its fresh second test split
+    python -m loadtest.bench_koopman --nu 1e-5 --split test3 --kinds fno-m12 --model-grids 64 32 --served fno_ns2d_nu1e5
+                                                     # the 12-mode FNO also run on 32² windows, on the third split
     python -m loadtest.bench_koopman --rung-timing 32 0.025   # each harder flow's FNO beside one solver rung, timing only
     python -m loadtest.bench_koopman --rung-timing 32 0.025 --kind fno-m12 --nu 1e-5   # one model kind, one flow
 
@@ -39,7 +41,11 @@ import torch
 from models.koopman import data, solvers
 
 REPORT = Path(__file__).resolve().parents[1] / "models" / "koopman" / "report" / "bench.json"
-HARDER_LADDER = [(16, 0.05), (32, 0.05), (32, 0.025), (32, 0.0125), (64, 0.02), (64, 0.01), (64, 0.005), (128, 0.01)]
+# Grids between the powers of two, and every time step that divides a time unit near each grid's stability limit, so
+# that "the cheapest solve at least as accurate" is not a coarse ladder's artefact.
+HARDER_LADDER = [(16, 0.05), (20, 0.05), (24, 0.05), (24, 0.04), (28, 0.04), (28, 1 / 30), (32, 0.05), (32, 0.04),
+                 (32, 1 / 30), (32, 0.025), (32, 0.0125), (40, 1 / 30), (40, 0.025), (48, 0.025), (48, 0.02),
+                 (64, 0.02), (64, 0.01), (64, 0.005), (128, 0.01)]
 HORIZONS = (5, 10, 20)  # those within the flow's forecast: 10 → 20 frames at ν=1e-4, 10 → 10 at ν=1e-5
 LADDER = [(8, 0.1), (8, 0.05), (16, 0.1), (16, 0.05), (16, 0.025), (32, 0.05), (32, 0.025), (32, 0.0125), (64, 0.025), (64, 0.0125), (64, 0.01)]
 
@@ -167,11 +173,15 @@ def horizon_errors(per_step: np.ndarray) -> dict:
 
 
 def harder_flow(nu: float, members: int, repeats: int, json_path: Path, split: str = "test",
-                served: tuple[Path, str, str] | None = None) -> dict:
-    """Every trained model for the flow ``nu`` against the solver ladder, at equal accuracy (see the module doc), on
-    the test split ``split`` (``test2``: fresh trajectories, for models trained after ``test`` was scored).
-    ``served`` = (repository, served model name, its model kind): also time that model through the real server, one
-    streamed forecast and one ensemble request of ``members``, beside the solver rung that matches the kind."""
+                served: tuple[Path, str, str] | None = None, model_grids: tuple[int, ...] = (64,),
+                kinds: tuple[str, ...] | None = None) -> dict:
+    """Every trained model for the flow ``nu`` (or those of ``kinds``) against the solver ladder, at equal accuracy (see
+    the module doc), on the test split ``split`` (``test2``, ``test3``: fresh trajectories, for what was decided after
+    the earlier splits were scored). Each model runs at every grid of ``model_grids``: its window spectrally truncated
+    to that grid, its forecast interpolated back to 64² and scored like the solver's (a row ``kind @32²`` for 32).
+    ``served`` = (repository, served model name, its model kind): also time that model through the real server at the
+    last of ``model_grids``, one streamed forecast and one ensemble request of ``members``, beside the solver rung
+    that matches that row."""
     from models.koopman import train as koopman_train
     from models.koopman.evaluate import trained_models
 
@@ -183,18 +193,21 @@ def harder_flow(nu: float, members: int, repeats: int, json_path: Path, split: s
     rng = torch.Generator().manual_seed(0)
     rows = []
     flow_models = sorted((kind, seeds) for (problem, kind, model_nu), seeds in trained_models().items()
-                         if problem == "ns" and model_nu == nu)
-    for kind, seeds in flow_models:
+                         if problem == "ns" and model_nu == nu and (kinds is None or kind in kinds))
+    for (kind, seeds), grid in ((m, g) for m in flow_models for g in model_grids):
+        windows = resample(test[:, :t_in], grid).float()
         per_seed, val = [], []
         for seed in sorted(seeds):
             model, metrics = koopman_train.load_trained("ns", kind, seed, nu)
             step = traced_step(model)
-            per_seed.append(relative_l2(torch.cat([model_rollout(step, w, steps) for w in test[:, :t_in].split(10)]), truth))
+            forecast = torch.cat([model_rollout(step, w, steps) for w in windows.split(10)])
+            per_seed.append(relative_l2(resample(forecast, 64).float(), truth))
             val.append(metrics["selected"]["val_rel_l2"])
         errors = np.stack(per_seed)                                     # [seeds, steps]
-        one = test[:1, :t_in]
+        one = windows[:1]
         ensemble = one.repeat(members, 1, 1, 1) + 0.01 * one.std() * torch.randn(members, *one.shape[1:], generator=rng)
-        rows.append({"method": kind, "seeds": sorted(seeds), "parameters": metrics["parameters"],
+        rows.append({"method": kind if grid == 64 else f"{kind} @{grid}²", "grid": grid, "seeds": sorted(seeds),
+                     "parameters": metrics["parameters"],
                      "iters": metrics["iters"], "train_seconds": metrics["train_seconds"], "val_rel_l2": val,
                      "per_step": errors.mean(0).tolist(), "per_step_seed_std": errors.std(0).tolist(),
                      "horizon": horizon_errors(errors.mean(0)),
@@ -233,9 +246,11 @@ def harder_flow(nu: float, members: int, repeats: int, json_path: Path, split: s
                 "speedup_ensemble": None if not fits else cheapest["ensemble_seconds"]["ensemble_seconds"] / r["ensemble_seconds"]}
     if served:
         repository, name, kind = served
-        arrivals, ensemble = served_rollouts(repository, test[:1, :t_in].numpy(), steps, members, name)
-        match = matches[f"{kind}@{steps}"]
-        report_served = {"model": name, "kind": kind, "first_step_s": arrivals[0], "rollout_s": arrivals[-1],
+        grid = model_grids[-1]
+        window = resample(test[:1, :t_in], grid).float().numpy()
+        arrivals, ensemble = served_rollouts(repository, window, steps, members, name)
+        match = matches[f"{kind if grid == 64 else f'{kind} @{grid}²'}@{steps}"]
+        report_served = {"model": name, "kind": kind, "grid": grid, "first_step_s": arrivals[0], "rollout_s": arrivals[-1],
                          "ensemble_rollout_s": ensemble[-1], "members": members}
         if match["solver"]:  # solver time ÷ served time at the matched accuracy
             report_served |= {"speedup_batch1": match["solver_seconds"] / arrivals[-1],
@@ -244,9 +259,11 @@ def harder_flow(nu: float, members: int, repeats: int, json_path: Path, split: s
               f"{ensemble[-1]:.2f} s; solver ÷ served {report_served.get('speedup_batch1', float('nan')):.2f}× / "
               f"{report_served.get('speedup_ensemble', float('nan')):.2f}×", flush=True)
     command = (f"python -m loadtest.bench_koopman --nu {nu:g} --members {members}" + (f" --split {split}" if split != "test" else "")
+               + (f" --kinds {' '.join(kinds)}" if kinds else "")
+               + (f" --model-grids {' '.join(map(str, model_grids))}" if model_grids != (64,) else "")
                + (f" --served {served[1]}" if served else ""))
     report = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "nu": nu, "steps": steps,
-              "split": split, "test_trajectories": len(test), "members": members, "threads": 1,
+              "split": split, "test_trajectories": len(test), "members": members, "threads": 1, "model_grids": list(model_grids),
               "served": report_served if served else None, "rows": rows, "equal_accuracy": matches}
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2) + "\n")
@@ -355,6 +372,10 @@ def main(argv=None) -> None:
                         help="score the trained models of a harder flow against the solver ladder instead")
     parser.add_argument("--split", choices=data.TEST_SPLITS, default="test",
                         help="with --nu: the test split to score (test2: the fresh one, bench_nu<ν>_test2.json)")
+    parser.add_argument("--model-grids", nargs="+", type=int, default=[64], metavar="N",
+                        help="with --nu: run each model at these grids (window truncated to N², forecast scored at 64²); "
+                             "--served runs at the last")
+    parser.add_argument("--kinds", nargs="+", default=None, help="with --nu: only these model kinds (default: every trained one)")
     parser.add_argument("--rung-timing", nargs=2, metavar=("GRID", "DT"), type=float,
                         help="time each harder flow's seed-0 model (--kind) and this solver rung side by side (nothing "
                              "scored); with --nu, that flow only")
@@ -379,7 +400,8 @@ def main(argv=None) -> None:
 
             served = (args.repository, args.served, (MODELS | CANDIDATES)[args.served][1])
         harder_flow(args.nu, args.members, args.repeats,
-                    args.json or REPORT.with_name(f"bench_{data.ns_flow(args.nu)['tag']}{suffix}.json"), args.split, served)
+                    args.json or REPORT.with_name(f"bench_{data.ns_flow(args.nu)['tag']}{suffix}.json"), args.split, served,
+                    tuple(args.model_grids), tuple(args.kinds) if args.kinds else None)
         return
     args.json = args.json or REPORT
     steps, t_in = 40, data.NS["t_in"]

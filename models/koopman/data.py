@@ -8,6 +8,7 @@
     python -m models.koopman.data ns-convergence --nu 1e-4   # that choice against a 256², dt=1e-3 solve
     python -m models.koopman.data ns --nu 1e-5     # NS ν=1e-5: the same, t = 1..20 (10 → 10 frames)
     python -m models.koopman.data ns-test2 --nu 1e-5   # a second, fresh ν=1e-5 test split (see TEST_SPLITS)
+    python -m models.koopman.data ns-test3 --nu 1e-5   # a third (40 trajectories), for the coarse-grid forecast
 
 Every trajectory's initial state is drawn from its own generator, seeded ``SPLIT_SEEDS[split] + index``,
 so a split is reproducible and growing it keeps the existing trajectories. The cache lives in
@@ -39,8 +40,9 @@ from tqdm import tqdm
 from . import solvers
 
 DATA_DIR = Path(os.environ.get("KOOPMAN_DATA", Path(__file__).resolve().parents[2] / "build" / "koopman" / "data"))
-SPLIT_SEEDS = {"train": 0, "val": 100_000, "test": 200_000, "test2": 300_000}
-TEST_SPLITS = ("test", "test2")  # test2: fresh trajectories for models trained after a flow's test split was scored
+SPLIT_SEEDS = {"train": 0, "val": 100_000, "test": 200_000, "test2": 300_000, "test3": 400_000}
+# test2, test3: fresh trajectories for what was decided after a flow's earlier test split was scored
+TEST_SPLITS = ("test", "test2", "test3")
 
 NS = {
     "nu": 1e-3, "tag": "nu1e-3", "t_end": 50.0, "record_every": 1.0, "frames": 50, "t_in": 10,
@@ -53,7 +55,7 @@ NS_NU1E4 = {
     "sizes": {"train": 160, "val": 20, "test": 20},
 }
 NS_NU1E5 = NS_NU1E4 | {"nu": 1e-5, "tag": "nu1e-5", "t_end": 20.0, "frames": 20,
-                       "sizes": NS_NU1E4["sizes"] | {"test2": 20}}
+                       "sizes": NS_NU1E4["sizes"] | {"test2": 20, "test3": 40}}
 NS_FLOWS = {1e-3: NS, 1e-4: NS_NU1E4, 1e-5: NS_NU1E5}
 BURGERS = {
     "nus": [0.1, 0.01], "n": 1024, "dt": 2e-4, "record_every": 0.02, "frames": 50, "t_in": 10,
@@ -212,13 +214,13 @@ def harder_flow_convergence(nu: float, count: int = 1) -> dict:
 def main() -> None:
     torch.set_num_threads(1)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["ns", "ns-test", "ns-test2", "burgers", "ns-convergence"])
+    parser.add_argument("what", choices=["ns", "ns-test", "ns-test2", "ns-test3", "burgers", "ns-convergence"])
     parser.add_argument("--device", default="cpu", help="where the NS solves run (cuda on the GPU machine)")
     parser.add_argument("--nu", type=float, default=1e-3, choices=sorted(NS_FLOWS), help="NS viscosity (default 1e-3)")
     args = parser.parse_args()
     if args.what == "ns":
         generate_ns(("train", "val") if args.nu == 1e-3 else ("val", "test", "train"), device=args.device, nu=args.nu)
-    elif args.what in ("ns-test", "ns-test2"):
+    elif args.what in ("ns-test", "ns-test2", "ns-test3"):
         split = args.what.removeprefix("ns-")
         if split not in ns_flow(args.nu)["sizes"]:
             parser.error(f"the NS flow nu={args.nu:g} has no {split} split")

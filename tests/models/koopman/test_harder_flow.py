@@ -77,6 +77,16 @@ def test_a_second_flow_trains_under_its_own_names_and_is_scored_against_the_solv
     assert (report2["split"], report2["test_trajectories"]) == ("test2", 2)
     assert {r["method"] for r in report2["rows"]} == {"fno", "fno-m12", "kno", "solver"}
 
+    # One kind on coarser windows: truncated to 32² and 16², forecast there, scored at the test grid like the solver.
+    report3 = bench_koopman.harder_flow(TINY_NU, members=2, repeats=1, json_path=tmp_path / "bench_coarse.json",
+                                        kinds=("fno",), model_grids=(32, 16))
+    coarse = {r["method"]: r for r in report3["rows"] if r["method"] != "solver"}
+    assert {name: r["grid"] for name, r in coarse.items()} == {"fno @32²": 32, "fno @16²": 16}
+    assert {"fno @16²@8", "fno @32²@8"} <= set(report3["equal_accuracy"])
+    full = models["fno"]["per_step"]
+    assert np.all(np.isfinite(coarse["fno @16²"]["per_step"])) and coarse["fno @16²"]["per_step"] != full
+    assert "--kinds fno --model-grids 32 16" in report3["command"]
+
     # Timing only, for comparing machines: the flow's seed-0 FNO beside one rung, nothing scored.
     (row,) = bench_koopman.rung_timing([TINY_NU], "fno", 16, 0.1, members=2, repeats=1)
     assert (row["steps"], row["solver"]) == (8, {"grid": 16, "dt": 0.1})
