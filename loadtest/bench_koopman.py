@@ -396,9 +396,9 @@ def main(argv=None) -> None:
         suffix = "" if args.split == "test" else f"_{args.split}"
         served = None
         if args.served:
-            from models.koopman.export import CANDIDATES, MODELS
+            from models.koopman.export import MODELS
 
-            served = (args.repository, args.served, (MODELS | CANDIDATES)[args.served][1])
+            served = (args.repository, args.served, MODELS[args.served][1])
         harder_flow(args.nu, args.members, args.repeats,
                     args.json or REPORT.with_name(f"bench_{data.ns_flow(args.nu)['tag']}{suffix}.json"), args.split, served,
                     tuple(args.model_grids), tuple(args.kinds) if args.kinds else None)

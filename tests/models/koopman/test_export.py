@@ -92,18 +92,18 @@ def test_served_mode_mixing_equals_the_broadcast_form(rows, modes):
     assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
 
 
-def test_a_candidate_is_exported_only_when_named(tmp_path):
-    """A trained but unserved operator (export.CANDIDATES) stays out of the repository `make repository` builds, and is
-    written, with a card saying it is not served, when asked for by name (to time it through the server)."""
+def test_the_served_fno_is_exported_with_its_scored_forecast_card(tmp_path):
+    """`build` writes every served operator, or only those named; the ν=1e-5 FNO's card carries its scored test report
+    (the solver rows beside it) and its config the grid its 12 kept modes need."""
     from models.koopman import export
 
-    name = next(iter(export.CANDIDATES))
-    export.build(tmp_path / "default")
-    assert sorted(p.name for p in (tmp_path / "default").iterdir()) == sorted(export.MODELS)
-    tmp_path = tmp_path / "named"
-    export.build(tmp_path, names=(name,))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
-    assert (tmp_path / name / "card.md").read_text().startswith(f"# {name}\n\nNot served")
-    spec = load_model(tmp_path / name)
+    export.build(tmp_path / "all")
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == sorted(export.MODELS)
+    export.build(tmp_path / "one", names=("fno_ns2d_nu1e5",))
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["fno_ns2d_nu1e5"]
+    card = (tmp_path / "one" / "fno_ns2d_nu1e5" / "card.md").read_text()
+    assert card.startswith("# fno_ns2d_nu1e5\n\nFNO") and "split `test3`" in card
+    assert "| this model on 32² windows (3 seeds) |" in card and "| solver 32², dt 0.025 |" in card
+    spec = load_model(tmp_path / "one" / "fno_ns2d_nu1e5")
     assert spec.platform == "pytorch_libtorch" and spec.decoupled
     assert spec.min_shapes == {"WINDOW": (1, 10, 2 * 12, 2 * 12)}  # the 12 kept modes set the smallest grid
