@@ -119,7 +119,7 @@ class Ingress(GRPCInferenceServicer):
             ModelRepository(repository, names), backends, settings.auth_token, settings.max_request_bytes, refusals,
             settings.max_response_bytes,
         )
-        self.plane.grpc_loopback_only = bool(settings.tls_certfile)
+        self.plane.grpc_loopback_only = bool(settings.tls_certfile) and grpc_server is None  # behind the terminator
         self.plane.shared_memory = SharedMemoryRegistry(settings.shared_memory_max_regions, settings.shared_memory_max_bytes)
         rest.attach(self.plane)
         if control is not None:  # load / unload while serving (serve/model_control.py)
@@ -172,6 +172,7 @@ def build_app(args: dict) -> serve.Application:
     grpc_server = {
         "listen": grpc_listen, "timeout_s": settings.request_timeout_s,
         "max_concurrent_rpcs": settings.ingress_max_ongoing_requests, "max_message_bytes": grpc_message_limit(settings),
+        "tls": (settings.tls_certfile, settings.tls_keyfile) if settings.tls_certfile else None,
     } if grpc_listen else None
     direct_http = {"timeout_s": settings.request_timeout_s, "max_ongoing": settings.ingress_max_ongoing_requests} if grpc_listen else None
     return Ingress.options(**ingress_options(settings, repository)).bind(

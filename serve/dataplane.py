@@ -79,8 +79,9 @@ class DataPlane:
 
     # -- access ---------------------------------------------------------------------------------
     grpc_loopback_only = False
-    """TLS mode: every legitimate gRPC call arrives through the TLS terminator on loopback, so a peer from another
-    host reached Serve's plaintext gRPC port (Serve binds it on every interface) and is refused even with a token."""
+    """TLS mode without direct ingress: every legitimate gRPC call arrives through the TLS terminator on loopback, so a
+    peer from another host reached Serve's plaintext gRPC port (Serve binds it on every interface) and is refused even
+    with a token. (With direct ingress the ingress's own gRPC server does TLS and sees each caller's address.)"""
 
     shared_memory: SharedMemoryRegistry | None = None
     """Triton's system shared memory regions registered with this process (serve/shared_memory.py): the ingress sets

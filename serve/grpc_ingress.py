@@ -16,9 +16,12 @@ What Serve's server did for each call, this one does too:
 - messages above `max_message_bytes` are refused by grpcio before they are parsed (RESOURCE_EXHAUSTED);
 - SO_REUSEPORT: the replacement of a killed replica listens at once on the same port, and several ingress replicas
   share one port (the kernel spreads their connections).
+And what Serve's could not: TLS (`tls` = certificate and key files; TLS 1.2+, ALPN h2, grpcio's own handshake), so
+in TLS mode no terminator stands in front and each call's peer address is the client's own.
 """
 import asyncio
 import functools
+from pathlib import Path
 
 import grpc
 
@@ -26,15 +29,19 @@ from streamserve_proto import SERVICE, add_servicer_to_server
 
 
 async def start_grpc_server(servicer, listen: str, *, timeout_s: float, max_concurrent_rpcs: int,
-                            max_message_bytes: int) -> grpc.aio.Server:
-    """A started server on `listen` ("[::]:8001", "127.0.0.1:40123") in the running event loop; raises if the
-    address cannot be bound."""
+                            max_message_bytes: int, tls: tuple[str, str] | None = None) -> grpc.aio.Server:
+    """A started server on `listen` ("[::]:8001", "127.0.0.1:40123") in the running event loop, speaking TLS when
+    `tls` = (certificate file, key file) is given; raises if the address cannot be bound."""
     server = grpc.aio.server(
         maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[("grpc.max_receive_message_length", max_message_bytes), ("grpc.so_reuseport", 1)],
     )
     add_servicer_to_server(TimeLimited(servicer, timeout_s), server)
-    server.add_insecure_port(listen)  # raises RuntimeError when the port cannot be bound
+    if tls:  # raises RuntimeError when the port cannot be bound
+        certificate, key = (Path(name).read_bytes() for name in tls)
+        server.add_secure_port(listen, grpc.ssl_server_credentials([(key, certificate)]))
+    else:
+        server.add_insecure_port(listen)
     await server.start()
     return server
 

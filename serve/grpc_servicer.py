@@ -330,7 +330,8 @@ class GRPCInferenceServicer:
 
     # -- system shared memory (Triton's extension, serve/shared_memory.py) -------------------------------------------
     def _shared_memory_caller(self, context):
-        """In TLS mode every gRPC call comes through the terminator on loopback: its real address is unknown."""
+        """Behind the TLS terminator (TLS without direct ingress) every gRPC call comes from loopback: its real address
+        is unknown."""
         host, port = (None, None) if self.plane.grpc_loopback_only else grpc_address(context.peer())
         return Caller.of(self.plane.auth_token, dict(context.invocation_metadata()).get("authorization"), host, port)
 

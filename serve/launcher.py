@@ -55,12 +55,20 @@ def check_ports_free(settings: ServerSettings, grpc_port: int) -> None:
 
 def serve_grpc_port(settings: ServerSettings) -> int:
     """Where the gRPC server listens (the ingress replicas' own with direct ingress, else Serve's proxy): the public
-    port, or a private one behind the TLS terminator."""
-    if not settings.tls_certfile:
+    port, or, for Serve's proxy in TLS mode, a private one behind the TLS terminator (the ingress's own server speaks
+    TLS itself)."""
+    if not settings.tls_certfile or settings.direct_ingress:
         return settings.grpc_port
     if not settings.auth_token:
         sys.exit("error: TLS mode needs STREAMSERVE_AUTH_TOKEN (behind the TLS terminator every gRPC peer looks local)")
     return free_loopback_port()
+
+
+def grpc_host(settings: ServerSettings) -> str:
+    """Where the public gRPC port binds: every interface, as Serve's gRPC server did; in TLS mode where HTTP binds
+    (loopback unless exposing the server is chosen), as the TLS terminator did."""
+    host = settings.http_host if settings.tls_certfile else "::"
+    return f"[{host}]" if ":" in host else host
 
 
 ALLOCATOR_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(32 * 2**20)}
@@ -92,7 +100,7 @@ def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) 
     message_limit = str(grpc_message_limit(settings))  # for Serve's gRPC proxy, where direct ingress is off
     os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", message_limit)
     os.environ.setdefault("RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH", message_limit)  # ingress -> model calls
-    for field in ("auth_token", "max_request_bytes", "max_response_bytes", "tls_certfile"):
+    for field in ("auth_token", "max_request_bytes", "max_response_bytes", "tls_certfile", "tls_keyfile"):
         value = getattr(settings, field)
         if value is not None:
             os.environ[f"STREAMSERVE_{field.upper()}"] = str(value)
@@ -137,7 +145,7 @@ def run(settings: ServerSettings, load_config, ready_file: str | None = None) ->
     # gRPC server in place of Serve's (serve/grpc_ingress.py; no servicer functions turn Serve's off). Serve still
     # reserves the proxy's configured ports, so those move to free loopback ports nobody uses (the same on every reload).
     proxy_ports = (free_loopback_port(), free_loopback_port()) if settings.direct_ingress else None
-    grpc_listen = f"{'127.0.0.1' if grpc_port != settings.grpc_port else '[::]'}:{grpc_port}"  # behind TLS: loopback only
+    grpc_listen = f"{grpc_host(settings)}:{grpc_port}"
 
     def deployable(config: dict) -> dict:
         if proxy_ports:
@@ -302,7 +310,7 @@ def banner(settings: ServerSettings, seconds: float) -> str:
         [
             f"streamserve ready in {seconds:.1f}s (Ctrl-C stops it)",
             f"  HTTP     {scheme}://{settings.http_host}:{settings.http_port}/v2  (KServe v2 REST)",
-            f"  gRPC     {settings.http_host if tls else '[::]'}:{settings.grpc_port}  inference.GRPCInferenceService ({auth}{tls})",
+            f"  gRPC     {grpc_host(settings)}:{settings.grpc_port}  inference.GRPCInferenceService ({auth}{tls})",
             f"  metrics  http://127.0.0.1:{settings.metrics_port}/metrics  (Prometheus)",
             f"  models   {Path(settings.repository).resolve()}",
         ]

@@ -13,7 +13,7 @@ class ServerSettings(BaseSettings):
     repository: str = "model_repository"
     """Folder of the model repository (Triton layout)."""
     http_host: str = "127.0.0.1"
-    """HTTP bind address, and the gRPC TLS terminator's in TLS mode. Loopback by default: exposing the server is a
+    """HTTP bind address, and gRPC's in TLS mode. Loopback by default: exposing the server is a
     deliberate choice ("::" for every interface, IPv4 and IPv6)."""
     http_port: int = 8000
     grpc_port: int = 8001
@@ -26,8 +26,10 @@ class ServerSettings(BaseSettings):
     """When set, every inference and metadata call needs `Authorization: Bearer <token>` (HTTP header or
     gRPC metadata). When unset, gRPC calls from other hosts are refused, since the gRPC port is open."""
     tls_certfile: str | None = None
-    """PEM certificate (chain) for HTTPS; with `tls_keyfile`, the HTTP port speaks TLS only. Ray Serve's gRPC
-    server has no TLS option: terminate gRPC TLS in front of it (serve/tls.py; in Kubernetes, deploy/k8s/README.md)."""
+    """PEM certificate (chain); with `tls_keyfile`, the HTTP and gRPC ports speak TLS only. With direct ingress (the
+    default) the ingress's own gRPC server does TLS itself (serve/grpc_ingress.py); Serve's gRPC proxy has no TLS
+    option, so without direct ingress a terminator stands in front of it (serve/tls.py; in Kubernetes,
+    deploy/k8s/README.md)."""
     tls_keyfile: str | None = Field(default=None, repr=False)
     """PEM private key for `tls_certfile`."""
     admission_check: str | None = None

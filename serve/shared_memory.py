@@ -389,7 +389,7 @@ def _shrunk(region: Region, size: int) -> str:
 
 def _require_local(caller: Caller) -> None:
     if not caller.local:
-        where = caller.host or "an address the server cannot see (gRPC in TLS mode arrives through the TLS terminator)"
+        where = caller.host or "an address the server cannot see (gRPC arrives through the TLS terminator)"
         raise InvalidInput(f"system shared memory is only for clients on this host; this call came from {where}")
 
 

@@ -175,3 +175,33 @@ def test_a_port_held_by_another_program_is_not_taken():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         asyncio.run(main(taken.getsockname()[1]))
+
+
+def test_with_a_certificate_it_speaks_tls_only_and_sees_the_callers_address(tmp_path):
+    """TLS mode needs no terminator in front: the server's own handshake (ALPN h2), plaintext refused, and the peer a
+    servicer sees is the client's own address (which the token rule and shared memory rely on)."""
+    from tests.serve.test_security_server import self_signed_pair
+
+    certfile, keyfile = self_signed_pair(tmp_path)
+    peers = []
+
+    class PeerRecorder(SleepingServicer):
+        async def ModelInfer(self, request, context):
+            peers.append(context.peer())
+            return await super().ModelInfer(request, context)
+
+    async def main():
+        port = free_loopback_port()
+        server = await serving(PeerRecorder(), port, tls=(str(certfile), str(keyfile)))
+        try:
+            credentials = grpc.ssl_channel_credentials(root_certificates=certfile.read_bytes())
+            async with grpc.aio.secure_channel(f"localhost:{port}", credentials) as channel:
+                answer = await service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request("secure"), timeout=10)
+            plaintext = await call(port, request("plain"), timeout=5)
+        finally:
+            await server.stop(None)
+        return answer, plaintext
+
+    answer, (plain_code, _) = asyncio.run(main())
+    assert answer.id == "secure" and plain_code == grpc.StatusCode.UNAVAILABLE
+    assert len(peers) == 1 and "127.0.0.1" in peers[0]

@@ -172,8 +172,8 @@ def test_plaintext_grpc_is_refused_on_the_tls_port(secure):
 
 
 def test_shared_memory_with_the_token(secure):
-    """System shared memory over HTTPS from this host with the token (the regions are the token's); gRPC in TLS mode
-    arrives through the terminator, which hides the caller's address, so it refuses shared memory."""
+    """System shared memory over HTTPS and gRPC over TLS from this host with the token (the regions are the token's):
+    the ingress's own gRPC server does TLS itself, so it sees that the caller is local."""
     import tritonclient.utils.shared_memory as shm
 
     key = f"/ss-secure-{secure.http.rsplit(':', 1)[1]}"
@@ -191,8 +191,13 @@ def test_shared_memory_with_the_token(secure):
         status, text = https(secure, "/v2/systemsharedmemory/status", token=TOKEN)
         assert status == 200 and json.loads(text) == [{"name": "in", "key": key, "offset": 0, "byte_size": 128}]
         client = grpcclient.InferenceServerClient(secure.grpc.replace("127.0.0.1", "localhost"), ssl=True, root_certificates=str(secure.certfile))
-        with pytest.raises(InferenceServerException, match="only for clients on this host.*gRPC in TLS mode"):
-            client.get_system_shared_memory_status(headers={"authorization": f"Bearer {TOKEN}"})
+        status = client.get_system_shared_memory_status(headers={"authorization": f"Bearer {TOKEN}"}, as_json=True)
+        assert [(r["name"], r["key"]) for r in status["regions"].values()] == [("in", key)]
+        inputs = simple_inputs()
+        for i, tensor in enumerate(inputs):
+            tensor.set_shared_memory("in", 64, offset=64 * i)
+        result = client.infer("simple", inputs, headers={"authorization": f"Bearer {TOKEN}"})
+        assert result.as_numpy("OUTPUT0").tolist() == [[7] * 16]
         client.close()
         assert https(secure, "/v2/systemsharedmemory/unregister", b"", token=TOKEN)[0] == 200
         assert json.loads(https(secure, "/v2/systemsharedmemory/status", token=TOKEN)[1]) == []

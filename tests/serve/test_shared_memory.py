@@ -454,10 +454,10 @@ def test_grpc_adapter(plane, regions):
     assert call("CudaSharedMemoryUnregister", pb.CudaSharedMemoryUnregisterRequest())[1].code is None
     assert call("CudaSharedMemoryStatus", pb.CudaSharedMemoryStatusRequest(name="x"))[1].code == grpc.StatusCode.NOT_FOUND
 
-    plane.grpc_loopback_only = True  # TLS mode: the terminator hides the caller's address
+    plane.grpc_loopback_only = True  # behind the TLS terminator (no direct ingress): it hides the caller's address
     try:
         _, context = call("SystemSharedMemoryStatus", pb.SystemSharedMemoryStatusRequest())
-        assert context.code == grpc.StatusCode.INVALID_ARGUMENT and "gRPC in TLS mode" in context.details
+        assert context.code == grpc.StatusCode.INVALID_ARGUMENT and "through the TLS terminator" in context.details
     finally:
         plane.grpc_loopback_only = False
     assert call("SystemSharedMemoryUnregister", pb.SystemSharedMemoryUnregisterRequest())[1].code is None
