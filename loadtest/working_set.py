@@ -173,8 +173,8 @@ def _family(spec: ModelSpec, budget: int, rng) -> Largest | None:
         width = max(3, budget // (4 * rows) - 16)
         tensors = {"U": (rng.standard_normal((rows, width)).astype(np.float32), "FP32"), "STEPS": (np.ones((rows, 1), np.int32), "INT32")}
         return Largest(name, f"[{rows}, {width}] FP32, one step", _request(spec, tensors), spec.decoupled)
-    if name.startswith("kno_"):
-        grid = (64, 64) if name == "kno_ns2d" else (256,)
+    if spec.rollout and "WINDOW" in spec.input_by_name:  # the Koopman family's forecasts (models/koopman/export.py)
+        grid = (64, 64) if len(spec.input_by_name["WINDOW"].dims) == 3 else (256,)
         rows = fit(10 * int(np.prod(grid)) * 4, spec.max_batch_size)
         window = rng.standard_normal((rows, 10, *grid)).astype(np.float32) * 0.1
         tensors = {"WINDOW": (window, "FP32"), "STEPS": (np.full((rows, 1), 40, np.int32), "INT32")}
