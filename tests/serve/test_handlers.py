@@ -1,5 +1,6 @@
 """Python-backend handlers, sequences and decoupled jobs through the data plane, without Ray."""
 import asyncio
+import os
 
 import numpy as np
 import pytest
@@ -140,3 +141,28 @@ def test_handler_path_is_checked_at_load(tmp_path, handler, message):
     )
     with pytest.raises(RepositoryError, match=message):
         load_model(folder)
+
+
+def test_a_fast_model_runs_while_more_slow_models_compute_than_the_loops_pool_has_threads(tmp_path):
+    """Triton runs each model instance on a thread of its own; so does a ModelWorker. With every model's batches on the
+    loop's shared pool (min(32, cores + 4) threads), that many slow batches at once would stall every other model's."""
+    from models.examples.handlers import SLOW_IDENTITY
+
+    build_examples(tmp_path)
+    slow = [f"slow_{i}" for i in range(min(32, (os.cpu_count() or 1) + 4) + 1)]
+    for name in slow:
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "config.pbtxt").write_text(
+            SLOW_IDENTITY.replace('"slow_identity"', f'"{name}"').replace('string_value: "0.05"', 'string_value: "1.5"'))
+    workers = {name: ModelWorker(str(tmp_path), name, 1) for name in slow + ["slow_identity"]}
+    one = {"X": np.ones((1, 1), np.float32)}
+
+    async def go():
+        slow_batches = [asyncio.create_task(workers[name].infer(one)) for name in slow]
+        await asyncio.sleep(0.3)  # every slow batch is computing (each model's queue delay is 1 ms)
+        await workers["slow_identity"].infer(one)  # 0.05 s of its own
+        return sum(task.done() for task in slow_batches), await asyncio.gather(*slow_batches)
+
+    finished_first, answers = run(go())
+    assert finished_first == 0, "the fast model's batch waited for slow models' batches to finish"
+    assert all(a["Y"].tolist() == [[1.0]] for a in answers)
