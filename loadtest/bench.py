@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -121,17 +122,22 @@ def summarize(latencies_s, items, wall_s) -> dict:
 
 
 async def served(protocol: str, address: str, model: str, version: str, feeds, concurrency: int, duration_s: float,
-                 binary: bool = True, outputs: list[str] | None = None) -> dict:
+                 binary: bool = True, outputs: list[str] | None = None, tls_root: str | None = None) -> dict:
     """N closed-loop tritonclient asyncio clients for `duration_s`; `feeds(1)` gives each request's inputs (called per
     request: a workload may vary what it sends). `binary`: HTTP tensors in Triton's binary extension (the client's
-    default) or JSON; `outputs`: the outputs to ask for (all when None)."""
+    default) or JSON; `outputs`: the outputs to ask for (all when None); `tls_root`: connect over TLS, trusting this
+    certificate file."""
     from tritonclient.utils import np_to_triton_dtype
 
     if protocol == "http":
         import tritonclient.http.aio as module
+
+        secure = {"ssl": True, "ssl_context": ssl.create_default_context(cafile=tls_root)} if tls_root else {}
     else:
         import tritonclient.grpc.aio as module
-    client = module.InferenceServerClient(address)
+
+        secure = {"ssl": True, "root_certificates": tls_root} if tls_root else {}
+    client = module.InferenceServerClient(address, **secure)
     options = {"binary_data": binary} if protocol == "http" else {}
 
     def tensors():
@@ -169,10 +175,11 @@ async def served(protocol: str, address: str, model: str, version: str, feeds, c
     return summarize(latencies, len(latencies), wall) | {"errors": errors}
 
 
-async def load(protocol: str, address: str, model: str, version: str, concurrency: int, duration_s: float, binary: bool) -> dict:
+async def load(protocol: str, address: str, model: str, version: str, concurrency: int, duration_s: float, binary: bool,
+               tls_root: str | None = None) -> dict:
     one = request_inputs(model)
     outputs = ["FRAMES"] if model == "kno_ns2d" else None  # the frames, not the state fed back: what a forecast client reads
-    return await served(protocol, address, model, version, lambda _: one, concurrency, duration_s, binary, outputs)
+    return await served(protocol, address, model, version, lambda _: one, concurrency, duration_s, binary, outputs, tls_root)
 
 
 def best_of(fn, repeats=3):
@@ -250,7 +257,9 @@ def main(argv=None) -> None:
     parser.add_argument("--triton-venv", type=Path, default=Path("/tmp/triton-peer"),
                         help="the triton peer's venv (`triton-peer.sh setup VENV`); skipped when missing")
     parser.add_argument("--servers", nargs="+", default=["ours", "triton", "naive", "in-process"],
-                        choices=["ours", "triton", "naive", "in-process"])
+                        choices=["ours", "ours-tls", "triton", "naive", "in-process"],
+                        help="ours-tls: our server again with a self-signed certificate (HTTPS and gRPC over TLS), "
+                             "reported against the plaintext run as the cost of TLS")
     parser.add_argument("--tag", default="", help="results/bench<tag>.json; BENCH.md and the plot only for the full run")
     parser.add_argument("--cell", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -265,19 +274,19 @@ def main(argv=None) -> None:
         print(f"  {server:10} {model:10} {protocol:5} N={concurrency:<3} {result['throughput']:8.1f}/s  p50 {result['p50_ms']:7.1f} ms"
               f"  p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}", flush=True)
 
-    def drive(server, address_of, niceness, models, protocols, binary=True, version=None):
+    def drive(server, address_of, niceness, models, protocols, binary=True, version=None, tls_root=None):
         for model in models:
             for protocol in protocols:
                 for n in args.concurrency:
                     record(server, model, protocol, n, run_cell(
                         niceness, protocol=protocol, address=address_of[protocol], model=model,
                         version=VERSIONS[model] if version is None else version,
-                        concurrency=n, duration_s=args.duration, binary=binary,
+                        concurrency=n, duration_s=args.duration, binary=binary, tls_root=tls_root,
                     ))
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    from serve.testing import start_server, stop_server
+    from serve.testing import self_signed_pair, start_server, stop_server
 
     if "ours" in args.servers:
         print("[bench] ours: python -m serve run (full repository)", flush=True)
@@ -285,6 +294,17 @@ def main(argv=None) -> None:
         try:
             time.sleep(5)
             drive("ours", {"http": server.http, "grpc": server.grpc}, RAY_NICENESS, args.models, ("http", "grpc"))
+        finally:
+            stop_server(server.process)
+    if "ours-tls" in args.servers:
+        print("[bench] ours-tls: python -m serve run with STREAMSERVE_TLS_CERTFILE/KEYFILE (self-signed)", flush=True)
+        certfile, keyfile = self_signed_pair(workdir)
+        server = start_server(repository, workdir / "ours-tls", {"STREAMSERVE_TLS_CERTFILE": str(certfile),
+                                                                 "STREAMSERVE_TLS_KEYFILE": str(keyfile)}, timeout_s=600)
+        try:
+            time.sleep(5)
+            drive("ours-tls", {"http": server.http, "grpc": server.grpc}, RAY_NICENESS, args.models, ("http", "grpc"),
+                  tls_root=str(certfile))
         finally:
             stop_server(server.process)
     from serve.repository import load_model
@@ -321,6 +341,8 @@ def main(argv=None) -> None:
     (REPORTS / f"bench{args.tag}.json").write_text(json.dumps(report, indent=2))
     table = markdown(report, args.models, args.concurrency)
     print("\n" + table)
+    if "ours-tls" in args.servers:
+        print("\n" + tls_markdown(report, args.models, args.concurrency))
     if not args.tag:
         write_bench_md(table)
         plot(report, args.models, REPORTS / "bench.png")
@@ -362,6 +384,23 @@ def markdown(report: dict, models, concurrency) -> str:
     lines += ["", "Units: " + "; ".join(f"`{m}` {UNITS[m]}" for m in models) + ". The naive server speaks HTTP JSON and gRPC "
               "(grpcio's asyncio server, no batching); Triton runs ONNX models only here (no peer for the iqa handler "
               "or the rollout)."]
+    return "\n".join(lines)
+
+
+def tls_markdown(report: dict, models, concurrency) -> str:
+    """Our server over TLS beside itself in plaintext, both from this run."""
+    rows = report["rows"]
+    lines = [f"Run of {report['date']} ({report['machine']}, {report['duration_s']:g} s per cell): our server in plaintext, "
+             "then with a self-signed certificate (HTTPS; gRPC over TLS served by the ingress itself).", "",
+             "| model | proto | N | plaintext: items/s (p50 / p99 ms) | TLS | TLS ÷ plaintext |", "|---|---|---|---|---|---|"]
+    for model in models:
+        for protocol in ("grpc", "http"):
+            for n in concurrency:
+                plain, tls = _find(rows, "ours", model, protocol, n), _find(rows, "ours-tls", model, protocol, n)
+                if plain and tls:
+                    lines.append(f"| {model} | {protocol} | {n} | {plain['throughput']:.0f} ({plain['p50_ms']:.1f} / "
+                                 f"{plain['p99_ms']:.1f}) | {tls['throughput']:.0f} ({tls['p50_ms']:.1f} / {tls['p99_ms']:.1f}) | "
+                                 f"{tls['throughput'] / plain['throughput']:.2f}× |")
     return "\n".join(lines)
 
 

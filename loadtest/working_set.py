@@ -411,10 +411,11 @@ def own_working_sets(repository: str | Path, models: list[str], request_limit: i
 
 
 def stated_mb(own_mb: float) -> int:
-    """The working set a model is held to: its measured one with 25 % headroom, rounded up to 8 MB. The measurement is a
-    fresh process; in a server that has answered other requests the allocator's reuse varies, and a 64-member
-    `kno_burgers` ensemble grew 203 MB in one test run against 162 MB measured fresh."""
-    return 8 * math.ceil(1.25 * own_mb / 8)
+    """The working set a model is held to: its measured one with 50 % headroom, rounded up to 8 MB. The measurement is a
+    fresh process; a server that has answered other requests holds freed blocks in its allocator's heaps, which a large
+    request may not fit into: after the ~950 requests of `make test`, a 64-member `fno_ns2d_nu1e5` ensemble grew the
+    ingress 333-343 MB against 245 MB measured fresh (1.40x), a `kno_burgers` one 203 MB against 162 (1.25x)."""
+    return 8 * math.ceil(1.5 * own_mb / 8)
 
 
 def bound_mb(row: dict, own_mb: float) -> float:
@@ -435,7 +436,7 @@ def write_report(rows: list[dict], request_limit: int, protocol: str = "grpc") -
              f"*sent*: the largest request the model accepts, as sent over {protocol.upper()}"
              + (" (the binary tensor extension)" if protocol == "http" else "") + "; *answer*: its largest response message. "
              "*own working set*: growth of a fresh process running that request through the data plane without a server "
-             "(decoded beforehand); *stated*: the model is held to it with 25 % headroom, rounded up to 8 MB. *served "
+             "(decoded beforehand); *stated*: the model is held to it with 50 % headroom, rounded up to 8 MB. *served "
              "growth*: the largest growth of one serving process while the server answers it. "
              f"Bound: 4 x (sent + answer) + stated + {SLACK_MB} MB.", "",
              "| model | largest request | sent (MB) | answer (MB) | own working set (MB) | stated (MB) | served growth (MB), process | bound (MB) | within |",

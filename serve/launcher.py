@@ -71,7 +71,7 @@ def grpc_host(settings: ServerSettings) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-ALLOCATOR_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(32 * 2**20), "MALLOC_ARENA_MAX": "2"}
+ALLOCATOR_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(32 * 2**20)}
 
 
 def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) -> None:
@@ -92,10 +92,6 @@ def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) 
     # A fixed mmap threshold also fixes the trim threshold at its 128 KiB default: the heap gave back every few MiB
     # freed at its top and faulted it in again on the next request (a served 64² Koopman step took ~5,000 page faults
     # and ran 2-3x slower than in-process). Up to 32 MiB free at the top of each heap is now kept for reuse.
-    # Two arenas, not glibc's 8 per core: every thread that allocates gets an arena of its own to keep its freed blocks
-    # in, and a 64-member FNO ensemble, whose temporaries are ~26 MB each, grew the ingress 333-433 MB with the
-    # default against 164 MB with two (tests/loadtest/test_working_set.py); digits_cnn and kno_ns2d at 32 clients ran
-    # as fast either way (`MALLOC_ARENA_MAX=16 python -m loadtest.bench --servers ours`, within 10 %).
     for key, value in ALLOCATOR_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     # Serve's controller reconciles every 0.1 s by default: a fifth of a core on this machine with nothing to do.

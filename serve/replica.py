@@ -76,9 +76,8 @@ class ModelWorker:
             metrics.snapshot_info().set(1, tags=self.tags | {"snapshot": self.snapshot["snapshot"]})
         self.instance_count = instance_count
         # Batches run on this worker's own threads, one per instance (Triton's model-instance thread), not on the
-        # loop's shared pool of a few threads: there, the ingress's slow models (a 300 ms rollout step) would hold every
-        # pool thread and stall the fast ones' batches; and one thread reuses the buffers it freed last batch (a
-        # 64-member FNO ensemble grew the ingress 221 MB on the shared pool, 164 MB on its own thread).
+        # loop's shared pool of min(32, cores + 4) threads: there, the ingress's slow models (a 300 ms rollout step)
+        # could hold every pool thread and stall the fast ones' batches.
         self.compute_threads = ThreadPoolExecutor(max(1, instance_count), thread_name_prefix=f"{model}-{version}")
         self.batcher: DynamicBatcher | None = None  # made on first use, on the loop that serves this worker
         self.active = 0

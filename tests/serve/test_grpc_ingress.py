@@ -180,7 +180,7 @@ def test_a_port_held_by_another_program_is_not_taken():
 def test_with_a_certificate_it_speaks_tls_only_and_sees_the_callers_address(tmp_path):
     """TLS mode needs no terminator in front: the server's own handshake (ALPN h2), plaintext refused, and the peer a
     servicer sees is the client's own address (which the token rule and shared memory rely on)."""
-    from tests.serve.test_security_server import self_signed_pair
+    from serve.testing import self_signed_pair
 
     certfile, keyfile = self_signed_pair(tmp_path)
     peers = []

@@ -1,7 +1,5 @@
 """Security on the real server: what listens where, gRPC from other hosts, and a second server with a
 bearer token and TLS on both protocols (a self-signed pair made here)."""
-import datetime
-import ipaddress
 import json
 import ssl
 import urllib.error
@@ -15,7 +13,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from models.examples.export import build as build_examples
-from serve.testing import start_server, stop_server
+from serve.testing import self_signed_pair, start_server, stop_server
 from streamserve_proto import service_pb2 as pb, service_pb2_grpc
 
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
@@ -65,29 +63,6 @@ def test_grpc_from_another_host_needs_a_token(server):
 
 
 # -- a second server: token + TLS ------------------------------------------------------------------------
-def self_signed_pair(folder):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return certfile, keyfile
-
-
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory):
     folder = tmp_path_factory.mktemp("secure")

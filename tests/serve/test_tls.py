@@ -9,7 +9,7 @@ import pytest
 
 from serve.launcher import free_loopback_port
 from serve.tls import TlsTerminator
-from tests.serve.test_security_server import self_signed_pair
+from serve.testing import self_signed_pair
 
 
 @pytest.fixture
