@@ -52,6 +52,17 @@ def categorize(raw: str) -> dict[str, float]:
     return {name: round(n / total, 3) for name, n in counts.most_common()} if total else {}
 
 
+def top_frames(raw: str, count: int = 25) -> dict[str, float]:
+    """Share of samples per innermost frame ("function (file)"), the largest `count`: where the categories' time is."""
+    counts, total = Counter(), 0
+    for line in raw.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if n.isdigit():
+            counts[re.sub(r":\d+\)$", ")", stack.split(";")[-1])] += int(n)
+            total += int(n)
+    return {frame: round(n / total, 3) for frame, n in counts.most_common(count)} if total else {}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
@@ -74,11 +85,11 @@ def main(argv=None) -> None:
         driver = threading.Thread(target=lambda: load.update(run_cell(RAY_NICENESS, **cell)))
         driver.start()
         time.sleep(4)
-        before, started = cpu_seconds(processes), time.monotonic()
+        before, started, machine_before = cpu_seconds(processes), time.monotonic(), psutil.cpu_times()
         raw, svg = workdir / "ingress.raw", REPORTS / f"flame_ingress{args.tag}.svg"
         subprocess.run([py_spy, "record", "-p", str(ingress.pid), "-d", str(int(args.seconds)), "-r", "200", "--gil",
                         "--nonblocking", "-f", "raw", "-o", str(raw)], check=True, capture_output=True)
-        after, wall = cpu_seconds(processes), time.monotonic() - started
+        after, wall, machine_after = cpu_seconds(processes), time.monotonic() - started, psutil.cpu_times()
         subprocess.run([py_spy, "record", "-p", str(ingress.pid), "-d", "3", "-r", "100", "--gil", "--nonblocking",
                         "-o", str(svg)], check=True, capture_output=True)
         driver.join()
@@ -88,7 +99,11 @@ def main(argv=None) -> None:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "model": args.model, "clients": args.clients, "load": load,
             "ingress_cores": round(ingress_cores, 2), "server_cores": round(tree_cores, 2),
             "server_cpu_ms_per_request": round(1000 * tree_cores / load["throughput"], 2),
+            # everything busy on the machine meanwhile: the server, the load client (at the server's niceness), the rest
+            "machine_busy_cores": round(sum(getattr(machine_after, f) - getattr(machine_before, f)
+                                            for f in ("user", "nice", "system", "irq", "softirq")) / wall, 2),
             "ingress_samples_by_where": categorize(raw.read_text()),
+            "ingress_top_frames": top_frames(raw.read_text()),
         }
     finally:
         stop_server(server.process)
