@@ -44,10 +44,12 @@ def check_ports_free(settings: ServerSettings, grpc_port: int) -> None:
     """Exits naming the port when one is taken. Serve itself would retry an ingress replica whose port is taken for
     ever, and the server would wait for it in silence."""
     for port, role in public_ports(settings, grpc_port).items():
-        with socket.socket(socket.AF_INET6 if ":" in settings.http_host else socket.AF_INET) as s:
+        on_http_host = role.startswith("HTTP") or role == "gRPC (TLS terminator)" or (role == "gRPC" and settings.direct_ingress)
+        host = settings.http_host if on_http_host else ""
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: a closed connection's TIME_WAIT is no conflict
             try:
-                s.bind((settings.http_host if role.startswith("HTTP") else "", port))
+                s.bind((host, port))
             except OSError as e:
                 sys.exit(f"error: port {port}, for {role}, is not free ({e.strerror}); choose other ports "
                          f"(--http-port, --grpc-port, --metrics-port)")
@@ -65,9 +67,10 @@ def serve_grpc_port(settings: ServerSettings) -> int:
 
 
 def grpc_host(settings: ServerSettings) -> str:
-    """Where the public gRPC port binds: every interface, as Serve's gRPC server did; in TLS mode where HTTP binds
-    (loopback unless exposing the server is chosen), as the TLS terminator did."""
-    host = settings.http_host if settings.tls_certfile else "::"
+    """Where the public gRPC port binds: where HTTP binds (loopback unless exposing the server is chosen) when the
+    ingress serves gRPC itself (direct ingress, the default) or a TLS terminator stands in front; every interface for
+    Serve's gRPC proxy in plaintext, which has no host option."""
+    host = settings.http_host if (settings.direct_ingress or settings.tls_certfile) else "::"
     return f"[{host}]" if ":" in host else host
 
 

@@ -13,18 +13,18 @@ class ServerSettings(BaseSettings):
     repository: str = "model_repository"
     """Folder of the model repository (Triton layout)."""
     http_host: str = "127.0.0.1"
-    """HTTP bind address, and gRPC's in TLS mode. Loopback by default: exposing the server is a
-    deliberate choice ("::" for every interface, IPv4 and IPv6)."""
+    """HTTP bind address, and gRPC's (with direct ingress or TLS; Serve's plaintext gRPC proxy binds every interface).
+    Loopback by default: exposing the server is a deliberate choice ("::" for every interface, IPv4 and IPv6)."""
     http_port: int = 8000
     grpc_port: int = 8001
     """Triton's, so its clients' defaults reach us. With direct ingress, replica i of `ingress_replicas` listens on
-    http_port + i, and every replica serves gRPC on grpc_port, outside that range (checked at start). The gRPC server
-    binds every interface ([::]); see `auth_token`."""
+    http_port + i, and every replica serves gRPC on grpc_port, outside that range (checked at start), on `http_host`."""
     metrics_port: int = 8080
     """Prometheus endpoint of Ray's metrics agent: Serve's metrics and ours."""
     auth_token: str | None = Field(default=None, repr=False)
     """When set, every inference and metadata call needs `Authorization: Bearer <token>` (HTTP header or
-    gRPC metadata). When unset, gRPC calls from other hosts are refused, since the gRPC port is open."""
+    gRPC metadata). When unset, gRPC calls from other hosts are refused (the gRPC port is open to them when the server
+    is exposed, or behind Serve's proxy)."""
     tls_certfile: str | None = None
     """PEM certificate (chain); with `tls_keyfile`, the HTTP and gRPC ports speak TLS only. With direct ingress (the
     default) the ingress's own gRPC server does TLS itself (serve/grpc_ingress.py); Serve's gRPC proxy has no TLS

@@ -142,7 +142,7 @@ def test_grpc_stream_keeps_going_after_an_error(plane):
 @pytest.mark.parametrize("token,authorization,peer,allowed", [
     (None, None, "ipv4:127.0.0.1:4000", True),
     (None, None, "ipv6:[::1]:4000", True),
-    (None, None, "ipv4:10.1.2.3:4000", False),  # the gRPC port is open: other hosts need a token
+    (None, None, "ipv4:10.1.2.3:4000", False),  # the gRPC port exposed (STREAMSERVE_HTTP_HOST): other hosts need a token
     (None, None, None, True),  # HTTP behind its loopback bind
     ("s3cret", "Bearer s3cret", "ipv4:10.1.2.3:4000", True),
     ("s3cret", "bearer s3cret", "ipv4:127.0.0.1:4000", True),

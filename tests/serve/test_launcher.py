@@ -65,3 +65,13 @@ def test_the_serving_allocator_reuses_a_freed_step_buffer_instead_of_faulting_it
     assert _page_faults_per_reuse(ALLOCATOR_ENVIRONMENT) < 50
     # the fixed mmap threshold alone (trim threshold back at 128 KiB) hands the buffer back and faults its pages in again (hundreds per reuse)
     assert _page_faults_per_reuse({"MALLOC_MMAP_THRESHOLD_": ALLOCATOR_ENVIRONMENT["MALLOC_MMAP_THRESHOLD_"]}) > 200
+
+
+def test_the_public_grpc_port_binds_where_http_binds_unless_serves_proxy_serves_it_in_plaintext():
+    from serve.launcher import grpc_host
+    from serve.settings import ServerSettings
+
+    assert grpc_host(ServerSettings()) == "127.0.0.1"  # direct ingress, the default: the ingress's own server
+    assert grpc_host(ServerSettings(http_host="::")) == "[::]"
+    assert grpc_host(ServerSettings(direct_ingress=False)) == "[::]"  # Serve's proxy has no host option
+    assert grpc_host(ServerSettings(direct_ingress=False, tls_certfile="c.pem", tls_keyfile="k.pem")) == "127.0.0.1"  # the terminator's
