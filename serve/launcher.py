@@ -74,7 +74,7 @@ def grpc_host(settings: ServerSettings) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-ALLOCATOR_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(32 * 2**20)}
+ALLOCATOR_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": str(20 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(32 * 2**20)}
 
 
 def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) -> None:
@@ -89,9 +89,12 @@ def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) 
     os.environ.setdefault("RAY_metrics_report_interval_ms", "2000")
     # glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), after which a large request's
     # buffers come from the heap and stay resident when freed: one 60 MB request left a process ~400 MB larger.
-    # A fixed threshold gives every block of 32 MiB or more back to the system when it is freed (loadtest/working_set.py).
-    # Not lower: each mmapped block is zero-filled page by page when touched, and at 4 MiB a 32-member Koopman
-    # ensemble, whose per-step temporaries are a few MiB each, ran 2.5x slower (3.7 s against 1.5 s for 5 steps).
+    # A fixed threshold gives every block of 20 MiB or more back to the system when it is freed (loadtest/working_set.py).
+    # Not 32 MiB: a thread's arena grows in heaps of 64 MiB, only two blocks of over a third of one fit in each, and in
+    # an ingress that had served other models a 64-member FNO ensemble (26 MB temporaries) grew it 71-462 MB per request
+    # against 245 in a fresh process (50-116 at 20 MiB, four passes of every model's largest request). The cost: each
+    # mmapped block is zero-filled page by page when touched; the FNO at batch 8 ran 10-17 % slower in-process, and at
+    # 4 MiB a 32-member Koopman ensemble, whose per-step temporaries are a few MiB each, ran 2.5x slower.
     # A fixed mmap threshold also fixes the trim threshold at its 128 KiB default: the heap gave back every few MiB
     # freed at its top and faulted it in again on the next request (a served 64² Koopman step took ~5,000 page faults
     # and ran 2-3x slower than in-process). Up to 32 MiB free at the top of each heap is now kept for reuse.
