@@ -75,3 +75,25 @@ def test_the_public_grpc_port_binds_where_http_binds_unless_serves_proxy_serves_
     assert grpc_host(ServerSettings(http_host="::")) == "[::]"
     assert grpc_host(ServerSettings(direct_ingress=False)) == "[::]"  # Serve's proxy has no host option
     assert grpc_host(ServerSettings(direct_ingress=False, tls_certfile="c.pem", tls_keyfile="k.pem")) == "127.0.0.1"  # the terminator's
+
+
+def _resident_mb_after_a_thread_freed_blocks(environment: dict) -> float:
+    """Resident MB left in a process after a worker thread (a model's compute thread: its own glibc arena) made and
+    freed four 26 MB blocks, a 64-member FNO ensemble's temporaries."""
+    code = (
+        "import threading, psutil, numpy as np\n"
+        "def work():\n"
+        "    blocks = [np.ones(26 * 2**20 // 8) for _ in range(4)]\n"
+        "    del blocks\n"
+        "before = psutil.Process().memory_info().rss\n"
+        "thread = threading.Thread(target=work); thread.start(); thread.join()\n"
+        "print((psutil.Process().memory_info().rss - before) / 2**20)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | environment
+    return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+
+
+def test_large_blocks_freed_by_a_compute_thread_go_back_to_the_system():
+    assert _resident_mb_after_a_thread_freed_blocks(ALLOCATOR_ENVIRONMENT) < 16
+    # at a 32 MiB threshold the blocks come from the thread's heaps and stay resident once freed
+    assert _resident_mb_after_a_thread_freed_blocks(ALLOCATOR_ENVIRONMENT | {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}) > 40
