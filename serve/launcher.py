@@ -93,8 +93,9 @@ def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) 
     # Not 32 MiB: a thread's arena grows in heaps of 64 MiB, only two blocks of over a third of one fit in each, and in
     # an ingress that had served other models a 64-member FNO ensemble (26 MB temporaries) grew it 71-462 MB per request
     # against 245 in a fresh process (50-116 at 20 MiB, four passes of every model's largest request). The cost: each
-    # mmapped block is zero-filled page by page when touched; the FNO at batch 8 ran 10-17 % slower in-process, and at
-    # 4 MiB a 32-member Koopman ensemble, whose per-step temporaries are a few MiB each, ran 2.5x slower.
+    # mmapped block is zero-filled page by page when touched; in-process the FNO at batch 8 of 64² ran 0-16 % slower
+    # and its 64-member ensemble of 80² 5-34 % (three pairs), and at 4 MiB a 32-member Koopman ensemble, whose
+    # per-step temporaries are a few MiB each, ran 2.5x slower.
     # A fixed mmap threshold also fixes the trim threshold at its 128 KiB default: the heap gave back every few MiB
     # freed at its top and faulted it in again on the next request (a served 64² Koopman step took ~5,000 page faults
     # and ran 2-3x slower than in-process). Up to 32 MiB free at the top of each heap is now kept for reuse.
