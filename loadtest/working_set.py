@@ -421,9 +421,10 @@ def _own_once(repository: str | Path, model: str, request_limit: int) -> float:
 def stated_mb(own_mb: float) -> int:
     """The working set a model is held to: its measured one with 50 % headroom, rounded up to 8 MB. The measurement is a
     fresh process; a server that has answered other requests holds freed blocks in its allocator's heaps, which a large
-    request may not fit into: over four passes of every model's largest request on one server, a 64-member
-    `fno_ns2d_nu1e5` ensemble grew the ingress 50-116 MB against 171 fresh, `kno_burgers`'s 35-104 against 155 and
-    `kno_ns2d`'s 12-131 against 171 (the allocator `serve/launcher.py` sets; before it, the FNO's grew up to 462)."""
+    request may not fit into: over four passes of every model's largest request on one server (1 MiB request limit),
+    the 64-member ensembles grew the ingress 50-116 MB (`fno_ns2d_nu1e5`), 35-104 (`kno_burgers`) and 12-131
+    (`kno_ns2d`) against 169, 177 and 186 in fresh processes (`loadtest/reports/working_set.json`), with the allocator
+    `serve/launcher.py` sets; before it, the FNO's grew up to 462."""
     return 8 * math.ceil(1.5 * own_mb / 8)
 
 
