@@ -11,6 +11,7 @@ The outcome is written to `<temp_dir>/reload.json` for the command that asked.
 """
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -23,10 +24,22 @@ from .private_files import UnsafeFile, private_dir, write_private
 from .settings import ServerSettings
 
 
+QUIET_PORTS = range(20000, 32768)
+"""Above Ray's worker ports (10002-19999) and below the kernel's ephemeral range (32768 and up), from which Ray's own
+processes take the local ports of their connections while the server starts: a port chosen there (bind to port 0)
+can be gone by the time the server binds it (Serve's proxy once failed so in CI)."""
+
+
 def free_loopback_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port in QUIET_PORTS free on loopback now."""
+    while True:
+        port = random.randrange(QUIET_PORTS.start, QUIET_PORTS.stop)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
 
 
 def public_ports(settings: ServerSettings, grpc_port: int) -> dict[int, str]:

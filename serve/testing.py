@@ -13,17 +13,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from .launcher import QUIET_PORTS
 
-# Above Ray's worker ports (10002-19999) and below the kernel's ephemeral range (32768 and up), where Ray's own
-# processes take ports while the server starts: a port chosen there can be gone by the time the ingress binds it.
-TEST_PORTS = range(20000, 32768)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port_block(count: int, avoid: set[int] = frozenset()) -> int:
-    """The first of `count` consecutive free ports in TEST_PORTS (an ingress replica per port), none of them in `avoid`."""
+    """The first of `count` consecutive free ports in QUIET_PORTS (an ingress replica per port), none of them in `avoid`."""
     while True:
-        first = random.randrange(TEST_PORTS.start, TEST_PORTS.stop - count)
+        first = random.randrange(QUIET_PORTS.start, QUIET_PORTS.stop - count)
         block = range(first, first + count)
         if avoid.isdisjoint(block) and all(_bindable(port) for port in block):
             return first

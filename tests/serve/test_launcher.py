@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -97,3 +98,13 @@ def test_large_blocks_freed_by_a_compute_thread_go_back_to_the_system():
     assert _resident_mb_after_a_thread_freed_blocks(ALLOCATOR_ENVIRONMENT) < 16
     # at a 32 MiB threshold the blocks come from the thread's heaps and stay resident once freed
     assert _resident_mb_after_a_thread_freed_blocks(ALLOCATOR_ENVIRONMENT | {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}) > 40
+
+
+def test_private_ports_are_chosen_outside_the_kernels_ephemeral_range():
+    """Ray's processes take ephemeral ports for their connections while the server starts; a port picked there can be
+    gone by the time Serve's proxy binds it."""
+    from serve.launcher import free_loopback_port
+
+    low, _ = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = {free_loopback_port() for _ in range(20)}
+    assert all(port < low for port in ports) and len(ports) > 1
