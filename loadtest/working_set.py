@@ -408,8 +408,8 @@ def own_working_sets(repository: str | Path, models: list[str], request_limit: i
 
 def _own_once(repository: str | Path, model: str, request_limit: int) -> float:
     result = subprocess.run([sys.executable, "-m", "loadtest.working_set", "--repository", str(repository),
-                                 "--request-limit-mb", str(request_limit / MB), "--own", model],
-                                capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1],
+                             "--request-limit-mb", str(request_limit / MB), "--own", model],
+                            capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1],
                             env=ALLOCATOR_ENVIRONMENT | dict(os.environ))  # the allocator the replicas run with
     lines = result.stdout.strip().splitlines()
     if result.returncode or not lines:

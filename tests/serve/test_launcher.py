@@ -49,6 +49,12 @@ def test_a_taken_port_of_the_second_ingress_replica_is_refused_at_start_naming_i
             check_ports_free(settings, grpc)
 
 
+def _printed_under_allocator(code: str, environment: dict) -> float:
+    """The number `code` prints, run in a fresh interpreter whose glibc allocator settings are `environment` alone."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | environment
+    return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+
+
 def _page_faults_per_reuse(environment: dict) -> float:
     """Minor page faults each time a process allocates, fills and frees an 8 MiB buffer (a model step's temporary)."""
     code = (
@@ -58,8 +64,7 @@ def _page_faults_per_reuse(environment: dict) -> float:
         "for _ in range(20): np.ones(1 << 20)\n"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | environment
-    return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+    return _printed_under_allocator(code, environment)
 
 
 def test_the_serving_allocator_reuses_a_freed_step_buffer_instead_of_faulting_it_in_again():
@@ -90,8 +95,7 @@ def _resident_mb_after_a_thread_freed_blocks(environment: dict) -> float:
         "thread = threading.Thread(target=work); thread.start(); thread.join()\n"
         "print((psutil.Process().memory_info().rss - before) / 2**20)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | environment
-    return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+    return _printed_under_allocator(code, environment)
 
 
 def test_large_blocks_freed_by_a_compute_thread_go_back_to_the_system():
