@@ -69,11 +69,14 @@ def relative_l2(pred: torch.Tensor, true: torch.Tensor) -> np.ndarray:
     return ((pred - true).pow(2).sum((-2, -1)).sqrt() / true.pow(2).sum((-2, -1)).sqrt()).mean(0).numpy()
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
+def timed(fn, repeats: int, sync=lambda: None) -> tuple[float, object]:
+    """Mean seconds of ``repeats`` calls after one warm-up call; ``sync`` waits for queued device work."""
     result = fn()  # warm-up, and the answer that is scored
+    sync()
     started = time.perf_counter()
     for _ in range(repeats):
         fn()
+    sync()
     return (time.perf_counter() - started) / repeats, result
 
 
@@ -140,14 +143,18 @@ def once(fn) -> float:
     return time.perf_counter() - started
 
 
-def traced_step(model: torch.nn.Module):
-    """The one-step function the server runs for ``model``: its TorchScript trace (export.script_one_step)."""
+def traced_step(model: torch.nn.Module, device: str = "cpu"):
+    """The one-step function the server runs for ``model``: its TorchScript trace (`trace_one_step`, saved and loaded
+    as the server loads it), traced on ``device``."""
     import io
 
-    from models.koopman.export import script_one_step
+    from models.koopman.kno import trace_one_step
 
-    example = torch.zeros(2, model.t_in, 64, 64)
-    scripted = torch.jit.load(io.BytesIO(script_one_step(model, example))).eval()
+    model = model.to(device)
+    buffer = io.BytesIO()
+    torch.jit.save(trace_one_step(model, torch.zeros(2, model.t_in, 64, 64, device=device)), buffer)
+    buffer.seek(0)
+    scripted = torch.jit.load(buffer, map_location=device).eval()
 
     def step(window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.inference_mode():
@@ -301,6 +308,70 @@ def rung_timing(nus: list[float], kind: str, grid: int, dt: float, members: int,
     return rows
 
 
+def device_timing(scored: Path, device: str, members: tuple[int, ...], repeats: int) -> dict:
+    """Every row of a scored report (:func:`harder_flow`'s JSON: its models at their grids, its stable solver rungs)
+    timed on ``device`` at batch 1 and for each ensemble size in ``members``, then matched at equal accuracy with the
+    report's own errors. Nothing is scored again: the timed states are fresh random fields of the rows' shapes (a
+    step costs the same whatever the field holds). What the errors need from the device, that a forecast and a solve
+    come out the same there, is measured on one random window per row (``max_abs_vs_cpu``)."""
+    from models.koopman import train as koopman_train
+
+    report = json.loads(scored.read_text())
+    nu, steps = report["nu"], report["steps"]
+    t_in = data.ns_flow(nu)["t_in"]
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    rng = torch.Generator().manual_seed(0)
+    rows = []
+    for row in report["rows"]:
+        if row["horizon"] is None:  # an unstable rung matches nothing
+            continue
+        grid = row.get("grid") or 64  # reports from before --model-grids ran every model at 64²
+        if row["method"] == "solver":
+            state = solvers.ns_initial(1, grid, rng)
+
+            def run(batch, state=state, dt=row["dt"], where=device):
+                return solvers.ns_solve(state.to(where).repeat(batch, 1, 1), nu, float(steps), dt, record_every=1.0)
+        else:
+            kind = row["method"].split(" @")[0]
+            model, _ = koopman_train.load_trained("ns", kind, row["seeds"][0], nu)
+            window = resample(solvers.ns_initial(t_in, 64, rng)[None], grid).float()
+            steppers = {where: traced_step(model, where) for where in {"cpu", device}}
+
+            def run(batch, window=window, steppers=steppers, where=device):
+                return model_rollout(steppers[where], window.to(where).repeat(batch, 1, 1, 1), steps)
+        timings = {"1": timed(lambda: run(1), repeats, sync)[0]}
+        for count in members:
+            timings[str(count)] = timed(lambda: run(count), 1, sync)[0]
+        on_device, on_cpu = run(1).cpu(), run(1, where="cpu")
+        rows.append({key: row[key] for key in ("method", "dt", "horizon") if key in row}
+                    | {"grid": grid, "seconds": timings, "max_abs_vs_cpu": float((on_device - on_cpu).abs().max())})
+        print(f"{rows[-1]['method']} {grid}² {row.get('dt', '')}: " + ", ".join(f"{k}: {v:.4f} s" for k, v in timings.items())
+              + f"; |device - cpu| ≤ {rows[-1]['max_abs_vs_cpu']:.1e}", flush=True)
+    models, ladder = [r for r in rows if r["method"] != "solver"], [r for r in rows if r["method"] == "solver"]
+    matches = {}
+    for r in models:
+        for h in r["horizon"]:
+            fits = [s for s in ladder if s["horizon"][h] <= r["horizon"][h]]
+            for count in r["seconds"]:
+                cheapest = min(fits, key=lambda s: s["seconds"][count]) if fits else None
+                matches[f"{r['method']}@{h}/{count}"] = None if cheapest is None else {
+                    "model_error": r["horizon"][h], "solver": {"grid": cheapest["grid"], "dt": cheapest["dt"],
+                                                             "error": cheapest["horizon"][h]},
+                    "model_seconds": r["seconds"][count], "solver_seconds": cheapest["seconds"][count],
+                    "speedup": cheapest["seconds"][count] / r["seconds"][count]}
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+    out = {"command": f"python -m loadtest.bench_koopman --device-timing {scored.name} --device {device} "
+                      f"--members {' '.join(map(str, members))} --repeats {repeats}",
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": name, "scored_report": scored.name,
+           "scored_date": report.get("date"), "nu": nu, "steps": steps, "torch": torch.__version__, "rows": rows,
+           "equal_accuracy": matches}
+    for key, m in matches.items():
+        if m:
+            print(f"{key}: model {m['model_seconds']:.4f} s, solver {m['solver']['grid']}² dt {m['solver']['dt']:g} "
+                  f"{m['solver_seconds']:.4f} s = {m['speedup']:.1f}×", flush=True)
+    return out
+
+
 def training_curves(nu: float, path: Path) -> None:
     """Each run's validation curve (the checkpoint selection's number) against training time."""
     import matplotlib
@@ -366,7 +437,8 @@ def main(argv=None) -> None:
     parser.add_argument("--served", nargs="?", const="kno_ns2d", default=None, metavar="MODEL",
                         help="also time the rollout and an ensemble through the real server (with --nu: name the served "
                              "model of that flow, e.g. fno_ns2d_nu1e5)")
-    parser.add_argument("--members", type=int, default=32, help="ensemble size for --served")
+    parser.add_argument("--members", type=int, nargs="+", default=[32],
+                        help="ensemble size for --served (with --device-timing: one or more sizes)")
     parser.add_argument("--json", type=Path, default=None, help=f"default {REPORT} (--nu: bench_nu<ν>.json beside it)")
     parser.add_argument("--nu", type=float, default=None, choices=[v for v in data.NS_FLOWS if v != data.NS["nu"]],
                         help="score the trained models of a harder flow against the solver ladder instead")
@@ -380,7 +452,19 @@ def main(argv=None) -> None:
                         help="time each harder flow's seed-0 model (--kind) and this solver rung side by side (nothing "
                              "scored); with --nu, that flow only")
     parser.add_argument("--kind", default="fno", help="with --rung-timing: the model kind to time (fno, fno-m12, kno, ...)")
+    parser.add_argument("--device-timing", type=Path, metavar="REPORT",
+                        help="time every row of this scored report (a --nu run's JSON) on --device, batch 1 and each "
+                             "--members size, and match at equal accuracy with its errors (→ <report>_<device>.json)")
+    parser.add_argument("--device", default="cpu", help="with --device-timing: cuda on the GPU machine")
     args = parser.parse_args(argv)
+    if args.device_timing:
+        report = device_timing(args.device_timing, args.device, tuple(args.members), args.repeats)
+        out = args.json or args.device_timing.with_name(f"{args.device_timing.stem}_{args.device.split(':')[0]}.json")
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        return
+    if len(args.members) > 1:
+        parser.error("--members takes one size except with --device-timing")
+    args.members = args.members[0]
     if args.rung_timing:
         grid, dt = int(args.rung_timing[0]), args.rung_timing[1]
         nus = [args.nu] if args.nu else [v for v in data.NS_FLOWS if v != data.NS["nu"]]

@@ -52,7 +52,7 @@ NS = {
 NS_NU1E4 = {
     "nu": 1e-4, "tag": "nu1e-4", "t_end": 30.0, "record_every": 1.0, "frames": 30, "t_in": 10,
     "grf_n": 256, "n": 128, "dt": 5e-3, "test_n": 128, "test_dt": 5e-3, "store_n": 64,
-    "sizes": {"train": 160, "val": 20, "test": 20},
+    "sizes": {"train": 160, "val": 20, "test": 20, "test2": 40},
 }
 NS_NU1E5 = NS_NU1E4 | {"nu": 1e-5, "tag": "nu1e-5", "t_end": 20.0, "frames": 20,
                        "sizes": NS_NU1E4["sizes"] | {"test2": 20, "test3": 40}}
@@ -98,10 +98,11 @@ def ns_path(split: str, nu: float | None = None) -> Path:
     return DATA_DIR / f"ns_{flow['tag']}_{split}_{_stored_n(flow, split)}.pt"
 
 
-def generate_ns(splits=("train", "val"), sizes=None, device: str = "cpu", nu: float | None = None) -> dict:
+def generate_ns(splits=("train", "val"), sizes=None, device: str = "cpu", nu: float | None = None, chunk: int = 8) -> dict:
     """Solve and cache the NS splits. The initial states are drawn on the CPU (same seeds on any machine); the
     solve runs in float64 on ``device`` (a GPU gives the same frames to ~1e-12, in seconds instead of minutes).
-    Each split is written whole or not at all (a temporary file renamed into place)."""
+    ``chunk`` trajectories are solved at once (8 bounds a CPU's memory; a GPU takes far more). Each split is written
+    whole or not at all (a temporary file renamed into place)."""
     flow = ns_flow(nu)
     sizes = sizes or flow["sizes"]
     out = {}
@@ -111,7 +112,7 @@ def generate_ns(splits=("train", "val"), sizes=None, device: str = "cpu", nu: fl
         n, dt = (flow["test_n"], flow["test_dt"]) if split in TEST_SPLITS else (flow["n"], flow["dt"])
         w0 = solvers.subsample(w0, n, 2).to(device)
         frames = _solve_chunks(lambda w: solvers.ns_solve(w, flow["nu"], flow["t_end"], dt, flow["record_every"]).cpu(), w0,
-                               chunk=8, desc=f"NS nu={flow['nu']:g} {split}")
+                               chunk=chunk, desc=f"NS nu={flow['nu']:g} {split}")
         path = ns_path(split, flow["nu"])
         frames = solvers.subsample(frames, _stored_n(flow, split), 2)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ several grid sizes before anything is written.
 """
 import io
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,7 @@ import onnx
 import torch
 
 from models.koopman import train as koopman_train
-from models.koopman.fno import SpectralConv
-from models.koopman.kno import KoopmanOperator, OneStep
+from models.koopman.kno import OneStep, trace_one_step
 
 from export.onnx_export import MAX_IR_VERSION, check_parity
 from export.served_model import ServedModel, Tensor
@@ -69,21 +67,11 @@ def export_one_step(model: torch.nn.Module, example: torch.Tensor, dynamic_grid:
 
 
 def script_one_step(model: torch.nn.Module, example: torch.Tensor) -> bytes:
-    """TorchScript bytes of ``OneStep(model)``, traced once. The trace reads batch and grid sizes at run time
+    """TorchScript bytes of ``OneStep(model)`` (`trace_one_step`). The trace reads batch and grid sizes at run time
     (``aten::size``), so any batch and any grid of at least 2·modes points per axis runs; `torchscript_parity`
     checks that at grids other than the traced one."""
-    operators = [m for m in model.modules() if isinstance(m, (KoopmanOperator, SpectralConv))]
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        for operator in operators:
-            operator.served_matrices = operator.serving_matrices()
-        try:
-            traced = torch.jit.trace(OneStep(model).eval(), (example,), check_trace=False)
-        finally:
-            for operator in operators:
-                operator.served_matrices = None
     buffer = io.BytesIO()
-    torch.jit.save(traced, buffer)
+    torch.jit.save(trace_one_step(model, example), buffer)
     return buffer.getvalue()
 
 

@@ -34,7 +34,7 @@ class SpectralConv(nn.Module):
         nn.init.uniform_(self.weight, 0.0, 1.0 / (self.in_channels * self.out_channels))
 
     served_matrices: torch.Tensor | None = None
-    """Set while the served step is traced (models/koopman/export.py): `serving_matrices()`, a constant of the trace."""
+    """Set while the served step is traced (`kno.trace_one_step`): `serving_matrices()`, a constant of the trace."""
 
     def serving_matrices(self) -> torch.Tensor:
         """Each corner's modes as real 2c×2c matrices, ``[corners, M, 2c, 2c]`` (`served_mode_mix`)."""

@@ -8,6 +8,8 @@ The complex spectral weights are stored as two real tensors and multiplied in re
 between ``rfft`` and ``irfft``: the ONNX (dynamo) exporter handles the FFTs but not complex
 parameters or complex ``einsum`` (see ``models/koopman/export.py``).
 """
+import warnings
+
 import torch
 from torch import nn
 
@@ -88,7 +90,7 @@ class KoopmanOperator(nn.Module):
         nn.init.uniform_(self.weight_imag, 0.0, scale)
 
     served_matrices: torch.Tensor | None = None
-    """Set while the served step is traced (models/koopman/export.py): `real_mode_matrices` of the trained weights,
+    """Set while the served step is traced (`kno.trace_one_step`): `real_mode_matrices` of the trained weights,
     a constant of the trace, and the mode mixing picks its form by the batch size at run time (`served_mode_mix`)."""
 
     def serving_matrices(self) -> torch.Tensor:
@@ -232,6 +234,21 @@ class OneStep(nn.Module):
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         frames = self.model.predict(window)
         return frames, torch.cat([window[:, frames.shape[1]:], frames], dim=1)
+
+
+def trace_one_step(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """``OneStep(model)`` traced once on ``example``'s device, each spectral operator's `serving_matrices()` (the
+    KNO's and the FNO's) held as constants of the trace: what the server runs (models/koopman/export.py)."""
+    operators = [m for m in model.modules() if hasattr(m, "serving_matrices")]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        for operator in operators:
+            operator.served_matrices = operator.serving_matrices()
+        try:
+            return torch.jit.trace(OneStep(model).eval(), (example,), check_trace=False)
+        finally:
+            for operator in operators:
+                operator.served_matrices = None
 
 
 def count_parameters(model: nn.Module) -> int:

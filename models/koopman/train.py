@@ -113,7 +113,9 @@ def train(problem: str = "ns", kind: str = "kno", seed: int = 0, nu: float | Non
           batch: int | None = None, unroll: int | None = None, lr: float | None = None, resolution: int | None = None,
           eval_every: int | None = None, val_count: int | None = None, out: Path | None = None,
           model_overrides: dict | None = None, train_data: torch.Tensor | None = None, val_data: torch.Tensor | None = None,
-          device: str = "cpu") -> dict:
+          device: str = "cpu", deadline: float | None = None) -> dict:
+    """``deadline``: seconds after which training stops early (scored at that iteration, the best checkpoint kept and
+    the stop recorded as ``stopped_at``), so that a run on a lent machine ends inside its time limit with weights."""
     p = PROFILES[problem]
     iters, batch, unroll, lr = iters or p["iters"], batch or p["batch"], unroll or p["unroll"], lr or p["lr"]
     resolution, eval_every, val_count = resolution or p["resolution"], eval_every or p["eval_every"], val_count or p["val_count"]
@@ -128,9 +130,12 @@ def train(problem: str = "ns", kind: str = "kno", seed: int = 0, nu: float | Non
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, iters) / iters)))
     n, frames = u_train.shape[0], u_train.shape[1]
     last_start = frames - t_in - unroll
-    history, best = [], {"val_rel_l2": float("inf")}
+    history, best, stopped_at = [], {"val_rel_l2": float("inf")}, None
     started = time.perf_counter()
     for it in tqdm(range(1, iters + 1), desc="iterations", disable=None):
+        if deadline is not None and time.perf_counter() - started > deadline:
+            stopped_at = it - 1
+            break
         model.train()
         idx = torch.randint(0, n, (batch,)).to(device)
         t0 = torch.randint(0, last_start + 1, (batch,)).to(device)  # drawn on the CPU: same draws on any device
@@ -147,7 +152,7 @@ def train(problem: str = "ns", kind: str = "kno", seed: int = 0, nu: float | Non
         schedule.step()
         if it % max(1, eval_every // 5) == 0:
             print(f"iter {it:5d}/{iters}  loss {loss.item() / unroll:.5f}  {time.perf_counter() - started:.0f}s", flush=True)
-        if it % eval_every == 0 or it == iters:
+        if it % eval_every == 0 or it == iters or (deadline is not None and time.perf_counter() - started > deadline):
             val = rollout_error(model, u_val, t_in, t_out).mean().item()
             history.append({"iter": it, "val_rel_l2": val, "seconds": round(time.perf_counter() - started, 1)})
             print(f"iter {it:5d}  val rel L2 (mean over {t_out} steps) {val:.4f}", flush=True)
@@ -162,7 +167,7 @@ def train(problem: str = "ns", kind: str = "kno", seed: int = 0, nu: float | Non
         "config": config, "parameters": sum(q.numel() for q in model.parameters()), "repr": repr(model),
         "train_resolution": resolution, "iters": iters, "batch": batch, "unroll": unroll, "lr": lr,
         "train_trajectories": n, "val_trajectories": len(u_val), "t_out": t_out, "device": str(device),
-        "selected": best, "val_history": history, "train_seconds": round(time.perf_counter() - started, 1),
+        "selected": best, "val_history": history, "stopped_at": stopped_at, "train_seconds": round(time.perf_counter() - started, 1),
         "command": "python -m models.koopman.train " + " ".join(sys.argv[1:]) if out is None else None,
     }
     if out is not False:
@@ -195,10 +200,11 @@ def main() -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--device", default="cpu", help="cuda on the GPU machine (the committed NS weights came from there)")
+    parser.add_argument("--deadline", type=float, default=None, help="stop after this many seconds, keeping the best checkpoint so far")
     args = parser.parse_args()
     nu = (args.nu or 0.1) if args.problem == "burgers" else args.nu
     metrics = train(args.problem, args.model, args.seed, nu, args.iters, args.batch, args.unroll, args.lr, args.resolution,
-                    args.eval_every, args.val_count, device=args.device)
+                    args.eval_every, args.val_count, device=args.device, deadline=args.deadline)
     metrics.pop("module")
     print(json.dumps({k: v for k, v in metrics.items() if k != "val_history"}, indent=2))
 
