@@ -40,7 +40,8 @@ from tqdm import tqdm
 from . import solvers
 
 DATA_DIR = Path(os.environ.get("KOOPMAN_DATA", Path(__file__).resolve().parents[2] / "build" / "koopman" / "data"))
-SPLIT_SEEDS = {"train": 0, "val": 100_000, "test": 200_000, "test2": 300_000, "test3": 400_000}
+# train1k: a larger training set whose first trajectories are the train split's (the same seeds)
+SPLIT_SEEDS = {"train": 0, "train1k": 0, "val": 100_000, "test": 200_000, "test2": 300_000, "test3": 400_000}
 # test2, test3: fresh trajectories for what was decided after a flow's earlier test split was scored
 TEST_SPLITS = ("test", "test2", "test3")
 
@@ -52,7 +53,7 @@ NS = {
 NS_NU1E4 = {
     "nu": 1e-4, "tag": "nu1e-4", "t_end": 30.0, "record_every": 1.0, "frames": 30, "t_in": 10,
     "grf_n": 256, "n": 128, "dt": 5e-3, "test_n": 128, "test_dt": 5e-3, "store_n": 64,
-    "sizes": {"train": 160, "val": 20, "test": 20, "test2": 40},
+    "sizes": {"train": 160, "val": 20, "test": 20, "test2": 40, "train1k": 1000},
 }
 NS_NU1E5 = NS_NU1E4 | {"nu": 1e-5, "tag": "nu1e-5", "t_end": 20.0, "frames": 20,
                        "sizes": NS_NU1E4["sizes"] | {"test2": 20, "test3": 40}}
