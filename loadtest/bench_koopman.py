@@ -387,7 +387,7 @@ def training_curves(nu: float, path: Path) -> None:
         history = run["val_history"]
         ax.plot([h["seconds"] for h in history], [h["val_rel_l2"] for h in history], "o-", markersize=3,
                 label=f"{run['model']} seed {run['seed']} ({run['iters']} it., {run['unroll']}-step loss)")
-    ax.set_xlabel("training seconds (one core)")
+    ax.set_xlabel("training seconds (one CPU core, or one H200 shared by the runs of one call)")
     ax.set_ylabel(f"validation rel. L2 ({data.ns_flow(nu)['frames'] - data.ns_flow(nu)['t_in']}-step rollout)")
     ax.set_yscale("log")
     ax.legend(fontsize=6)

@@ -57,6 +57,8 @@ SCENARIOS: dict[str, Scenario] = {
                                          "STEPS": _steps(b, 3)}, decoupled=True, http=False),
     "fno_ns2d_nu1e5": Scenario("1", lambda b: {"WINDOW": _rng().standard_normal((b, 10, 32, 32), dtype=np.float32) * 0.1,
                                                "STEPS": _steps(b, 3)}, decoupled=True, http=False),
+    "fno_ns2d_nu1e4": Scenario("1", lambda b: {"WINDOW": _rng().standard_normal((b, 10, 32, 32), dtype=np.float32) * 0.1,
+                                               "STEPS": _steps(b, 3)}, decoupled=True, http=False),
     "iqa": Scenario("1", lambda b: {"IMAGE": np.array([[_png()]] * b, dtype=object)}),
     "bot_detector": Scenario("1", lambda b: {"ACCOUNT_IDS": _account_ids()[:b, None]}),
     "bot_detector_subgraph": Scenario("1", lambda b: _subgraph()),  # max_batch_size 0: one subgraph a request

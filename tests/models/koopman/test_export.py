@@ -107,3 +107,8 @@ def test_the_served_fno_is_exported_with_its_scored_forecast_card(tmp_path):
     spec = load_model(tmp_path / "one" / "fno_ns2d_nu1e5")
     assert spec.platform == "pytorch_libtorch" and spec.decoupled
     assert spec.min_shapes == {"WINDOW": (1, 10, 2 * 12, 2 * 12)}  # the 12 kept modes set the smallest grid
+    export.build(tmp_path / "nu1e4", names=("fno_ns2d_nu1e4",))
+    card = (tmp_path / "nu1e4" / "fno_ns2d_nu1e4" / "card.md").read_text()
+    assert "split `test2`" in card and "trained to forecast 20" in card and "1000 trajectories" in card
+    # its own rows (64² and 32² windows) and the solver's, not the other kinds scored in the same run
+    assert card.count("| this model on") == 2 and "| solver 28², dt 0.03333 |" in card
