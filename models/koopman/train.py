@@ -136,7 +136,7 @@ def train(problem: str = "ns", kind: str = "kno", seed: int = 0, nu: float | Non
     history, best, stopped_at = [], {"val_rel_l2": float("inf")}, None
     started = time.perf_counter()
     for it in tqdm(range(1, iters + 1), desc="iterations", disable=None):
-        if deadline is not None and time.perf_counter() - started > deadline:
+        if deadline is not None and time.perf_counter() - started > deadline and history:  # never without a checkpoint
             stopped_at = it - 1
             break
         model.train()

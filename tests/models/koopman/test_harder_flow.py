@@ -18,7 +18,7 @@ def tiny_flow(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     flow = {"nu": TINY_NU, "tag": "nu2e-3", "t_end": 12.0, "record_every": 1.0, "frames": 12, "t_in": 4,
             "grf_n": 64, "n": 64, "dt": 0.05, "test_n": 64, "test_dt": 0.05, "store_n": 32,
-            "sizes": {"train": 6, "val": 2, "test": 3, "test2": 2}}
+            "sizes": {"train": 6, "val": 2, "test": 3, "test2": 2, "train1k": 8}}
     monkeypatch.setitem(data.NS_FLOWS, TINY_NU, flow)
     monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
     monkeypatch.setattr(train, "WEIGHTS_DIR", tmp_path / "weights")
@@ -26,7 +26,7 @@ def tiny_flow(tmp_path, monkeypatch):
     monkeypatch.setitem(train.PROFILES, "ns", train.PROFILES["ns"] | {"t_in": 4, "resolution": 32})
     monkeypatch.setattr(bench_koopman, "HARDER_LADDER", [(16, 0.1), (32, 0.05), (64, 0.025)])
     monkeypatch.setattr(bench_koopman, "HORIZONS", (2, 8, 20))  # 20: beyond the 8-step forecast
-    data.generate_ns(("train", "val", "test", "test2"), nu=TINY_NU)
+    data.generate_ns(("train", "val", "test", "test2", "train1k"), nu=TINY_NU)
 
 
 @pytest.mark.usefixtures("tiny_flow")
@@ -92,3 +92,34 @@ def test_a_second_flow_trains_under_its_own_names_and_is_scored_against_the_solv
     assert (row["steps"], row["solver"]) == (8, {"grid": 16, "dt": 0.1})
     assert np.isclose(row["speedup_batch1"], row["solver_seconds"] / row["model_seconds"])
     assert np.isclose(row["speedup_members"], row["solver_members_seconds"] / row["model_members_seconds"])
+
+    # The scored rows timed again on a device (here the CPU, so the forecasts agree exactly), unstable rungs left out,
+    # and matched at equal accuracy with the report's own errors: the fastest rung at least as accurate, per size.
+    timing = bench_koopman.device_timing(tmp_path / "bench_coarse.json", "cpu", (2,), repeats=1)
+    stable = [(r["grid"], r["dt"]) for r in report3["rows"] if r["method"] == "solver" and r["horizon"]]
+    assert [(r["grid"], r["dt"]) for r in timing["rows"] if r["method"] == "solver"] == stable
+    assert all(r["max_abs_vs_cpu"] == 0.0 and set(r["seconds"]) == {"1", "2"} for r in timing["rows"])
+    rows = {r["method"]: r for r in timing["rows"] if r["method"] != "solver"}
+    assert set(rows) == {"fno @32²", "fno @16²"}
+    for name, match in timing["equal_accuracy"].items():
+        label, count = name.split("/")
+        kind, horizon = label.rsplit("@", 1)
+        fits = [r for r in timing["rows"] if r["method"] == "solver" and r["horizon"][horizon] <= rows[kind]["horizon"][horizon]]
+        if match is None:
+            assert not fits
+            continue
+        assert match["solver_seconds"] == min(r["seconds"][count] for r in fits)
+        assert np.isclose(match["speedup"], match["solver_seconds"] / rows[kind]["seconds"][count])
+
+
+@pytest.mark.usefixtures("tiny_flow")
+def test_a_run_stopped_by_its_deadline_keeps_a_scored_checkpoint_and_a_kind_trains_on_its_own_split():
+    overrides = {"width": 6, "modes": 4, "layers": 2}
+    metrics = train.train("ns", "fno", 0, nu=TINY_NU, iters=50, batch=2, eval_every=25, model_overrides=overrides,
+                          out=False, deadline=0.0)
+    # past its deadline from the start, it still trains one iteration and scores it, so it has weights to keep
+    assert metrics["stopped_at"] == 1 and [h["iter"] for h in metrics["val_history"]] == [1]
+    assert metrics["selected"]["iter"] == 1 and metrics["train_split"] == "train"
+    metrics = train.train("ns", "fno-m12-1k", 0, nu=TINY_NU, iters=2, batch=2, eval_every=2,
+                          model_overrides=overrides, out=False)
+    assert (metrics["stopped_at"], metrics["train_split"], metrics["train_trajectories"]) == (None, "train1k", 8)
