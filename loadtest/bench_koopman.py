@@ -9,6 +9,8 @@ same accuracy, with the KNO's error beside it, in one run:
                                                      # the 12-mode FNO also run on 32² windows, on the third split
     python -m loadtest.bench_koopman --rung-timing 32 0.025   # each harder flow's FNO beside one solver rung, timing only
     python -m loadtest.bench_koopman --rung-timing 32 0.025 --kind fno-m12 --nu 1e-5   # one model kind, one flow
+    python -m loadtest.bench_koopman --device-timing models/koopman/report/bench_nu1e-5_test3.json --device cuda \
+        --members 32 1024                            # a scored table's rows timed on a GPU (loadtest/gpu_koopman.sh)
 
 
 1. The KNO as served (``kno_ns2d`` from the model repository, its own runtime, one thread, batch 1): time per
