@@ -1,8 +1,9 @@
-"""Streamed rollout timing: `python -m loadtest.stream_latency [--model kno_ns2d] [--grid 64] [--steps 40] [--pairs 4]`.
+"""Streamed rollout timing: `python -m loadtest.stream_latency [--model kno_ns2d] [--grid 64] [--steps 40] [--pairs 4]`
+(`--model` any served rollout operator: kno_burgers, kno_ns2d, fno_ns2d_nu1e4, fno_ns2d_nu1e5).
 
 Starts the real server and opens a gRPC ModelStreamInfer for one rollout; records when each step arrives
 after the request was sent. Beside it, the same model file run in this process through the same runtime
-(TorchScript for the kno_* models), step after step. Prints time to the first streamed step, the mean
+(TorchScript for the Koopman and FNO models), step after step. Prints time to the first streamed step, the mean
 interval between steps, and both as ratios to in-process.
 """
 import argparse
@@ -77,7 +78,9 @@ def in_process(repository: Path, model: str, window: np.ndarray, steps: int, war
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
-    parser.add_argument("--model", default="kno_ns2d", choices=["kno_ns2d", "kno_burgers"])
+    from models.koopman.export import MODELS
+
+    parser.add_argument("--model", default="kno_ns2d", choices=sorted(MODELS), help="a served rollout model")
     parser.add_argument("--grid", type=int, default=64)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--pairs", type=int, default=1,
