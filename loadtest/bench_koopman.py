@@ -181,6 +181,13 @@ def horizon_errors(per_step: np.ndarray) -> dict:
     return {str(h): float(per_step[:h].mean()) for h in horizons(len(per_step))}
 
 
+def cheapest_as_accurate(ladder: list[dict], horizon: str, error: float, cost) -> dict | None:
+    """The solver rung of ``ladder`` with the lowest ``cost(rung)`` among those whose error over ``horizon`` steps is at
+    most ``error``; None when no rung is that accurate."""
+    fits = [rung for rung in ladder if rung["horizon"][horizon] <= error]
+    return min(fits, key=cost) if fits else None
+
+
 def harder_flow(nu: float, members: int, repeats: int, json_path: Path, split: str = "test",
                 served: tuple[Path, str, str] | None = None, model_grids: tuple[int, ...] = (64,),
                 kinds: tuple[str, ...] | None = None) -> dict:
@@ -242,8 +249,9 @@ def harder_flow(nu: float, members: int, repeats: int, json_path: Path, split: s
     matches = {}
     for r in models:
         for h in map(str, horizons(steps)):
-            fits = [s for s in ladder if s["horizon"][h] <= r["horizon"][h]]
-            cheapest = {key: min(fits, key=lambda s: s[key]) if fits else None for key in ("seconds", "ensemble_seconds")}
+            cheapest = {key: cheapest_as_accurate(ladder, h, r["horizon"][h], lambda s, key=key: s[key])
+                        for key in ("seconds", "ensemble_seconds")}
+            fits = cheapest["seconds"] is not None
             matches[f"{r['method']}@{h}"] = {
                 "model_error": r["horizon"][h],
                 "solver": None if not fits else {"grid": cheapest["seconds"]["grid"], "dt": cheapest["seconds"]["dt"],
@@ -353,9 +361,8 @@ def device_timing(scored: Path, device: str, members: tuple[int, ...], repeats: 
     matches = {}
     for r in models:
         for h in r["horizon"]:
-            fits = [s for s in ladder if s["horizon"][h] <= r["horizon"][h]]
             for count in r["seconds"]:
-                cheapest = min(fits, key=lambda s: s["seconds"][count]) if fits else None
+                cheapest = cheapest_as_accurate(ladder, h, r["horizon"][h], lambda s, count=count: s["seconds"][count])
                 matches[f"{r['method']}@{h}/{count}"] = None if cheapest is None else {
                     "model_error": r["horizon"][h], "solver": {"grid": cheapest["grid"], "dt": cheapest["dt"],
                                                              "error": cheapest["horizon"][h]},
