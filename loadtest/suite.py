@@ -36,6 +36,8 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 from tqdm import tqdm
 
+from serve.launcher import METRICS_REPORT_INTERVAL_MS
+
 from .locust.scenarios import SCENARIOS, available, served_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,7 +231,7 @@ def run(plan: Plan, repository: Path, out: Path, workdir: Path) -> dict:
                     tag = f"platform_{name}_{protocol}_{shape}"
                     rows = run_locust(workdir, tag, name, protocol, shape, users, duration, server.http, server.grpc,
                                       plan.sweep_levels if shape == "sweep" else ())
-                    time.sleep(2.5)  # Ray's metrics agent reports every 2 s
+                    time.sleep(METRICS_REPORT_INTERVAL_MS / 1000 + 0.5)  # the cell's last metrics reach the agent
                     after = platform_snapshot(server, served_name(name), sc.version)
                     q = histogram_delta(before["queue_time_ms"], after["queue_time_ms"])
                     extra = {"mean_batch": batch_mean(before["batch_size"], after["batch_size"]),

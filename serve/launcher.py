@@ -87,6 +87,13 @@ def grpc_host(settings: ServerSettings) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+METRICS_REPORT_INTERVAL_MS = 5000
+"""How often every Ray process hands its metrics to the node's metrics agent, which the Prometheus endpoint serves
+(Ray's `RAY_metrics_report_interval_ms`). Each report is work in the C++ core of every process and in the agent: an
+idle server with the full repository used 0.18-0.20 of a core reporting every 2 s, 0.13-0.17 every 5 s (the metrics
+agent itself 0.034-0.038 and 0.021-0.024; loadtest/BENCH.md).
+5 s still refreshes every series more than once per Prometheus scrape at its default 15 s."""
+
 ALLOCATOR_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": str(20 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(32 * 2**20)}
 
 
@@ -99,7 +106,7 @@ def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) 
     # keeps other hosts off it, so it stays on (Ray generates the token on first start).
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_metrics_report_interval_ms", "2000")
+    os.environ.setdefault("RAY_metrics_report_interval_ms", str(METRICS_REPORT_INTERVAL_MS))
     # glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), after which a large request's
     # buffers come from the heap and stay resident when freed: one 60 MB request left a process ~400 MB larger.
     # A fixed threshold gives every block of 20 MiB or more back to the system when it is freed (loadtest/working_set.py).
@@ -114,9 +121,10 @@ def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) 
     # and ran 2-3x slower than in-process). Up to 32 MiB free at the top of each heap is now kept for reuse.
     for key, value in ALLOCATOR_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
-    # Serve's controller reconciles every 0.1 s by default: a fifth of a core on this machine with nothing to do.
-    # Twice a second still reacts to a lost replica or an autoscaling decision well within their own delays.
-    os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "0.5")
+    # Serve's controller reconciles every 0.1 s by default: a fifth of a core on this machine with nothing to do
+    # (0.026 at 0.5 s, 0.020 at 1 s). Once a second still reacts to a lost replica or an autoscaling decision well
+    # within their own delays (a 10 s health-check period, upscale and downscale delays of seconds).
+    os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "1.0")
     message_limit = str(grpc_message_limit(settings))  # for Serve's gRPC proxy, where direct ingress is off
     os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", message_limit)
     os.environ.setdefault("RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH", message_limit)  # ingress -> model calls
