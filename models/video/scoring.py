@@ -1,8 +1,9 @@
 """The fresh test set scored once: the served configuration's seeds beside the baselines, with bootstrap CIs.
 
-Called by `python -m models.video.fresh score --frozen-commit SHA` (which refuses a second scoring). The baselines
-that need a fit (BRISQUE + SVR, the detail statistics alone) are fitted on every encode of the 20 earlier sources,
-the data the served model was trained on, by the procedures cross-validation compared (crossval.py).
+Called by `python -m models.video.fresh score [--set fresh2] --frozen-commit SHA` (which refuses a second scoring). The
+baselines that need a fit (BRISQUE + SVR, the detail statistics alone) are fitted on every encode of the 20 earlier
+sources, the data the served model was trained on, plus `also_fitted_on` (for the second set: the first set, which
+run 9's pooling was fitted on), by the procedures cross-validation compared (crossval.py).
 """
 import json
 from pathlib import Path
@@ -27,11 +28,11 @@ def sstam_quality(weights: Path, rows) -> np.ndarray:
     return np.array([pooling.quality(x[:len(ARTIFACTS)], x[len(ARTIFACTS):]) for x in X])
 
 
-def score_fresh(fresh_rows: list[dict], commit: str, report: Path) -> dict:
+def score_fresh(fresh_rows: list[dict], commit: str, report: Path, also_fitted_on: list[dict] = ()) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    earlier = D.build_all()
+    earlier = D.build_all() + list(also_fitted_on)
     qualities = {}
     for i, weights in enumerate(seed_weights()):
         name = "SSTAM served (seed 0)" if i == 0 else f"SSTAM, served configuration, {weights.stem.split('_')[-1].replace('seed', 'seed ')}"
@@ -60,7 +61,7 @@ def score_fresh(fresh_rows: list[dict], commit: str, report: Path) -> dict:
     report.write_text(json.dumps(out, indent=1))
     from .crossval import table
 
-    md = [f"# Fresh test set, scored once (model frozen at {commit})", "",
+    md = [f"# Fresh test set {fresh_rows[0]['split']}, scored once (model frozen at {commit})", "",
           f"{len(out['sources'])} sources never used before ({', '.join(out['sources'])}), {len(fresh_rows)} encodes, "
           "ladders of 6 rungs: x264 CRF and QP, x265 CRF, VP9 CRF, MPEG-2 qscale. CIs resample sources (1000 draws); "
           "differences are the served model minus the method.", "", *table(results, "SSTAM served (seed 0)"), "",

@@ -265,7 +265,8 @@ def analyse_encode(analyzer_factory, row) -> dict:
 
 def order_pairs(rows) -> list[tuple[int, int]]:
     """(i, j) index pairs of encodes of the same source where j is known to be the worse one: every pair along
-    each QP ladder (data.LADDERS, higher QP = worse) and x264 without deblocking QP 36 < 44."""
+    each QP ladder (data.LADDERS, higher QP = worse), x264 without deblocking QP 36 < 44, and every pair along a fresh
+    set's ladders (rows that name their `ladder`; a higher `q` is a worse rung on each)."""
     ladders = list(D.LADDERS.values()) + [["x264_nodb_qp36", "x264_nodb_qp44"]]
     at = {(r["source"], r["encode"]): i for i, r in enumerate(rows)}
     pairs = []
@@ -273,6 +274,13 @@ def order_pairs(rows) -> list[tuple[int, int]]:
         for names in ladders:
             idx = [at[(src, n)] for n in names if (src, n) in at]
             pairs += [(idx[a], idx[b]) for a in range(len(idx)) for b in range(a + 1, len(idx))]
+    named: dict = {}
+    for i, r in enumerate(rows):
+        if "ladder" in r:
+            named.setdefault((r["source"], r["ladder"]), []).append(i)
+    for idx in named.values():
+        idx = sorted(idx, key=lambda i: rows[i]["q"])
+        pairs += [(idx[a], idx[b]) for a in range(len(idx)) for b in range(a + 1, len(idx))]
     return pairs
 
 
@@ -289,10 +297,12 @@ def fit_pooling_rank(features: np.ndarray, rows, vmaf: np.ndarray, l2: float = 1
     sd = X.std(0) + 1e-6
     pairs = order_pairs(rows)
     # an artifact whose label never changes along these pairs (flickering: the ladders are constant-QP encodes)
-    # carries no QP-order information: the pairs could only fit noise into its weight, so it is held at 0
-    lev = np.array([[r["levels"][a] for a in D.ARTIFACTS[:intensities]] for r in rows]) if all("levels" in r for r in rows) else None
-    free = np.ones(intensities, bool) if lev is None else np.array([any(abs(lev[j, k] - lev[i, k]) > 1e-6 for i, j in pairs)
-                                                                    for k in range(intensities)])
+    # carries no QP-order information: the pairs could only fit noise into its weight, so it is held at 0. Judged on
+    # the pairs with labels (a fresh set's rows have none; its ladders are constant-quality encodes too).
+    labelled = [(i, j) for i, j in pairs if "levels" in rows[i] and "levels" in rows[j]]
+    lev = lambda i, k: rows[i]["levels"][D.ARTIFACTS[k]]
+    free = (np.array([any(abs(lev(j, k) - lev(i, k)) > 1e-6 for i, j in labelled) for k in range(intensities)])
+            if labelled else np.ones(intensities, bool))
     D_ = np.stack([(X[j] - X[i]) / sd for i, j in pairs])  # should score positive (j is worse)
 
     def f(w):

@@ -124,14 +124,44 @@ def test_fresh_ladders_have_six_rungs_of_four_codecs_and_encode_as_named(tmp_pat
         assert sizes[0] > 2 * sizes[1], (ladder, sizes)  # the top rung is a much coarser encode
 
 
-def test_fresh_scoring_refuses_a_commit_that_is_not_head_and_a_second_run(tmp_path, monkeypatch):
-    done = tmp_path / "fresh_test.json"
-    monkeypatch.setattr(fresh, "REPORT", done)
+@pytest.mark.parametrize("set_name", ["fresh", "fresh2"])
+def test_fresh_scoring_refuses_a_commit_that_is_not_head_and_a_second_run(tmp_path, monkeypatch, set_name):
+    done = tmp_path / f"{set_name}_test.json"
+    monkeypatch.setitem(fresh.REPORTS, set_name, done)
     with pytest.raises(SystemExit, match="not the frozen commit"):
-        fresh.main(["score", "--frozen-commit", "0000000"])
+        fresh.main(["score", "--set", set_name, "--frozen-commit", "0000000"])
     done.write_text(json.dumps({}))
     with pytest.raises(SystemExit, match="scored once"):
-        fresh.main(["score", "--frozen-commit", "0000000"])
+        fresh.main(["score", "--set", set_name, "--frozen-commit", "0000000"])
+
+
+def test_the_second_fresh_set_is_new_material_and_every_source_renders():
+    earlier = {s.name for s in D.SOURCES} | {s.ref for s in D.SOURCES}
+    assert not set(fresh.SOURCES2) & (earlier | set(fresh.SOURCES))
+    for name in fresh.SOURCES2:
+        frames = fresh.source_frames(name)
+        assert frames.shape == (D.FRAMES, D.SIZE, D.SIZE, 3) and frames.dtype == np.uint8, name
+        assert frames.std() > 5, name  # a picture, not a flat field
+        assert np.abs(frames[-1].astype(int) - frames[0]).mean() > 0.5, name  # the camera moves
+
+
+def test_order_pairs_cover_a_fresh_ladder_by_rung_and_keep_flicker_fixed_from_labelled_pairs():
+    from models.video.train import fit_pooling_rank, order_pairs
+
+    ladder = [{"source": "s", "encode": f"vp9_crf{q}", "ladder": "vp9_crf", "q": q, "vmaf": 100 - q} for q in (34, 10, 63)]
+    pairs = order_pairs(ladder)
+    assert sorted(pairs) == sorted([(1, 0), (1, 2), (0, 2)])  # (better, worse) by q, whatever the row order
+    rng = np.random.default_rng(0)
+    labelled = [{"source": f"t{k}", "encode": e, "vmaf": 90 - 10 * i,
+                 "levels": {a: (0.2 * i if a != "flickering" else 0.0) for a in D.ARTIFACTS}}
+                for k in range(3) for i, e in enumerate(D.LADDERS["x264"])]
+    rows = labelled + ladder
+    vmaf = np.array([r["vmaf"] for r in rows], np.float64)
+    X = rng.normal(size=(len(rows), 6))
+    flicker = D.ARTIFACTS.index("flickering")
+    X[:, flicker] = -0.05 * vmaf + 0.01 * rng.normal(size=len(rows))  # orders every pair: a free weight would take it
+    assert fit_pooling_rank(X, rows, vmaf, intensities=6).weights[flicker] == 0.0
+    assert fit_pooling_rank(X, ladder, vmaf[len(labelled):], intensities=6).weights[flicker] > 0  # no labels: free
 
 
 def test_encode_stats_are_the_analysers_without_the_networks(tmp_path, monkeypatch):
