@@ -125,6 +125,12 @@ def prepare_environment(settings: ServerSettings, grpc_port: int | None = None) 
     # (0.026 at 0.5 s, 0.020 at 1 s). Once a second still reacts to a lost replica or an autoscaling decision well
     # within their own delays (a 10 s health-check period, upscale and downscale delays of seconds).
     os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "1.0")
+    # Ray's log monitor, which prints every replica's output on this console, globs the session's log folder for new
+    # files every 0.1 s while it holds fewer than a thousand: 0.014-0.015 of a core on an idle server. Looking for new
+    # files once a second costs 0.006 (loadtest/BENCH.md); lines of the files it knows still go out within 0.1 s, and a
+    # new replica's file is read from its first line once found.
+    os.environ.setdefault("RAY_LOG_MONITOR_MANY_FILES_THRESHOLD", "0")
+    os.environ.setdefault("LOG_NAME_UPDATE_INTERVAL_S", "1")
     message_limit = str(grpc_message_limit(settings))  # for Serve's gRPC proxy, where direct ingress is off
     os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", message_limit)
     os.environ.setdefault("RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH", message_limit)  # ingress -> model calls

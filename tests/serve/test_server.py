@@ -40,6 +40,16 @@ def simple_inputs(module, a, b, binary=True):
 
 
 # -- health, metadata, config ------------------------------------------------------------------------
+def test_the_console_shows_what_serves_processes_print(server):
+    """Ray's log monitor copies each actor's output to the server's console (here its log file), new files included,
+    from their first line: Serve's controller announces its settings when it starts."""
+    deadline = time.monotonic() + 15
+    while "(ServeController pid=" not in server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    log = server.log.read_text()
+    assert "(ServeController pid=" in log and "Throughput optimized Ray Serve enabled" in log, log[-2000:]
+
+
 def test_health_and_server_metadata(http, grpc):
     assert http.is_server_live() and http.is_server_ready()
     assert grpc.is_server_live() and grpc.is_server_ready()
