@@ -318,8 +318,11 @@ def main(argv=None) -> None:
         sys.exit(f"error: HEAD is {head[:12]}, not the frozen commit {a.frozen_commit}")
     from .scoring import score_fresh
 
-    # The second set's model had the first set in its pooling fit, so the fitted baselines get it too.
-    also_fitted_on = build_all("fresh") if a.set == "fresh2" else []
+    # A pooling refitted with the first set (refit.py, run 9) had it in its fit, so the fitted baselines get it too.
+    from .train import WEIGHTS
+
+    refitted = "refit" in json.loads(WEIGHTS.with_suffix(".json").read_text())["pooling_fit"]
+    also_fitted_on = build_all("fresh") if a.set == "fresh2" and refitted else []
     score_fresh(build_all(a.set), a.frozen_commit, report, also_fitted_on)
 
 
