@@ -65,6 +65,19 @@ def test_pooling_uses_the_statistics_only_when_it_has_weights_for_them():
     assert with_stats.quality(inten, stats) == pytest.approx(1 - (0.6 - 0.05 * len(STATS)))
 
 
+def test_quality_keeps_the_order_of_scores_past_either_bound_and_is_the_linear_score_between():
+    from models.video.pipeline import SOFT_EDGE, soft_clip
+
+    z = np.array([-3.0, -1.0, -0.2, 0.0, SOFT_EDGE, 0.5, 1 - SOFT_EDGE, 1.0, 1.3, 3.0])
+    q = np.array([Pooling([0.0] * 6, float(b)).quality(np.zeros(6)) for b in z])
+    assert np.all(np.diff(q) < 0) and np.all((q > 0) & (q < 1))  # no two scores tie, none leaves (0, 1)
+    assert q[5] == pytest.approx(0.5) and q[4] == pytest.approx(1 - SOFT_EDGE) and q[6] == pytest.approx(SOFT_EDGE)
+    eps = 1e-7
+    for edge in (SOFT_EDGE, 1 - SOFT_EDGE):  # continuous, and so is the slope (1 on both sides)
+        assert soft_clip(edge - eps) == pytest.approx(soft_clip(edge + eps), abs=1e-6)
+        assert (soft_clip(edge + eps) - soft_clip(edge - eps)) / (2 * eps) == pytest.approx(1.0, rel=1e-3)
+
+
 def ladder_rows(sources=("a", "b", "c")):
     rows = []
     for s in sources:
