@@ -313,12 +313,16 @@ class Analyzer:
                 self.prev_thumb = s[2:].reshape(h, w)
 
 
-def summarize(segments: list[SegmentResult], pooling: Pooling) -> dict:
+def summarize(segments: list[SegmentResult], pooling: Pooling, rung: Pooling | None = None) -> dict:
+    """`rung`: the detail statistics' own pooling (train.fit_statistics_pooling), reported as `rung_score`."""
     frames = np.array([s.frames for s in segments], np.float64)
     inten = (np.stack([s.intensities for s in segments]) * frames[:, None]).sum(0) / frames.sum()
     stats = (np.stack([s.stats for s in segments]) * frames[:, None]).sum(0) / frames.sum()
     quality = float((np.array([s.quality for s in segments]) * frames).sum() / frames.sum())
-    return {"segments": len(segments), "frames_analysed": int(frames.sum()),
-            "duration_s": round(float(segments[-1].end_s), 4) if segments else 0.0,
-            "intensities": {a: round(float(v), 6) for a, v in zip(ARTIFACTS, inten)}, "quality": round(quality, 6),
-            "pooled_quality": round(pooling.quality(inten, stats), 6)}
+    out = {"segments": len(segments), "frames_analysed": int(frames.sum()),
+           "duration_s": round(float(segments[-1].end_s), 4) if segments else 0.0,
+           "intensities": {a: round(float(v), 6) for a, v in zip(ARTIFACTS, inten)}, "quality": round(quality, 6),
+           "pooled_quality": round(pooling.quality(inten, stats), 6)}
+    if rung is not None:
+        out["rung_score"] = round(rung.quality(inten, stats), 6)
+    return out

@@ -65,6 +65,8 @@ class _Sstam(ModelHandler):
         p = self.params
         self.saliency = p.saliency or meta.get("saliency", "sstam")
         self.pooling = Pooling(**meta["pooling_fit"]["by_saliency"][self.saliency]["pooling"])  # train.run fits one per saliency
+        statistics_only = meta["pooling_fit"].get("statistics_only")
+        self.rung = Pooling(**statistics_only["pooling"]) if statistics_only else None
         self.sample_fps, self.max_bytes = p.sample_fps, p.max_bytes
         self.segment_clips, self.frame_batch = p.segment_clips, p.frame_batch
         self.decode_threads = p.decode_threads or self.num_threads
@@ -127,7 +129,7 @@ class VideoArtifactsHandler(_Sstam):
         for r in an.finish():
             segments.append(r)
             yield _segment_outputs(r)
-        summary = summarize(segments, self.pooling)
+        summary = summarize(segments, self.pooling, self.rung)
         summary["video"] = {k: info.get(k) for k in ("codec", "container", "width", "height", "fps", "duration_s", "decoded", "sampled")}
         summary["sample_fps"] = self.sample_fps
         summary["per_segment"] = [s.as_dict() for s in segments]

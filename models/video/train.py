@@ -10,6 +10,7 @@ fit_pooling_rank).
 """
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -358,6 +359,27 @@ def segment_features(fns, rows, saliency_method: str = "sstam") -> np.ndarray:
 SALIENCY_METHODS = ("sstam", "spectral_residual", "uniform")
 
 
+def fit_statistics_pooling(rows) -> Pooling:
+    """The detail statistics alone, rank-fitted to the rung order of `rows` (no network): the "detail statistics alone"
+    row of crossval.py and of every fresh scoring, as a Pooling with zero intensity weights. Served beside the quality as
+    the summary's `rung_score`, which orders encodes of one source better than the quality does (models/video/README.md)."""
+    X = np.stack([encode_stats(r) for r in rows])
+    fit = fit_pooling_rank(X, rows, np.array([r["vmaf"] for r in rows], np.float64), intensities=0)
+    return Pooling(weights=[0.0] * len(D.ARTIFACTS), bias=fit.bias, stat_weights=fit.stat_weights)
+
+
+def write_statistics_pooling(weights_files) -> Pooling:
+    """fit_statistics_pooling on every encode of the 20 earlier sources (as the fresh scorings fitted it), into each
+    weights file's metadata."""
+    rows = D.build_all()
+    pooling = fit_statistics_pooling(rows)
+    for weights in weights_files:
+        meta = json.loads(weights.with_suffix(".json").read_text())
+        meta["pooling_fit"]["statistics_only"] = {"pooling": asdict(pooling), "fitted_on": sorted({r["source"] for r in rows})}
+        weights.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    return pooling
+
+
 def cross_fit_intensities(cfg: Config, arm: str, rows, folds: int = 3, log=print, always_train=()) -> dict:
     """Out-of-fold segment features of `rows` (train.py: the training encodes; crossval.py: every non-fresh source),
     {saliency method: [len(rows), 6 + len(STATS)]} (intensities, then the statistics, which no network computes).
@@ -498,7 +520,12 @@ if __name__ == "__main__":
     ap.add_argument("--saliency", choices=SALIENCY_METHODS, default=Config.saliency, help="the served pooling's saliency")
     ap.add_argument("--seed", type=int, default=Config.seed)
     ap.add_argument("--out", type=Path, default=WEIGHTS, help="where to write the .safetensors (+ .json)")
+    ap.add_argument("--statistics-only", action="store_true",
+                    help="only fit the rung score's statistics pooling into the committed weights' metadata (no network)")
     a = ap.parse_args()
+    if a.statistics_only:
+        write_statistics_pooling([WEIGHTS, *sorted(WEIGHTS.parent.glob("sstam_seed*.safetensors"))])
+        sys.exit(0)
     run(Config(cnn_steps=a.cnn_steps, t_steps=a.t_steps, cnn_luma=a.cnn_luma, arms=tuple(a.arms), t_use_from=tuple(a.t_use_from),
                saliency=a.saliency, seed=a.seed),
         out=a.out, log=lambda m: print(m, flush=True), reuse_cnn=a.reuse_cnn)

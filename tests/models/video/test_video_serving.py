@@ -53,6 +53,30 @@ def video(b):
     return {"VIDEO": np.array([b], dtype=object)}
 
 
+def test_the_rung_score_orders_encodes_of_one_source_by_their_quantiser(repo, tmp_path):
+    """The summary's rung_score (the detail statistics' own rank fit) falls as the same clip is coded coarser: a
+    camera panning over a photograph, as the training sources are made (ffmpeg's testsrc2 pattern, flat colours and
+    sharp text, is ordered by neither score)."""
+    import skimage.data
+
+    from models.video.data import _rgb_to_yuv420, pan_zoom
+
+    frames = pan_zoom(skimage.data.astronaut(), (1.0, 0.5, 0.0))
+    source = tmp_path / "source.yuv"
+    source.write_bytes(b"".join(_rgb_to_yuv420(f).tobytes() for f in frames))
+    w = ModelWorker(str(repo), NAME, 1)
+    scores = []
+    for qp in (18, 32, 46):
+        path = tmp_path / f"q{qp}.mp4"
+        subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p",
+                        "-s", f"{frames.shape[2]}x{frames.shape[1]}", "-r", "25", "-i", str(source), "-c:v", "libx264",
+                        "-qp", str(qp), "-pix_fmt", "yuv420p", str(path)], check=True)
+        summary = json.loads(collect(w, video(path.read_bytes()))[-1]["SUMMARY"][0])
+        assert 0 < summary["rung_score"] < 1
+        scores.append(summary["rung_score"])
+    assert scores[0] > scores[1] > scores[2], scores
+
+
 def test_stream_in_order_and_summary_matches_in_process(repo, clips):
     w = ModelWorker(str(repo), NAME, 1)
     out = collect(w, video(clips["mp4"]))
