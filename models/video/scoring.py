@@ -2,8 +2,8 @@
 
 Called by `python -m models.video.fresh score [--set fresh2] --frozen-commit SHA` (which refuses a second scoring). The
 baselines that need a fit (BRISQUE + SVR, the detail statistics alone) are fitted on every encode of the 20 earlier
-sources, the data the served model was trained on, plus `also_fitted_on` (for the second set: the first set, which
-run 9's pooling was fitted on), by the procedures cross-validation compared (crossval.py).
+sources, the data the served model was trained on, plus `also_fitted_on` (the first fresh set, when the served pooling
+was refitted with it: refit.py), by the procedures cross-validation compared (crossval.py).
 """
 import json
 from pathlib import Path
