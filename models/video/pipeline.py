@@ -188,6 +188,11 @@ class Pooling:
             z += np.dot(self.stat_weights, stats)
         return 1.0 - soft_clip(float(z))
 
+    def qualities(self, features: np.ndarray) -> np.ndarray:
+        """quality of each row of `features` [n, len(ARTIFACTS) + len(STATS)] (intensities, then statistics)."""
+        n = len(ARTIFACTS)
+        return np.array([self.quality(x[:n], x[n:]) for x in features])
+
 
 @dataclass
 class SegmentResult:

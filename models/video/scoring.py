@@ -2,8 +2,7 @@
 
 Called by `python -m models.video.fresh score [--set fresh2] --frozen-commit SHA` (which refuses a second scoring). The
 baselines that need a fit (BRISQUE + SVR, the detail statistics alone) are fitted on every encode of the 20 earlier
-sources, the data the served model was trained on, plus `also_fitted_on` (the first fresh set, when the served pooling
-was refitted with it: refit.py), by the procedures cross-validation compared (crossval.py).
+sources, the data the served model was trained on, by the procedures cross-validation compared (crossval.py).
 """
 import json
 from pathlib import Path
@@ -12,7 +11,6 @@ import numpy as np
 
 from . import data as D
 from .crossval import ANCHORS, bootstrap, fit_nss_regressor, nss_features, rank_fitted
-from .pipeline import ARTIFACTS
 from .train import WEIGHTS, encode_stats, ladder_srcc, load, segment_features, torch_fns
 
 SEEDS_GLOB = "sstam_seed*.safetensors"  # the served configuration trained with other seeds, beside the served weights
@@ -25,14 +23,14 @@ def seed_weights() -> list[Path]:
 def sstam_quality(weights: Path, rows) -> np.ndarray:
     cnn, tsf, pooling, meta = load(weights)
     X = segment_features(torch_fns(cnn, tsf), rows, meta["saliency"])
-    return np.array([pooling.quality(x[:len(ARTIFACTS)], x[len(ARTIFACTS):]) for x in X])
+    return pooling.qualities(X)
 
 
-def score_fresh(fresh_rows: list[dict], commit: str, report: Path, also_fitted_on: list[dict] = ()) -> dict:
+def score_fresh(fresh_rows: list[dict], commit: str, report: Path) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    earlier = D.build_all() + list(also_fitted_on)
+    earlier = D.build_all()
     qualities = {}
     for i, weights in enumerate(seed_weights()):
         name = "SSTAM served (seed 0)" if i == 0 else f"SSTAM, served configuration, {weights.stem.split('_')[-1].replace('seed', 'seed ')}"

@@ -413,7 +413,7 @@ def fit_pooling_for(fns, split, saliency_method: str, train_features: np.ndarray
     SRCC of its quality with QP order (validation is not used by the fit)."""
     tr = split["train"]
     pooling = fit_pooling_blend(train_features, tr, np.array([r["vmaf"] for r in tr]), blend)
-    q = np.array([pooling.quality(x[:6], x[6:]) for x in segment_features(fns, split["val"], saliency_method)])
+    q = pooling.qualities(segment_features(fns, split["val"], saliency_method))
     return pooling, {"method": "rank blend", "blend": blend, "saliency": saliency_method, "val_qp_srcc": ladder_srcc(split["val"], q)}
 
 
