@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from .pipeline import MSCN_SIGMA
+
 
 class BlockCNN(nn.Module):
     r"""Maps a YUV 4:2:0 frame to the intensity of blurring, blocking, bleeding and ringing per 16x16 block.
@@ -27,7 +29,7 @@ class BlockCNN(nn.Module):
         if luma not in ("raw", "mscn"):
             raise ValueError(f"luma must be 'raw' or 'mscn', got {luma!r}")
         self.width, self.feat, self.luma_input = width, feat, luma
-        g = torch.exp(-0.5 * (torch.arange(7.0) - 3) ** 2 / (7 / 6) ** 2)
+        g = torch.exp(-0.5 * (torch.arange(7.0) - 3) ** 2 / MSCN_SIGMA ** 2)
         # 1x7 Gaussian for two channels (y and y^2), applied both ways
         self.register_buffer("window", (g / g.sum()).expand(2, 1, 1, 7).clone(), persistent=False)
         self.luma = nn.Conv2d(1, width, 4, stride=4)

@@ -16,6 +16,7 @@ blockiness, MSCN shape and neighbour correlation, chroma detail) = mean over eve
 quality = 1 - soft_clip(b + w . intensities + v . statistics) with w >= 0 and v fitted to QP order on the training
 encodes (so quality can only fall when an intensity rises).
 """
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -85,18 +86,45 @@ def saliency(thumb: np.ndarray, prev: np.ndarray | None, method: str = "sstam") 
     return 0.1 + 0.9 * (s - s.min()) / (np.ptp(s) + 1e-9)
 
 
+MSCN_SIGMA = 7 / 6  # the 7x7 Gaussian window of BRISQUE's MSCN coefficients, here and in BlockCNN.mscn
+
+
+def mscn(y: np.ndarray) -> np.ndarray:
+    """Mean-subtracted contrast-normalised luma, float32 [H, W]: (y - mu) / (sigma + 1) with mu and sigma over a
+    7x7 Gaussian window, mirrored borders (BlockCNN.mscn in torch, which the served graph leaves to this)."""
+    import cv2
+
+    # few fresh full-frame arrays: each costs its page faults, as much as the arithmetic on it
+    k = cv2.getGaussianKernel(7, MSCN_SIGMA, cv2.CV_32F)
+    mu = cv2.sepFilter2D(y, cv2.CV_32F, k, k, borderType=cv2.BORDER_REFLECT_101)
+    sigma = cv2.sepFilter2D(cv2.multiply(y, y, dtype=cv2.CV_32F), -1, k, k, borderType=cv2.BORDER_REFLECT_101)
+    sigma -= mu * mu
+    np.sqrt(np.maximum(sigma, 0, out=sigma), out=sigma)
+    sigma += 1
+    out = cv2.subtract(y, mu, dtype=cv2.CV_32F)
+    out /= sigma
+    return out
+
+
 def to_blocks(a: np.ndarray) -> np.ndarray:
     """Thumbnail-resolution map [H/8, W/8] -> block grid [H/16, W/16] (2x2 mean)."""
     h, w = a.shape
     return a.reshape(h // 2, 2, w // 2, 2).mean((1, 3))
 
 
+@functools.lru_cache(maxsize=64)
+def _regions(n: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and sizes of np.array_split's near-equal parts of range(n), min(grid, n) of them."""
+    parts = np.array_split(np.arange(n), min(grid, n))
+    return np.array([p[0] for p in parts]), np.array([len(p) for p in parts])
+
+
 def region_pool(a: np.ndarray, grid: int = GRID) -> np.ndarray:
     """[..., h, w] -> [..., grid, grid]: mean over near-equal rectangles (np.array_split), any h, w >= 1."""
     h, w = a.shape[-2:]
-    rs = np.array_split(np.arange(h), min(grid, h))
-    cs = np.array_split(np.arange(w), min(grid, w))
-    out = np.stack([np.stack([a[..., r[0]:r[-1] + 1, c[0]:c[-1] + 1].mean((-2, -1)) for c in cs], -1) for r in rs], -2)
+    (r_starts, r_sizes), (c_starts, c_sizes) = _regions(h, grid), _regions(w, grid)
+    sums = np.add.reduceat(np.add.reduceat(a, r_starts, axis=-2, dtype=np.float64), c_starts, axis=-1)
+    out = (sums / np.outer(r_sizes, c_sizes)).astype(a.dtype)
     if out.shape[-2:] != (grid, grid):  # fewer blocks than regions: repeat to fill the grid
         ri = np.arange(grid) * out.shape[-2] // grid
         ci = np.arange(grid) * out.shape[-1] // grid
@@ -131,10 +159,7 @@ def frame_stats(y: np.ndarray, u: np.ndarray, v: np.ndarray, hf: np.ndarray) -> 
     rows = cv2.reduce(cv2.absdiff(y[1:], y[:-1]), 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()
     blockiness_h = np.log((cols[7::8].mean() + 1) / (cols.mean() + 1))  # step j is between pixels j and j + 1
     blockiness_v = np.log((rows[7::8].mean() + 1) / (rows.mean() + 1))
-    x = y.astype(np.float32)
-    mu = cv2.GaussianBlur(x, (7, 7), 7 / 6)
-    var = cv2.GaussianBlur(cv2.multiply(x, x), (7, 7), 7 / 6) - cv2.multiply(mu, mu)
-    m = cv2.divide(x - mu, cv2.sqrt(cv2.max(var, 0)) + 1)
+    m = mscn(y)
     energy = cv2.mean(cv2.multiply(m, m))[0] + 1e-9
     shape = cv2.mean(cv2.absdiff(m, 0))[0] ** 2 / energy
     neighbour = cv2.mean(cv2.multiply(m[:, :-1], m[:, 1:]))[0] / energy
@@ -212,7 +237,7 @@ class SegmentResult:
 
 class Analyzer:
     """Stateful: feed sampled frames in order with `push`; it returns a SegmentResult whenever a segment
-    is complete; `finish` flushes the last partial segment. `block_fn(y [N,1,H,W] f32, uv [N,2,H/2,W/2] f32)
+    is complete; `finish` flushes the last partial segment. `block_fn(y [N,1,H,W] u8, uv [N,2,H/2,W/2] u8)
     -> (intensities [N,4,h,w], features [N,F,h,w])`; `temporal_fn(tokens [N,CLIP,64,D]) -> [N,2]`.
     The carried state (`state()` / `load_state`) is what a segment sequence needs across requests."""
 
@@ -240,8 +265,8 @@ class Analyzer:
         frames, self._pending = self._pending, []
         if not frames:
             return []
-        y = np.stack([f.y for f in frames])[:, None].astype(np.float32)
-        uv = np.stack([np.stack([f.u, f.v]) for f in frames]).astype(np.float32)
+        y = np.stack([f.y for f in frames])[:, None]
+        uv = np.stack([np.stack([f.u, f.v]) for f in frames])
         inten, feats = self.block_fn(y, uv)
         out = []
         for k, f in enumerate(frames):

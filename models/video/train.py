@@ -187,7 +187,7 @@ def train_cnn(cfg: Config, arm: str, train, val, log=print):
 def torch_fns(cnn, tsf):
     def block_fn(y, uv):
         with torch.no_grad():
-            i, f = cnn(torch.from_numpy(y), torch.from_numpy(uv))
+            i, f = cnn(torch.from_numpy(y).float(), torch.from_numpy(uv).float())
         return i.numpy(), f.numpy()
 
     def temporal_fn(tokens):

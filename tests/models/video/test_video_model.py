@@ -6,7 +6,7 @@ import torch
 from models.ceco.ceco import CeCo, centre_geometry, class_centres, simplex_etf
 from models.video.decode import Frame
 from models.video.model import BlockCNN, TimeSformer
-from models.video.pipeline import ARTIFACTS, CLIP, Analyzer, Pooling, region_pool, saliency, spectral_residual, token_dim
+from models.video.pipeline import ARTIFACTS, CLIP, Analyzer, Pooling, mscn, region_pool, saliency, spectral_residual, token_dim
 
 torch.set_num_threads(1)
 
@@ -33,6 +33,20 @@ def test_block_cnn_mscn_luma_divides_out_brightness_and_contrast():
     assert "BlockCNN(width=8, feat=16, luma='mscn')" == repr(BlockCNN(8, 16, luma="mscn"))
     with pytest.raises(ValueError, match="luma must be"):
         BlockCNN(8, 16, luma="rgb")
+
+
+def test_the_served_mscn_is_the_networks_own():
+    """pipeline.mscn (OpenCV, what the served graph is fed) against BlockCNN.mscn (torch, what it was trained on),
+    on a textured picture with flat patches, from bytes and from floats."""
+    rng = np.random.default_rng(0)
+    y = np.clip(rng.normal(120, 40, (96, 160)), 0, 255).astype(np.uint8)
+    y[20:50, 30:90] = 200  # flat: where E[y^2] - mu^2 cancels
+    reference = BlockCNN(8, 16, luma="mscn").mscn(torch.from_numpy(y).float()[None, None])[0, 0].numpy()
+    for luma in (y, y.astype(np.float32)):
+        got = mscn(luma)
+        assert got.dtype == np.float32 and got.shape == y.shape
+        np.testing.assert_allclose(got, reference, atol=1e-2)
+        assert np.abs(got - reference).mean() < 1e-4
 
 
 def test_timesformer_shape_and_time_order_matters():
@@ -89,6 +103,16 @@ def test_region_pool_keeps_the_mean_of_a_constant(hw):
     assert out.shape == (2, 8, 8) and np.allclose(out, 3.0)
 
 
+def test_region_pool_means_near_equal_rectangles():
+    a = np.random.default_rng(0).normal(size=(3, 45, 80)).astype(np.float32)
+    out = region_pool(a)
+    assert out.dtype == np.float32
+    rows = np.array_split(np.arange(45), 8)  # 6 or 5 rows; 80 columns split evenly into 10
+    for i, r in enumerate(rows):
+        for j in range(8):
+            np.testing.assert_allclose(out[:, i, j], a[:, r[0]:r[-1] + 1, 10 * j:10 * j + 10].mean((-2, -1)), atol=1e-6)
+
+
 def test_saliency_methods():
     rng = np.random.default_rng(0)
     th = rng.normal(100, 2, (18, 32)).astype(np.float32)
@@ -111,7 +135,7 @@ def _fake(n_frames, h=64, w=96, fps=12.5):
 def _analyzer(**kw):
     torch.manual_seed(0)
     cnn, tsf = BlockCNN(8, 16).eval(), TimeSformer(token_dim(16), dim=16, heads=2, depth=1).eval()
-    block_fn = lambda y, uv: tuple(t.detach().numpy() for t in cnn(torch.from_numpy(y), torch.from_numpy(uv)))
+    block_fn = lambda y, uv: tuple(t.detach().numpy() for t in cnn(torch.from_numpy(y).float(), torch.from_numpy(uv).float()))
     temporal_fn = lambda x: tsf(torch.from_numpy(x)).detach().numpy()
     return Analyzer(block_fn, temporal_fn, Pooling(), **kw)
 
