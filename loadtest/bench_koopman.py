@@ -11,6 +11,8 @@ same accuracy, with the KNO's error beside it, in one run:
     python -m loadtest.bench_koopman --rung-timing 32 0.025 --kind fno-m12 --nu 1e-5   # one model kind, one flow
     python -m loadtest.bench_koopman --device-timing models/koopman/report/bench_nu1e-5_test3.json --device cuda \
         --members 32 1024                            # a scored table's rows timed on a GPU (loadtest/gpu_koopman.sh)
+    python -m loadtest.bench_koopman --device-timing models/koopman/report/bench_nu1e-4_test2.json --device cpu \
+        --members 2 4 8 16 32 64 128 256 --kinds fno-m12-1k   # where the solver catches up as the ensemble grows
 
 
 1. The KNO as served (``kno_ns2d`` from the model repository, its own runtime, one thread, batch 1): time per
@@ -318,12 +320,26 @@ def rung_timing(nus: list[float], kind: str, grid: int, dt: float, members: int,
     return rows
 
 
-def device_timing(scored: Path, device: str, members: tuple[int, ...], repeats: int) -> dict:
-    """Every row of a scored report (:func:`harder_flow`'s JSON: its models at their grids, its stable solver rungs)
-    timed on ``device`` at batch 1 and for each ensemble size in ``members``, then matched at equal accuracy with the
-    report's own errors. Nothing is scored again: the timed states are fresh random fields of the rows' shapes (a
-    step costs the same whatever the field holds). What the errors need from the device, that a forecast and a solve
-    come out the same there, is measured on one random window per row (``max_abs_vs_cpu``)."""
+def rungs_that_can_match(models: list[dict], ladder: list[dict]) -> list[dict]:
+    """The stable rungs of ``ladder`` that can be the cheapest one as accurate as some model row over some horizon, at
+    any batch: among the rungs as accurate, one on a grid at least as fine with a time step at most as long as
+    another's is never the cheaper (a pseudo-spectral step costs more on more points; a shorter step takes more)."""
+    stable = [r for r in ladder if r["horizon"] is not None]
+
+    def can_be_cheapest(rung, model, h):
+        fits = [r for r in stable if r["horizon"][h] <= model["horizon"][h]]
+        return rung in fits and not any(o is not rung and o["grid"] <= rung["grid"] and o["dt"] >= rung["dt"] for o in fits)
+
+    return [rung for rung in stable if any(can_be_cheapest(rung, m, h) for m in models for h in m["horizon"])]
+
+
+def device_timing(scored: Path, device: str, members: tuple[int, ...], repeats: int, kinds: tuple[str, ...] | None = None) -> dict:
+    """The rows of a scored report (:func:`harder_flow`'s JSON: its models at their grids, or those of ``kinds``, and the
+    solver rungs that can match them, :func:`rungs_that_can_match`) timed on ``device`` at batch 1 and for each ensemble
+    size in ``members``, then matched at equal accuracy with the report's own errors. Nothing is scored again: the
+    timed states are fresh random fields of the rows' shapes (a step costs the same whatever the field holds). What the
+    errors need from the device, that a forecast and a solve come out the same there, is measured on one random window
+    per row (``max_abs_vs_cpu``)."""
     from models.koopman import train as koopman_train
 
     report = json.loads(scored.read_text())
@@ -331,10 +347,10 @@ def device_timing(scored: Path, device: str, members: tuple[int, ...], repeats: 
     t_in = data.ns_flow(nu)["t_in"]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     rng = torch.Generator().manual_seed(0)
+    models = [r for r in report["rows"] if r["method"] != "solver" and (kinds is None or r["method"].split(" @")[0] in kinds)]
+    ladder = rungs_that_can_match(models, [r for r in report["rows"] if r["method"] == "solver"])
     rows = []
-    for row in report["rows"]:
-        if row["horizon"] is None:  # an unstable rung matches nothing
-            continue
+    for row in models + ladder:
         grid = row.get("grid") or 64  # reports from before --model-grids ran every model at 64²
         if row["method"] == "solver":
             state = solvers.ns_initial(1, grid, rng)
@@ -370,7 +386,7 @@ def device_timing(scored: Path, device: str, members: tuple[int, ...], repeats: 
                     "speedup": cheapest["seconds"][count] / r["seconds"][count]}
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     out = {"command": f"python -m loadtest.bench_koopman --device-timing {scored.name} --device {device} "
-                      f"--members {' '.join(map(str, members))} --repeats {repeats}",
+                      f"--members {' '.join(map(str, members))} --repeats {repeats}" + (f" --kinds {' '.join(kinds)}" if kinds else ""),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": name, "scored_report": scored.name,
            "scored_date": report.get("date"), "nu": nu, "steps": steps, "torch": torch.__version__, "rows": rows,
            "equal_accuracy": matches}
@@ -379,6 +395,35 @@ def device_timing(scored: Path, device: str, members: tuple[int, ...], repeats: 
             print(f"{key}: model {m['model_seconds']:.4f} s, solver {m['solver']['grid']}² dt {m['solver']['dt']:g} "
                   f"{m['solver_seconds']:.4f} s = {m['speedup']:.1f}×", flush=True)
     return out
+
+
+def crossover_plot(report: dict, path: Path) -> None:
+    """Solver ÷ model time at equal accuracy against the ensemble size, one line per model row and horizon (a
+    :func:`device_timing` report): where a line crosses 1 the solver becomes the cheaper way to the same error."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    lines: dict[str, list] = {}
+    for key, match in report["equal_accuracy"].items():
+        if match:
+            row, count = key.rsplit("/", 1)
+            lines.setdefault(row, []).append((int(count), match["speedup"]))
+    for row, points in sorted(lines.items()):
+        method, h = row.rsplit("@", 1)
+        ax.plot(*zip(*sorted(points)), "o-", markersize=3, label=f"{method.strip()}, {h} steps")
+    ax.axhline(1.0, color="k", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("ensemble members (one batch)")
+    ax.set_ylabel("solver ÷ model seconds, equal accuracy")
+    ax.set_title(f"NS ν={report['nu']:g} on {report['device']}: where the solver catches up", fontsize=9)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def training_curves(nu: float, path: Path) -> None:
@@ -456,20 +501,23 @@ def main(argv=None) -> None:
     parser.add_argument("--model-grids", nargs="+", type=int, default=[64], metavar="N",
                         help="with --nu: run each model at these grids (window truncated to N², forecast scored at 64²); "
                              "--served runs at the last")
-    parser.add_argument("--kinds", nargs="+", default=None, help="with --nu: only these model kinds (default: every trained one)")
+    parser.add_argument("--kinds", nargs="+", default=None, help="with --nu or --device-timing: only these model kinds (default: every trained one)")
     parser.add_argument("--rung-timing", nargs=2, metavar=("GRID", "DT"), type=float,
                         help="time each harder flow's seed-0 model (--kind) and this solver rung side by side (nothing "
                              "scored); with --nu, that flow only")
     parser.add_argument("--kind", default="fno", help="with --rung-timing: the model kind to time (fno, fno-m12, kno, ...)")
     parser.add_argument("--device-timing", type=Path, metavar="REPORT",
-                        help="time every row of this scored report (a --nu run's JSON) on --device, batch 1 and each "
-                             "--members size, and match at equal accuracy with its errors (→ <report>_<device>.json)")
+                        help="time the rows of this scored report (a --nu run's JSON; --kinds: those models only) on "
+                             "--device, batch 1 and each --members size, and match at equal accuracy with its errors "
+                             "(→ <report>_<device>.json and the crossover plot .png)")
     parser.add_argument("--device", default="cpu", help="with --device-timing: cuda on the GPU machine")
     args = parser.parse_args(argv)
     if args.device_timing:
-        report = device_timing(args.device_timing, args.device, tuple(args.members), args.repeats)
+        report = device_timing(args.device_timing, args.device, tuple(args.members), args.repeats,
+                               tuple(args.kinds) if args.kinds else None)
         out = args.json or args.device_timing.with_name(f"{args.device_timing.stem}_{args.device.split(':')[0]}.json")
         out.write_text(json.dumps(report, indent=2) + "\n")
+        crossover_plot(report, out.with_suffix(".png"))
         return
     if len(args.members) > 1:
         parser.error("--members takes one size except with --device-timing")
