@@ -14,7 +14,7 @@ import torch
 
 from models.video.decode import CODECS
 from models.video.pipeline import ARTIFACTS, CLIP, GRID, mscn
-from models.video.serving import VideoParams, block_graph_inputs
+from models.video.serving import VideoParams
 
 from export.onnx_export import MAX_IR_VERSION, check_parity
 from export.served_model import ServedModel, Tensor
@@ -99,7 +99,7 @@ def export_graphs(cnn, tsf, token_dim: int) -> tuple[dict[str, bytes], dict]:
     # one name per distinct size: ONNX Runtime plans buffers by these names, and a shared name for luma and
     # (half-size) chroma made it reuse a [N, 2, H, W] buffer for a [N, 2, H/2, W/2] tensor
     axes = lambda h, w: {0: "batch", 2: h, 3: w}
-    luma, _ = names = block_graph_inputs(cnn.luma_input)
+    luma, _ = names = ["mscn" if cnn.luma_input == "mscn" else "y", "uv"]  # the handler reads the graph's luma input name
     block = _export(_ServedBlock(cnn), (torch.zeros(1, 1, 128, 128), torch.zeros(1, 2, 64, 64)), names, ["intensities", "features"],
                     {luma: axes("height", "width"), "uv": axes("height/2", "width/2"),
                      "intensities": axes("height/16", "width/16"), "features": axes("height/16", "width/16")})

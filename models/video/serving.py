@@ -53,21 +53,18 @@ class VideoParams(HandlerParams):
                                         "~600 MB at 1080p, loadtest/reports/working_set.md); one more is refused (503)")
 
 
-def block_graph_inputs(cnn_luma: str) -> list[str]:
-    """The block graph's input names: an MSCN model's graph takes the coefficients (pipeline.mscn), not raw luma."""
-    return ["mscn" if cnn_luma == "mscn" else "y", "uv"]
-
-
 class _Sstam(ModelHandler):
     Params = VideoParams
     pool = "video"  # decoding a video is heavy: outside the ingress, both video models in one replica
 
     def __init__(self, model_dir, params, input_names, output_names, num_threads, device):
         super().__init__(model_dir, params, input_names, output_names, num_threads, device)
-        meta = json.loads((self.model_dir / "sstam.json").read_text())
-        self.luma_input, _ = block_inputs = block_graph_inputs(meta["config"].get("cnn_luma", "raw"))
-        self.block = OnnxRuntime(self.model_dir / "block_cnn.onnx", block_inputs, ["intensities", "features"], num_threads, device)
+        self.block = OnnxRuntime(self.model_dir / "block_cnn.onnx", ["uv"], ["intensities", "features"], num_threads, device)
+        # The luma input's name says what the graph takes: "mscn", the coefficients (models/video/export.py), or "y",
+        # raw luma (an MSCN model exported before the handler computed them, or a raw-luma model)
+        self.luma_input = "mscn" if "mscn" in {i.name for i in self.block.session.get_inputs()} else "y"
         self.temporal = OnnxRuntime(self.model_dir / "timesformer.onnx", ["tokens"], ["scores"], num_threads, device)
+        meta = json.loads((self.model_dir / "sstam.json").read_text())
         p = self.params
         self.saliency = p.saliency or meta.get("saliency", "sstam")
         self.pooling = Pooling(**meta["pooling_fit"]["by_saliency"][self.saliency]["pooling"])  # train.run fits one per saliency

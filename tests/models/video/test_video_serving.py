@@ -2,13 +2,14 @@
 in-process pipeline, codecs/containers, bad input, and the segment sequence with its state."""
 import asyncio
 import json
+import shutil
 import subprocess
 
 import numpy as np
 import pytest
 import torch
 
-from models.video.export import NAME, SEQ_NAME, build
+from models.video.export import NAME, SEQ_NAME, _export, build
 from models.video.data import ffmpeg_exe
 from models.video.decode import iter_frames
 from models.video.pipeline import Analyzer, Pooling
@@ -206,3 +207,19 @@ def test_the_default_saliency_is_the_poolings_own_and_another_takes_the_pooling_
     chosen = VideoArtifactsHandler(repo / NAME / "1", {"saliency": other}, ["VIDEO"], [], 1, "cpu")
     assert chosen.saliency == other
     assert chosen.pooling == Pooling(**meta["pooling_fit"]["by_saliency"][other]["pooling"]) != default.pooling
+
+
+def test_a_repository_exported_before_the_graph_took_mscn_coefficients_still_serves_the_same_scores(repo, clips, tmp_path):
+    """Such a graph takes raw luma ("y") and computes the MSCN itself; the handler reads which from the graph."""
+    old = tmp_path / "old"
+    shutil.copytree(repo / NAME, old / NAME)
+    axes = lambda h, w: {0: "batch", 2: h, 3: w}  # noqa: E731
+    graph = _export(load(WEIGHTS)[0], (torch.zeros(1, 1, 128, 128), torch.zeros(1, 2, 64, 64)), ["y", "uv"], ["intensities", "features"],
+                    {"y": axes("h", "w"), "uv": axes("h2", "w2"), "intensities": axes("h16", "w16"), "features": axes("h16", "w16")})
+    (old / NAME / "1" / "block_cnn.onnx").write_bytes(graph)
+    assert VideoArtifactsHandler(old / NAME / "1", {}, ["VIDEO"], [], 1, "cpu").luma_input == "y"
+    assert VideoArtifactsHandler(repo / NAME / "1", {}, ["VIDEO"], [], 1, "cpu").luma_input == "mscn"
+    summaries = [json.loads(collect(ModelWorker(str(root), NAME, 1), video(clips["mp4"]))[-1]["SUMMARY"][0]) for root in (repo, old)]
+    for new, before in zip(*(s["per_segment"] for s in summaries)):
+        assert abs(new["quality"] - before["quality"]) < 2e-4
+        assert all(abs(new[a] - before[a]) < 2e-4 for a in ("blurring", "blocking", "bleeding", "ringing", "flickering", "floating"))
