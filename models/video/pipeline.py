@@ -124,7 +124,7 @@ def region_pool(a: np.ndarray, grid: int = GRID) -> np.ndarray:
     h, w = a.shape[-2:]
     (r_starts, r_sizes), (c_starts, c_sizes) = _regions(h, grid), _regions(w, grid)
     sums = np.add.reduceat(np.add.reduceat(a, r_starts, axis=-2, dtype=np.float64), c_starts, axis=-1)
-    out = (sums / np.outer(r_sizes, c_sizes)).astype(a.dtype)
+    out = (sums / np.outer(r_sizes, c_sizes)).astype(a.dtype if np.issubdtype(a.dtype, np.floating) else np.float64)  # as .mean()
     if out.shape[-2:] != (grid, grid):  # fewer blocks than regions: repeat to fill the grid
         ri = np.arange(grid) * out.shape[-2] // grid
         ci = np.arange(grid) * out.shape[-1] // grid
