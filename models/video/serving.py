@@ -62,7 +62,7 @@ class _Sstam(ModelHandler):
         self.block = OnnxRuntime(self.model_dir / "block_cnn.onnx", ["uv"], ["intensities", "features"], num_threads, device)
         # The luma input's name says what the graph takes: "mscn", the coefficients (models/video/export.py), or "y",
         # raw luma (an MSCN model exported before the handler computed them, or a raw-luma model)
-        self.luma_input = "mscn" if "mscn" in {i.name for i in self.block.session.get_inputs()} else "y"
+        self.luma_input = "mscn" if "mscn" in self.block.graph_inputs else "y"
         self.temporal = OnnxRuntime(self.model_dir / "timesformer.onnx", ["tokens"], ["scores"], num_threads, device)
         meta = json.loads((self.model_dir / "sstam.json").read_text())
         p = self.params

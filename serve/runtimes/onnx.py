@@ -22,12 +22,13 @@ class OnnxRuntime(Runtime):
             self.fall_back_to_cpu("this onnxruntime build has no CUDA or TensorRT provider")
         self.session = ort.InferenceSession(str(model_file), options, providers=providers + ["CPUExecutionProvider"])
         # Inputs with a default (an initializer of the same name: ONNX's optional inputs) count too.
-        graph_inputs = {i.name for i in [*self.session.get_inputs(), *self.session.get_overridable_initializers()]}
+        self.graph_inputs = frozenset(i.name for i in [*self.session.get_inputs(), *self.session.get_overridable_initializers()])
+        """Every input name the graph takes: a handler whose graphs differ by version can ask which one it holds."""
         graph_outputs = {o.name for o in self.session.get_outputs()}
-        if not set(self.input_names) <= graph_inputs or not set(self.output_names) <= graph_outputs:
+        if not set(self.input_names) <= self.graph_inputs or not set(self.output_names) <= graph_outputs:
             raise RepositoryError(
                 f"{model_file}: config names inputs {self.input_names} / outputs {self.output_names}, "
-                f"the graph has {sorted(graph_inputs)} / {sorted(graph_outputs)}"
+                f"the graph has {sorted(self.graph_inputs)} / {sorted(graph_outputs)}"
             )
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
