@@ -10,6 +10,7 @@ import asyncio
 import logging
 import math
 import os
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,10 @@ from .runtimes import load_runtime
 from .statistics import STATS
 
 logger = logging.getLogger("ray.serve")  # Serve's logger: lines land in the replica's log with its id
+
+AHEAD = 2
+"""A lone rollout's steps computed in the compute thread and not yet taken by its consumer, at most: the one being
+sent and the next."""
 
 
 def _batch_rows(inputs: dict[str, np.ndarray]) -> int:
@@ -239,13 +244,66 @@ class ModelWorker:
         pieces = math.ceil(_batch_rows(state) / self.spec.max_batch_size) if self.spec.max_batch_size > 0 and state else 1
         self.rollouts += pieces
         try:
-            for step in range(steps):
-                outputs = await self._step(state, admitted=step > 0)
-                yield ensemble_statistics(rollout.ensemble, outputs) if ensemble else outputs
-                for output, state_input in rollout.state.items():
-                    state[state_input] = outputs[output]
+            step = 0
+            while step < steps:
+                # Admitted through the batch queue, a rollout that is the worker's only one runs its steps back to
+                # back in the compute thread (no event-loop round trip between two steps); another rollout arriving,
+                # or a consumer falling behind, brings it back to step-level batching.
+                alone = step > 0 and pieces == 1 and self.rollouts == 1 and not self.preprocesses and not self._batcher().closed
+                source = self._steps_alone(state, steps - step) if alone else self._batched_step(state, admitted=step > 0)
+                async with aclosing(source) as computed:
+                    async for outputs in computed:
+                        step += 1
+                        state = state | {state_input: outputs[output] for output, state_input in rollout.state.items()}
+                        yield ensemble_statistics(rollout.ensemble, outputs) if ensemble else outputs
         finally:
             self.rollouts -= pieces
+
+    async def _batched_step(self, state: dict[str, np.ndarray], admitted: bool) -> AsyncIterator[dict[str, np.ndarray]]:
+        yield await self._step(state, admitted)
+
+    async def _steps_alone(self, state: dict[str, np.ndarray], count: int) -> AsyncIterator[dict[str, np.ndarray]]:
+        """Up to `count` steps computed one after the other in the compute thread, each handed to the loop as it
+        finishes. The thread stops before a step when another rollout has arrived, when the consumer has not taken
+        the steps computed before (never more than `AHEAD` untaken: a slow reader holds no more memory, and does not
+        keep the compute thread), or when the consumer has left."""
+        loop = asyncio.get_running_loop()
+        computed: asyncio.Queue = asyncio.Queue()
+        credit, stop = threading.Semaphore(AHEAD), threading.Event()
+        next_state = self.spec.rollout.state
+        batching, batcher = self.spec.max_batch_size > 0, self._batcher()
+
+        def run() -> None:
+            current, outcome = state, None
+            try:
+                for _ in range(count):
+                    if stop.is_set() or self.rollouts != 1 or batcher.closed or not credit.acquire(blocking=False):
+                        break  # the consumer goes on through the batch queue, which also answers a retired worker
+                    started = time.perf_counter()
+                    outputs = self.runtime.infer(current)
+                    loop.call_soon_threadsafe(computed.put_nowait, (outputs, time.perf_counter() - started))
+                    current = current | {state_input: outputs[output] for output, state_input in next_state.items()}
+            except Exception as error:  # noqa: BLE001 - the consumer gets the step's failure
+                outcome = error
+            loop.call_soon_threadsafe(computed.put_nowait, outcome)
+
+        loop.run_in_executor(self.compute_threads, run)
+        try:
+            while isinstance(item := await computed.get(), tuple):
+                credit.release()
+                outputs, seconds = item
+                rows = _batch_rows(outputs) if batching else 1
+                metrics.queue_time_ms().observe(0.0, tags=self.tags)
+                metrics.compute_time_ms().observe(seconds * 1000, tags=self.tags)
+                if batching:
+                    metrics.batch_size().observe(rows, tags=self.tags)
+                STATS.executed(self.stats, rows, 1, 0.0, 0.0, seconds, 0.0)
+                self._observe(outputs)
+                yield outputs
+            if item is not None:
+                raise item
+        finally:
+            stop.set()  # a step already running in the thread finishes; no further one starts
 
     async def _step(self, state: dict[str, np.ndarray], admitted: bool) -> dict[str, np.ndarray]:
         rows = _batch_rows(state) if self.spec.max_batch_size > 0 and state else 1
