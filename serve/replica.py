@@ -249,8 +249,8 @@ class ModelWorker:
                 # Admitted through the batch queue, a rollout that is the worker's only one runs its steps back to
                 # back in the compute thread (no event-loop round trip between two steps); another rollout arriving,
                 # or a consumer falling behind, brings it back to step-level batching.
-                alone = step > 0 and pieces == 1 and self.rollouts == 1 and not self.preprocesses and not self._batcher().closed
-                source = self._steps_alone(state, steps - step) if alone else self._batched_step(state, admitted=step > 0)
+                alone = step > 0 and self.rollouts == pieces and not self.preprocesses and not self._batcher().closed
+                source = self._steps_alone(state, steps - step, pieces) if alone else self._batched_step(state, admitted=step > 0)
                 async with aclosing(source) as computed:
                     async for outputs in computed:
                         step += 1
@@ -262,26 +262,37 @@ class ModelWorker:
     async def _batched_step(self, state: dict[str, np.ndarray], admitted: bool) -> AsyncIterator[dict[str, np.ndarray]]:
         yield await self._step(state, admitted)
 
-    async def _steps_alone(self, state: dict[str, np.ndarray], count: int) -> AsyncIterator[dict[str, np.ndarray]]:
-        """Up to `count` steps computed one after the other in the compute thread, each handed to the loop as it
-        finishes. The thread stops before a step when another rollout has arrived, when the consumer has not taken
-        the steps computed before (never more than `AHEAD` untaken: a slow reader holds no more memory, and does not
-        keep the compute thread), or when the consumer has left."""
+    async def _steps_alone(self, state: dict[str, np.ndarray], count: int, pieces: int) -> AsyncIterator[dict[str, np.ndarray]]:
+        """Up to `count` steps computed one after the other in the compute thread (an ensemble's `pieces` of at most
+        max_batch_size rows one after the other), each step handed to the loop as it finishes. The thread stops before a
+        step when another rollout has arrived, when the consumer has not taken the steps computed before (never more
+        than `AHEAD` untaken: a slow reader holds no more memory, and does not keep the compute thread), or when the
+        consumer has left."""
         loop = asyncio.get_running_loop()
         computed: asyncio.Queue = asyncio.Queue()
         credit, stop = threading.Semaphore(AHEAD), threading.Event()
-        next_state = self.spec.rollout.state
-        batching, batcher = self.spec.max_batch_size > 0, self._batcher()
+        next_state, batcher, rows = self.spec.rollout.state, self._batcher(), self.spec.max_batch_size
+
+        def one_step(current: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[tuple[int, float]]]:
+            if pieces == 1:
+                started = time.perf_counter()
+                outputs = self.runtime.infer(current)
+                return outputs, [(_batch_rows(current) if rows > 0 else 1, time.perf_counter() - started)]
+            parts, executions = [], []
+            for i in range(0, _batch_rows(current), rows):
+                started = time.perf_counter()
+                parts.append(self.runtime.infer({name: value[i : i + rows] for name, value in current.items()}))
+                executions.append((_batch_rows(parts[-1]), time.perf_counter() - started))
+            return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, executions
 
         def run() -> None:
             current, outcome = state, None
             try:
                 for _ in range(count):
-                    if stop.is_set() or self.rollouts != 1 or batcher.closed or not credit.acquire(blocking=False):
+                    if stop.is_set() or self.rollouts != pieces or batcher.closed or not credit.acquire(blocking=False):
                         break  # the consumer goes on through the batch queue, which also answers a retired worker
-                    started = time.perf_counter()
-                    outputs = self.runtime.infer(current)
-                    loop.call_soon_threadsafe(computed.put_nowait, (outputs, time.perf_counter() - started))
+                    outputs, executions = one_step(current)
+                    loop.call_soon_threadsafe(computed.put_nowait, (outputs, executions))
                     current = current | {state_input: outputs[output] for output, state_input in next_state.items()}
             except Exception as error:  # noqa: BLE001 - the consumer gets the step's failure
                 outcome = error
@@ -291,13 +302,13 @@ class ModelWorker:
         try:
             while isinstance(item := await computed.get(), tuple):
                 credit.release()
-                outputs, seconds = item
-                rows = _batch_rows(outputs) if batching else 1
-                metrics.queue_time_ms().observe(0.0, tags=self.tags)
-                metrics.compute_time_ms().observe(seconds * 1000, tags=self.tags)
-                if batching:
-                    metrics.batch_size().observe(rows, tags=self.tags)
-                STATS.executed(self.stats, rows, 1, 0.0, 0.0, seconds, 0.0)
+                outputs, executions = item
+                for batch_rows, seconds in executions:
+                    metrics.queue_time_ms().observe(0.0, tags=self.tags)
+                    metrics.compute_time_ms().observe(seconds * 1000, tags=self.tags)
+                    if rows > 0:
+                        metrics.batch_size().observe(batch_rows, tags=self.tags)
+                    STATS.executed(self.stats, batch_rows, 1, 0.0, 0.0, seconds, 0.0)
                 self._observe(outputs)
                 yield outputs
             if item is not None:

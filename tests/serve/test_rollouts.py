@@ -3,7 +3,6 @@ the consumer handles the current one, never more than AHEAD untaken; a slow cons
 consumer that leaves leaves no step running; a step that fails there reaches the consumer. The served path (gRPC and
 SSE, a cancelled stream, concurrent rollouts batched step by step) is in test_server.py."""
 import asyncio
-import threading
 import time
 from contextlib import aclosing
 
@@ -21,7 +20,7 @@ def worker(repository):
     infer = worker.runtime.infer
 
     def counting(inputs):
-        computed.append(threading.get_ident())
+        computed.append(next(iter(inputs.values())).shape[0])  # the rows of this execution
         return infer(inputs)
 
     worker.runtime.infer = counting
@@ -82,6 +81,21 @@ def test_a_slow_consumer_falls_back_to_the_batch_queue_and_the_steps_still_chain
     seen = asyncio.run(run())
     assert len(seen) == 12 and len(worker.computed) == 12
     assert_chained(u, seen)
+
+
+def test_an_ensemble_alone_runs_its_pieces_in_the_thread_within_max_batch_size(worker):
+    u = np.random.default_rng(4).random((1, 32), dtype=np.float32)
+    inputs = rollout_inputs(u, 5) | {"ENSEMBLE_MEMBERS": np.array([[20]], np.int32)}
+    limit = worker.spec.max_batch_size
+
+    async def run():
+        return [outputs async for outputs in worker.stream(inputs)]
+
+    steps = asyncio.run(run())
+    pieces = -(-20 // limit)
+    assert len(steps) == 5 and pieces > 1
+    assert len(worker.computed) == 5 * pieces and max(worker.computed) <= limit and sum(worker.computed) == 5 * 20
+    assert worker.rollouts == 0
 
 
 def test_a_consumer_that_leaves_leaves_no_step_running(worker):
