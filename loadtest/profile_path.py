@@ -31,8 +31,9 @@ CATEGORIES = (  # (name, test on (function, file)); the first that matches the i
     ("ONNX Runtime", lambda fn, path: "onnxruntime" in path),
     ("metrics", lambda fn, path: "metrics" in path),
     ("Ray: Serve's request wrapper, router, handles", lambda fn, path: path.startswith("ray/") or "/ray/" in path),
-    ("gRPC / protobuf (Python)", lambda fn, path: "grpc" in path or "protobuf" in path),
+    # before the gRPC test: our serve/grpc_servicer.py and serve/grpc_ingress.py are ours, not grpcio's
     ("ours: adapters, data plane, batcher, worker", lambda fn, path: path.startswith(("serve/", "proto/")) or "/serve/" in path),
+    ("gRPC / protobuf (Python)", lambda fn, path: "grpc" in path or "protobuf" in path),
     ("HTTP framework", lambda fn, path: any(k in path for k in ("fastapi", "starlette", "uvicorn", "pydantic"))),
     ("asyncio, stdlib, numpy", lambda fn, path: True),
 )
