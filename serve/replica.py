@@ -229,10 +229,11 @@ class ModelWorker:
         STATS.executed(self.stats, rows, 1, 0.0, 0.0, time.perf_counter() - started, 0.0)
 
     async def _rollout(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
-        """Run the step `steps` times, feeding declared outputs back as inputs. Each step goes through
-        the batch queue, so concurrent rollouts are batched step by step. An ensemble request's members are rows
-        of the state, sent through the queue in pieces of at most max_batch_size rows; each step yields the
-        members' mean and spread."""
+        """Run the step `steps` times, feeding declared outputs back as inputs. The first step goes through the batch
+        queue (its admission), and so does every later step while other rollouts run, so concurrent rollouts are batched
+        step by step; a rollout alone on the worker runs its later steps in the compute thread (`_steps_alone`). An
+        ensemble request's members are rows of the state, run in pieces of at most max_batch_size rows; each step
+        yields the members' mean and spread."""
         rollout = self.spec.rollout
         state = dict(inputs)
         steps = int(np.asarray(state.pop(rollout.steps_input)).ravel()[0])
@@ -296,7 +297,10 @@ class ModelWorker:
                     current = current | {state_input: outputs[output] for output, state_input in next_state.items()}
             except Exception as error:  # noqa: BLE001 - the consumer gets the step's failure
                 outcome = error
-            loop.call_soon_threadsafe(computed.put_nowait, outcome)
+            try:
+                loop.call_soon_threadsafe(computed.put_nowait, outcome)
+            except RuntimeError:  # the loop has closed (the process is stopping): no consumer is left to tell
+                pass
 
         loop.run_in_executor(self.compute_threads, run)
         try:
