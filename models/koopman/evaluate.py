@@ -33,11 +33,11 @@ def trained_models() -> dict[tuple, list[int]]:
     return found
 
 
-def evaluate(count: int | None = None, high_res_count: int | None = None) -> dict:
+def evaluate(count: int | None = None, high_res_count: int | None = None, problems=tuple(RESOLUTIONS)) -> dict:
     results: dict = {"models": {}}
     cache: dict = {}
     for (problem, kind, nu), seeds in trained_models().items():
-        if problem == "ns" and nu:  # the harder flows are scored by `python -m loadtest.bench_koopman --nu ...`
+        if problem not in problems or (problem == "ns" and nu):  # harder flows: `python -m loadtest.bench_koopman --nu ...`
             continue
         key = f"{problem}{'_nu%g' % nu if nu else ''}_{kind}"
         entry = {"seeds": seeds, "resolutions": {}}
@@ -70,6 +70,14 @@ def evaluate(count: int | None = None, high_res_count: int | None = None) -> dic
     return results
 
 
+def merged(previous: dict, scored: dict, problems, command: str) -> dict:
+    """`previous` results with the entries of `problems` replaced by `scored`'s; the other problems' entries stay as
+    they were scored, and the partial run is recorded under "rescored"."""
+    kept = {k: v for k, v in previous["models"].items() if not k.startswith(tuple(f"{p}_" for p in problems))}
+    rescored = previous.get("rescored", []) + [{"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}]
+    return previous | {"models": kept | scored["models"], "rescored": rescored}
+
+
 def table(results: dict, problem: str, nu: float | None = None) -> str:
     prefix = f"{problem}{'_nu%g' % nu if nu else ''}_"
     rows = [k for k in results["models"] if k.startswith(prefix)]
@@ -93,7 +101,7 @@ def table(results: dict, problem: str, nu: float | None = None) -> str:
             "seeds, or over test trajectories when there is one seed; * = training resolution):\n\n" + "\n".join(lines))
 
 
-def plots(results: dict) -> None:
+def plots(results: dict, problems=tuple(RESOLUTIONS)) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,7 +126,7 @@ def plots(results: dict) -> None:
         fig.tight_layout()
         fig.savefig(REPORT / f"error_vs_step_{problem}.png", dpi=120)
         plt.close(fig)
-    if ("ns", "kno", None) in trained_models():
+    if "ns" in problems and ("ns", "kno", None) in trained_models():
         model, metrics = load_trained("ns", "kno", trained_models()[("ns", "kno", None)][0])
         u = data.load("ns", "test", 64)[:1]
         from .kno import rollout
@@ -144,16 +152,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=None, help="test trajectories per problem (default: all)")
     parser.add_argument("--high-res-count", type=int, default=None, help="NS test trajectories scored at 128² (default: --count)")
+    parser.add_argument("--problems", nargs="+", choices=sorted(RESOLUTIONS), default=sorted(RESOLUTIONS),
+                        help="score only these problems' models (seeds added to one of them); the others' entries in "
+                             "report/results.json are kept as they were scored")
     args = parser.parse_args()
     REPORT.mkdir(parents=True, exist_ok=True)
-    results = evaluate(args.count, args.high_res_count)
-    results["command"] = "python -m models.koopman.evaluate" + (f" --count {args.count}" if args.count else "") + (
+    command = "python -m models.koopman.evaluate" + (f" --count {args.count}" if args.count else "") + (
         f" --high-res-count {args.high_res_count}" if args.high_res_count else "")
+    scored = evaluate(args.count, args.high_res_count, args.problems)
+    if set(args.problems) == set(RESOLUTIONS):
+        results = scored | {"command": command}
+    else:
+        results = merged(json.loads((REPORT / "results.json").read_text()), scored, args.problems,
+                         f"{command} --problems {' '.join(args.problems)}")
     results["kno_ns2d"] = {"card_table": table(results, "ns")}
     results["kno_burgers"] = {"card_table": table(results, "burgers", 0.1)}
     results["burgers_nu0.01"] = {"card_table": table(results, "burgers", 0.01)}  # trained and scored, not served
     (REPORT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    plots(results)
+    plots(results, args.problems)
     for name in ("kno_ns2d", "kno_burgers", "burgers_nu0.01"):
         print(results[name]["card_table"], "\n")
 

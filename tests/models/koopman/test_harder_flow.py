@@ -134,3 +134,16 @@ def test_a_run_stopped_by_its_deadline_keeps_a_scored_checkpoint_and_a_kind_trai
     metrics = train.train("ns", "fno-m12-1k", 0, nu=TINY_NU, iters=2, batch=2, eval_every=2,
                           model_overrides=overrides, out=False)
     assert (metrics["stopped_at"], metrics["train_split"], metrics["train_trajectories"]) == (None, "train1k", 8)
+
+
+def test_scoring_one_problem_keeps_the_other_problems_entries_as_scored():
+    previous = {"command": "python -m models.koopman.evaluate", "models": {
+        "ns_kno": {"seeds": [0, 1, 2]}, "burgers_nu0.1_fno": {"seeds": [0]}, "burgers_nu0.01_fno": {"seeds": [0]}}}
+    scored = {"models": {"burgers_nu0.1_fno": {"seeds": [0, 1, 2]}, "burgers_nu0.01_fno": {"seeds": [0, 1, 2]}}}
+    results = evaluate.merged(previous, scored, ["burgers"], "python -m models.koopman.evaluate --problems burgers")
+    assert results["models"]["ns_kno"] == {"seeds": [0, 1, 2]}
+    assert results["models"]["burgers_nu0.1_fno"]["seeds"] == [0, 1, 2] == results["models"]["burgers_nu0.01_fno"]["seeds"]
+    assert results["command"] == "python -m models.koopman.evaluate"
+    assert [r["command"] for r in results["rescored"]] == ["python -m models.koopman.evaluate --problems burgers"]
+    dropped = evaluate.merged(previous, {"models": {}}, ["burgers"], "c")  # a problem with no weights left: its rows go
+    assert set(dropped["models"]) == {"ns_kno"}
