@@ -40,6 +40,17 @@ def _batch_rows(inputs: dict[str, np.ndarray]) -> int:
     return next(iter(inputs.values())).shape[0]
 
 
+def _pieces(inputs: dict[str, np.ndarray], rows: int) -> list[dict[str, np.ndarray]]:
+    """`inputs` in pieces of at most `rows` batch rows (views); whole when it fits or the model does not batch."""
+    if rows <= 0 or not inputs or _batch_rows(inputs) <= rows:
+        return [inputs]
+    return [{name: value[i : i + rows] for name, value in inputs.items()} for i in range(0, _batch_rows(inputs), rows)]
+
+
+def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return parts[0] if len(parts) == 1 else {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
 def replica_resources() -> tuple[int, str]:
     """(threads, device) from what Ray assigned this replica; the whole machine outside Ray."""
     import ray
@@ -195,10 +206,13 @@ class ModelWorker:
         # In a thread, so requests keep arriving in the batch queue while this batch computes.
         started = time.perf_counter()
         outputs = await asyncio.get_running_loop().run_in_executor(self.compute_threads, self.runtime.infer, inputs)
-        metrics.compute_time_ms().observe((time.perf_counter() - started) * 1000, tags=self.tags)
-        if self.spec.max_batch_size > 0:
-            metrics.batch_size().observe(_batch_rows(inputs), tags=self.tags)
+        self._record_compute(time.perf_counter() - started, _batch_rows(inputs) if self.spec.max_batch_size > 0 else 1)
         return outputs
+
+    def _record_compute(self, seconds: float, rows: int) -> None:
+        metrics.compute_time_ms().observe(seconds * 1000, tags=self.tags)
+        if self.spec.max_batch_size > 0:
+            metrics.batch_size().observe(rows, tags=self.tags)
 
     async def stream(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[dict[str, np.ndarray]]:
         """A decoupled model's responses to one request: a rollout's steps, or what the handler yields."""
@@ -242,7 +256,7 @@ class ModelWorker:
             state = perturbed_members(rollout, state, ensemble)
         # The batcher's callers: each step of this rollout queues one request per piece (`_step`), and a forming batch
         # waits for other rollouts' steps only while some are still to come.
-        pieces = math.ceil(_batch_rows(state) / self.spec.max_batch_size) if self.spec.max_batch_size > 0 and state else 1
+        pieces = len(_pieces(state, self.spec.max_batch_size))
         self.rollouts += pieces
         try:
             step = 0
@@ -255,10 +269,14 @@ class ModelWorker:
                 async with aclosing(source) as computed:
                     async for outputs in computed:
                         step += 1
-                        state = state | {state_input: outputs[output] for output, state_input in rollout.state.items()}
+                        state = self._advanced(state, outputs)
                         yield ensemble_statistics(rollout.ensemble, outputs) if ensemble else outputs
         finally:
             self.rollouts -= pieces
+
+    def _advanced(self, state: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The next step's inputs: the declared outputs fed back in place of their state inputs."""
+        return state | {state_input: outputs[output] for output, state_input in self.spec.rollout.state.items()}
 
     async def _batched_step(self, state: dict[str, np.ndarray], admitted: bool) -> AsyncIterator[dict[str, np.ndarray]]:
         yield await self._step(state, admitted)
@@ -272,19 +290,15 @@ class ModelWorker:
         loop = asyncio.get_running_loop()
         computed: asyncio.Queue = asyncio.Queue()
         credit, stop = threading.Semaphore(AHEAD), threading.Event()
-        next_state, batcher, rows = self.spec.rollout.state, self._batcher(), self.spec.max_batch_size
+        batcher, rows = self._batcher(), self.spec.max_batch_size
 
         def one_step(current: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[tuple[int, float]]]:
-            if pieces == 1:
+            parts, executions = [], []  # (batch rows, seconds) of each piece's execution
+            for piece in _pieces(current, rows):
                 started = time.perf_counter()
-                outputs = self.runtime.infer(current)
-                return outputs, [(_batch_rows(current) if rows > 0 else 1, time.perf_counter() - started)]
-            parts, executions = [], []
-            for i in range(0, _batch_rows(current), rows):
-                started = time.perf_counter()
-                parts.append(self.runtime.infer({name: value[i : i + rows] for name, value in current.items()}))
-                executions.append((_batch_rows(parts[-1]), time.perf_counter() - started))
-            return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, executions
+                parts.append(self.runtime.infer(piece))
+                executions.append((_batch_rows(piece) if rows > 0 else 1, time.perf_counter() - started))
+            return _joined(parts), executions
 
         def run() -> None:
             current, outcome = state, None
@@ -294,7 +308,7 @@ class ModelWorker:
                         break  # the consumer goes on through the batch queue, which also answers a retired worker
                     outputs, executions = one_step(current)
                     loop.call_soon_threadsafe(computed.put_nowait, (outputs, executions))
-                    current = current | {state_input: outputs[output] for output, state_input in next_state.items()}
+                    current = self._advanced(current, outputs)
             except Exception as error:  # noqa: BLE001 - the consumer gets the step's failure
                 outcome = error
             try:
@@ -309,9 +323,7 @@ class ModelWorker:
                 outputs, executions = item
                 for batch_rows, seconds in executions:
                     metrics.queue_time_ms().observe(0.0, tags=self.tags)
-                    metrics.compute_time_ms().observe(seconds * 1000, tags=self.tags)
-                    if rows > 0:
-                        metrics.batch_size().observe(batch_rows, tags=self.tags)
+                    self._record_compute(seconds, batch_rows)
                     STATS.executed(self.stats, batch_rows, 1, 0.0, 0.0, seconds, 0.0)
                 self._observe(outputs)
                 yield outputs
@@ -321,15 +333,12 @@ class ModelWorker:
             stop.set()  # a step already running in the thread finishes; no further one starts
 
     async def _step(self, state: dict[str, np.ndarray], admitted: bool) -> dict[str, np.ndarray]:
-        rows = _batch_rows(state) if self.spec.max_batch_size > 0 and state else 1
-        if rows <= self.spec.max_batch_size or self.spec.max_batch_size <= 0:
+        pieces = _pieces(state, self.spec.max_batch_size)
+        if len(pieces) == 1:
             return await self._infer(state, admitted=admitted)
-        pieces = range(0, rows, self.spec.max_batch_size)
         async with asyncio.TaskGroup() as group:  # one piece failing cancels the others
-            tasks = [group.create_task(self._infer({k: v[i : i + self.spec.max_batch_size] for k, v in state.items()},
-                                                   admitted=admitted)) for i in pieces]
-        results = [task.result() for task in tasks]
-        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+            tasks = [group.create_task(self._infer(piece, admitted=admitted)) for piece in pieces]
+        return _joined([task.result() for task in tasks])
 
     async def ready(self) -> bool:
         return True
