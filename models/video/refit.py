@@ -31,7 +31,7 @@ from . import fresh
 from .crossval import bootstrap
 from .pipeline import Pooling
 from .scoring import seed_weights
-from .train import fit_pooling_blend, ladder_srcc, load, rows_by_split, segment_features, torch_fns
+from .train import fit_pooling_blend, fit_pooling_rank, ladder_srcc, load, rows_by_split, segment_features, torch_fns
 
 REPORT_DIR = Path(__file__).resolve().parent / "report"
 MAX_VMAF_DROP = 0.02
@@ -42,9 +42,10 @@ def report_path(blend: float | None) -> Path:
     return REPORT_DIR / ("refit_dev.json" if blend is None else f"refit_dev_blend{blend}.json")
 
 
-def fresh_features(weights: Path, rows: list[dict]) -> np.ndarray:
-    """[len(rows), 6 + len(STATS)] segment features of the first fresh set through `weights`' networks, cached."""
-    cache = fresh.CACHE / f"refit_features_{weights.stem}.npy"
+def fresh_features(weights: Path, rows: list[dict], set_name: str = "fresh") -> np.ndarray:
+    """[len(rows), 6 + len(STATS)] segment features of a fresh set's encodes through `weights`' networks, cached in the
+    set's folder."""
+    cache = fresh.CACHE / set_name / f"features_{weights.stem}.npy"
     if cache.exists():
         X = np.load(cache)
         if X.shape[0] == len(rows):
@@ -109,6 +110,94 @@ def dev(blend: float | None = None) -> dict:
     return out
 
 
+DEV_SETS = ("fresh", "fresh2", "fresh3")  # scored once each, so development data now
+ACROSS = (0.0, 0.25, 1.0, 4.0)  # run 10's candidates: the weight of the level pairs in the rank fit
+DEV_FOLDS = 7
+
+
+def dev_rows() -> tuple[list[dict], list[str]]:
+    rows, sets = [], []
+    for set_name in DEV_SETS:
+        part = fresh.build_all(set_name)
+        rows, sets = rows + part, sets + [set_name] * len(part)
+    return rows, sets
+
+
+def dev_features(weights: Path, rows: list[dict], sets: list[str]) -> np.ndarray:
+    return np.vstack([fresh_features(weights, [r for r, s in zip(rows, sets) if s == name], name) for name in DEV_SETS])
+
+
+def fit_joint(train, oof, rows, X, across: float) -> Pooling:
+    """Run 10's pooling: one rank fit on intensities + statistics (no blend) over the rung pairs and, weighted by
+    `across`, the level pairs across sources (train.fit_pooling_rank)."""
+    both = train + rows
+    return fit_pooling_rank(np.vstack([oof, X]), both, np.array([r["vmaf"] for r in both], np.float64), across=across)
+
+
+def dev_joint() -> dict:
+    """Run 10's evidence: every fresh source of the three scored sets is scored by poolings fitted without its fold
+    (7 folds of 4 sources; the training sources are in every fit), for each `ACROSS` and seed, beside run 8's pooling
+    on the same encodes."""
+    rows, sets = dev_rows()
+    sources = sorted({r["source"] for r in rows})
+    folds = [sources[k::DEV_FOLDS] for k in range(DEV_FOLDS)]
+    out = {"rule": JOINT_RULE, "sets": list(DEV_SETS), "folds": folds, "seeds": {}}
+    for weights in seed_weights():
+        train, oof, meta = training_set(weights)
+        X = dev_features(weights, rows, sets)
+        qualities = {"run 8": Pooling(**meta["pooling"]).qualities(X)}
+        for across in ACROSS:
+            q = np.zeros(len(rows))
+            for held in folds:
+                keep = [i for i, r in enumerate(rows) if r["source"] not in held]
+                idx = [i for i, r in enumerate(rows) if r["source"] in held]
+                q[idx] = fit_joint(train, oof, [rows[i] for i in keep], X[keep], across).qualities(X[idx])
+            qualities[f"across {across}"] = q
+        results = bootstrap(rows, qualities, "run 8")
+        out["seeds"][weights.stem] = {name: {k: results[name][k] for k in ("qp_srcc", "vmaf_srcc", "qp_srcc_ci", "vmaf_srcc_ci",
+                                                                         "reference_minus_this_qp_ci", "reference_minus_this_vmaf_ci")}
+                                      | {"per_ladder": ladder_srcc(rows, q)} for name, q in qualities.items()}
+        print(f"[refit joint] {weights.stem}: " + ", ".join(
+            f"{name} {results[name]['qp_srcc']:.3f} / {results[name]['vmaf_srcc']:.3f}" for name in qualities), flush=True)
+    anchors = {"scikit-image blur_effect": "blur_effect", "ffmpeg blurdetect": "blurdetect", "ffmpeg blockdetect": "blockdetect"}
+    reference = bootstrap(rows, {name: -np.nan_to_num(np.array([r[key] for r in rows], np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+                                 for name, key in anchors.items()}, "ffmpeg blurdetect")
+    out["baselines"] = {name: {k: reference[name][k] for k in ("qp_srcc", "vmaf_srcc")} for name in anchors}
+    mean = lambda run, m: float(np.mean([s[run][m] for s in out["seeds"].values()]))
+    chosen = max(ACROSS, key=lambda a: mean(f"across {a}", "qp_srcc") + mean(f"across {a}", "vmaf_srcc"))
+    d_qp = mean(f"across {chosen}", "qp_srcc") - mean("run 8", "qp_srcc")
+    d_vmaf = mean(f"across {chosen}", "vmaf_srcc") - mean("run 8", "vmaf_srcc")
+    out |= {"chosen_across": chosen, "mean_change": {"qp_srcc": d_qp, "vmaf_srcc": d_vmaf},
+            "verdict": "run 10" if d_qp > 0 and d_vmaf >= -MAX_VMAF_DROP else "run 8"}
+    report = REPORT_DIR / "refit_joint_dev.json"
+    report.write_text(json.dumps(out, indent=1))
+    report.with_suffix(".md").write_text(joint_markdown(out))
+    print(joint_markdown(out))
+    return out
+
+
+JOINT_RULE = (f"the across with the highest seeds' mean of rung-order SRCC + SRCC with VMAF is chosen; run 10 replaces run 8 "
+              f"if, over the three seeds, its mean rung-order SRCC rises and its mean SRCC with VMAF falls by <= {MAX_VMAF_DROP}")
+
+
+def joint_markdown(out: dict) -> str:
+    names = list(next(iter(out["seeds"].values())))
+    lines = ["# Run 10's pooling (rung pairs + level pairs across sources) against run 8's, on the three scored fresh sets", "",
+             f"Seven folds of four sources, each scored by poolings fitted without it. Rule: {out['rule']}. Chosen across: "
+             f"**{out['chosen_across']}**; verdict: **{out['verdict']}** (mean change against run 8: rung order "
+             f"{out['mean_change']['qp_srcc']:+.3f}, SRCC with VMAF {out['mean_change']['vmaf_srcc']:+.3f}).", "",
+             "| pooling | " + " | ".join(f"{seed} rung order / VMAF SRCC" for seed in out["seeds"]) + " | mean rung order | mean VMAF SRCC |",
+             "|---|" + "---|" * (len(out["seeds"]) + 2)]
+    for name in names:
+        cells = [f"{s[name]['qp_srcc']:.3f} / {s[name]['vmaf_srcc']:.3f}" for s in out["seeds"].values()]
+        mq = np.mean([s[name]["qp_srcc"] for s in out["seeds"].values()])
+        mv = np.mean([s[name]["vmaf_srcc"] for s in out["seeds"].values()])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mq:.3f} | {mv:.3f} |")
+    lines += ["", "Network-free baselines on the same encodes (no fit):", ""]
+    lines += [f"- {name}: rung order {b['qp_srcc']:.3f}, SRCC with VMAF {b['vmaf_srcc']:.3f}" for name, b in out["baselines"].items()]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(out: dict) -> str:
     lad = lambda d: ", ".join(f"{k} {v:.3f}" for k, v in d.items() if k != "mean")
     blend = "run 8's blend (0.5)" if out.get("blend") is None else f"blend {out['blend']}"
@@ -129,9 +218,13 @@ def markdown(out: dict) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("dev",))
-    p.add_argument("--blend", type=float, default=None, help="the candidate's blend (default: each seed's own, 0.5)")
-    dev(p.parse_args(argv).blend)
+    p.add_argument("command", choices=("dev", "joint-dev"))
+    p.add_argument("--blend", type=float, default=None, help="dev: the candidate's blend (default: each seed's own, 0.5)")
+    a = p.parse_args(argv)
+    if a.command == "joint-dev":
+        dev_joint()
+    else:
+        dev(a.blend)
 
 
 if __name__ == "__main__":

@@ -285,13 +285,27 @@ def order_pairs(rows) -> list[tuple[int, int]]:
     return pairs
 
 
+def level_pairs(rows, vmaf: np.ndarray, margin: float = 10.0, limit: int = 100_000, seed: int = 0) -> list[tuple[int, int]]:
+    """(i, j) pairs of encodes of *different* sources where j's VMAF is lower by at least `margin` points: the level
+    across sources, which rung pairs (order_pairs) never see. At most `limit`, drawn with a fixed seed."""
+    source = np.array([r["source"] for r in rows])
+    v = np.asarray(vmaf, np.float64)
+    i, j = np.nonzero((v[:, None] - v[None, :] >= margin) & (source[:, None] != source[None, :]))
+    if len(i) > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(len(i), limit, replace=False))
+        i, j = i[keep], j[keep]
+    return list(zip(i.tolist(), j.tolist()))
+
+
 def fit_pooling_rank(features: np.ndarray, rows, vmaf: np.ndarray, l2: float = 1e-2, temp: float = 0.1,
-                     intensities: int = 6) -> Pooling:
+                     intensities: int = 6, across: float = 0.0) -> Pooling:
     """Pooling fitted to QP order within source: w minimises a pairwise logistic loss (RankNet) over `order_pairs` on
     the features standardised per column, + l2 |w|^2; then one scale a > 0 and a bias map the ranking score w . x onto
     VMAF's scale (below), so quality reads like 1 - VMAF/100 but its order within a source is the rank fit's.
     `features` [n, intensities + k]: the first `intensities` columns are the artifact intensities, whose weights are
-    held >= 0 so quality is monotone in each; the other k (pipeline.STATS) may take either sign."""
+    held >= 0 so quality is monotone in each; the other k (pipeline.STATS) may take either sign. `across` > 0 adds
+    `across` x the same loss over `level_pairs` (encodes of different sources ordered by VMAF), so the fit keeps the
+    level across sources as well as the order within one."""
     from scipy.optimize import minimize
 
     X = np.asarray(features, np.float64)
@@ -304,12 +318,21 @@ def fit_pooling_rank(features: np.ndarray, rows, vmaf: np.ndarray, l2: float = 1
     lev = lambda i, k: rows[i]["levels"][D.ARTIFACTS[k]]
     free = (np.array([any(abs(lev(j, k) - lev(i, k)) > 1e-6 for i, j in labelled) for k in range(intensities)])
             if labelled else np.ones(intensities, bool))
-    D_ = np.stack([(X[j] - X[i]) / sd for i, j in pairs])  # should score positive (j is worse)
+
+    def differences(pairs):  # rows that should score positive (j is the worse encode)
+        i, j = np.asarray(pairs).T
+        return (X[j] - X[i]) / sd
+
+    terms = [(1.0, differences(pairs))]
+    if across > 0:
+        terms.append((across, differences(level_pairs(rows, vmaf))))
 
     def f(w):
-        z = -(D_ @ w) / temp
-        loss = np.logaddexp(0, z).mean() + l2 * w @ w
-        g = -(D_ * (1 / (1 + np.exp(-z)))[:, None]).mean(0) / temp + 2 * l2 * w
+        loss, g = l2 * w @ w, 2 * l2 * w
+        for weight, D_ in terms:
+            z = -(D_ @ w) / temp
+            loss += weight * np.logaddexp(0, z).mean()
+            g -= weight * (D_ * (1 / (1 + np.exp(-z)))[:, None]).mean(0) / temp
         return loss, g
 
     bounds = [(0, None) if fr else (0, 0) for fr in free] + [(None, None)] * (X.shape[1] - intensities)
