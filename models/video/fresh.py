@@ -1,7 +1,7 @@
 """Fresh test sets: sources no run has seen, long ladders of four codecs, each set scored once after a model is frozen.
 
-    python -m models.video.fresh build [--set fresh2|fresh3]                      # encodes, VMAF, anchors (~2 min, cached)
-    python -m models.video.fresh score [--set fresh2|fresh3] --frozen-commit SHA  # once: refuses if the set's report exists
+    python -m models.video.fresh build [--set fresh2|fresh3|fresh4]                      # encodes, VMAF, anchors (cached)
+    python -m models.video.fresh score [--set fresh2|fresh3|fresh4] --frozen-commit SHA  # once: refuses if its report exists
     python -m models.video.fresh rescore [--set fresh2]    # after the fact: today's served model on a scored set
 
 The sources before the first set were scored in many runs and no longer measure generalisation (models/video/README.md).
@@ -15,7 +15,9 @@ present pack), a hill-shaded elevation map, an MRI slice, and four procedural sc
 soft clip chosen after the second: later windows of the two real clips the training sources crop, elsewhere in the
 frame, and eight scenes of kinds no set has had (a Mandelbrot detail, stained-glass cells, marble, sport graphics
 with a score banner, a small topography grid upscaled, a line chart, a grainy low-light interior, matplotlib's
-logo). Each source is encoded along
+logo). `fresh4` (ten more) judges run 10's pooling, fitted on the three scored sets: two more places and windows of
+the real films, and eight scenes of new kinds (woven fabric, foliage, water ripples, a night skyline, bokeh, fur, a
+desktop screen capture, pixel art). Each source is encoded along
 five ladders of six rungs (LADDERS); within a ladder a higher rung is a worse encode, and VMAF (full reference, vs
 the pristine source) is computed for every encode.
 """
@@ -31,7 +33,7 @@ import numpy as np
 from . import data as D
 
 CACHE = D.ROOT / "build" / "video"  # one folder per set
-REPORTS = {name: Path(__file__).resolve().parent / "report" / f"{name}_test.json" for name in ("fresh", "fresh2", "fresh3")}
+REPORTS = {name: Path(__file__).resolve().parent / "report" / f"{name}_test.json" for name in ("fresh", "fresh2", "fresh3", "fresh4")}
 
 
 @dataclass(frozen=True)
@@ -331,6 +333,132 @@ def _grain(seed: int) -> np.ndarray:
     return np.clip(img + rng.normal(0, 14, (n, n, 1)) + rng.normal(0, 5, (n, n, 3)), 0, 255).astype(np.uint8)
 
 
+def _weave(seed: int) -> np.ndarray:
+    """Woven fabric: two sets of coloured threads crossing over and under, a fine periodic texture with thread noise."""
+    rng = np.random.default_rng(seed)
+    n, pitch = 512, 6
+    yy, xx = np.mgrid[:n, :n]
+    over = ((xx // pitch + yy // pitch) % 2).astype(bool)  # plain weave: warp over weft on a checker of crossings
+    warp = 0.6 + 0.4 * np.cos(np.pi * ((xx % pitch) / pitch - 0.5)) ** 2
+    weft = 0.6 + 0.4 * np.cos(np.pi * ((yy % pitch) / pitch - 0.5)) ** 2
+    shade = np.where(over, warp, weft) * (1 + rng.normal(0, 0.04, (n, n)))
+    colour = np.where(over[..., None], np.array([170, 40, 50]), np.array([220, 200, 150]))
+    return np.clip(colour * shade[..., None], 0, 255).astype(np.uint8)
+
+
+def _foliage(seed: int) -> np.ndarray:
+    """Leaves: hundreds of overlapping green ellipses of many shades over dark shadow, as a hedge or tree canopy."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.ascontiguousarray(np.full((n, n, 3), (20, 35, 15), np.uint8))
+    for _ in range(900):
+        centre = tuple(int(v) for v in rng.uniform(0, n, 2))
+        axes = (int(rng.uniform(6, 16)), int(rng.uniform(3, 7)))
+        colour = tuple(int(v) for v in (rng.uniform(20, 90), rng.uniform(80, 200), rng.uniform(10, 70)))
+        cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
+    return img
+
+
+def _ripples(seed: int) -> np.ndarray:
+    """Water: interfering ripples from a few centres under a caustic-like brightness, blue-green."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    yy, xx = np.mgrid[:n, :n].astype(np.float64)
+    h = sum(np.sin(np.hypot(xx - cx, yy - cy) / rng.uniform(4, 9) + rng.uniform(0, 6)) for cx, cy in rng.uniform(0, n, (5, 2)))
+    light = np.clip(0.5 + 0.25 * h, 0, 1) ** 2
+    return np.clip(np.array([20, 90, 110]) + light[..., None] * np.array([120, 150, 130]), 0, 255).astype(np.uint8)
+
+
+def _skyline(seed: int) -> np.ndarray:
+    """A city at night: dark towers against a dusk gradient, small lit windows on a grid, many of them off."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    ramp = np.linspace(0, 1, n)[:, None, None]
+    img = np.broadcast_to(np.array([20, 20, 60]) * (1 - ramp) + np.array([90, 50, 80]) * ramp, (n, n, 3)).copy()
+    x = 0
+    while x < n:
+        w, top = int(rng.uniform(30, 70)), int(rng.uniform(120, 400))
+        img[top:, x:x + w] = rng.uniform(10, 30)
+        for wy in range(top + 6, n - 4, 10):
+            for wx in range(x + 4, min(x + w, n) - 4, 8):
+                if rng.random() < 0.45:
+                    img[wy:wy + 5, wx:wx + 4] = np.array([255, 220, 140]) * rng.uniform(0.6, 1.0)
+        x += w + int(rng.uniform(0, 6))
+    return img.astype(np.uint8)
+
+
+def _bokeh(seed: int) -> np.ndarray:
+    """Out-of-focus lights: soft, overlapping coloured discs on a dark background, no sharp detail anywhere."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.zeros((n, n, 3), np.float64)
+    for _ in range(70):
+        disc = np.zeros((n, n), np.float64)
+        cv2.circle(disc, tuple(int(v) for v in rng.uniform(0, n, 2)), int(rng.uniform(12, 40)), 1.0, -1, cv2.LINE_AA)
+        img += disc[..., None] * rng.uniform(20, 110, 3)
+    return np.clip(cv2.GaussianBlur(img, (0, 0), 2.5) + 12, 0, 255).astype(np.uint8)
+
+
+def _fur(seed: int) -> np.ndarray:
+    """Animal fur: thousands of short, thin, nearly parallel strokes in browns, following a slowly turning direction."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.ascontiguousarray(np.full((n, n, 3), (70, 50, 35), np.uint8))
+    for _ in range(9000):
+        x, y = rng.uniform(0, n, 2)
+        angle = 1.2 + 0.8 * np.sin(x / 90) + 0.5 * np.cos(y / 70) + rng.normal(0, 0.15)
+        length = rng.uniform(8, 18)
+        end = (int(x + length * np.cos(angle)), int(y + length * np.sin(angle)))
+        tone = rng.uniform(0.5, 1.3)
+        cv2.line(img, (int(x), int(y)), end, tuple(int(min(255, c * tone)) for c in (150, 110, 70)), 1, cv2.LINE_AA)
+    return img
+
+
+def _desktop(seed: int) -> np.ndarray:
+    """A screen capture: overlapping windows with title bars, buttons and rows of small text on a flat desktop."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.ascontiguousarray(np.full((n, n, 3), (40, 90, 130), np.uint8))
+    for k in range(4):
+        x0, y0 = int(rng.uniform(0, 220)), int(rng.uniform(0, 220))
+        x1, y1 = x0 + int(rng.uniform(200, 290)), y0 + int(rng.uniform(180, 280))
+        cv2.rectangle(img, (x0, y0), (x1, y1), (245, 245, 245), -1)
+        cv2.rectangle(img, (x0, y0), (x1, y0 + 18), (60, 60, 70), -1)
+        cv2.putText(img, f"report_{k}.txt - Editor", (x0 + 6, y0 + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (230, 230, 230), 1, cv2.LINE_AA)
+        for row, y in enumerate(range(y0 + 34, y1 - 30, 13)):
+            words = " ".join("".join(chr(int(c)) for c in rng.integers(97, 123, int(rng.integers(2, 8)))) for _ in range(5))
+            cv2.putText(img, words, (x0 + 8, y), cv2.FONT_HERSHEY_PLAIN, 0.7, (20, 20, 20), 1, cv2.LINE_AA)
+        cv2.rectangle(img, (x1 - 70, y1 - 24), (x1 - 10, y1 - 8), (70, 130, 200), -1)
+        cv2.putText(img, "OK", (x1 - 50, y1 - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def _pixelart(seed: int) -> np.ndarray:
+    """Pixel art as games show it: a 64-pixel scene of few colours (sky, hills, blocks, sprites) upscaled x8 with
+    nearest neighbour, so every edge is a hard staircase."""
+    rng = np.random.default_rng(seed)
+    n = 64
+    palette = np.array([[92, 148, 252], [0, 168, 0], [200, 76, 12], [252, 188, 176], [0, 0, 0], [252, 252, 252], [136, 112, 0]])
+    small = np.zeros((n, n), np.int64)
+    hills = (40 + 6 * np.sin(np.arange(n) / 5) + rng.integers(-1, 2, n)).astype(int)
+    for x in range(n):
+        small[hills[x]:, x] = 1
+    small[52:, :] = 2
+    small[52::4, :] = 6
+    for _ in range(6):
+        x, y = rng.integers(0, n - 4), rng.integers(10, 36)
+        small[y:y + 3, x:x + 4] = rng.choice([3, 4, 5])
+    return np.kron(palette[small], np.ones((8, 8, 1))).astype(np.uint8)
+
+
 # name -> (picture, camera motion (dx, dy, zoom per frame)); carphone is a real clip, cropped (x0, y0, side)
 SOURCES = {
     "fractal": (_fractal, (0.4, 0.3, 0.0)),
@@ -369,11 +497,28 @@ SOURCES3 = {
     "grain": (_grain, (0.7, -0.3, 0.0)),
     "logo2": (_sample_image("logo2.png"), (1.0, 0.0, 0.0)),
 }
-SETS = {"fresh": SOURCES, "fresh2": SOURCES2, "fresh3": SOURCES3}
+# The fourth set judges run 10 (models/video/README.md): places and frames of the two films no set has cropped, and
+# eight scenes of kinds no set has had.
+SOURCES4 = {
+    "bbb_mid": (("clip", "bigbuckbunny", 48), (40, 440, 256)),
+    "bikes_mid": (("clip", "bikes", 120), (384, 0, 256)),
+    "weave": (_weave, (0.5, 0.3, 0.0)),
+    "foliage": (_foliage, (-0.8, 0.4, 0.0)),
+    "ripples": (_ripples, (0.0, 0.0, 0.005)),
+    "skyline": (_skyline, (1.5, 0.0, 0.0)),
+    "bokeh": (_bokeh, (0.0, 0.0, -0.005)),
+    "fur": (_fur, (0.6, -0.4, 0.0)),
+    "desktop": (_desktop, (0.0, 1.0, 0.0)),
+    "pixelart": (_pixelart, (1.0, 0.0, 0.0)),
+}
+SETS = {"fresh": SOURCES, "fresh2": SOURCES2, "fresh3": SOURCES3, "fresh4": SOURCES4}
+# Run 10's pooling is fitted on the scored sets as well as the 20 earlier sources; the fitted baselines it is judged
+# against on the fourth set get the same data.
+BASELINES_ALSO_FITTED_ON = {"fresh4": ("fresh", "fresh2", "fresh3")}
 
 
 def source_frames(name: str) -> np.ndarray:
-    picture, motion = {**SOURCES, **SOURCES2, **SOURCES3}[name]
+    picture, motion = {**SOURCES, **SOURCES2, **SOURCES3, **SOURCES4}[name]
     if picture is None:
         return D.source_frames(D.Source(name, "clip", "fullreferencepair", motion))
     if isinstance(picture, tuple):
@@ -446,7 +591,8 @@ def main(argv=None) -> None:
         sys.exit(f"error: HEAD is {head[:12]}, not the frozen commit {a.frozen_commit}")
     from .scoring import score_fresh
 
-    score_fresh(build_all(a.set), a.frozen_commit, report)
+    earlier = D.build_all() + [r for name in BASELINES_ALSO_FITTED_ON.get(a.set, ()) for r in build_all(name)]
+    score_fresh(build_all(a.set), a.frozen_commit, report, earlier)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,13 @@ def sstam_quality(weights: Path, rows) -> np.ndarray:
     return pooling.qualities(X)
 
 
-def score_fresh(fresh_rows: list[dict], commit: str, report: Path) -> dict:
+def score_fresh(fresh_rows: list[dict], commit: str, report: Path, earlier: list[dict] | None = None) -> dict:
+    """`earlier`: the encodes the fitted baselines are fitted on (default: the 20 earlier sources'), the same data the
+    served pooling was fitted on."""
     import torch
 
     torch.set_num_threads(1)
-    earlier = D.build_all()
+    earlier = D.build_all() if earlier is None else earlier
     qualities = {}
     for i, weights in enumerate(seed_weights()):
         name = "SSTAM served (seed 0)" if i == 0 else f"SSTAM, served configuration, {weights.stem.split('_')[-1].replace('seed', 'seed ')}"
@@ -52,6 +54,7 @@ def score_fresh(fresh_rows: list[dict], commit: str, report: Path) -> dict:
               for m in ("qp_srcc", "vmaf_srcc")}
     per_ladder = {name: ladder_srcc(fresh_rows, q) for name, q in qualities.items()}
     out = {"frozen_commit": commit, "sources": sorted({r["source"] for r in fresh_rows}), "encodes": len(fresh_rows),
+           "baselines_fitted_on": sorted({r["source"] for r in earlier}),
            "methods": results, "per_ladder": per_ladder, "seeds_mean_std": spread,
            "quality": {name: np.round(q, 5).tolist() for name, q in qualities.items()},
            "rows": [{k: r[k] for k in ("source", "encode", "ladder", "q", "vmaf")} for r in fresh_rows]}
@@ -62,7 +65,8 @@ def score_fresh(fresh_rows: list[dict], commit: str, report: Path) -> dict:
     md = [f"# Fresh test set {fresh_rows[0]['split']}, scored once (model frozen at {commit})", "",
           f"{len(out['sources'])} sources never used before ({', '.join(out['sources'])}), {len(fresh_rows)} encodes, "
           "ladders of 6 rungs: x264 CRF and QP, x265 CRF, VP9 CRF, MPEG-2 qscale. CIs resample sources (1000 draws); "
-          "differences are the served model minus the method.", "", *table(results, "SSTAM served (seed 0)"), "",
+          "differences are the served model minus the method. Fitted baselines fitted on "
+          f"{len(out['baselines_fitted_on'])} sources' encodes.", "", *table(results, "SSTAM served (seed 0)"), "",
           f"Served configuration over {len(seeds)} seeds: rung-order SRCC {spread['qp_srcc'][0]:.3f} ± {spread['qp_srcc'][1]:.3f}, "
           f"SRCC with VMAF {spread['vmaf_srcc'][0]:.3f} ± {spread['vmaf_srcc'][1]:.3f}.", "",
           "Per ladder (mean within-source SRCC with the rung order):", "",

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+from scipy.stats import spearmanr
 
 from models.nss import brisque_features
 from models.video import data as D
@@ -137,7 +138,7 @@ def test_fresh_ladders_have_six_rungs_of_four_codecs_and_encode_as_named(tmp_pat
         assert sizes[0] > 2 * sizes[1], (ladder, sizes)  # the top rung is a much coarser encode
 
 
-@pytest.mark.parametrize("set_name", ["fresh", "fresh2", "fresh3"])
+@pytest.mark.parametrize("set_name", ["fresh", "fresh2", "fresh3", "fresh4"])
 def test_fresh_scoring_refuses_a_commit_that_is_not_head_and_a_second_run(tmp_path, monkeypatch, set_name):
     done = tmp_path / f"{set_name}_test.json"
     monkeypatch.setitem(fresh.REPORTS, set_name, done)
@@ -148,7 +149,7 @@ def test_fresh_scoring_refuses_a_commit_that_is_not_head_and_a_second_run(tmp_pa
         fresh.main(["score", "--set", set_name, "--frozen-commit", "0000000"])
 
 
-@pytest.mark.parametrize("later", ["fresh2", "fresh3"])
+@pytest.mark.parametrize("later", ["fresh2", "fresh3", "fresh4"])
 def test_a_later_fresh_set_is_new_material_and_every_source_renders(later):
     earlier = {s.name for s in D.SOURCES} | {s.ref for s in D.SOURCES}
     sets = list(fresh.SETS)
@@ -179,6 +180,26 @@ def test_order_pairs_cover_a_fresh_ladder_by_rung_and_keep_flicker_fixed_from_la
     X[:, flicker] = -0.05 * vmaf + 0.01 * rng.normal(size=len(rows))  # orders every pair: a free weight would take it
     assert fit_pooling_rank(X, rows, vmaf, intensities=6).weights[flicker] == 0.0
     assert fit_pooling_rank(X, ladder, vmaf[len(labelled):], intensities=6).weights[flicker] > 0  # no labels: free
+
+
+def test_level_pairs_join_different_sources_and_teach_the_fit_the_level_that_rung_pairs_cannot():
+    from models.video.train import level_pairs
+
+    rows = [{"source": f"s{k}", "encode": e, "ladder": "x264_qp", "q": q, "vmaf": 95 - 12 * k - 5 * rung}
+            for k in range(4) for rung, (e, q) in enumerate(zip(fresh.LADDERS["x264_qp"], (16, 22, 28, 34, 40, 46)))]
+    vmaf = np.array([r["vmaf"] for r in rows], np.float64)
+    pairs = level_pairs(rows, vmaf)
+    assert pairs and all(rows[i]["source"] != rows[j]["source"] and vmaf[i] - vmaf[j] >= 10 for i, j in pairs)
+    assert len(level_pairs(rows, vmaf, limit=5)) == 5
+    rung = np.array([r["q"] for r in rows], np.float64)
+    level = np.array([-12.0 * int(r["source"][1:]) for r in rows])  # the same for every rung of a source
+    X = np.stack([rung, level], 1)
+    within = fit_pooling_rank(X, rows, vmaf, intensities=1)
+    both = fit_pooling_rank(X, rows, vmaf, intensities=1, across=1.0)
+    assert within.stat_weights == [0.0]  # rung pairs never see a column that is constant within a source
+    assert both.stat_weights[0] < 0  # a higher level is a better encode
+    srcc = lambda p: spearmanr(-(X[:, :1] @ p.weights + X[:, 1:] @ p.stat_weights), vmaf).statistic
+    assert srcc(both) > srcc(within) + 0.1
 
 
 def test_a_later_window_of_a_clip_is_other_frames_of_the_same_film():
