@@ -129,7 +129,7 @@ class Ingress(GRPCInferenceServicer):
         # without Serve's per-request wrapper (serve/http_ingress.py); otherwise Serve's proxies call in.
         self.grpc_server = await start_grpc_server(self, **grpc_server) if grpc_server else None
         if direct_http:  # Serve's HTTP server, started after this constructor, serves the app without its wrapper
-            serve_directly(DirectIngressGuard(rest.app, **direct_http))
+            serve_directly(DirectIngressGuard(rest.served_app, **direct_http))
 
     async def __del__(self):
         """Serve's graceful shutdown: calls in flight on our gRPC server finish (Serve drains only the calls it saw)."""

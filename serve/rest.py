@@ -237,6 +237,37 @@ async def infer(request: Request, model: str, version: str | None = None):
     return encoded
 
 
+def _inference_route(scope) -> tuple[str, str | None] | None:
+    """(model, version) when `scope` is `POST /v2/models/{model}[/versions/{version}]/infer`, the routes above; else
+    None. A path segment is anything but "/", as the routes' parameters match."""
+    if scope["method"] != "POST":
+        return None
+    parts = scope["path"].split("/")
+    if len(parts) == 5 and parts[:3] == ["", "v2", "models"] and parts[3] and parts[4] == "infer":
+        return parts[3], None
+    if len(parts) == 7 and parts[:3] == ["", "v2", "models"] and parts[3] and parts[4] == "versions" and parts[5] and parts[6] == "infer":
+        return parts[3], parts[5]
+    return None
+
+
+async def served_app(scope, receive, send) -> None:
+    """The ASGI app the ingress serves: an inference call goes straight to `infer`, with the same error answers as the
+    app's exception handlers; every other request goes through FastAPI. FastAPI's routing, dependency solving and
+    middleware stack cost more per call than the handler's own decoding of a small request (loadtest/BENCH.md)."""
+    route = _inference_route(scope) if scope["type"] == "http" else None
+    if route is None:
+        await app(scope, receive, send)
+        return
+    request = Request(scope, receive)
+    try:
+        response = await infer(request, *route)
+    except InferenceError as e:
+        response = await _inference_error(request, e)
+    except Exception as e:
+        response = await _server_error(request, e)
+    await response(scope, receive, send)
+
+
 @app.post("/v2/models/{model}/generate_stream")
 @app.post("/v2/models/{model}/versions/{version}/generate_stream")
 async def infer_stream(request: Request, model: str, version: str | None = None):

@@ -23,10 +23,52 @@ def plane(repository):
     return DataPlane(repo, backends, auth_token=None, max_request_bytes=1 << 16)
 
 
-@pytest.fixture()
-def http(plane):
+@pytest.fixture(params=["served_app", "app"])
+def http(plane, request):
+    """The app as the ingress serves it (inference calls straight to their handler) and FastAPI's alone (behind
+    Serve's proxies)."""
     rest.attach(plane)
-    return TestClient(rest.app, client=("127.0.0.1", 5000))
+    return TestClient(getattr(rest, request.param), client=("127.0.0.1", 5000), raise_server_exceptions=False)
+
+
+def test_inference_routes_are_recognised_as_the_app_routes_them():
+    route = lambda method, path: rest._inference_route({"method": method, "path": path})
+    assert route("POST", "/v2/models/simple/infer") == ("simple", None)
+    assert route("POST", "/v2/models/digits_cnn/versions/2/infer") == ("digits_cnn", "2")
+    for method, path in [("GET", "/v2/models/simple/infer"), ("POST", "/v2/models/simple/infer/"), ("POST", "/v2/models//infer"),
+                         ("POST", "/v2/models/simple/versions//infer"), ("POST", "/v2/models/simple/generate_stream"),
+                         ("POST", "/v2/models/a/b/infer"), ("POST", "/v2/repository/models/simple/load"), ("POST", "/v1/models/simple/infer")]:
+        assert route(method, path) is None, (method, path)
+
+
+def test_both_apps_answer_inference_errors_alike(plane):
+    rest.attach(plane)
+    direct = TestClient(rest.served_app, client=("127.0.0.1", 5000), raise_server_exceptions=False)
+    routed = TestClient(rest.app, client=("127.0.0.1", 5000), raise_server_exceptions=False)
+    cases = [("/v2/models/nope/infer", {"json": simple_body()}), ("/v2/models/simple/versions/9/infer", {"json": simple_body()}),
+             ("/v2/models/simple/infer", {"content": b"{not json"}), ("/v2/models/simple/infer", {"json": {"inputs": 3}}),
+             ("/v2/models/simple/infer", {"json": simple_body() | {"outputs": [{"name": "NOPE"}]}}),
+             ("/v2/models/simple/infer", {"json": simple_body()})]
+    for path, body in cases:
+        a, b = direct.post(path, **body), routed.post(path, **body)
+        assert (a.status_code, a.json()) == (b.status_code, b.json()), path
+    assert {direct.post(path, **body).status_code for path, body in cases} == {200, 400, 404}
+    remote = {name: TestClient(getattr(rest, name), client=("10.1.2.3", 5000)) for name in ("served_app", "app")}
+    answers = [(c.status_code, c.json()) for c in (client.post("/v2/models/simple/infer", json=simple_body()) for client in remote.values())]
+    assert answers[0] == answers[1] and answers[0][0] == 401  # another host, no token configured
+
+
+def test_an_unexpected_error_in_the_handler_is_a_500_that_names_no_internals(plane, monkeypatch):
+    rest.attach(plane)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(rest, "decode_request", broken)
+    response = TestClient(rest.served_app, client=("127.0.0.1", 5000), raise_server_exceptions=False).post(
+        "/v2/models/simple/infer", json=simple_body())
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error (RuntimeError); see the server log"}
 
 
 def simple_body(a=1):

@@ -27,7 +27,7 @@ def plane(repository):
 
 def client(plane, host="127.0.0.1"):
     rest.attach(plane)
-    return TestClient(rest.app, client=(host, 5000), headers={"authorization": "Bearer t0ken"})
+    return TestClient(rest.served_app, client=(host, 5000), headers={"authorization": "Bearer t0ken"})  # as the ingress serves it
 
 
 def peak_bytes(call) -> int:
