@@ -96,3 +96,34 @@ def rescore(fresh_rows: list[dict], scored: Path, out: Path) -> dict:
         print(f"{name:40} rung order {o['qp_srcc']:.3f}  VMAF {o['vmaf_srcc']:.3f}  "
               f"now minus this {o['reference_minus_this_qp_ci']} / {o['reference_minus_this_vmaf_ci']}")
     return results
+
+
+def pooled(reports: list[Path], out: Path) -> dict:
+    """Sets scored once against the same frozen model, judged together: each set's stored scores (no model runs),
+    the bootstrap over the union of their sources. The sets must share their methods and their baselines' fit."""
+    scored = [json.loads(r.read_text()) for r in reports]
+    fits = {tuple(s["baselines_fitted_on"]) for s in scored}
+    if len(fits) != 1 or len({frozenset(s["quality"]) for s in scored}) != 1:
+        raise SystemExit("pooled sets must share their methods and the data their baselines were fitted on")
+    rows = [row for s in scored for row in s["rows"]]
+    qualities = {name: np.concatenate([np.array(s["quality"][name], np.float64) for s in scored]) for name in scored[0]["quality"]}
+    reference = "SSTAM served (seed 0)"
+    results = bootstrap(rows, qualities, reference)
+    seeds = [k for k in qualities if k.startswith("SSTAM")]
+    spread = {m: (float(np.mean([results[k][m] for k in seeds])), float(np.std([results[k][m] for k in seeds])))
+              for m in ("qp_srcc", "vmaf_srcc")}
+    result = {"sets": [r.name for r in reports], "frozen_commits": [s["frozen_commit"] for s in scored],
+              "sources": sorted({r["source"] for r in rows}), "encodes": len(rows), "methods": results, "seeds_mean_std": spread}
+    out.write_text(json.dumps(result, indent=1))
+    from .crossval import table
+
+    md = [f"# {' + '.join(r.stem for r in reports)}, pooled", "",
+          f"{len(result['sources'])} sources, {len(rows)} encodes, each set scored once (frozen at "
+          f"{', '.join(result['frozen_commits'])}); scores as stored by those runs. CIs resample the sources (1000 draws); "
+          "differences are the served model minus the method.", "", *table(results, reference), "",
+          f"Served configuration over {len(seeds)} seeds: rung-order SRCC {spread['qp_srcc'][0]:.3f} ± {spread['qp_srcc'][1]:.3f}, "
+          f"SRCC with VMAF {spread['vmaf_srcc'][0]:.3f} ± {spread['vmaf_srcc'][1]:.3f}."]
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return result
+

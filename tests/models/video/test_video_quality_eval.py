@@ -138,7 +138,7 @@ def test_fresh_ladders_have_six_rungs_of_four_codecs_and_encode_as_named(tmp_pat
         assert sizes[0] > 2 * sizes[1], (ladder, sizes)  # the top rung is a much coarser encode
 
 
-@pytest.mark.parametrize("set_name", ["fresh", "fresh2", "fresh3", "fresh4"])
+@pytest.mark.parametrize("set_name", ["fresh", "fresh2", "fresh3", "fresh4", "fresh5"])
 def test_fresh_scoring_refuses_a_commit_that_is_not_head_and_a_second_run(tmp_path, monkeypatch, set_name):
     done = tmp_path / f"{set_name}_test.json"
     monkeypatch.setitem(fresh.REPORTS, set_name, done)
@@ -149,7 +149,7 @@ def test_fresh_scoring_refuses_a_commit_that_is_not_head_and_a_second_run(tmp_pa
         fresh.main(["score", "--set", set_name, "--frozen-commit", "0000000"])
 
 
-@pytest.mark.parametrize("later", ["fresh2", "fresh3", "fresh4"])
+@pytest.mark.parametrize("later", ["fresh2", "fresh3", "fresh4", "fresh5"])
 def test_a_later_fresh_set_is_new_material_and_every_source_renders(later):
     earlier = {s.name for s in D.SOURCES} | {s.ref for s in D.SOURCES}
     sets = list(fresh.SETS)
@@ -200,6 +200,23 @@ def test_level_pairs_join_different_sources_and_teach_the_fit_the_level_that_run
     assert both.stat_weights[0] < 0  # a higher level is a better encode
     srcc = lambda p: spearmanr(-(X[:, :1] @ p.weights + X[:, 1:] @ p.stat_weights), vmaf).statistic
     assert srcc(both) > srcc(within) + 0.1
+
+
+def test_sets_scored_against_one_model_are_judged_on_the_union_of_their_sources(tmp_path):
+    from models.video.scoring import pooled
+
+    def report(name, sources, fitted_on=("a", "b")):
+        rows = [{"source": s, "encode": f"x264_qp{q}", "ladder": "x264_qp", "q": q, "vmaf": 100.0 - q} for s in sources for q in (16, 28, 40)]
+        quality = {"SSTAM served (seed 0)": [100.0 - r["q"] for r in rows], "reversed": [float(r["q"]) for r in rows]}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"frozen_commit": "abc", "baselines_fitted_on": list(fitted_on), "rows": rows, "quality": quality}))
+        return path
+
+    out = pooled([report("one", ["s1", "s2"]), report("two", ["s3"])], tmp_path / "pooled.json")
+    assert out["sources"] == ["s1", "s2", "s3"] and out["encodes"] == 9
+    assert out["methods"]["SSTAM served (seed 0)"]["qp_srcc"] == 1.0 and out["methods"]["reversed"]["qp_srcc"] == -1.0
+    with pytest.raises(SystemExit, match="share"):
+        pooled([report("one", ["s1"]), report("three", ["s3"], fitted_on=("a",))], tmp_path / "bad.json")
 
 
 def test_a_later_window_of_a_clip_is_other_frames_of_the_same_film():
