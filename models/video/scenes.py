@@ -1,0 +1,614 @@
+"""Pictures and procedural scenes the fresh test sets are made from (models/video/fresh.py): each takes a seed and
+returns one RGB uint8 picture, which `data.pan_zoom` turns into a clip."""
+import numpy as np
+
+
+def fractal(seed: int) -> np.ndarray:
+    """1/f colour noise: the spectrum of natural texture, no picture behind it."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
+    out = []
+    for _ in range(3):
+        spectrum = (rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.maximum(f, 1.0 / n) ** 1.1
+        x = np.fft.ifft2(spectrum).real
+        out.append((x - x.mean()) / x.std())
+    x = np.stack(out, -1)
+    return np.clip(128 + 40 * x, 0, 255).astype(np.uint8)
+
+
+def cartoon(seed: int) -> np.ndarray:
+    """Flat-shaded shapes over a gradient, as in animation."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    ramp = np.linspace(0, 1, n)[None, :, None]
+    img = (np.array([60, 120, 200]) * (1 - ramp) + np.array([230, 200, 120]) * ramp).repeat(n, 0).astype(np.uint8).copy()
+    for _ in range(40):
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        centre = tuple(int(c) for c in rng.integers(0, n, 2))
+        if rng.random() < 0.5:
+            axes = tuple(int(a) for a in rng.integers(10, 90, 2))
+            cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
+        else:
+            side = rng.integers(15, 100, 2)
+            cv2.rectangle(img, centre, (int(centre[0] + side[0]), int(centre[1] + side[1])), colour, -1, cv2.LINE_AA)
+        if rng.random() < 0.4:
+            cv2.circle(img, centre, int(rng.integers(5, 40)), (20, 20, 20), 2, cv2.LINE_AA)
+    return img
+
+
+def text(seed: int) -> np.ndarray:
+    """Screen content: lines of words in several fonts and sizes on a light background."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.full((n, n, 3), 245, np.uint8)
+    words = "quality stream encode frame block score model video serve batch signal codec pixel".split()
+    fonts = [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX]
+    y = 20
+    while y < n:
+        scale = float(rng.uniform(0.4, 1.1))
+        line = " ".join(rng.choice(words, 6))
+        colour = tuple(int(c) for c in rng.integers(0, 120, 3))
+        cv2.putText(img, line, (6, y), fonts[int(rng.integers(len(fonts)))], scale, colour, 1 + int(scale > 0.8), cv2.LINE_AA)
+        y += int(28 * scale + 8)
+    return img
+
+
+def phantom(seed: int) -> np.ndarray:
+    """scikit-image's Shepp-Logan phantom with a faint grain, tinted: smooth regions and sharp contours."""
+    import skimage.data
+
+    rng = np.random.default_rng(seed)
+    x = skimage.data.shepp_logan_phantom() + rng.normal(0, 0.02, (400, 400))
+    tint = np.array([0.9, 0.8, 1.0])
+    return np.clip(255 * (0.1 + 0.8 * x[..., None] * tint), 0, 255).astype(np.uint8)
+
+
+def blobs(seed: int) -> np.ndarray:
+    """scikit-image's binary blobs, smoothed and coloured: soft edges at many scales."""
+    import cv2
+    import skimage.data
+    from matplotlib import colormaps
+
+    x = skimage.data.binary_blobs(512, blob_size_fraction=0.08, rng=seed).astype(np.float32)
+    x = cv2.GaussianBlur(x, (0, 0), 3) * 0.7 + cv2.GaussianBlur(x, (0, 0), 12) * 0.3
+    return (colormaps["viridis"](x)[..., :3] * 255).astype(np.uint8)
+
+
+def picture(name: str):
+    def load(_seed: int) -> np.ndarray:
+        import skimage.data
+
+        img = getattr(skimage.data, name)()
+        if img.shape[-1] == 4:  # logo: composite its alpha over white
+            alpha = img[..., 3:] / 255.0
+            img = img[..., :3] * alpha + 255 * (1 - alpha)
+        return img[..., :3].astype(np.uint8)
+    return load
+
+
+def sample_image(name: str):
+    """A picture shipped with scikit-learn or matplotlib (offline)."""
+    def load(_seed: int) -> np.ndarray:
+        if name in ("china", "flower"):
+            from sklearn.datasets import load_sample_image
+
+            return load_sample_image(f"{name}.jpg")
+        import matplotlib.cbook
+        import matplotlib.image
+
+        img = matplotlib.image.imread(matplotlib.cbook.get_sample_data(name, asfileobj=False))
+        img = img if img.dtype == np.uint8 else (np.clip(img, 0, 1) * 255).astype(np.uint8)
+        return img[..., :3]
+    return load
+
+
+def terrain(_seed: int) -> np.ndarray:
+    """matplotlib's Jacksboro elevation map, hill-shaded in a terrain colour map: natural relief, no camera behind it."""
+    import matplotlib.cbook
+    from matplotlib import colormaps
+    from matplotlib.colors import LightSource
+
+    dem = matplotlib.cbook.get_sample_data("jacksboro_fault_dem.npz")["elevation"].astype(np.float64)
+    rgb = LightSource(azdeg=315, altdeg=45).shade(dem, cmap=colormaps["gist_earth"], vert_exag=0.05, blend_mode="overlay")
+    return (rgb[..., :3] * 255).astype(np.uint8)
+
+
+def mri(_seed: int) -> np.ndarray:
+    """matplotlib's MRI slice (256x256, 16-bit), windowed to 8 bits: medical greyscale, soft tissue and a dark surround."""
+    import matplotlib.cbook
+
+    with matplotlib.cbook.get_sample_data("s1045.ima.gz") as f:
+        x = np.frombuffer(f.read(), np.uint16).astype(np.float64).reshape(256, 256)
+    x = np.clip(x / np.percentile(x, 99.5), 0, 1) * 255
+    return np.stack([x] * 3, -1).astype(np.uint8)
+
+
+def zoneplate(_seed: int) -> np.ndarray:
+    """A circular zone plate: frequency rising from the centre out, the classic aliasing and ringing test chart."""
+    n = 512
+    r2 = np.add.outer((np.arange(n) - n / 2) ** 2, (np.arange(n) - n / 2) ** 2)
+    x = 0.5 + 0.5 * np.cos(np.pi * r2 / (2.2 * n))
+    tint = np.array([1.0, 0.85, 0.7])
+    return np.clip(255 * (0.1 + 0.8 * x[..., None] * tint), 0, 255).astype(np.uint8)
+
+
+def checker(seed: int) -> np.ndarray:
+    """scikit-image's checkerboard tiled 3x3, each tile tinted: large flat areas and hard edges on a grid."""
+    import skimage.data
+
+    rng = np.random.default_rng(seed)
+    board = skimage.data.checkerboard().astype(np.float64) / 255
+    tiles = [[board[..., None] * rng.uniform(0.3, 1.0, 3) + (1 - board[..., None]) * rng.uniform(0.0, 0.3, 3)
+              for _ in range(3)] for _ in range(3)]
+    return (np.concatenate([np.concatenate(row, 1) for row in tiles], 0) * 255).astype(np.uint8)
+
+
+def silhouette(seed: int) -> np.ndarray:
+    """scikit-image's horse silhouette on a vertical gradient with film grain: one large shape, grain everywhere."""
+    import skimage.data
+
+    rng = np.random.default_rng(seed)
+    horse = ~skimage.data.horse()  # True on the horse
+    h, w = horse.shape
+    ramp = np.linspace(0, 1, h)[:, None, None]
+    sky = np.array([250, 190, 120]) * (1 - ramp) + np.array([120, 60, 90]) * ramp
+    img = np.where(horse[..., None], np.array([35.0, 25, 30]), np.broadcast_to(sky, (h, w, 3)))
+    return np.clip(img + rng.normal(0, 6, (h, w, 1)), 0, 255).astype(np.uint8)
+
+
+def sky(seed: int) -> np.ndarray:
+    """A blue gradient under soft clouds (1/f^2 noise, thresholded smoothly): low-frequency content, where banding shows."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
+    x = np.fft.ifft2((rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.maximum(f, 1.0 / n) ** 2).real
+    cloud = 1 / (1 + np.exp(-(x - x.mean()) / x.std() * 2.5))
+    ramp = np.linspace(0, 1, n)[:, None, None]
+    blue = np.array([70, 120, 200]) * (1 - ramp) + np.array([170, 200, 235]) * ramp
+    return np.clip(blue * (1 - cloud[..., None]) + 245 * cloud[..., None], 0, 255).astype(np.uint8)
+
+
+def mandelbrot(_seed: int) -> np.ndarray:
+    """A Mandelbrot-set detail, coloured by escape time: filigree at every scale, smooth bands between."""
+    from matplotlib import colormaps
+
+    n = 512
+    c = np.add.outer(1j * np.linspace(0.085, 0.125, n), np.linspace(-0.765, -0.725, n))  # "seahorse valley"
+    z, escape = np.zeros_like(c), np.zeros(c.shape)
+    for k in range(120):
+        inside = np.abs(z) <= 4
+        z[inside] = z[inside] ** 2 + c[inside]
+        escape[inside] = k
+    return (colormaps["twilight"]((escape % 40) / 40)[..., :3] * 255).astype(np.uint8)
+
+
+def voronoi(seed: int) -> np.ndarray:
+    """Flat-coloured cells with dark borders, as stained glass or a map: large flat areas, many edge angles."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    points = rng.uniform(0, n, (90, 2))
+    yy, xx = np.mgrid[:n, :n]
+    d = (xx[..., None] - points[:, 0]) ** 2 + (yy[..., None] - points[:, 1]) ** 2
+    nearest = np.argsort(d, -1)[..., :2]
+    cell = nearest[..., 0]
+    gap = np.sqrt(np.take_along_axis(d, nearest[..., 1:], -1)[..., 0]) - np.sqrt(np.take_along_axis(d, nearest[..., :1], -1)[..., 0])
+    img = rng.integers(40, 230, (len(points), 3))[cell].astype(np.float64)
+    img[gap < 3] = 25
+    return cv2.GaussianBlur(img.astype(np.uint8), (0, 0), 0.7)
+
+
+def marble(seed: int) -> np.ndarray:
+    """Veined marble: a sine of a coordinate disturbed by smooth 1/f^1.5 turbulence."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
+    turb = np.fft.ifft2((rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.maximum(f, 1.0 / n) ** 1.5).real
+    turb = (turb - turb.mean()) / turb.std()
+    x = np.abs(np.sin(np.linspace(0, 6 * np.pi, n)[None, :] + 2.5 * turb)) ** 0.5
+    base, vein = np.array([235, 228, 215]), np.array([90, 85, 95])
+    return (vein + (base - vein) * x[..., None]).astype(np.uint8)
+
+
+def scoreboard(seed: int) -> np.ndarray:
+    """Broadcast sport graphics: a mown pitch with white lines under a score banner with text."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    stripes = ((np.arange(n) // 48) % 2)[None, :, None]
+    img = (np.array([40, 120, 45]) + stripes * np.array([12, 25, 10]) + rng.normal(0, 5, (n, n, 1))).clip(0, 255)
+    img = np.ascontiguousarray(img.astype(np.uint8))
+    cv2.line(img, (256, 0), (256, n), (235, 235, 235), 3)
+    cv2.circle(img, (256, 300), 70, (235, 235, 235), 3)
+    cv2.rectangle(img, (150, 170), (370, 215), (20, 30, 110), -1)  # inside the window the camera sees
+    cv2.putText(img, "HOME 2-1 AWAY", (158, 200), cv2.FONT_HERSHEY_DUPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(img, "67:12", (310, 200), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 220, 0), 1, cv2.LINE_AA)
+    return img
+
+
+def topography(_seed: int) -> np.ndarray:
+    """matplotlib's small topography / bathymetry grid (91x120) in a colour map: a smooth field, upscaled."""
+    import matplotlib.cbook
+    from matplotlib import colormaps
+
+    topo = matplotlib.cbook.get_sample_data("topobathy.npz")["topo"].astype(np.float64)
+    x = (topo - topo.min()) / (np.ptp(topo) + 1e-9)
+    return (colormaps["terrain"](x)[..., :3] * 255).astype(np.uint8)
+
+
+def plot(seed: int) -> np.ndarray:
+    """A chart as a slide or dashboard shows it: thin coloured lines, axes and labels on white."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.full((n, n, 3), 250, np.uint8)
+    cv2.line(img, (50, 460), (490, 460), (30, 30, 30), 2)
+    cv2.line(img, (50, 460), (50, 30), (30, 30, 30), 2)
+    for k in range(4):
+        walk = np.cumsum(rng.normal(0, 6, 220)) + 100 + 80 * k
+        pts = np.stack([np.linspace(52, 488, 220), 460 - np.clip(walk, 5, 420)], 1).astype(np.int32)
+        cv2.polylines(img, [pts], False, tuple(int(c) for c in rng.integers(0, 200, 3)), 2, cv2.LINE_AA)
+    for k, y in enumerate(range(460, 30, -86)):
+        cv2.putText(img, str(20 * k), (12, y + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (30, 30, 30), 1, cv2.LINE_AA)
+    cv2.putText(img, "requests per second", (180, 500), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (30, 30, 30), 1, cv2.LINE_AA)
+    return img
+
+
+def grain(seed: int) -> np.ndarray:
+    """A dim interior lit by one lamp, under heavy film grain: low light, noise everywhere, little structure."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    yy, xx = np.mgrid[:n, :n] / n
+    light = np.exp(-((xx - 0.3) ** 2 + (yy - 0.35) ** 2) / 0.08)
+    img = np.array([25, 20, 18]) + light[..., None] * np.array([150, 115, 70])
+    img[int(0.65 * n):, :] *= 0.6  # a table edge
+    return np.clip(img + rng.normal(0, 14, (n, n, 1)) + rng.normal(0, 5, (n, n, 3)), 0, 255).astype(np.uint8)
+
+
+def weave(seed: int) -> np.ndarray:
+    """Woven fabric: two sets of coloured threads crossing over and under, a fine periodic texture with thread noise."""
+    rng = np.random.default_rng(seed)
+    n, pitch = 512, 6
+    yy, xx = np.mgrid[:n, :n]
+    over = ((xx // pitch + yy // pitch) % 2).astype(bool)  # plain weave: warp over weft on a checker of crossings
+    warp = 0.6 + 0.4 * np.cos(np.pi * ((xx % pitch) / pitch - 0.5)) ** 2
+    weft = 0.6 + 0.4 * np.cos(np.pi * ((yy % pitch) / pitch - 0.5)) ** 2
+    shade = np.where(over, warp, weft) * (1 + rng.normal(0, 0.04, (n, n)))
+    colour = np.where(over[..., None], np.array([170, 40, 50]), np.array([220, 200, 150]))
+    return np.clip(colour * shade[..., None], 0, 255).astype(np.uint8)
+
+
+def foliage(seed: int) -> np.ndarray:
+    """Leaves: hundreds of overlapping green ellipses of many shades over dark shadow, as a hedge or tree canopy."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.ascontiguousarray(np.full((n, n, 3), (20, 35, 15), np.uint8))
+    for _ in range(900):
+        centre = tuple(int(v) for v in rng.uniform(0, n, 2))
+        axes = (int(rng.uniform(6, 16)), int(rng.uniform(3, 7)))
+        colour = tuple(int(v) for v in (rng.uniform(20, 90), rng.uniform(80, 200), rng.uniform(10, 70)))
+        cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
+    return img
+
+
+def ripples(seed: int) -> np.ndarray:
+    """Water: interfering ripples from a few centres under a caustic-like brightness, blue-green."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    yy, xx = np.mgrid[:n, :n].astype(np.float64)
+    h = sum(np.sin(np.hypot(xx - cx, yy - cy) / rng.uniform(4, 9) + rng.uniform(0, 6)) for cx, cy in rng.uniform(0, n, (5, 2)))
+    light = np.clip(0.5 + 0.25 * h, 0, 1) ** 2
+    return np.clip(np.array([20, 90, 110]) + light[..., None] * np.array([120, 150, 130]), 0, 255).astype(np.uint8)
+
+
+def skyline(seed: int) -> np.ndarray:
+    """A city at night: dark towers against a dusk gradient, small lit windows on a grid, many of them off."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    ramp = np.linspace(0, 1, n)[:, None, None]
+    img = np.broadcast_to(np.array([20, 20, 60]) * (1 - ramp) + np.array([90, 50, 80]) * ramp, (n, n, 3)).copy()
+    x = 0
+    while x < n:
+        w, top = int(rng.uniform(30, 70)), int(rng.uniform(120, 400))
+        img[top:, x:x + w] = rng.uniform(10, 30)
+        for wy in range(top + 6, n - 4, 10):
+            for wx in range(x + 4, min(x + w, n) - 4, 8):
+                if rng.random() < 0.45:
+                    img[wy:wy + 5, wx:wx + 4] = np.array([255, 220, 140]) * rng.uniform(0.6, 1.0)
+        x += w + int(rng.uniform(0, 6))
+    return img.astype(np.uint8)
+
+
+def bokeh(seed: int) -> np.ndarray:
+    """Out-of-focus lights: soft, overlapping coloured discs on a dark background, no sharp detail anywhere."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.zeros((n, n, 3), np.float64)
+    for _ in range(70):
+        disc = np.zeros((n, n), np.float64)
+        cv2.circle(disc, tuple(int(v) for v in rng.uniform(0, n, 2)), int(rng.uniform(12, 40)), 1.0, -1, cv2.LINE_AA)
+        img += disc[..., None] * rng.uniform(20, 110, 3)
+    return np.clip(cv2.GaussianBlur(img, (0, 0), 2.5) + 12, 0, 255).astype(np.uint8)
+
+
+def fur(seed: int) -> np.ndarray:
+    """Animal fur: thousands of short, thin, nearly parallel strokes in browns, following a slowly turning direction."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.ascontiguousarray(np.full((n, n, 3), (70, 50, 35), np.uint8))
+    for _ in range(9000):
+        x, y = rng.uniform(0, n, 2)
+        angle = 1.2 + 0.8 * np.sin(x / 90) + 0.5 * np.cos(y / 70) + rng.normal(0, 0.15)
+        length = rng.uniform(8, 18)
+        end = (int(x + length * np.cos(angle)), int(y + length * np.sin(angle)))
+        tone = rng.uniform(0.5, 1.3)
+        cv2.line(img, (int(x), int(y)), end, tuple(int(min(255, c * tone)) for c in (150, 110, 70)), 1, cv2.LINE_AA)
+    return img
+
+
+def desktop(seed: int) -> np.ndarray:
+    """A screen capture: overlapping windows with title bars, buttons and rows of small text on a flat desktop."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.ascontiguousarray(np.full((n, n, 3), (40, 90, 130), np.uint8))
+    for k in range(4):
+        x0, y0 = int(rng.uniform(0, 220)), int(rng.uniform(0, 220))
+        x1, y1 = x0 + int(rng.uniform(200, 290)), y0 + int(rng.uniform(180, 280))
+        cv2.rectangle(img, (x0, y0), (x1, y1), (245, 245, 245), -1)
+        cv2.rectangle(img, (x0, y0), (x1, y0 + 18), (60, 60, 70), -1)
+        cv2.putText(img, f"report_{k}.txt - Editor", (x0 + 6, y0 + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (230, 230, 230), 1, cv2.LINE_AA)
+        for row, y in enumerate(range(y0 + 34, y1 - 30, 13)):
+            words = " ".join("".join(chr(int(c)) for c in rng.integers(97, 123, int(rng.integers(2, 8)))) for _ in range(5))
+            cv2.putText(img, words, (x0 + 8, y), cv2.FONT_HERSHEY_PLAIN, 0.7, (20, 20, 20), 1, cv2.LINE_AA)
+        cv2.rectangle(img, (x1 - 70, y1 - 24), (x1 - 10, y1 - 8), (70, 130, 200), -1)
+        cv2.putText(img, "OK", (x1 - 50, y1 - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def pixelart(seed: int) -> np.ndarray:
+    """Pixel art as games show it: a 64-pixel scene of few colours (sky, hills, blocks, sprites) upscaled x8 with
+    nearest neighbour, so every edge is a hard staircase."""
+    rng = np.random.default_rng(seed)
+    n = 64
+    palette = np.array([[92, 148, 252], [0, 168, 0], [200, 76, 12], [252, 188, 176], [0, 0, 0], [252, 252, 252], [136, 112, 0]])
+    small = np.zeros((n, n), np.int64)
+    hills = (40 + 6 * np.sin(np.arange(n) / 5) + rng.integers(-1, 2, n)).astype(int)
+    for x in range(n):
+        small[hills[x]:, x] = 1
+    small[52:, :] = 2
+    small[52::4, :] = 6
+    for _ in range(6):
+        x, y = rng.integers(0, n - 4), rng.integers(10, 36)
+        small[y:y + 3, x:x + 4] = rng.choice([3, 4, 5])
+    return np.kron(palette[small], np.ones((8, 8, 1))).astype(np.uint8)
+
+
+def honeycomb(seed: int) -> np.ndarray:
+    """A hexagonal cell grid with shaded rims and tinted centres, as a honeycomb or a game board."""
+    rng = np.random.default_rng(seed)
+    n, r = 512, 22.0
+    yy, xx = np.mgrid[:n, :n].astype(np.float64)
+    q = (xx * np.sqrt(3) / 3 - yy / 3) / r
+    t = yy * 2 / 3 / r
+    cube = np.stack([q, -q - t, t], -1)
+    rounded = np.round(cube)
+    dist = np.abs(cube - rounded).max(-1)  # 0 at a cell's centre, ~0.5 at its rim
+    cell = (rounded[..., 0] * 7 + rounded[..., 2] * 13).astype(np.int64) % 17
+    tint = rng.uniform(150, 250, (17, 3)) * np.array([1.0, 0.75, 0.25])
+    shade = np.clip(1.2 - 1.6 * dist, 0.2, 1.0)[..., None]
+    return np.clip(tint[cell] * shade, 0, 255).astype(np.uint8)
+
+
+def moire(seed: int) -> np.ndarray:
+    """Fine diagonal stripes at two close angles: moire and aliasing, the hardest case for a block transform."""
+    n = 512
+    yy, xx = np.mgrid[:n, :n].astype(np.float64)
+    a = np.sin(2 * np.pi * (xx * np.cos(0.7) + yy * np.sin(0.7)) / 3.1)
+    b = np.sin(2 * np.pi * (xx * np.cos(0.78) + yy * np.sin(0.78)) / 3.3)
+    x = 0.5 + 0.25 * (a + b)
+    return np.clip(np.stack([x * 230, x * 200 + 20, 255 - x * 180], -1), 0, 255).astype(np.uint8)
+
+
+def wood(seed: int) -> np.ndarray:
+    """Wood grain: rings around a distant centre, disturbed by smooth noise, with fine fibre streaks."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    yy, xx = np.mgrid[:n, :n].astype(np.float64)
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
+    turb = np.fft.ifft2((rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.maximum(f, 1.0 / n) ** 2).real
+    rings = np.sin(np.hypot(xx + 900, (yy - 256) * 0.25) / 6 + 3 * turb / turb.std())
+    fibre = rng.normal(0, 1, (1, n)).repeat(n, 0) * 0.08
+    x = 0.6 + 0.2 * rings + fibre
+    return np.clip(x[..., None] * np.array([200, 140, 80]), 0, 255).astype(np.uint8)
+
+
+def dunes(seed: int) -> np.ndarray:
+    """Sand dunes: long smooth ridges lit from one side, with fine grain on the sand."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    yy, xx = np.mgrid[:n, :n].astype(np.float64)
+    h = np.sin(xx / 40 + 0.8 * np.sin(yy / 70)) + 0.4 * np.sin(xx / 13 + yy / 29)
+    light = 0.65 + 0.3 * np.gradient(h, axis=1) * 8
+    x = np.clip(light + rng.normal(0, 0.03, (n, n)), 0, 1.2)
+    return np.clip(x[..., None] * np.array([225, 180, 120]), 0, 255).astype(np.uint8)
+
+
+def circuit(seed: int) -> np.ndarray:
+    """A circuit board: green substrate, copper traces at right angles, pads and chips with pin rows."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.ascontiguousarray(np.full((n, n, 3), (20, 90, 40), np.uint8))
+    for _ in range(60):
+        x, y = (int(v) for v in rng.integers(0, n, 2))
+        for _ in range(4):
+            if rng.random() < 0.5:
+                x2, y2 = int(np.clip(x + rng.integers(-150, 150), 0, n - 1)), y
+            else:
+                x2, y2 = x, int(np.clip(y + rng.integers(-150, 150), 0, n - 1))
+            cv2.line(img, (x, y), (x2, y2), (190, 150, 60), 2)
+            x, y = x2, y2
+        cv2.circle(img, (x, y), 4, (210, 200, 170), -1)
+    for _ in range(5):
+        x, y = (int(v) for v in rng.integers(40, n - 120, 2))
+        cv2.rectangle(img, (x, y), (x + 80, y + 40), (25, 25, 25), -1)
+        for k in range(x + 4, x + 80, 8):
+            cv2.rectangle(img, (k, y - 6), (k + 3, y), (200, 200, 200), -1)
+            cv2.rectangle(img, (k, y + 40), (k + 3, y + 46), (200, 200, 200), -1)
+    return img
+
+
+def streetmap(seed: int) -> np.ndarray:
+    """A street map: pale blocks between white roads of two widths, a river, a park and small labels."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.ascontiguousarray(np.full((n, n, 3), (235, 230, 220), np.uint8))
+    cv2.ellipse(img, (380, 380), (90, 60), 20, 0, 360, (170, 215, 160), -1)
+    cv2.polylines(img, [np.array([[0, 120], [150, 170], [300, 110], [512, 160]], np.int32)], False, (160, 190, 230), 14)
+    for k in range(0, n, 48):
+        width = 6 if k % 144 == 0 else 2
+        cv2.line(img, (k + int(rng.integers(-6, 6)), 0), (k, n), (255, 255, 255), width)
+        cv2.line(img, (0, k), (n, k + int(rng.integers(-6, 6))), (255, 255, 255), width)
+    for _ in range(14):
+        x, y = (int(v) for v in rng.integers(10, n - 60, 2))
+        cv2.putText(img, "".join(chr(int(c)) for c in rng.integers(65, 91, 5)) + " St", (x, y), cv2.FONT_HERSHEY_PLAIN, 0.6, (90, 90, 90), 1, cv2.LINE_AA)
+    return img
+
+
+def starfield(seed: int) -> np.ndarray:
+    """Stars of many sizes over a faint coloured nebula: point sources on black, the codec's blur shows at once."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
+    cloud = np.fft.ifft2((rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.maximum(f, 1.0 / n) ** 2).real
+    cloud = np.clip((cloud - cloud.mean()) / cloud.std(), 0, None)
+    img = cloud[..., None] * np.array([30.0, 10, 40])
+    stars = np.zeros((n, n), np.float64)
+    for x, y in rng.integers(0, n, (700, 2)):
+        stars[y, x] = rng.pareto(1.5) * 60 + 40
+    img += cv2.GaussianBlur(stars, (0, 0), 0.7)[..., None] * np.array([1.0, 0.95, 0.9])
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def mosaic(seed: int) -> np.ndarray:
+    """Small square tiles of random colours with grey grout, as a mosaic or a bathroom wall."""
+    rng = np.random.default_rng(seed)
+    n, tile = 512, 12
+    colours = rng.integers(30, 240, (n // tile + 1, n // tile + 1, 3))
+    yy, xx = np.mgrid[:n, :n]
+    img = colours[yy // tile, xx // tile].astype(np.float64)
+    grout = ((yy % tile) < 2) | ((xx % tile) < 2)
+    img[grout] = 150
+    return img.astype(np.uint8)
+
+
+def subtitles(seed: int) -> np.ndarray:
+    """A dim film frame (a dark room, a window) under two lines of white subtitles with a black outline."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    yy, xx = np.mgrid[:n, :n] / n
+    img = (np.array([35, 30, 40]) + np.exp(-((xx - 0.7) ** 2 + (yy - 0.3) ** 2) / 0.02)[..., None] * np.array([120, 130, 150]))
+    img = np.ascontiguousarray(np.clip(img + rng.normal(0, 3, (n, n, 1)), 0, 255).astype(np.uint8))
+    for y, line in ((290, "Where were you last night?"), (318, "- I told you, at the station.")):
+        cv2.putText(img, line, (70, y), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 4, cv2.LINE_AA)
+        cv2.putText(img, line, (70, y), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (245, 245, 245), 1, cv2.LINE_AA)
+    return img
+
+
+def halftone(seed: int) -> np.ndarray:
+    """Comic-book halftone: a smooth shaded shape printed as dots whose size follows the tone, on paper."""
+    import cv2
+
+    n, pitch = 512, 8
+    yy, xx = np.mgrid[:n, :n].astype(np.float64)
+    tone = np.clip(1 - np.hypot(xx - 200, yy - 230) / 260, 0, 1) * 0.9 + 0.05
+    img = np.ascontiguousarray(np.full((n, n, 3), (245, 235, 210), np.uint8))
+    for y in range(pitch // 2, n, pitch):
+        for x in range(pitch // 2, n, pitch):
+            radius = int(round(tone[y, x] * pitch * 0.6))
+            if radius:
+                cv2.circle(img, (x, y), radius, (200, 40, 60), -1, cv2.LINE_AA)
+    return img
+
+
+def spreadsheet(seed: int) -> np.ndarray:
+    """A spreadsheet on screen: a grid of thin lines, right-aligned numbers, a header row and one filled column."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.ascontiguousarray(np.full((n, n, 3), 255, np.uint8))
+    img[:, 128:192] = (220, 240, 255)
+    img[:20] = (235, 235, 235)
+    for y in range(20, n, 18):
+        cv2.line(img, (0, y), (n, y), (205, 205, 205), 1)
+        for x in range(0, n, 64):
+            if y > 20:
+                text = f"{rng.uniform(0, 9999):.2f}"
+                cv2.putText(img, text, (x + 58 - 7 * len(text), y + 13), cv2.FONT_HERSHEY_PLAIN, 0.8, (30, 30, 30), 1, cv2.LINE_AA)
+    for x in range(0, n, 64):
+        cv2.line(img, (x, 0), (x, n), (205, 205, 205), 1)
+        cv2.putText(img, chr(65 + x // 64), (x + 28, 14), cv2.FONT_HERSHEY_PLAIN, 0.9, (60, 60, 60), 1, cv2.LINE_AA)
+    return img
+
+
+def spheres(seed: int) -> np.ndarray:
+    """Rendered glossy spheres on a floor: smooth Lambert shading, specular highlights, soft shadows, no texture."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    yy, xx = np.mgrid[:n, :n].astype(np.float64)
+    img = np.broadcast_to(np.array([180.0, 175, 165]) * (0.6 + 0.4 * yy[..., None] / n), (n, n, 3)).copy()
+    light = np.array([-0.5, -0.6, 0.62])
+    for _ in range(9):
+        cx, cy, r = rng.uniform(60, 450), rng.uniform(60, 450), rng.uniform(25, 70)
+        colour = rng.uniform(40, 230, 3)
+        shadow = np.exp(-((xx - cx - 0.4 * r) ** 2 + (yy - cy - 0.9 * r) ** 2) / (0.5 * r * r))
+        img *= 1 - 0.35 * shadow[..., None]
+        dx, dy = (xx - cx) / r, (yy - cy) / r
+        inside = dx ** 2 + dy ** 2 < 1
+        dz = np.sqrt(np.clip(1 - dx ** 2 - dy ** 2, 0, 1))
+        lambert = np.clip(dx * light[0] + dy * light[1] + dz * light[2], 0, 1)
+        spec = np.clip(lambert, 0, 1) ** 40 * 255
+        img[inside] = (colour * (0.2 + 0.8 * lambert[..., None]) + spec[..., None])[inside]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def watercolour(seed: int) -> np.ndarray:
+    """Watercolour washes: overlapping translucent colour stains with darker dried edges on rough paper."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.full((n, n, 3), 250.0)
+    paper = cv2.GaussianBlur(rng.normal(0, 1, (n, n)), (0, 0), 1.0)
+    for _ in range(14):
+        mask = np.zeros((n, n), np.float64)
+        cv2.circle(mask, tuple(int(v) for v in rng.uniform(0, n, 2)), int(rng.uniform(40, 120)), 1.0, -1)
+        mask = cv2.GaussianBlur(mask, (0, 0), rng.uniform(4, 12))
+        edge = np.clip(mask * (1 - mask) * 4, 0, 1) ** 2
+        pigment = rng.uniform(0.3, 0.9, 3)
+        img *= 1 - (0.35 * mask + 0.3 * edge)[..., None] * (1 - pigment)
+    return np.clip(img * (1 + 0.03 * paper[..., None]), 0, 255).astype(np.uint8)
