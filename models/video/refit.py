@@ -1,4 +1,5 @@
-"""Run 9: the served networks unchanged, the pooling refitted with the first fresh set's ladders in its fit.
+"""The pooling refitted on scored fresh sets, the served networks unchanged: run 9 (rejected by its rule) and run 10
+(adopted, served since 2026-12-05).
 
     python -m models.video.refit dev [--blend 0.75]   # the rule's evidence: leave-one-source-out over the first fresh
                                                       # set -> report/refit_dev[_blend0.75].{json,md} (~3 min, cached features)
@@ -6,7 +7,7 @@
                                                       # -> report/refit_joint_dev.{json,md} (~4 min, cached features)
     python -m models.video.refit joint-apply          # run 10 adopted: each seed's pooling refitted, into its weights
 
-Why: scored once against run 8, the first fresh set's weakest ladders were x265 CRF and VP9 CRF (rung-order SRCC
+Run 9. Why: scored once against run 8, the first fresh set's weakest ladders were x265 CRF and VP9 CRF (rung-order SRCC
 0.49 each), codecs and rate-control modes the pooling had never been fitted on: its rank fit only saw the constant-QP
 ladders of the training sources. That set has now been scored, so it is development data; its 240 encodes come with
 five long ladders each, and the networks never trained on them, so their intensities are out-of-sample as the
