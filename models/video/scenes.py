@@ -3,15 +3,20 @@ returns one RGB uint8 picture, which `data.pan_zoom` turns into a clip."""
 import numpy as np
 
 
+def power_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
+    """[n, n] random field with amplitude spectrum 1/f^exponent (complex Gaussian draws, two per bin): 1.1 for natural
+    texture, 1.5 for turbulence, 2 for clouds."""
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
+    return np.fft.ifft2((rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.maximum(f, 1.0 / n) ** exponent).real
+
+
 def fractal(seed: int) -> np.ndarray:
     """1/f colour noise: the spectrum of natural texture, no picture behind it."""
     rng = np.random.default_rng(seed)
     n = 512
-    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
     out = []
     for _ in range(3):
-        spectrum = (rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.maximum(f, 1.0 / n) ** 1.1
-        x = np.fft.ifft2(spectrum).real
+        x = power_noise(rng, n, 1.1)
         out.append((x - x.mean()) / x.std())
     x = np.stack(out, -1)
     return np.clip(128 + 40 * x, 0, 255).astype(np.uint8)
@@ -165,8 +170,7 @@ def sky(seed: int) -> np.ndarray:
     """A blue gradient under soft clouds (1/f^2 noise, thresholded smoothly): low-frequency content, where banding shows."""
     rng = np.random.default_rng(seed)
     n = 512
-    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
-    x = np.fft.ifft2((rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.maximum(f, 1.0 / n) ** 2).real
+    x = power_noise(rng, n, 2)
     cloud = 1 / (1 + np.exp(-(x - x.mean()) / x.std() * 2.5))
     ramp = np.linspace(0, 1, n)[:, None, None]
     blue = np.array([70, 120, 200]) * (1 - ramp) + np.array([170, 200, 235]) * ramp
@@ -208,8 +212,7 @@ def marble(seed: int) -> np.ndarray:
     """Veined marble: a sine of a coordinate disturbed by smooth 1/f^1.5 turbulence."""
     rng = np.random.default_rng(seed)
     n = 512
-    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
-    turb = np.fft.ifft2((rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.maximum(f, 1.0 / n) ** 1.5).real
+    turb = power_noise(rng, n, 1.5)
     turb = (turb - turb.mean()) / turb.std()
     x = np.abs(np.sin(np.linspace(0, 6 * np.pi, n)[None, :] + 2.5 * turb)) ** 0.5
     base, vein = np.array([235, 228, 215]), np.array([90, 85, 95])
@@ -430,8 +433,7 @@ def wood(seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     n = 512
     yy, xx = np.mgrid[:n, :n].astype(np.float64)
-    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
-    turb = np.fft.ifft2((rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.maximum(f, 1.0 / n) ** 2).real
+    turb = power_noise(rng, n, 2)
     rings = np.sin(np.hypot(xx + 900, (yy - 256) * 0.25) / 6 + 3 * turb / turb.std())
     fibre = rng.normal(0, 1, (1, n)).repeat(n, 0) * 0.08
     x = 0.6 + 0.2 * rings + fibre
@@ -500,8 +502,7 @@ def starfield(seed: int) -> np.ndarray:
 
     rng = np.random.default_rng(seed)
     n = 512
-    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n)))
-    cloud = np.fft.ifft2((rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.maximum(f, 1.0 / n) ** 2).real
+    cloud = power_noise(rng, n, 2)
     cloud = np.clip((cloud - cloud.mean()) / cloud.std(), 0, None)
     img = cloud[..., None] * np.array([30.0, 10, 40])
     stars = np.zeros((n, n), np.float64)
