@@ -51,6 +51,25 @@ def served_mode_mix(z: torch.Tensor, weight_real: torch.Tensor, weight_imag: tor
     return torch.stack([y[:, 0], y[:, 1]], dim=-1)
 
 
+def koopman_power(weight_real: torch.Tensor, weight_imag: torch.Tensor, times: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each mode's complex matrix of ``times`` steps z ← z + K z, less the identity, in the weights' [o_in, o_out, *modes]
+    layout (computed in float64): one mode mix with it advances a mode's coefficient by all those steps at once."""
+    w = torch.complex(weight_real.double(), weight_imag.double())
+    dims = w.dim() - 2
+    per_mode = w.permute(*range(2, 2 + dims), 1, 0)                       # [*modes, o_out, o_in]
+    eye = torch.eye(w.shape[0], dtype=w.dtype)
+    power = torch.linalg.matrix_power(eye + per_mode, times) - eye
+    layout = power.permute(dims + 1, dims, *range(dims))                  # [o_in, o_out, *modes]
+    return layout.real.float().contiguous(), layout.imag.float().contiguous()
+
+
+def _hermitian_column(y: torch.Tensor) -> torch.Tensor:
+    """y: [B, o, nx, 2], a half-spectrum's first column (ky = 0). What an inverse real FFT makes of it, (y_k + conj
+    y_-k) / 2: the column of a real field. In 1-D (nx = 1, the mean) the imaginary part dropped."""
+    mirrored = torch.roll(torch.flip(y, dims=[2]), shifts=1, dims=2)      # y_{-k}, k modulo nx
+    return 0.5 * (y + mirrored * torch.tensor([1.0, -1.0], dtype=y.dtype, device=y.device))
+
+
 class KoopmanOperator(nn.Module):
     r"""One Fourier-space Koopman operator :math:`\mathcal{K}` (Xiong et al., KoopmanLab,
     https://arxiv.org/abs/2301.01104):
@@ -121,6 +140,49 @@ class KoopmanOperator(nn.Module):
         out = torch.cat([cols, z_ft[:, :, :, m:] * 0.0], dim=3)  # explicit zeros: the ONNX exporter needs them
         return torch.fft.irfft2(torch.view_as_complex(out.contiguous()), s=(nx, ny), dim=(-2, -1))
 
+    def advance(self, z: torch.Tensor, times: int, powers: tuple | None = None) -> torch.Tensor:
+        """``z`` after ``times`` steps z ← z + K(z). K is linear and leaves the spectrum outside its modes alone, so
+        with ``powers`` (`serving_powers`) the steps are taken at once in Fourier space: one FFT pair instead of
+        ``times``, equal to the loop up to float rounding. Only the first column of the half-spectrum (ky = 0) is
+        stepped one at a time there, because each inverse real FFT projects it onto the column of a real field."""
+        if powers is None:
+            for _ in range(times):
+                z = z + self(z)
+            return z
+        power, column = powers
+        m = self.modes
+        if self.dims == 1:
+            z_ft = torch.view_as_real(torch.fft.rfft(z, dim=-1))        # [B, o, n//2+1, 2]
+            delta = served_mode_mix(z_ft[:, :, :m], *power)
+            first = z_ft[:, :, :1]
+        else:
+            z_ft = torch.view_as_real(torch.fft.rfft2(z, dim=(-2, -1)))  # [B, o, nx, ny//2+1, 2]
+            delta = torch.cat([served_mode_mix(z_ft[:, :, :m, :m], *power), z_ft[:, :, m:-m, :m] * 0.0,
+                               served_mode_mix(z_ft[:, :, -m:, :m], *power)], dim=2)
+            first = z_ft[:, :, :, 0]
+        stepped = first
+        for _ in range(times):
+            if self.dims == 1:
+                mixed = served_mode_mix(stepped, *column)
+            else:
+                mixed = torch.cat([served_mode_mix(stepped[:, :, :m], *column), stepped[:, :, m:-m] * 0.0,
+                                   served_mode_mix(stepped[:, :, -m:], *column)], dim=2)
+            stepped = stepped + _hermitian_column(mixed)
+        if self.dims == 1:
+            delta = torch.cat([stepped - first, delta[:, :, 1:]], dim=2)
+            return z + torch.fft.irfft(torch.view_as_complex(delta.contiguous()), n=z.shape[-1], dim=-1)
+        delta = torch.cat([(stepped - first).unsqueeze(3), delta[:, :, :, 1:]], dim=3)
+        return z + torch.fft.irfft2(torch.view_as_complex(delta.contiguous()), s=(z.shape[-2], z.shape[-1]), dim=(-2, -1))
+
+    def serving_powers(self, times: int) -> tuple:
+        """The constants of `advance` for ``times`` steps: (the modes' power, the first column's single step), each as
+        (real, imaginary, `real_mode_matrices`)."""
+        weight_real, weight_imag = self.weight_real.detach(), self.weight_imag.detach()
+        power = koopman_power(weight_real, weight_imag, times)
+        column = (weight_real[..., :1].contiguous(), weight_imag[..., :1].contiguous()) if self.dims == 1 else \
+            (weight_real[..., 0].contiguous(), weight_imag[..., 0].contiguous())
+        return (*power, real_mode_matrices(*power)), (*column, real_mode_matrices(*column))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(channels={self.channels}, modes={self.modes}, dims={self.dims})"
 
@@ -181,11 +243,16 @@ class KNO(nn.Module):
                 module.reset_parameters()
         self.koopman.reset_parameters()
 
+    served_matrices: tuple | None = None
+    """Set while the served step is traced (`trace_one_step`): the Koopman operator's `serving_powers` for ``depth``
+    steps, constants of the trace, so that the served step takes the ``depth`` steps with one FFT pair."""
+
+    def serving_matrices(self) -> tuple:
+        return self.koopman.serving_powers(self.depth)
+
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z0 = torch.tanh(self.encoder(window))
-        z = z0
-        for _ in range(self.depth):
-            z = z + self.koopman(z)
+        z = self.koopman.advance(z0, self.depth, self.served_matrices)
         advanced = self.decoder(torch.tanh(self.skip(z0) + z))
         return advanced, self.decoder(z0)
 
@@ -237,8 +304,9 @@ class OneStep(nn.Module):
 
 
 def trace_one_step(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
-    """``OneStep(model)`` traced once on ``example``'s device, each spectral operator's `serving_matrices()` (the
-    KNO's and the FNO's) held as constants of the trace: what the server runs (models/koopman/export.py)."""
+    """``OneStep(model)`` traced once on ``example``'s device, the `serving_matrices()` of each module that has them
+    (the FNO's spectral layers; the KNO: its Koopman steps' powers) held as constants of the trace: what the server
+    runs (models/koopman/export.py)."""
     operators = [m for m in model.modules() if hasattr(m, "serving_matrices")]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)

@@ -61,6 +61,36 @@ def test_koopman_operator_keeps_only_low_modes():
     assert op(high).abs().max() < 1e-5  # |k| = 6 > modes: annihilated
 
 
+@pytest.mark.parametrize("dims, shapes", [
+    (2, [(1, 3, 8, 8), (3, 3, 9, 10), (4, 3, 24, 12)]),  # nx = 2m (no middle rows), odd sizes, nx > 2m; 1 and >2 rows
+    (1, [(1, 3, 8), (5, 3, 9), (2, 3, 40)]),
+])
+def test_advance_with_serving_powers_equals_the_step_by_step_loop(dims, shapes):
+    """The served KNO takes its `depth` Koopman steps at once in Fourier space (`KoopmanOperator.advance` with
+    `serving_powers`); with weights large enough that the steps change the field a lot, it equals the loop, including
+    the half-spectrum's first column that each inverse real FFT projects."""
+    torch.manual_seed(dims)
+    op = KoopmanOperator(3, 4, dims=dims)
+    with torch.no_grad():
+        op.weight_real.normal_(0, 0.3)
+        op.weight_imag.normal_(0, 0.3)
+        powers = op.serving_powers(5)
+        for shape in shapes:
+            z = torch.randn(shape)
+            looped, fused = op.advance(z, 5), op.advance(z, 5, powers)
+            assert (looped - z).abs().max() > 0.5  # the steps do move the field
+            torch.testing.assert_close(fused, looped, atol=2e-5, rtol=1e-5)
+
+
+def test_served_kno_trace_has_one_fft_pair():
+    from models.koopman.kno import trace_one_step
+
+    model = KNO(t_in=3, width=4, modes=4, depth=6, dims=2).eval()
+    graph = str(trace_one_step(model, torch.randn(2, 3, 16, 16)).inlined_graph)
+    assert graph.count("aten::fft_rfft2") == 1 and graph.count("aten::fft_irfft2") == 1
+    assert model.served_matrices is None and model.koopman.served_matrices is None  # not left on the model
+
+
 @pytest.fixture(scope="module")
 def burgers_tiny():
     torch.set_num_threads(1)
