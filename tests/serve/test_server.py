@@ -340,19 +340,23 @@ def test_cancelled_stream_stops_the_rollout(server):
 
 
 def test_concurrent_rollouts_are_batched_step_by_step(server):
+    """Four rollouts sent at once share batches. A rollout alone on its model runs its steps back to back, so the four
+    start together (a barrier) and are long enough (200 steps, paced by their clients) to overlap on a loaded machine."""
     before = batch_histogram(server, "heat1d")
     u = np.random.default_rng(3).random((1, 64), dtype=np.float32)
-    results = []
+    results, start = [], threading.Barrier(4)
+    steps = 200
 
     def one(k):
-        results.append((k, collect_stream(server, [("heat1d", heat_inputs(u + k, 30), f"r{k}")], expected=30)))
+        start.wait()
+        results.append((k, collect_stream(server, [("heat1d", heat_inputs(u + k, steps), f"r{k}")], timeout_s=60, expected=steps)))
 
     threads = [threading.Thread(target=one, args=(k,)) for k in range(4)]
     [t.start() for t in threads]
     [t.join() for t in threads]
     for k, got in results:
-        assert len(got) == 30 and all(e is None for _, e in got)
-        np.testing.assert_allclose(got[-1][0].as_numpy("U_NEXT"), reference_rollout(u + k, 30)[:, -1], rtol=1e-4, atol=1e-5)
+        assert len(got) == steps and all(e is None for _, e in got)
+        np.testing.assert_allclose(got[-1][0].as_numpy("U_NEXT"), reference_rollout(u + k, steps)[:, -1], rtol=1e-4, atol=1e-5)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         after = batch_histogram(server, "heat1d")
