@@ -70,6 +70,12 @@ def _hermitian_column(y: torch.Tensor) -> torch.Tensor:
     return 0.5 * (y + mirrored * torch.tensor([1.0, -1.0], dtype=y.dtype, device=y.device))
 
 
+def _corners(x: torch.Tensor, m: int, mix) -> torch.Tensor:
+    """x: [B, o, nx, ...] (axis 2 the first 2-D Fourier axis): its lowest ``m`` rows of both signs mixed by ``mix``, the
+    rows between them zeros of their dynamic size (so a trace keeps any grid)."""
+    return torch.cat([mix(x[:, :, :m]), x[:, :, m:-m] * 0.0, mix(x[:, :, -m:])], dim=2)
+
+
 class KoopmanOperator(nn.Module):
     r"""One Fourier-space Koopman operator :math:`\mathcal{K}` (Xiong et al., KoopmanLab,
     https://arxiv.org/abs/2301.01104):
@@ -131,10 +137,7 @@ class KoopmanOperator(nn.Module):
             return torch.fft.irfft(torch.view_as_complex(out.contiguous()), n=n, dim=-1)
         nx, ny = z.shape[-2], z.shape[-1]
         z_ft = torch.view_as_real(torch.fft.rfft2(z, dim=(-2, -1)))     # [B, o, nx, ny//2+1, 2]
-        top = self._mix(z_ft[:, :, :m, :m])
-        bottom = self._mix(z_ft[:, :, -m:, :m])
-        middle = z_ft[:, :, m:-m, :m] * 0.0
-        cols = torch.cat([top, middle, bottom], dim=2)                   # [B, o, nx, m, 2]
+        cols = _corners(z_ft[:, :, :, :m], m, self._mix)                  # [B, o, nx, m, 2]
         if self.served_matrices is not None:  # irfft2 zero-pads the half-spectrum axis to s itself
             return torch.fft.irfft2(torch.view_as_complex(cols.contiguous()), s=(nx, ny), dim=(-2, -1))
         out = torch.cat([cols, z_ft[:, :, :, m:] * 0.0], dim=3)  # explicit zeros: the ONNX exporter needs them
@@ -157,16 +160,14 @@ class KoopmanOperator(nn.Module):
             first = z_ft[:, :, :1]
         else:
             z_ft = torch.view_as_real(torch.fft.rfft2(z, dim=(-2, -1)))  # [B, o, nx, ny//2+1, 2]
-            delta = torch.cat([served_mode_mix(z_ft[:, :, :m, :m], *power), z_ft[:, :, m:-m, :m] * 0.0,
-                               served_mode_mix(z_ft[:, :, -m:, :m], *power)], dim=2)
+            delta = _corners(z_ft[:, :, :, :m], m, lambda x: served_mode_mix(x, *power))
             first = z_ft[:, :, :, 0]
+        def column_mix(x: torch.Tensor) -> torch.Tensor:
+            return served_mode_mix(x, *column)
+
         stepped = first
         for _ in range(times):
-            if self.dims == 1:
-                mixed = served_mode_mix(stepped, *column)
-            else:
-                mixed = torch.cat([served_mode_mix(stepped[:, :, :m], *column), stepped[:, :, m:-m] * 0.0,
-                                   served_mode_mix(stepped[:, :, -m:], *column)], dim=2)
+            mixed = column_mix(stepped) if self.dims == 1 else _corners(stepped, m, column_mix)
             stepped = stepped + _hermitian_column(mixed)
         if self.dims == 1:
             delta = torch.cat([stepped - first, delta[:, :, 1:]], dim=2)
