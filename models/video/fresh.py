@@ -1,7 +1,7 @@
 """Fresh test sets: sources no run has seen, long ladders of four codecs, each set scored once after a model is frozen.
 
-    python -m models.video.fresh build [--set fresh2|...|fresh5]                      # encodes, VMAF, anchors (cached)
-    python -m models.video.fresh score [--set fresh2|...|fresh5] --frozen-commit SHA  # once: refuses if its report exists
+    python -m models.video.fresh build [--set fresh2|...|fresh6]                      # encodes, VMAF, anchors (cached)
+    python -m models.video.fresh score [--set fresh2|...|fresh6] --frozen-commit SHA  # once: refuses if its report exists
     python -m models.video.fresh rescore [--set fresh2]    # after the fact: today's served model on a scored set
     python -m models.video.fresh pooled --sets fresh4 fresh5  # sets scored against one frozen model, judged together
 
@@ -19,7 +19,9 @@ with a score banner, a small topography grid upscaled, a line chart, a grainy lo
 logo). `fresh4` (ten more) judges run 10's pooling, fitted on the three scored sets: two more places and windows of
 the real films, and eight scenes of new kinds (woven fabric, foliage, water ripples, a night skyline, bokeh, fur, a
 desktop screen capture, pixel art); `fresh5` (twenty-one more) judges the same frozen model with it, pooled (four
-more film windows, other seeds of four of the fourth set's kinds, thirteen new kinds). The pictures and procedural
+more film windows, other seeds of four of the fourth set's kinds, thirteen new kinds); `fresh6` (forty-four more)
+judges run 11 alone (eight film windows, five scikit-image pictures, eleven new kinds, twenty new draws of kinds
+already scored). The pictures and procedural
 scenes are drawn by scenes.py. Each source is encoded along five ladders of six rungs (LADDERS); within a ladder a
 higher rung is a worse encode, and VMAF (full reference, vs the pristine source) is computed for every encode.
 """
@@ -36,7 +38,8 @@ from . import data as D
 from . import scenes as S
 
 CACHE = D.ROOT / "build" / "video"  # one folder per set
-REPORTS = {name: Path(__file__).resolve().parent / "report" / f"{name}_test.json" for name in ("fresh", "fresh2", "fresh3", "fresh4", "fresh5")}
+REPORTS = {name: Path(__file__).resolve().parent / "report" / f"{name}_test.json"
+           for name in ("fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6")}
 
 
 @dataclass(frozen=True)
@@ -144,14 +147,65 @@ SOURCES5 = {
     "spheres": (S.spheres, (-0.7, 0.3, 0.0)),
     "watercolour": (S.watercolour, (0.6, 0.6, 0.0)),
 }
-SETS = {"fresh": SOURCES, "fresh2": SOURCES2, "fresh3": SOURCES3, "fresh4": SOURCES4, "fresh5": SOURCES5}
-# Run 10's pooling is fitted on the scored sets as well as the 20 earlier sources; the fitted baselines it is judged
-# against on the fourth set get the same data.
-BASELINES_ALSO_FITTED_ON = {"fresh4": ("fresh", "fresh2", "fresh3"), "fresh5": ("fresh", "fresh2", "fresh3")}
+# The sixth set judges run 11 (models/video/README.md) alone, so it is twice the fifth: eight windows of the real clips
+# no set has cropped (wider and narrower fields of view among them), five pictures from scikit-image's data folder no
+# set has used, eleven scenes of kinds no set has had, and twenty new draws (seed and camera) of kinds the scored sets
+# had, which the pooling has been fitted on: said so wherever the set is reported.
+SOURCES6 = {
+    "bbb_wide": (("clip", "bigbuckbunny", 20), (0, 0, 720)),
+    "bbb_right": (("clip", "bigbuckbunny", 64), (560, 0, 720)),
+    "bbb_zoom": (("clip", "bigbuckbunny", 30), (620, 330, 128)),
+    "bbb_top": (("clip", "bigbuckbunny", 64), (1000, 100, 256)),
+    "bikes_left": (("clip", "bikes", 40), (0, 0, 272)),
+    "bikes_right": (("clip", "bikes", 80), (368, 0, 272)),
+    "bikes_zoom": (("clip", "bikes", 216), (420, 100, 128)),
+    "carphone_mid": (("clip", "fullreferencepair", 40), (16, 0, 144)),
+    "horse": (S.local_picture("horse.png"), (1.0, 0.0, 0.0)),
+    "microaneurysms": (S.local_picture("microaneurysms.png"), (0.0, 0.0, 0.005)),
+    "chessboard": (S.local_picture("chessboard_RGB.png"), (0.6, 0.6, 0.0)),
+    "clock_motion": (S.local_picture("clock_motion.png"), (-0.8, 0.0, 0.0)),
+    "faces": (S.faces, (0.5, 0.3, 0.0)),
+    "caustics": (S.caustics, (0.4, -0.3, 0.0)),
+    "crowd": (S.crowd, (1.2, 0.0, 0.0)),
+    "snow": (S.snow, (0.0, 0.8, 0.0)),
+    "banding": (S.banding, (0.0, 0.0, 0.004)),
+    "qrcodes": (S.qrcodes, (0.7, 0.2, 0.0)),
+    "sheetmusic": (S.sheetmusic, (0.0, 0.6, 0.0)),
+    "fence": (S.fence, (0.9, 0.0, 0.0)),
+    "plasma": (S.plasma, (0.5, 0.5, 0.0)),
+    "hud": (S.hud, (0.0, 0.0, -0.004)),
+    "raindrops": (S.raindrops, (0.3, 0.9, 0.0)),
+    "isobars": (S.isobars, (-0.6, 0.4, 0.0)),
+    "fractal6": (S.fractal, (1.0, -0.5, 0.0)),
+    "cartoon6": (S.cartoon, (-1.5, 0.0, 0.0)),
+    "blobs6": (S.blobs, (0.0, 0.0, 0.005)),
+    "checker6": (S.checker, (0.8, 0.8, 0.0)),
+    "sky6": (S.sky, (-0.4, 0.0, 0.0)),
+    "voronoi6": (S.voronoi, (0.0, 0.9, 0.0)),
+    "marble6": (S.marble, (0.7, 0.0, 0.0)),
+    "scoreboard6": (S.scoreboard, (0.0, 0.0, 0.004)),
+    "plot6": (S.plot, (0.6, 0.0, 0.0)),
+    "grain6": (S.grain, (0.0, 0.0, -0.005)),
+    "skyline6": (S.skyline, (-1.0, 0.0, 0.0)),
+    "bokeh6": (S.bokeh, (0.5, 0.5, 0.0)),
+    "pixelart6": (S.pixelart, (0.0, 0.7, 0.0)),
+    "circuit6": (S.circuit, (0.8, 0.3, 0.0)),
+    "streetmap6": (S.streetmap, (0.0, 0.0, 0.005)),
+    "starfield6": (S.starfield, (-0.5, -0.5, 0.0)),
+    "mosaic6": (S.mosaic, (0.0, -0.9, 0.0)),
+    "halftone6": (S.halftone, (1.1, 0.0, 0.0)),
+    "spheres6": (S.spheres, (0.0, 0.0, -0.004)),
+    "watercolour6": (S.watercolour, (-0.7, -0.2, 0.0)),
+}
+SETS = {"fresh": SOURCES, "fresh2": SOURCES2, "fresh3": SOURCES3, "fresh4": SOURCES4, "fresh5": SOURCES5, "fresh6": SOURCES6}
+# Runs 10 and 11 fit their pooling on the scored sets as well as the 20 earlier sources; the fitted baselines they are
+# judged against get the same data.
+BASELINES_ALSO_FITTED_ON = {"fresh4": ("fresh", "fresh2", "fresh3"), "fresh5": ("fresh", "fresh2", "fresh3"),
+                            "fresh6": ("fresh", "fresh2", "fresh3", "fresh4", "fresh5")}
 
 
 def source_frames(name: str) -> np.ndarray:
-    picture, motion = {**SOURCES, **SOURCES2, **SOURCES3, **SOURCES4, **SOURCES5}[name]
+    picture, motion = {k: v for sources in SETS.values() for k, v in sources.items()}[name]
     if picture is None:
         return D.source_frames(D.Source(name, "clip", "fullreferencepair", motion))
     if isinstance(picture, tuple):

@@ -1,11 +1,14 @@
-"""The pooling refitted on scored fresh sets, the served networks unchanged: run 9 (rejected by its rule) and run 10
-(adopted, served since 2026-12-05).
+"""The pooling refitted on scored fresh sets, the served networks unchanged: run 9 (rejected by its rule), run 10
+(adopted, served since 2026-12-05) and run 11 (a level fit mixed in).
 
     python -m models.video.refit dev [--blend 0.75]   # the rule's evidence: leave-one-source-out over the first fresh
                                                       # set -> report/refit_dev[_blend0.75].{json,md} (~3 min, cached features)
     python -m models.video.refit joint-dev            # run 10's evidence: 7 folds over the three scored fresh sets
                                                       # -> report/refit_joint_dev.{json,md} (~4 min, cached features)
     python -m models.video.refit joint-apply          # run 10 adopted: each seed's pooling refitted, into its weights
+    python -m models.video.refit level-dev            # run 11's evidence: 10 folds over the five scored fresh sets
+                                                      # -> report/refit_level_dev.{json,md} (cached features)
+    python -m models.video.refit level-apply          # run 11: each seed's pooling refitted with the served share
 
 Run 9. Why: scored once against run 8, the first fresh set's weakest ladders were x265 CRF and VP9 CRF (rung-order SRCC
 0.49 each), codecs and rate-control modes the pooling had never been fitted on: its rank fit only saw the constant-QP
@@ -27,6 +30,9 @@ served, so the step that would have refitted each seed on all eight sources was 
 Run 10 (after the second and third sets were scored too): one rank fit on intensities + statistics, no blend, over the
 training sources and all three scored sets, optionally with level pairs across sources (`across`). Its rule and its
 fourth fresh set were written down before it ran (models/video/README.md); `joint-dev` chose across = 0 and adopted it.
+
+Run 11 (after the fourth and fifth sets were scored too): run 10's rank fit mixed with a least-squares fit to VMAF, the
+level across sources that rung pairs never see; its rule and its sixth fresh set were written down before it ran.
 """
 import argparse
 import json
@@ -37,10 +43,11 @@ import numpy as np
 
 from . import data as D
 from . import fresh
-from .crossval import bootstrap
+from .crossval import bootstrap, fit_nss_regressor, nss_features
 from .pipeline import Pooling
 from .scoring import seed_weights
-from .train import fit_pooling_blend, fit_pooling_rank, ladder_srcc, load, rows_by_split, segment_features, torch_fns
+from .train import (fit_pooling_blend, fit_pooling_level, fit_pooling_rank, ladder_srcc, load, mixed, rows_by_split,
+                    segment_features, torch_fns)
 
 REPORT_DIR = Path(__file__).resolve().parent / "report"
 MAX_VMAF_DROP = 0.02
@@ -204,6 +211,118 @@ def joint_apply() -> None:
         print(f"[refit joint] {weights.stem}: run 10's pooling written", flush=True)
 
 
+LEVEL_SETS = ("fresh", "fresh2", "fresh3", "fresh4", "fresh5")  # all five scored once: development data for run 11
+LEVEL_SHARES = (0.0, 0.25, 0.5, 0.75)  # run 11's candidates: the level fit's share of the pooling (0: run 10's fit)
+LEVEL_FOLDS = 10
+MIN_VMAF_GAIN = 0.02
+MAX_ORDER_DROP = 0.01
+LEVEL_RULE = (f"the share with the highest seeds' mean SRCC with VMAF among those whose mean rung-order SRCC is within "
+              f"{MAX_ORDER_DROP} of share 0's is chosen; it is served (run 11) if its mean SRCC with VMAF beats share 0's by "
+              f">= {MIN_VMAF_GAIN}, else share 0 (run 10's fit on more data) is")
+
+
+def level_rows() -> tuple[list[dict], list[str]]:
+    rows, sets = [], []
+    for set_name in LEVEL_SETS:
+        part = fresh.build_all(set_name)
+        rows, sets = rows + part, sets + [set_name] * len(part)
+    return rows, sets
+
+
+def fit_level(train, oof, rows, X, share: float) -> Pooling:
+    """Run 11's pooling: run 10's rank fit (rung order within a source) mixed with `share` of the least-squares fit to
+    VMAF (the level across sources), both over the training sources' out-of-fold features and the scored sets'."""
+    both, features = train + rows, np.vstack([oof, X])
+    vmaf = np.array([r["vmaf"] for r in both], np.float64)
+    rank = fit_pooling_rank(features, both, vmaf)
+    return rank if share == 0 else mixed(rank, fit_pooling_level(features, vmaf), share)
+
+
+def dev_level() -> dict:
+    """Run 11's evidence: the 59 sources of the five scored sets in 10 folds, each scored by poolings fitted without
+    its fold (the training sources in every fit), for each share and seed; BRISQUE NSS + SVR fitted on the same folds
+    beside them, the comparison the fourth and fifth sets left undecided."""
+    rows, sets = level_rows()
+    sources = sorted({r["source"] for r in rows})
+    folds = [sources[k::LEVEL_FOLDS] for k in range(LEVEL_FOLDS)]
+    fold_idx = [([i for i, r in enumerate(rows) if r["source"] not in held], [i for i, r in enumerate(rows) if r["source"] in held])
+                for held in folds]
+    out = {"rule": LEVEL_RULE, "sets": list(LEVEL_SETS), "folds": folds, "seeds": {}}
+    earlier = D.build_all()
+    nss_rows, nss_earlier = np.stack([nss_features(r) for r in rows]), np.stack([nss_features(r) for r in earlier])
+    svr = np.zeros(len(rows))
+    for keep, idx in fold_idx:
+        fit_rows = earlier + [rows[i] for i in keep]
+        svr[idx] = fit_nss_regressor(np.vstack([nss_earlier, nss_rows[keep]]), np.array([r["vmaf"] for r in fit_rows], np.float64),
+                                     [r["source"] for r in fit_rows])(nss_rows[idx])
+    for weights in seed_weights():
+        train, oof, meta = training_set(weights)
+        X = np.vstack([fresh_features(weights, [r for r, s in zip(rows, sets) if s == name], name) for name in LEVEL_SETS])
+        qualities = {}
+        for share in LEVEL_SHARES:
+            q = np.zeros(len(rows))
+            for keep, idx in fold_idx:
+                q[idx] = fit_level(train, oof, [rows[i] for i in keep], X[keep], share).qualities(X[idx])
+            qualities[f"share {share}"] = q
+        qualities["BRISQUE NSS + SVR to VMAF"] = svr
+        results = bootstrap(rows, qualities, "BRISQUE NSS + SVR to VMAF")
+        out["seeds"][weights.stem] = {name: {k: results[name][k] for k in ("qp_srcc", "vmaf_srcc", "qp_srcc_ci", "vmaf_srcc_ci",
+                                                                         "reference_minus_this_qp_ci", "reference_minus_this_vmaf_ci")}
+                                      | {"per_ladder": ladder_srcc(rows, q)} for name, q in qualities.items()}
+        print(f"[refit level] {weights.stem}: " + ", ".join(
+            f"{name} {results[name]['qp_srcc']:.3f} / {results[name]['vmaf_srcc']:.3f}" for name in qualities), flush=True)
+    mean = lambda name, m: float(np.mean([s[name][m] for s in out["seeds"].values()]))
+    base = "share 0.0"
+    eligible = [a for a in LEVEL_SHARES if mean(f"share {a}", "qp_srcc") >= mean(base, "qp_srcc") - MAX_ORDER_DROP]
+    chosen = max(eligible, key=lambda a: mean(f"share {a}", "vmaf_srcc"))
+    gain = mean(f"share {chosen}", "vmaf_srcc") - mean(base, "vmaf_srcc")
+    out |= {"chosen_share": chosen, "vmaf_gain_over_share_0": gain,
+            "served_share": chosen if gain >= MIN_VMAF_GAIN else 0.0}
+    report = REPORT_DIR / "refit_level_dev.json"
+    report.write_text(json.dumps(out, indent=1))
+    report.with_suffix(".md").write_text(level_markdown(out))
+    print(level_markdown(out))
+    return out
+
+
+def level_apply() -> None:
+    """Run 11 (report/refit_level_dev.json's served share): each seed's pooling refitted on all of its development data
+    (the training sources and the five scored sets) and written into its weights' metadata; run 10's kept beside it."""
+    chosen = json.loads((REPORT_DIR / "refit_level_dev.json").read_text())
+    rows, sets = level_rows()
+    for weights in seed_weights():
+        train, oof, meta = training_set(weights)
+        X = np.vstack([fresh_features(weights, [r for r, s in zip(rows, sets) if s == name], name) for name in LEVEL_SETS])
+        pooling = asdict(fit_level(train, oof, rows, X, chosen["served_share"]))
+        fit = meta["pooling_fit"]
+        fit["run11"] = {"level_share": chosen["served_share"], "run10_pooling": meta["pooling"], "report": "report/refit_level_dev.md",
+                        "fitted_on": sorted({r["source"] for r in train + rows})}
+        fit["method"] = ("run 10's rank fit mixed with a least-squares fit to VMAF (share in run11), over the training sources "
+                         "and the five scored fresh sets (run 11)")
+        meta["pooling"] = fit["by_saliency"][meta["saliency"]]["pooling"] = pooling
+        weights.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+        print(f"[refit level] {weights.stem}: run 11's pooling written (level share {chosen['served_share']})", flush=True)
+
+
+def level_markdown(out: dict) -> str:
+    names = list(next(iter(out["seeds"].values())))
+    mean = lambda name, m: np.mean([s[name][m] for s in out["seeds"].values()])
+    lines = ["# Run 11's pooling (run 10's rank fit mixed with a level fit to VMAF), on the five scored fresh sets", "",
+             f"{len(out['folds'])} folds over {sum(map(len, out['folds']))} sources, each scored by poolings fitted without it "
+             f"(the training sources in every fit); BRISQUE NSS + SVR fitted on the same folds. Rule: {out['rule']}. Chosen "
+             f"share: **{out['chosen_share']}** (SRCC with VMAF {out['vmaf_gain_over_share_0']:+.3f} against share 0); served: "
+             f"**{out['served_share']}**.", "",
+             "| pooling | " + " | ".join(f"{seed} rung order / VMAF SRCC" for seed in out["seeds"]) +
+             " | mean rung order | mean VMAF SRCC | seed 0 minus SVR, VMAF SRCC (95% CI) |", "|---|" + "---|" * (len(out["seeds"]) + 3)]
+    first = next(iter(out["seeds"].values()))
+    for name in names:
+        cells = [f"{s[name]['qp_srcc']:.3f} / {s[name]['vmaf_srcc']:.3f}" for s in out["seeds"].values()]
+        lo, hi = first[name]["reference_minus_this_vmaf_ci"]  # SVR minus this
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean(name, 'qp_srcc'):.3f} | {mean(name, 'vmaf_srcc'):.3f} | "
+                     f"[{-hi:+.3f}, {-lo:+.3f}] |")
+    return "\n".join(lines) + "\n"
+
+
 JOINT_RULE = (f"the across with the highest seeds' mean of rung-order SRCC + SRCC with VMAF is chosen; run 10 replaces run 8 "
               f"if, over the three seeds, its mean rung-order SRCC rises and its mean SRCC with VMAF falls by <= {MAX_VMAF_DROP}")
 
@@ -246,10 +365,14 @@ def markdown(out: dict) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("dev", "joint-dev", "joint-apply"))
+    p.add_argument("command", choices=("dev", "joint-dev", "joint-apply", "level-dev", "level-apply"))
     p.add_argument("--blend", type=float, default=None, help="dev: the candidate's blend (default: each seed's own, 0.5)")
     a = p.parse_args(argv)
-    if a.command == "joint-dev":
+    if a.command == "level-dev":
+        dev_level()
+    elif a.command == "level-apply":
+        level_apply()
+    elif a.command == "joint-dev":
         dev_joint()
     elif a.command == "joint-apply":
         joint_apply()

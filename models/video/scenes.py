@@ -613,3 +613,206 @@ def watercolour(seed: int) -> np.ndarray:
         pigment = rng.uniform(0.3, 0.9, 3)
         img *= 1 - (0.35 * mask + 0.3 * edge)[..., None] * (1 - pigment)
     return np.clip(img * (1 + 0.03 * paper[..., None]), 0, 255).astype(np.uint8)
+
+
+def local_picture(filename: str):
+    """A picture in scikit-image's bundled data folder that its `data` API does not load (offline); greyscale turned
+    to RGB, an alpha channel composited over white."""
+    def load(_seed: int) -> np.ndarray:
+        import os
+
+        import skimage.data
+        import skimage.io
+
+        img = skimage.io.imread(os.path.join(os.path.dirname(skimage.data.__file__), filename))
+        img = (img * 255).astype(np.uint8) if img.dtype == bool else img
+        if img.ndim == 2:
+            img = np.stack([img] * 3, -1)
+        if img.shape[-1] == 4:
+            alpha = img[..., 3:] / 255.0
+            img = img[..., :3] * alpha + 255 * (1 - alpha)
+        return img[..., :3].astype(np.uint8)
+    return load
+
+
+def faces(seed: int) -> np.ndarray:
+    """A contact sheet of small greyscale crops (scikit-image's LFW subset, 25 pixels each: faces and the background
+    patches beside them) on an 8x8 grid."""
+    import os
+
+    import skimage.data
+
+    lfw = np.load(os.path.join(os.path.dirname(skimage.data.__file__), "lfw_subset.npy"))
+    pick = np.random.default_rng(seed).choice(len(lfw), 64, replace=False)
+    sheet = np.block([[lfw[pick[8 * r + c]] for c in range(8)] for r in range(8)])
+    return np.stack([np.clip(sheet * 255, 0, 255)] * 3, -1).astype(np.uint8)
+
+
+def caustics(seed: int) -> np.ndarray:
+    """Light caustics on a pool floor: a web of thin bright filaments (where two smooth wave fields cross zero) over
+    pale blue tiles."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    web = 0.0
+    for _ in range(2):
+        h = power_noise(rng, n, 3.0)
+        web = np.maximum(web, np.exp(-(h / h.std()) ** 2 * 60))
+    grout = (np.arange(n)[:, None] % 48 < 2) | (np.arange(n)[None, :] % 48 < 2)
+    x = (0.55 + 0.45 * web) * np.where(grout, 0.85, 1.0)
+    return np.clip(x[..., None] * np.array([150, 215, 235]), 0, 255).astype(np.uint8)
+
+
+def crowd(seed: int) -> np.ndarray:
+    """A stadium crowd from afar: rows of small heads and shirts in many colours, the classic worst case for encoders."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.ascontiguousarray(np.full((n, n, 3), (60, 60, 70), np.uint8))
+    for row, y in enumerate(range(8, n, 14)):
+        for x in range(int(rng.uniform(0, 10)), n, 11):
+            shirt = tuple(int(v) for v in rng.uniform(30, 250, 3))
+            cv2.rectangle(img, (x - 4, y + 3), (x + 4, y + 12), shirt, -1)
+            cv2.circle(img, (x, y), 3, tuple(int(v) for v in np.array([200, 160, 130]) * rng.uniform(0.4, 1.1)), -1, cv2.LINE_AA)
+    return img
+
+
+def snow(seed: int) -> np.ndarray:
+    """Falling snow at night: hundreds of soft white flakes of many sizes over a dark, blurred street."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    street = cv2.GaussianBlur(power_noise(rng, n, 1.6), (0, 0), 4)
+    img = np.clip(40 + 25 * street[..., None] / street.std() * np.array([0.8, 0.8, 1.0]), 0, 255)
+    flakes = np.zeros((n, n), np.float64)
+    for _ in range(700):
+        cv2.circle(flakes, tuple(int(v) for v in rng.uniform(0, n, 2)), int(rng.choice([1, 1, 2, 3])), float(rng.uniform(0.4, 1.0)), -1, cv2.LINE_AA)
+    flakes = cv2.GaussianBlur(flakes, (0, 0), 0.8)
+    return np.clip(img * (1 - flakes[..., None]) + 245 * flakes[..., None], 0, 255).astype(np.uint8)
+
+
+def banding(seed: int) -> np.ndarray:
+    """A smooth two-colour gradient with a faint vignette and nothing else: the content where encoders show banding."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    yy, xx = np.mgrid[:n, :n] / n
+    angle = rng.uniform(0, np.pi)
+    t = np.clip(0.5 + (xx - 0.5) * np.cos(angle) + (yy - 0.5) * np.sin(angle), 0, 1)[..., None]
+    a, b = rng.uniform(20, 120, 3), rng.uniform(120, 230, 3)
+    vignette = 1 - 0.25 * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2)[..., None]
+    return np.clip((a * (1 - t) + b * t) * vignette, 0, 255).astype(np.uint8)
+
+
+def qrcodes(seed: int) -> np.ndarray:
+    """Matrix barcodes on a poster: random black-and-white module grids with finder squares, hard-edged at 4 pixels."""
+    rng = np.random.default_rng(seed)
+    n, module = 512, 4
+    img = np.full((n, n), 235, np.uint8)
+    for y0 in range(12, n - 100, 124):
+        for x0 in range(12, n - 100, 124):
+            modules = rng.random((25, 25)) < 0.5
+            for fy, fx in ((0, 0), (0, 18), (18, 0)):
+                modules[fy:fy + 7, fx:fx + 7] = True
+                modules[fy + 1:fy + 6, fx + 1:fx + 6] = False
+                modules[fy + 2:fy + 5, fx + 2:fx + 5] = True
+            img[y0:y0 + 100, x0:x0 + 100] = np.where(np.kron(modules, np.ones((module, module), bool)), 15, 245)
+    return np.stack([img] * 3, -1)
+
+
+def sheetmusic(seed: int) -> np.ndarray:
+    """A page of printed music: staves of five thin lines with note heads, stems and bar lines, black on cream."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.ascontiguousarray(np.full((n, n, 3), (225, 238, 245), np.uint8))
+    for top in range(20, n - 50, 62):
+        for k in range(5):
+            cv2.line(img, (10, top + 7 * k), (n - 10, top + 7 * k), (30, 30, 30), 1)
+        for x in range(30, n - 20, int(rng.uniform(18, 26))):
+            y = top + int(rng.integers(-2, 11)) * 3.5
+            cv2.ellipse(img, (x, int(y)), (4, 3), -20, 0, 360, (20, 20, 20), -1, cv2.LINE_AA)
+            cv2.line(img, (x + 4, int(y)), (x + 4, int(y) - 22), (20, 20, 20), 1)
+        for x in range(10, n, 120):
+            cv2.line(img, (x, top), (x, top + 28), (20, 20, 20), 1)
+    return img
+
+
+def fence(seed: int) -> np.ndarray:
+    """A chain-link fence in focus in front of a blurred park: a fine diagonal wire mesh over soft colour."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    park = np.stack([cv2.GaussianBlur(power_noise(rng, n, 1.8), (0, 0), 6) for _ in range(3)], -1)
+    park = 110 + 40 * park / park.std() * np.array([0.6, 1.0, 0.5])
+    yy, xx = np.mgrid[:n, :n]
+    d1, d2 = (xx + yy) % 18, (xx - yy) % 18
+    wire = np.clip(1.5 - np.minimum(np.minimum(d1, 18 - d1), np.minimum(d2, 18 - d2)), 0, 1)[..., None]
+    return np.clip(park * (1 - wire) + 175 * wire, 0, 255).astype(np.uint8)
+
+
+def plasma(seed: int) -> np.ndarray:
+    """A demoscene plasma: saturated colour bands from summed sines, smooth everywhere and changing hue fast."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    yy, xx = np.mgrid[:n, :n].astype(np.float64)
+    f = rng.uniform(20, 60, 4)
+    v = (np.sin(xx / f[0]) + np.sin(yy / f[1]) + np.sin((xx + yy) / f[2]) + np.sin(np.hypot(xx - 256, yy - 256) / f[3])) * np.pi / 2
+    return np.clip(128 + 127 * np.stack([np.sin(v), np.sin(v + 2.1), np.sin(v + 4.2)], -1), 0, 255).astype(np.uint8)
+
+
+def hud(seed: int) -> np.ndarray:
+    """A game frame: a textured landscape under a heads-up display (health bars, a minimap, an ammo counter, chat text)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    ground = power_noise(rng, n, 1.3)
+    img = np.ascontiguousarray(np.clip(np.array([70, 120, 60]) + 35 * (ground / ground.std())[..., None], 0, 255).astype(np.uint8))
+    img[:160] = np.linspace(200, 120, 160)[:, None, None] * np.array([0.55, 0.75, 1.0])
+    cv2.rectangle(img, (16, 16), (216, 34), (30, 30, 30), -1)
+    cv2.rectangle(img, (18, 18), (18 + int(rng.uniform(60, 196)), 32), (40, 40, 220), -1)
+    cv2.rectangle(img, (n - 136, 16), (n - 16, 136), (20, 20, 20), -1)
+    for _ in range(12):
+        cv2.circle(img, tuple(int(v) for v in rng.uniform([n - 130, 22], [n - 22, 130])), 3, (0, 230, 255), -1)
+    cv2.putText(img, f"{int(rng.integers(10, 99))} / 120", (n - 170, n - 24), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2, cv2.LINE_AA)
+    for k in range(5):
+        cv2.putText(img, f"player{k}: gg wp {int(rng.integers(100, 999))}", (16, n - 100 + 16 * k), cv2.FONT_HERSHEY_PLAIN, 0.9,
+                    (255, 255, 180), 1, cv2.LINE_AA)
+    return img
+
+
+def raindrops(seed: int) -> np.ndarray:
+    """Rain on a window: a blurred city behind glass and sharp-rimmed drops that show it brighter and flipped."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    behind = np.stack([cv2.GaussianBlur(power_noise(rng, n, 1.4), (0, 0), 5) for _ in range(3)], -1)
+    behind = np.clip(90 + 45 * behind / behind.std() * np.array([1.0, 0.9, 0.7]), 0, 255)
+    img = behind.copy()
+    for _ in range(160):
+        cx, cy, r = int(rng.uniform(0, n)), int(rng.uniform(0, n)), int(rng.uniform(3, 14))
+        mask = np.zeros((n, n), np.uint8)
+        cv2.circle(mask, (cx, cy), r, 1, -1, cv2.LINE_AA)
+        ys, xs = np.nonzero(mask)
+        img[ys, xs] = np.clip(behind[np.clip(2 * cy - ys, 0, n - 1), np.clip(2 * cx - xs, 0, n - 1)] * 1.25, 0, 255)
+        cv2.circle(img, (cx, cy), r, (40, 40, 40), 1, cv2.LINE_AA)
+    return img.astype(np.uint8)
+
+
+def isobars(seed: int) -> np.ndarray:
+    """A weather map: a smooth pressure field in a colour scale, with thin black isobars every few hectopascals."""
+    from matplotlib import colormaps
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    p = power_noise(rng, n, 2.6)
+    p = (p - p.min()) / (np.ptp(p) + 1e-9)
+    rgb = colormaps["RdYlBu_r"](p)[..., :3] * 255
+    levels = p * 24
+    line = np.abs(levels - np.round(levels)) < 0.06
+    rgb[line] = 20
+    return np.clip(rgb, 0, 255).astype(np.uint8)

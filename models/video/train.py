@@ -347,17 +347,39 @@ def fit_pooling_rank(features: np.ndarray, rows, vmaf: np.ndarray, l2: float = 1
                    stat_weights=[float(a * x) for x in w[intensities:]])
 
 
+def fit_pooling_level(features: np.ndarray, vmaf: np.ndarray, l2: float = 1e-2, intensities: int = 6) -> Pooling:
+    """Pooling fitted to VMAF's level across sources: ridge least squares of 1 - VMAF/100 on the features standardised
+    per column (`l2` per encode, as fit_pooling_rank's), the artifact intensities' weights held >= 0 as the rank fit
+    holds them. The rank fit only ever compares encodes of one source; this fit is what knows the level across them."""
+    from scipy.optimize import lsq_linear
+
+    X = np.asarray(features, np.float64)
+    mu, sd = X.mean(0), X.std(0) + 1e-6
+    target = 1.0 - np.asarray(vmaf, np.float64) / 100.0
+    n, k = X.shape
+    A = np.vstack([(X - mu) / sd, np.sqrt(n * l2) * np.eye(k)])
+    b = np.concatenate([target - target.mean(), np.zeros(k)])
+    lower = np.concatenate([np.zeros(intensities), np.full(k - intensities, -np.inf)])
+    w = lsq_linear(A, b, bounds=(lower, np.inf)).x / sd
+    return Pooling(weights=w[:intensities].tolist(), bias=float(target.mean() - mu @ w), stat_weights=w[intensities:].tolist())
+
+
+def mixed(a: Pooling, b: Pooling, share_b: float) -> Pooling:
+    """(1 - share_b) x a + share_b x b: both linear on VMAF's scale, so their mix is one linear pooling (a pooling
+    without statistics counts as zero weight on them)."""
+    stats = max(len(a.stat_weights), len(b.stat_weights))
+    pad = lambda v: list(v) + [0.0] * (stats - len(v))
+    return Pooling(weights=[(1 - share_b) * x + share_b * y for x, y in zip(a.weights, b.weights)],
+                   bias=(1 - share_b) * a.bias + share_b * b.bias,
+                   stat_weights=[(1 - share_b) * x + share_b * y for x, y in zip(pad(a.stat_weights), pad(b.stat_weights))])
+
+
 def fit_pooling_blend(features: np.ndarray, rows, vmaf: np.ndarray, blend: float) -> Pooling:
-    """The served pooling: (1 - blend) x the rank fit on intensities + statistics, blend x the rank fit on the intensities
-    alone; both are linear, so their blend is one linear pooling. In source cross-validation (report/crossval.md) the
-    statistics order the rungs of a held-out source's ladder best (SRCC ~0.94 with them, ~0.82 without) but, varying
-    with content far more than with coding, they blur the level across sources (SRCC with VMAF ~0.46 with them, ~0.60
-    without); the blend keeps most of both."""
-    with_stats = fit_pooling_rank(features, rows, vmaf)
-    alone = fit_pooling_rank(features[:, :len(D.ARTIFACTS)], rows, vmaf)
-    return Pooling(weights=[(1 - blend) * a + blend * b for a, b in zip(with_stats.weights, alone.weights)],
-                   bias=(1 - blend) * with_stats.bias + blend * alone.bias,
-                   stat_weights=[(1 - blend) * v for v in with_stats.stat_weights])
+    """Run 8's pooling: (1 - blend) x the rank fit on intensities + statistics, blend x the rank fit on the intensities
+    alone. In source cross-validation (report/crossval.md) the statistics order the rungs of a held-out source's ladder
+    best (SRCC ~0.94 with them, ~0.82 without) but, varying with content far more than with coding, they blur the level
+    across sources (SRCC with VMAF ~0.46 with them, ~0.60 without); the blend keeps most of both."""
+    return mixed(fit_pooling_rank(features, rows, vmaf), fit_pooling_rank(features[:, :len(D.ARTIFACTS)], rows, vmaf), blend)
 
 
 def whole_encode_segment(fns, row, saliency_method: str = "sstam"):

@@ -149,7 +149,7 @@ def test_fresh_scoring_refuses_a_commit_that_is_not_head_and_a_second_run(tmp_pa
         fresh.main(["score", "--set", set_name, "--frozen-commit", "0000000"])
 
 
-@pytest.mark.parametrize("later", ["fresh2", "fresh3", "fresh4", "fresh5"])
+@pytest.mark.parametrize("later", ["fresh2", "fresh3", "fresh4", "fresh5", "fresh6"])
 def test_a_later_fresh_set_is_new_material_and_every_source_renders(later):
     earlier = {s.name for s in D.SOURCES} | {s.ref for s in D.SOURCES}
     sets = list(fresh.SETS)
@@ -200,6 +200,33 @@ def test_level_pairs_join_different_sources_and_teach_the_fit_the_level_that_run
     assert both.stat_weights[0] < 0  # a higher level is a better encode
     srcc = lambda p: spearmanr(-(X[:, :1] @ p.weights + X[:, 1:] @ p.stat_weights), vmaf).statistic
     assert srcc(both) > srcc(within) + 0.1
+
+
+def test_the_level_fit_learns_the_level_across_sources_and_mixing_keeps_one_linear_pooling():
+    from models.video.pipeline import Pooling
+    from models.video.train import fit_pooling_level, mixed
+
+    rng = np.random.default_rng(0)
+    rows = [{"source": f"s{k}", "encode": e, "ladder": "x264_qp", "q": q, "vmaf": 95 - 12 * k - 5 * rung}
+            for k in range(5) for rung, (e, q) in enumerate(zip(fresh.LADDERS["x264_qp"], (16, 22, 28, 34, 40, 46)))]
+    vmaf = np.array([r["vmaf"] for r in rows], np.float64)
+    rung = np.array([r["q"] for r in rows], np.float64)
+    level = np.array([-12.0 * int(r["source"][1:]) for r in rows])  # the same for every rung of a source
+    X = np.stack([rung, rng.normal(size=len(rows)), level], 1)  # an intensity, noise, a statistic
+    within = fit_pooling_rank(X, rows, vmaf, intensities=1)
+    fit = fit_pooling_level(X, vmaf, intensities=1)
+    assert within.stat_weights[1] == 0.0 and fit.stat_weights[1] < 0  # only the level fit sees the column
+    srcc = lambda p: spearmanr(-(X @ (p.weights + p.stat_weights)), vmaf).statistic
+    assert srcc(fit) > srcc(within) + 0.1
+    # on VMAF's scale: predictions track 1 - VMAF/100
+    assert np.abs((fit.bias + X @ (fit.weights + fit.stat_weights)) - (1 - vmaf / 100)).mean() < 0.02
+    # an intensity is held >= 0 even where the least-squares optimum is negative
+    assert abs(fit_pooling_level(-X, vmaf, intensities=1).weights[0]) < 1e-12
+    half = mixed(within, fit, 0.5)
+    z = lambda p: p.bias + X @ (p.weights + p.stat_weights)
+    np.testing.assert_allclose(z(half), 0.5 * z(within) + 0.5 * z(fit))
+    no_stats = Pooling(weights=[0.2], bias=0.1)
+    assert mixed(no_stats, fit, 0.25).stat_weights == [0.25 * v for v in fit.stat_weights]
 
 
 def test_sets_scored_against_one_model_are_judged_on_the_union_of_their_sources(tmp_path):
