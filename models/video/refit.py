@@ -9,6 +9,8 @@
     python -m models.video.refit level-dev            # run 11's evidence: 10 folds over the five scored fresh sets
                                                       # -> report/refit_level_dev.{json,md} (cached features)
     python -m models.video.refit level-apply          # run 11: each seed's pooling refitted with the served share
+    python -m models.video.refit nss-explore          # after the sixth set: level models with BRISQUE's features, over
+                                                      # all six scored sets -> report/refit_nss_explore.{json,md} (~25 min)
 
 Run 9. Why: scored once against run 8, the first fresh set's weakest ladders were x265 CRF and VP9 CRF (rung-order SRCC
 0.49 each), codecs and rate-control modes the pooling had never been fitted on: its rank fit only saw the constant-QP
@@ -51,6 +53,15 @@ from .train import (fit_pooling_blend, fit_pooling_level, fit_pooling_rank, ladd
 
 REPORT_DIR = Path(__file__).resolve().parent / "report"
 MAX_VMAF_DROP = 0.02
+
+
+def write_report(name: str, out: dict, markdown_of) -> None:
+    """report/NAME.json and its markdown, printed too."""
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    report = REPORT_DIR / f"{name}.json"
+    report.write_text(json.dumps(out, indent=1))
+    report.with_suffix(".md").write_text(markdown_of(out))
+    print(markdown_of(out))
 
 
 def report_path(blend: float | None) -> Path:
@@ -118,11 +129,7 @@ def dev(blend: float | None = None) -> dict:
     d_qp, d_vmaf = mean("run 9", "qp_srcc") - mean("run 8", "qp_srcc"), mean("run 9", "vmaf_srcc") - mean("run 8", "vmaf_srcc")
     out["mean_change"] = {"qp_srcc": d_qp, "vmaf_srcc": d_vmaf}
     out["verdict"] = "run 9" if d_qp > 0 and d_vmaf >= -MAX_VMAF_DROP else "run 8"
-    report = report_path(blend)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(out, indent=1))
-    report.with_suffix(".md").write_text(markdown(out))
-    print(markdown(out))
+    write_report(report_path(blend).stem, out, markdown)
     return out
 
 
@@ -131,16 +138,28 @@ ACROSS = (0.0, 0.25, 1.0, 4.0)  # run 10's candidates: the weight of the level p
 DEV_FOLDS = 7
 
 
-def dev_rows() -> tuple[list[dict], list[str]]:
+def summarise(rows, qualities: dict, reference: str, label: str) -> dict:
+    """Each method's point estimates, CIs, difference to `reference` and per-ladder rung order; printed as `label`."""
+    results = bootstrap(rows, qualities, reference)
+    print(f"[refit {label}: " + ", ".join(f"{name} {results[name]['qp_srcc']:.3f} / {results[name]['vmaf_srcc']:.3f}"
+                                         for name in qualities), flush=True)
+    keys = ("qp_srcc", "vmaf_srcc", "qp_srcc_ci", "vmaf_srcc_ci", "reference_minus_this_qp_ci", "reference_minus_this_vmaf_ci")
+    return {name: {k: results[name][k] for k in keys} | {"per_ladder": ladder_srcc(rows, q)} for name, q in qualities.items()}
+
+
+def set_rows(set_names=DEV_SETS) -> tuple[list[dict], list[str]]:
+    """The encodes of scored fresh sets, in order, and the set each came from."""
     rows, sets = [], []
-    for set_name in DEV_SETS:
+    for set_name in set_names:
         part = fresh.build_all(set_name)
         rows, sets = rows + part, sets + [set_name] * len(part)
     return rows, sets
 
 
-def dev_features(weights: Path, rows: list[dict], sets: list[str]) -> np.ndarray:
-    return np.vstack([fresh_features(weights, [r for r, s in zip(rows, sets) if s == name], name) for name in DEV_SETS])
+def set_features(weights: Path, rows: list[dict], sets: list[str]) -> np.ndarray:
+    """`rows`' segment features through `weights`' networks, cached per set (fresh_features)."""
+    names = list(dict.fromkeys(sets))
+    return np.vstack([fresh_features(weights, [r for r, s in zip(rows, sets) if s == name], name) for name in names])
 
 
 def fit_joint(train, oof, rows, X, across: float) -> Pooling:
@@ -154,13 +173,13 @@ def dev_joint() -> dict:
     """Run 10's evidence: every fresh source of the three scored sets is scored by poolings fitted without its fold
     (7 folds of 4 sources; the training sources are in every fit), for each `ACROSS` and seed, beside run 8's pooling
     on the same encodes."""
-    rows, sets = dev_rows()
+    rows, sets = set_rows()
     sources = sorted({r["source"] for r in rows})
     folds = [sources[k::DEV_FOLDS] for k in range(DEV_FOLDS)]
     out = {"rule": JOINT_RULE, "sets": list(DEV_SETS), "folds": folds, "seeds": {}}
     for weights in seed_weights():
         train, oof, meta = training_set(weights)
-        X = dev_features(weights, rows, sets)
+        X = set_features(weights, rows, sets)
         qualities = {"run 8": Pooling(**meta["pooling"]).qualities(X)}
         for across in ACROSS:
             q = np.zeros(len(rows))
@@ -169,12 +188,7 @@ def dev_joint() -> dict:
                 idx = [i for i, r in enumerate(rows) if r["source"] in held]
                 q[idx] = fit_joint(train, oof, [rows[i] for i in keep], X[keep], across).qualities(X[idx])
             qualities[f"across {across}"] = q
-        results = bootstrap(rows, qualities, "run 8")
-        out["seeds"][weights.stem] = {name: {k: results[name][k] for k in ("qp_srcc", "vmaf_srcc", "qp_srcc_ci", "vmaf_srcc_ci",
-                                                                         "reference_minus_this_qp_ci", "reference_minus_this_vmaf_ci")}
-                                      | {"per_ladder": ladder_srcc(rows, q)} for name, q in qualities.items()}
-        print(f"[refit joint] {weights.stem}: " + ", ".join(
-            f"{name} {results[name]['qp_srcc']:.3f} / {results[name]['vmaf_srcc']:.3f}" for name in qualities), flush=True)
+        out["seeds"][weights.stem] = summarise(rows, qualities, "run 8", f"joint] {weights.stem}")
     anchors = {"scikit-image blur_effect": "blur_effect", "ffmpeg blurdetect": "blurdetect", "ffmpeg blockdetect": "blockdetect"}
     reference = bootstrap(rows, {name: -np.nan_to_num(np.array([r[key] for r in rows], np.float64), nan=0.0, posinf=0.0, neginf=0.0)
                                  for name, key in anchors.items()}, "ffmpeg blurdetect")
@@ -185,10 +199,7 @@ def dev_joint() -> dict:
     d_vmaf = mean(f"across {chosen}", "vmaf_srcc") - mean("run 8", "vmaf_srcc")
     out |= {"chosen_across": chosen, "mean_change": {"qp_srcc": d_qp, "vmaf_srcc": d_vmaf},
             "verdict": "run 10" if d_qp > 0 and d_vmaf >= -MAX_VMAF_DROP else "run 8"}
-    report = REPORT_DIR / "refit_joint_dev.json"
-    report.write_text(json.dumps(out, indent=1))
-    report.with_suffix(".md").write_text(joint_markdown(out))
-    print(joint_markdown(out))
+    write_report("refit_joint_dev", out, joint_markdown)
     return out
 
 
@@ -198,10 +209,10 @@ def joint_apply() -> None:
     chosen = json.loads((REPORT_DIR / "refit_joint_dev.json").read_text())
     if chosen["verdict"] != "run 10":
         raise SystemExit("refit_joint_dev.json kept run 8: nothing to apply")
-    rows, sets = dev_rows()
+    rows, sets = set_rows()
     for weights in seed_weights():
         train, oof, meta = training_set(weights)
-        pooling = asdict(fit_joint(train, oof, rows, dev_features(weights, rows, sets), chosen["chosen_across"]))
+        pooling = asdict(fit_joint(train, oof, rows, set_features(weights, rows, sets), chosen["chosen_across"]))
         fit = meta["pooling_fit"]
         fit["run10"] = {"across": chosen["chosen_across"], "run8_pooling": meta["pooling"], "report": "report/refit_joint_dev.md",
                         "fitted_on": sorted({r["source"] for r in train + rows})}
@@ -221,14 +232,6 @@ LEVEL_RULE = (f"the share with the highest seeds' mean SRCC with VMAF among thos
               f">= {MIN_VMAF_GAIN}, else share 0 (run 10's fit on more data) is")
 
 
-def level_rows() -> tuple[list[dict], list[str]]:
-    rows, sets = [], []
-    for set_name in LEVEL_SETS:
-        part = fresh.build_all(set_name)
-        rows, sets = rows + part, sets + [set_name] * len(part)
-    return rows, sets
-
-
 def fit_level(train, oof, rows, X, share: float) -> Pooling:
     """Run 11's pooling: run 10's rank fit (rung order within a source) mixed with `share` of the least-squares fit to
     VMAF (the level across sources), both over the training sources' out-of-fold features and the scored sets'."""
@@ -242,7 +245,7 @@ def dev_level() -> dict:
     """Run 11's evidence: the 59 sources of the five scored sets in 10 folds, each scored by poolings fitted without
     its fold (the training sources in every fit), for each share and seed; BRISQUE NSS + SVR fitted on the same folds
     beside them, the comparison the fourth and fifth sets left undecided."""
-    rows, sets = level_rows()
+    rows, sets = set_rows(LEVEL_SETS)
     sources = sorted({r["source"] for r in rows})
     folds = [sources[k::LEVEL_FOLDS] for k in range(LEVEL_FOLDS)]
     fold_idx = [([i for i, r in enumerate(rows) if r["source"] not in held], [i for i, r in enumerate(rows) if r["source"] in held])
@@ -257,7 +260,7 @@ def dev_level() -> dict:
                                      [r["source"] for r in fit_rows])(nss_rows[idx])
     for weights in seed_weights():
         train, oof, meta = training_set(weights)
-        X = np.vstack([fresh_features(weights, [r for r, s in zip(rows, sets) if s == name], name) for name in LEVEL_SETS])
+        X = set_features(weights, rows, sets)
         qualities = {}
         for share in LEVEL_SHARES:
             q = np.zeros(len(rows))
@@ -265,12 +268,7 @@ def dev_level() -> dict:
                 q[idx] = fit_level(train, oof, [rows[i] for i in keep], X[keep], share).qualities(X[idx])
             qualities[f"share {share}"] = q
         qualities["BRISQUE NSS + SVR to VMAF"] = svr
-        results = bootstrap(rows, qualities, "BRISQUE NSS + SVR to VMAF")
-        out["seeds"][weights.stem] = {name: {k: results[name][k] for k in ("qp_srcc", "vmaf_srcc", "qp_srcc_ci", "vmaf_srcc_ci",
-                                                                         "reference_minus_this_qp_ci", "reference_minus_this_vmaf_ci")}
-                                      | {"per_ladder": ladder_srcc(rows, q)} for name, q in qualities.items()}
-        print(f"[refit level] {weights.stem}: " + ", ".join(
-            f"{name} {results[name]['qp_srcc']:.3f} / {results[name]['vmaf_srcc']:.3f}" for name in qualities), flush=True)
+        out["seeds"][weights.stem] = summarise(rows, qualities, "BRISQUE NSS + SVR to VMAF", f"level] {weights.stem}")
     mean = lambda name, m: float(np.mean([s[name][m] for s in out["seeds"].values()]))
     base = "share 0.0"
     eligible = [a for a in LEVEL_SHARES if mean(f"share {a}", "qp_srcc") >= mean(base, "qp_srcc") - MAX_ORDER_DROP]
@@ -278,10 +276,7 @@ def dev_level() -> dict:
     gain = mean(f"share {chosen}", "vmaf_srcc") - mean(base, "vmaf_srcc")
     out |= {"chosen_share": chosen, "vmaf_gain_over_share_0": gain,
             "served_share": chosen if gain >= MIN_VMAF_GAIN else 0.0}
-    report = REPORT_DIR / "refit_level_dev.json"
-    report.write_text(json.dumps(out, indent=1))
-    report.with_suffix(".md").write_text(level_markdown(out))
-    print(level_markdown(out))
+    write_report("refit_level_dev", out, level_markdown)
     return out
 
 
@@ -289,10 +284,10 @@ def level_apply() -> None:
     """Run 11 (report/refit_level_dev.json's served share): each seed's pooling refitted on all of its development data
     (the training sources and the five scored sets) and written into its weights' metadata; run 10's kept beside it."""
     chosen = json.loads((REPORT_DIR / "refit_level_dev.json").read_text())
-    rows, sets = level_rows()
+    rows, sets = set_rows(LEVEL_SETS)
     for weights in seed_weights():
         train, oof, meta = training_set(weights)
-        X = np.vstack([fresh_features(weights, [r for r, s in zip(rows, sets) if s == name], name) for name in LEVEL_SETS])
+        X = set_features(weights, rows, sets)
         pooling = asdict(fit_level(train, oof, rows, X, chosen["served_share"]))
         fit = meta["pooling_fit"]
         fit["run11"] = {"level_share": chosen["served_share"], "run10_pooling": meta["pooling"], "report": "report/refit_level_dev.md",
@@ -320,6 +315,70 @@ def level_markdown(out: dict) -> str:
         lo, hi = first[name]["reference_minus_this_vmaf_ci"]  # SVR minus this
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean(name, 'qp_srcc'):.3f} | {mean(name, 'vmaf_srcc'):.3f} | "
                      f"[{-hi:+.3f}, {-lo:+.3f}] |")
+    return "\n".join(lines) + "\n"
+
+
+EXPLORE_SETS = LEVEL_SETS + ("fresh6",)  # all six scored: what follows is exploration, not a test
+EXPLORE_SHARES = (0.25, 0.5, 0.75)
+
+
+def explore_nss() -> dict:
+    """After run 11 lost the level comparison on the sixth set: which level model could beat BRISQUE NSS + SVR on SRCC
+    with VMAF and keep rung order, with the 36 BRISQUE features beside the pooling's 14. The 103 sources of the six
+    scored sets in 10 folds (training sources in every fit), 3 seeds: run 11's rank fit, a least-squares level fit
+    (fit_pooling_level) and an RBF SVR on all 50 features, each level fit mixed into the rank fit at EXPLORE_SHARES,
+    beside BRISQUE NSS + SVR on the same folds. Every set has been scored, so this only says what to pre-register next."""
+    rows, sets = set_rows(EXPLORE_SETS)
+    sources = sorted({r["source"] for r in rows})
+    folds = [sources[k::LEVEL_FOLDS] for k in range(LEVEL_FOLDS)]
+    earlier = D.build_all()
+    nss_rows, nss_earlier = np.stack([nss_features(r) for r in rows]), np.stack([nss_features(r) for r in earlier])
+    vmaf_of = lambda rs: np.array([r["vmaf"] for r in rs], np.float64)
+    linear = lambda p, A: 1.0 - (p.bias + A @ np.concatenate([p.weights, p.stat_weights]))  # unclipped quality
+    out = {"sets": list(EXPLORE_SETS), "folds": folds, "seeds": {}}
+    svr = np.zeros(len(rows))
+    for held in folds:
+        keep = [i for i, r in enumerate(rows) if r["source"] not in held]
+        idx = [i for i, r in enumerate(rows) if r["source"] in held]
+        fit_rows = earlier + [rows[i] for i in keep]
+        svr[idx] = fit_nss_regressor(np.vstack([nss_earlier, nss_rows[keep]]), vmaf_of(fit_rows), [r["source"] for r in fit_rows])(nss_rows[idx])
+    for weights in seed_weights():
+        train, oof, meta = training_set(weights)
+        X = set_features(weights, rows, sets)
+        nss_train = np.stack([nss_features(r) for r in train])  # the training sources (the pooling's), not the 20 earlier
+        F, X50 = np.vstack([oof, X]), np.hstack([X, nss_rows])
+        F50 = np.hstack([F, np.vstack([nss_train, nss_rows])])
+        q = {name: np.zeros(len(rows)) for name in ("rank fit (run 11)", "level fit, 50 features", "SVR, 50 features")}
+        for held in folds:
+            keep = [len(train) + i for i, r in enumerate(rows) if r["source"] not in held]
+            idx = [i for i, r in enumerate(rows) if r["source"] in held]
+            fit = list(range(len(train))) + keep
+            fit_rows = [(train + rows)[i] for i in fit]
+            q["rank fit (run 11)"][idx] = linear(fit_pooling_rank(F[fit], fit_rows, vmaf_of(fit_rows)), X[idx])
+            q["level fit, 50 features"][idx] = linear(fit_pooling_level(F50[fit], vmaf_of(fit_rows)), X50[idx])
+            q["SVR, 50 features"][idx] = fit_nss_regressor(F50[fit], vmaf_of(fit_rows), [r["source"] for r in fit_rows])(X50[idx])
+        for level in ("level fit, 50 features", "SVR, 50 features"):
+            for share in EXPLORE_SHARES:
+                q[f"rank fit + {share} x {level}"] = (1 - share) * q["rank fit (run 11)"] + share * q[level]
+        q["BRISQUE NSS + SVR to VMAF"] = svr
+        out["seeds"][weights.stem] = summarise(rows, q, "BRISQUE NSS + SVR to VMAF", f"explore] {weights.stem}")
+    write_report("refit_nss_explore", out, explore_markdown)
+    return out
+
+
+def explore_markdown(out: dict) -> str:
+    names = list(next(iter(out["seeds"].values())))
+    seeds = list(out["seeds"].values())
+    mean = lambda name, m: np.mean([s[name][m] for s in seeds])
+    lines = ["# Exploration after the sixth set: level models with the BRISQUE features beside the pooling's (not a test)", "",
+             f"{len(out['folds'])} folds over {sum(map(len, out['folds']))} sources of the six scored sets, each scored by fits "
+             "without it (training sources in every fit); 3 seeds (the networks' features differ by seed, BRISQUE + SVR does not).", "",
+             "| method | mean rung order | mean SRCC with VMAF | seed 0 minus BRISQUE + SVR, VMAF (95% CI) | seed 0 minus BRISQUE + SVR, rung order (95% CI) |",
+             "|---|---|---|---|---|"]
+    for name in names:
+        v, r = seeds[0][name]["reference_minus_this_vmaf_ci"], seeds[0][name]["reference_minus_this_qp_ci"]
+        lines.append(f"| {name} | {mean(name, 'qp_srcc'):.3f} | {mean(name, 'vmaf_srcc'):.3f} | [{-v[1]:+.3f}, {-v[0]:+.3f}] | "
+                     f"[{-r[1]:+.3f}, {-r[0]:+.3f}] |")
     return "\n".join(lines) + "\n"
 
 
@@ -365,10 +424,12 @@ def markdown(out: dict) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("dev", "joint-dev", "joint-apply", "level-dev", "level-apply"))
+    p.add_argument("command", choices=("dev", "joint-dev", "joint-apply", "level-dev", "level-apply", "nss-explore"))
     p.add_argument("--blend", type=float, default=None, help="dev: the candidate's blend (default: each seed's own, 0.5)")
     a = p.parse_args(argv)
-    if a.command == "level-dev":
+    if a.command == "nss-explore":
+        explore_nss()
+    elif a.command == "level-dev":
         dev_level()
     elif a.command == "level-apply":
         level_apply()
