@@ -10,7 +10,7 @@
                                                       # -> report/refit_level_dev.{json,md} (cached features)
     python -m models.video.refit level-apply          # run 11: each seed's pooling refitted with the served share
     python -m models.video.refit nss-explore          # after the sixth set: level models with BRISQUE's features, over
-                                                      # all six scored sets -> report/refit_nss_explore.{json,md} (~25 min)
+                                                      # all six scored sets -> report/refit_nss_explore.{json,md} (~45 min)
 
 Run 9. Why: scored once against run 8, the first fresh set's weakest ladders were x265 CRF and VP9 CRF (rung-order SRCC
 0.49 each), codecs and rate-control modes the pooling had never been fitted on: its rank fit only saw the constant-QP
@@ -138,10 +138,10 @@ ACROSS = (0.0, 0.25, 1.0, 4.0)  # run 10's candidates: the weight of the level p
 DEV_FOLDS = 7
 
 
-def summarise(rows, qualities: dict, reference: str, label: str) -> dict:
-    """Each method's point estimates, CIs, difference to `reference` and per-ladder rung order; printed as `label`."""
+def summarise(rows, qualities: dict, reference: str, tag: str) -> dict:
+    """Each method's point estimates, CIs, difference to `reference` and per-ladder rung order; printed after `tag`."""
     results = bootstrap(rows, qualities, reference)
-    print(f"[refit {label}: " + ", ".join(f"{name} {results[name]['qp_srcc']:.3f} / {results[name]['vmaf_srcc']:.3f}"
+    print(f"{tag}: " + ", ".join(f"{name} {results[name]['qp_srcc']:.3f} / {results[name]['vmaf_srcc']:.3f}"
                                          for name in qualities), flush=True)
     keys = ("qp_srcc", "vmaf_srcc", "qp_srcc_ci", "vmaf_srcc_ci", "reference_minus_this_qp_ci", "reference_minus_this_vmaf_ci")
     return {name: {k: results[name][k] for k in keys} | {"per_ladder": ladder_srcc(rows, q)} for name, q in qualities.items()}
@@ -188,7 +188,7 @@ def dev_joint() -> dict:
                 idx = [i for i, r in enumerate(rows) if r["source"] in held]
                 q[idx] = fit_joint(train, oof, [rows[i] for i in keep], X[keep], across).qualities(X[idx])
             qualities[f"across {across}"] = q
-        out["seeds"][weights.stem] = summarise(rows, qualities, "run 8", f"joint] {weights.stem}")
+        out["seeds"][weights.stem] = summarise(rows, qualities, "run 8", f"[refit joint] {weights.stem}")
     anchors = {"scikit-image blur_effect": "blur_effect", "ffmpeg blurdetect": "blurdetect", "ffmpeg blockdetect": "blockdetect"}
     reference = bootstrap(rows, {name: -np.nan_to_num(np.array([r[key] for r in rows], np.float64), nan=0.0, posinf=0.0, neginf=0.0)
                                  for name, key in anchors.items()}, "ffmpeg blurdetect")
@@ -241,6 +241,19 @@ def fit_level(train, oof, rows, X, share: float) -> Pooling:
     return rank if share == 0 else mixed(rank, fit_pooling_level(features, vmaf), share)
 
 
+def nss_svr_out_of_fold(rows, fold_idx) -> tuple[np.ndarray, np.ndarray]:
+    """BRISQUE NSS + SVR's quality of every row, fitted for each (keep, held) of `fold_idx` on the 20 earlier sources
+    and the kept rows (as the fresh scorings fit it), and the rows' 36 BRISQUE features."""
+    earlier = D.build_all()
+    nss_rows, nss_earlier = np.stack([nss_features(r) for r in rows]), np.stack([nss_features(r) for r in earlier])
+    svr = np.zeros(len(rows))
+    for keep, idx in fold_idx:
+        fit_rows = earlier + [rows[i] for i in keep]
+        svr[idx] = fit_nss_regressor(np.vstack([nss_earlier, nss_rows[keep]]), np.array([r["vmaf"] for r in fit_rows], np.float64),
+                                     [r["source"] for r in fit_rows])(nss_rows[idx])
+    return svr, nss_rows
+
+
 def dev_level() -> dict:
     """Run 11's evidence: the 59 sources of the five scored sets in 10 folds, each scored by poolings fitted without
     its fold (the training sources in every fit), for each share and seed; BRISQUE NSS + SVR fitted on the same folds
@@ -251,13 +264,7 @@ def dev_level() -> dict:
     fold_idx = [([i for i, r in enumerate(rows) if r["source"] not in held], [i for i, r in enumerate(rows) if r["source"] in held])
                 for held in folds]
     out = {"rule": LEVEL_RULE, "sets": list(LEVEL_SETS), "folds": folds, "seeds": {}}
-    earlier = D.build_all()
-    nss_rows, nss_earlier = np.stack([nss_features(r) for r in rows]), np.stack([nss_features(r) for r in earlier])
-    svr = np.zeros(len(rows))
-    for keep, idx in fold_idx:
-        fit_rows = earlier + [rows[i] for i in keep]
-        svr[idx] = fit_nss_regressor(np.vstack([nss_earlier, nss_rows[keep]]), np.array([r["vmaf"] for r in fit_rows], np.float64),
-                                     [r["source"] for r in fit_rows])(nss_rows[idx])
+    svr, _ = nss_svr_out_of_fold(rows, fold_idx)
     for weights in seed_weights():
         train, oof, meta = training_set(weights)
         X = set_features(weights, rows, sets)
@@ -268,7 +275,7 @@ def dev_level() -> dict:
                 q[idx] = fit_level(train, oof, [rows[i] for i in keep], X[keep], share).qualities(X[idx])
             qualities[f"share {share}"] = q
         qualities["BRISQUE NSS + SVR to VMAF"] = svr
-        out["seeds"][weights.stem] = summarise(rows, qualities, "BRISQUE NSS + SVR to VMAF", f"level] {weights.stem}")
+        out["seeds"][weights.stem] = summarise(rows, qualities, "BRISQUE NSS + SVR to VMAF", f"[refit level] {weights.stem}")
     mean = lambda name, m: float(np.mean([s[name][m] for s in out["seeds"].values()]))
     base = "share 0.0"
     eligible = [a for a in LEVEL_SHARES if mean(f"share {a}", "qp_srcc") >= mean(base, "qp_srcc") - MAX_ORDER_DROP]
@@ -331,17 +338,11 @@ def explore_nss() -> dict:
     rows, sets = set_rows(EXPLORE_SETS)
     sources = sorted({r["source"] for r in rows})
     folds = [sources[k::LEVEL_FOLDS] for k in range(LEVEL_FOLDS)]
-    earlier = D.build_all()
-    nss_rows, nss_earlier = np.stack([nss_features(r) for r in rows]), np.stack([nss_features(r) for r in earlier])
     vmaf_of = lambda rs: np.array([r["vmaf"] for r in rs], np.float64)
     linear = lambda p, A: 1.0 - (p.bias + A @ np.concatenate([p.weights, p.stat_weights]))  # unclipped quality
     out = {"sets": list(EXPLORE_SETS), "folds": folds, "seeds": {}}
-    svr = np.zeros(len(rows))
-    for held in folds:
-        keep = [i for i, r in enumerate(rows) if r["source"] not in held]
-        idx = [i for i, r in enumerate(rows) if r["source"] in held]
-        fit_rows = earlier + [rows[i] for i in keep]
-        svr[idx] = fit_nss_regressor(np.vstack([nss_earlier, nss_rows[keep]]), vmaf_of(fit_rows), [r["source"] for r in fit_rows])(nss_rows[idx])
+    svr, nss_rows = nss_svr_out_of_fold(rows, [([i for i, r in enumerate(rows) if r["source"] not in held],
+                                                 [i for i, r in enumerate(rows) if r["source"] in held]) for held in folds])
     for weights in seed_weights():
         train, oof, meta = training_set(weights)
         X = set_features(weights, rows, sets)
@@ -361,7 +362,7 @@ def explore_nss() -> dict:
             for share in EXPLORE_SHARES:
                 q[f"rank fit + {share} x {level}"] = (1 - share) * q["rank fit (run 11)"] + share * q[level]
         q["BRISQUE NSS + SVR to VMAF"] = svr
-        out["seeds"][weights.stem] = summarise(rows, q, "BRISQUE NSS + SVR to VMAF", f"explore] {weights.stem}")
+        out["seeds"][weights.stem] = summarise(rows, q, "BRISQUE NSS + SVR to VMAF", f"[refit explore] {weights.stem}")
     write_report("refit_nss_explore", out, explore_markdown)
     return out
 
