@@ -38,8 +38,6 @@ from . import data as D
 from . import scenes as S
 
 CACHE = D.ROOT / "build" / "video"  # one folder per set
-REPORTS = {name: Path(__file__).resolve().parent / "report" / f"{name}_test.json"
-           for name in ("fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6")}
 
 
 @dataclass(frozen=True)
@@ -198,6 +196,7 @@ SOURCES6 = {
     "watercolour6": (S.watercolour, (-0.7, -0.2, 0.0)),
 }
 SETS = {"fresh": SOURCES, "fresh2": SOURCES2, "fresh3": SOURCES3, "fresh4": SOURCES4, "fresh5": SOURCES5, "fresh6": SOURCES6}
+REPORTS = {name: Path(__file__).resolve().parent / "report" / f"{name}_test.json" for name in SETS}
 # Runs 10 and 11 fit their pooling on the scored sets as well as the 20 earlier sources; the fitted baselines they are
 # judged against get the same data.
 BASELINES_ALSO_FITTED_ON = {"fresh4": ("fresh", "fresh2", "fresh3"), "fresh5": ("fresh", "fresh2", "fresh3"),

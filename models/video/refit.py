@@ -241,6 +241,15 @@ def fit_level(train, oof, rows, X, share: float) -> Pooling:
     return rank if share == 0 else mixed(rank, fit_pooling_level(features, vmaf), share)
 
 
+def source_folds(rows, k: int = LEVEL_FOLDS) -> tuple[list[list[str]], list[tuple[list[int], list[int]]]]:
+    """`k` folds of `rows`' sources (every k-th in sorted order) and, per fold, the indices of the rows kept to fit and
+    of the rows held out."""
+    sources = sorted({r["source"] for r in rows})
+    folds = [sources[j::k] for j in range(k)]
+    return folds, [([i for i, r in enumerate(rows) if r["source"] not in held], [i for i, r in enumerate(rows) if r["source"] in held])
+                   for held in folds]
+
+
 def nss_svr_out_of_fold(rows, fold_idx) -> tuple[np.ndarray, np.ndarray]:
     """BRISQUE NSS + SVR's quality of every row, fitted for each (keep, held) of `fold_idx` on the 20 earlier sources
     and the kept rows (as the fresh scorings fit it), and the rows' 36 BRISQUE features."""
@@ -259,10 +268,7 @@ def dev_level() -> dict:
     its fold (the training sources in every fit), for each share and seed; BRISQUE NSS + SVR fitted on the same folds
     beside them, the comparison the fourth and fifth sets left undecided."""
     rows, sets = set_rows(LEVEL_SETS)
-    sources = sorted({r["source"] for r in rows})
-    folds = [sources[k::LEVEL_FOLDS] for k in range(LEVEL_FOLDS)]
-    fold_idx = [([i for i, r in enumerate(rows) if r["source"] not in held], [i for i, r in enumerate(rows) if r["source"] in held])
-                for held in folds]
+    folds, fold_idx = source_folds(rows)
     out = {"rule": LEVEL_RULE, "sets": list(LEVEL_SETS), "folds": folds, "seeds": {}}
     svr, _ = nss_svr_out_of_fold(rows, fold_idx)
     for weights in seed_weights():
@@ -336,24 +342,21 @@ def explore_nss() -> dict:
     (fit_pooling_level) and an RBF SVR on all 50 features, each level fit mixed into the rank fit at EXPLORE_SHARES,
     beside BRISQUE NSS + SVR on the same folds. Every set has been scored, so this only says what to pre-register next."""
     rows, sets = set_rows(EXPLORE_SETS)
-    sources = sorted({r["source"] for r in rows})
-    folds = [sources[k::LEVEL_FOLDS] for k in range(LEVEL_FOLDS)]
+    folds, fold_idx = source_folds(rows)
     vmaf_of = lambda rs: np.array([r["vmaf"] for r in rs], np.float64)
     linear = lambda p, A: 1.0 - (p.bias + A @ np.concatenate([p.weights, p.stat_weights]))  # unclipped quality
     out = {"sets": list(EXPLORE_SETS), "folds": folds, "seeds": {}}
-    svr, nss_rows = nss_svr_out_of_fold(rows, [([i for i, r in enumerate(rows) if r["source"] not in held],
-                                                 [i for i, r in enumerate(rows) if r["source"] in held]) for held in folds])
+    svr, nss_rows = nss_svr_out_of_fold(rows, fold_idx)
+    train = rows_by_split(D.build_all())["train"]  # the pooling's training sources (every seed's), not the 20 earlier
+    nss_train = np.stack([nss_features(r) for r in train])
     for weights in seed_weights():
-        train, oof, meta = training_set(weights)
+        _, oof, _ = training_set(weights)
         X = set_features(weights, rows, sets)
-        nss_train = np.stack([nss_features(r) for r in train])  # the training sources (the pooling's), not the 20 earlier
         F, X50 = np.vstack([oof, X]), np.hstack([X, nss_rows])
         F50 = np.hstack([F, np.vstack([nss_train, nss_rows])])
         q = {name: np.zeros(len(rows)) for name in ("rank fit (run 11)", "level fit, 50 features", "SVR, 50 features")}
-        for held in folds:
-            keep = [len(train) + i for i, r in enumerate(rows) if r["source"] not in held]
-            idx = [i for i, r in enumerate(rows) if r["source"] in held]
-            fit = list(range(len(train))) + keep
+        for keep, idx in fold_idx:
+            fit = list(range(len(train))) + [len(train) + i for i in keep]
             fit_rows = [(train + rows)[i] for i in fit]
             q["rank fit (run 11)"][idx] = linear(fit_pooling_rank(F[fit], fit_rows, vmaf_of(fit_rows)), X[idx])
             q["level fit, 50 features"][idx] = linear(fit_pooling_level(F50[fit], vmaf_of(fit_rows)), X50[idx])
