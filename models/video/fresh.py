@@ -1,7 +1,7 @@
 """Fresh test sets: sources no run has seen, long ladders of four codecs, each set scored once after a model is frozen.
 
-    python -m models.video.fresh build [--set fresh2|...|fresh6]                      # encodes, VMAF, anchors (cached)
-    python -m models.video.fresh score [--set fresh2|...|fresh6] --frozen-commit SHA  # once: refuses if its report exists
+    python -m models.video.fresh build [--set fresh2|...|fresh7]                      # encodes, VMAF, anchors (cached)
+    python -m models.video.fresh score [--set fresh2|...|fresh7] --frozen-commit SHA  # once: refuses if its report exists
     python -m models.video.fresh rescore [--set fresh2]    # after the fact: today's served model on a scored set
     python -m models.video.fresh pooled --sets fresh4 fresh5  # sets scored against one frozen model, judged together
 
@@ -21,8 +21,8 @@ the real films, and eight scenes of new kinds (woven fabric, foliage, water ripp
 desktop screen capture, pixel art); `fresh5` (twenty-one more) judges the same frozen model with it, pooled (four
 more film windows, other seeds of four of the fourth set's kinds, thirteen new kinds); `fresh6` (forty-four more)
 judges run 11 alone (eight film windows, five scikit-image pictures, eleven new kinds, twenty new draws of kinds
-already scored). The pictures and procedural
-scenes are drawn by scenes.py. Each source is encoded along five ladders of six rungs (LADDERS); within a ladder a
+already scored); `fresh7` (forty more) judges run 12 alone (eight film windows, seven new kinds, twenty-five new draws).
+The pictures and procedural scenes are drawn by scenes.py. Each source is encoded along five ladders of six rungs (LADDERS); within a ladder a
 higher rung is a worse encode, and VMAF (full reference, vs the pristine source) is computed for every encode.
 """
 import argparse
@@ -195,12 +195,59 @@ SOURCES6 = {
     "spheres6": (S.spheres, (0.0, 0.0, -0.004)),
     "watercolour6": (S.watercolour, (-0.7, -0.2, 0.0)),
 }
-SETS = {"fresh": SOURCES, "fresh2": SOURCES2, "fresh3": SOURCES3, "fresh4": SOURCES4, "fresh5": SOURCES5, "fresh6": SOURCES6}
+# Judges run 12 (BRISQUE's features in the pooling, fitted on all six scored sets); written down before it was built.
+# Eight film windows no set has cropped (carphone_crop overlaps earlier windows in time, at another crop), seven scenes
+# of kinds no set has had, and twenty-five new draws (seed and camera) of kinds already scored.
+SOURCES7 = {
+    "bbb_left": (("clip", "bigbuckbunny", 80), (120, 200, 360)),
+    "bbb_sky": (("clip", "bigbuckbunny", 10), (480, 0, 192)),
+    "bbb_low": (("clip", "bigbuckbunny", 44), (700, 500, 200)),
+    "bbb_mid7": (("clip", "bigbuckbunny", 90), (440, 180, 512)),
+    "bikes_wide": (("clip", "bikes", 0), (184, 0, 272)),
+    "bikes_detail": (("clip", "bikes", 100), (200, 120, 96)),
+    "bikes_late7": (("clip", "bikes", 170), (520, 80, 120)),
+    "carphone_crop": (("clip", "fullreferencepair", 60), (40, 16, 112)),
+    "bathymetry": (S.bathymetry, (0.6, 0.3, 0.0)),
+    "tartan": (S.tartan, (0.8, -0.4, 0.0)),
+    "seascape": (S.seascape, (1.0, 0.0, 0.0)),
+    "farmland": (S.farmland, (0.0, 0.0, 0.005)),
+    "keyboard": (S.keyboard, (0.7, 0.2, 0.0)),
+    "smoke": (S.smoke, (0.0, -0.8, 0.0)),
+    "confetti": (S.confetti, (-0.6, 0.6, 0.0)),
+    "weave7": (S.weave, (0.5, 0.0, 0.0)),
+    "foliage7": (S.foliage, (0.0, 0.6, 0.0)),
+    "ripples7": (S.ripples, (0.0, 0.0, 0.004)),
+    "fur7": (S.fur, (-0.8, 0.2, 0.0)),
+    "desktop7": (S.desktop, (0.0, 0.9, 0.0)),
+    "honeycomb7": (S.honeycomb, (0.6, 0.6, 0.0)),
+    "moire7": (S.moire, (0.3, 0.0, 0.0)),
+    "wood7": (S.wood, (0.0, 0.0, -0.004)),
+    "dunes7": (S.dunes, (1.2, 0.0, 0.0)),
+    "subtitles7": (S.subtitles, (0.0, 0.0, 0.003)),
+    "spreadsheet7": (S.spreadsheet, (0.0, 0.7, 0.0)),
+    "silhouette7": (S.silhouette, (0.9, 0.0, 0.0)),
+    "text7": (S.text, (0.0, 1.2, 0.0)),
+    "caustics7": (S.caustics, (-0.4, 0.4, 0.0)),
+    "crowd7": (S.crowd, (0.0, 0.0, 0.005)),
+    "snow7": (S.snow, (0.4, 1.0, 0.0)),
+    "banding7": (S.banding, (0.8, 0.0, 0.0)),
+    "qrcodes7": (S.qrcodes, (0.0, -0.6, 0.0)),
+    "sheetmusic7": (S.sheetmusic, (0.6, 0.0, 0.0)),
+    "fence7": (S.fence, (0.0, 0.0, -0.005)),
+    "plasma7": (S.plasma, (-0.7, -0.3, 0.0)),
+    "hud7": (S.hud, (0.4, 0.0, 0.0)),
+    "raindrops7": (S.raindrops, (0.0, 0.0, 0.004)),
+    "isobars7": (S.isobars, (0.5, 0.8, 0.0)),
+    "faces7": (S.faces, (-0.5, 0.0, 0.0)),
+}
+SETS = {"fresh": SOURCES, "fresh2": SOURCES2, "fresh3": SOURCES3, "fresh4": SOURCES4, "fresh5": SOURCES5, "fresh6": SOURCES6,
+        "fresh7": SOURCES7}
 REPORTS = {name: Path(__file__).resolve().parent / "report" / f"{name}_test.json" for name in SETS}
 # Runs 10 and 11 fit their pooling on the scored sets as well as the 20 earlier sources; the fitted baselines they are
 # judged against get the same data.
 BASELINES_ALSO_FITTED_ON = {"fresh4": ("fresh", "fresh2", "fresh3"), "fresh5": ("fresh", "fresh2", "fresh3"),
-                            "fresh6": ("fresh", "fresh2", "fresh3", "fresh4", "fresh5")}
+                            "fresh6": ("fresh", "fresh2", "fresh3", "fresh4", "fresh5"),
+                            "fresh7": ("fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6")}
 
 
 def source_frames(name: str) -> np.ndarray:

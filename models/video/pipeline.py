@@ -12,15 +12,19 @@ Per sampled frame (decode.py gives YUV 4:2:0 planes, sides multiples of 16):
 Per clip of CLIP sampled frames: the TimeSformer maps tokens [CLIP, 64, D] to (flickering, floating).
 Per segment of SEG_CLIPS clips: spatial = saliency-weighted mean of block intensities over blocks and
 frames; temporal = mean over clips; detail statistics (`frame_stats`: fine and coarse detail, 8x8 grid
-blockiness, MSCN shape and neighbour correlation, chroma detail) = mean over every STATS_EVERY-th sampled frame;
-quality = 1 - soft_clip(b + w . intensities + v . statistics) with w >= 0 and v fitted to QP order on the training
-encodes (so quality can only fall when an intensity rises).
+blockiness, MSCN shape and neighbour correlation, chroma detail) = mean over every STATS_EVERY-th sampled frame,
+and, when the pooling weighs them, BRISQUE's 36 features (NSS) = mean over every NSS_EVERY-th;
+quality = 1 - soft_clip(b + w . intensities + v . statistics) with w >= 0 (so quality can only fall when an
+intensity rises) and the weights fitted on the training encodes and the scored fresh sets (train.py, refit.py).
 """
 import functools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from models.nss import brisque_features
+from models.nss.brisque import FEATURE_NAMES
 
 from .decode import Frame
 
@@ -29,6 +33,10 @@ ARTIFACTS = ["blurring", "blocking", "bleeding", "ringing", "flickering", "float
 STATS = ["detail", "detail_spread", "coarse_detail", "blockiness_h", "blockiness_v", "mscn_shape", "mscn_neighbour",
          "chroma_detail"]
 STATS_EVERY = 4  # ~16 ms per 720p frame: on every 4th sampled frame, ~50 ms per second of video at 12.5 fps
+# BRISQUE's 36 natural-scene statistics (models.nss), after the 8 above, for a pooling fitted on them (run 12): the
+# level of quality across sources that rung pairs within a source never teach. ~50 ms per 720p frame.
+NSS = [f"nss_{name}" for name in FEATURE_NAMES]
+NSS_EVERY = 4
 
 
 def thumbnail(y: np.ndarray) -> np.ndarray:
@@ -202,7 +210,8 @@ def soft_clip(z: float) -> float:
 @dataclass
 class Pooling:
     """quality = 1 - soft_clip(bias + weights . intensities + stat_weights . statistics); weights >= 0
-    (fitted by train.fit_pooling_rank). Without stat_weights the statistics play no part."""
+    (fitted by train.fit_pooling_rank). Without stat_weights the statistics play no part; with fewer than the
+    statistics given, the first ones (STATS before NSS) are used."""
     weights: list = field(default_factory=lambda: [0.3, 0.3, 0.1, 0.1, 0.1, 0.1])
     bias: float = 0.0
     stat_weights: list = field(default_factory=list)
@@ -210,11 +219,15 @@ class Pooling:
     def quality(self, intensities: np.ndarray, stats: np.ndarray | None = None) -> float:
         z = self.bias + np.dot(self.weights, intensities)
         if self.stat_weights:
-            z += np.dot(self.stat_weights, stats)
+            z += np.dot(self.stat_weights, stats[:len(self.stat_weights)])
         return 1.0 - soft_clip(float(z))
 
+    @property
+    def uses_nss(self) -> bool:
+        return len(self.stat_weights) > len(STATS)
+
     def qualities(self, features: np.ndarray) -> np.ndarray:
-        """quality of each row of `features` [n, len(ARTIFACTS) + len(STATS)] (intensities, then statistics)."""
+        """quality of each row of `features` [n, len(ARTIFACTS) + len(STATS) (+ len(NSS))] (intensities, then statistics)."""
         n = len(ARTIFACTS)
         return np.array([self.quality(x[:n], x[n:]) for x in features])
 
@@ -228,7 +241,8 @@ class SegmentResult:
     intensities: np.ndarray   # [6] float32
     quality: float
     curve: list = field(default_factory=list)  # per-frame spatial intensities (for plots)
-    stats: np.ndarray = field(default_factory=lambda: np.zeros(len(STATS), np.float32))  # [len(STATS)], frame_stats' mean
+    # [len(STATS)] frame_stats' mean, then [len(NSS)] BRISQUE's features' mean when the pooling uses them
+    stats: np.ndarray = field(default_factory=lambda: np.zeros(len(STATS), np.float32))
 
     def as_dict(self) -> dict:
         return {"index": self.index, "start_s": round(self.start_s, 4), "end_s": round(self.end_s, 4), "frames": self.frames,
@@ -253,7 +267,7 @@ class Analyzer:
     def _reset_segment(self):
         self.seg_spatial_num = np.zeros(4, np.float64)
         self.seg_frames_done, self.seg_clip_scores, self.clip_tokens, self.seg_start, self.seg_end = 0, [], [], None, 0.0
-        self.seg_curve, self.seg_stats = [], []
+        self.seg_curve, self.seg_stats, self.seg_nss = [], [], []
 
     def push(self, frame: Frame) -> list[SegmentResult]:
         self._pending.append(frame)
@@ -285,6 +299,8 @@ class Analyzer:
         hf = hf_blocks(f.y)
         if self.seg_frames_done % STATS_EVERY == 0:
             self.seg_stats.append(frame_stats(f.y, f.u, f.v, hf))
+        if self.pooling.uses_nss and self.seg_frames_done % NSS_EVERY == 0:
+            self.seg_nss.append(brisque_features(f.y))
         self.clip_tokens.append(frame_tokens(feats, inten, sal_b, thumb, self.prev_thumb, hf))
         self.prev_thumb = thumb
         if self.seg_start is None:
@@ -316,7 +332,10 @@ class Analyzer:
         weights = np.array([c for _, c in self.seg_clip_scores], np.float64)
         temporal = (np.stack([s for s, _ in self.seg_clip_scores]) * weights[:, None]).sum(0) / weights.sum()
         inten = np.concatenate([spatial, temporal]).astype(np.float32)
-        stats = np.mean(self.seg_stats, 0).astype(np.float32)
+        stats = np.mean(self.seg_stats, 0)
+        if self.seg_nss:
+            stats = np.concatenate([stats, np.mean(self.seg_nss, 0)])
+        stats = stats.astype(np.float32)
         r = SegmentResult(self.segment_index, float(self.seg_start), float(self.seg_end), n, inten,
                           self.pooling.quality(inten, stats), self.seg_curve, stats)
         self.segment_index += 1

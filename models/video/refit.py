@@ -11,6 +11,9 @@
     python -m models.video.refit level-apply          # run 11: each seed's pooling refitted with the served share
     python -m models.video.refit nss-explore          # after the sixth set: level models with BRISQUE's features, over
                                                       # all six scored sets -> report/refit_nss_explore.{json,md} (~45 min)
+    python -m models.video.refit nss-dev              # run 12's check, its form fixed by the exploration
+                                                      # -> report/refit_nss_dev.{json,md}
+    python -m models.video.refit nss-apply            # run 12: each seed's pooling, with BRISQUE's features, into its weights
 
 Run 9. Why: scored once against run 8, the first fresh set's weakest ladders were x265 CRF and VP9 CRF (rung-order SRCC
 0.49 each), codecs and rate-control modes the pooling had never been fitted on: its rank fit only saw the constant-QP
@@ -35,6 +38,9 @@ fourth fresh set were written down before it ran (models/video/README.md); `join
 
 Run 11 (after the fourth and fifth sets were scored too): run 10's rank fit mixed with a least-squares fit to VMAF, the
 level across sources that rung pairs never see; its rule and its sixth fresh set were written down before it ran.
+
+Run 12 (after the sixth set, and the exploration over all six): the level fit on the pooling's features and BRISQUE's
+36, half and half with the rank fit; its rule and its seventh fresh set were written down before it ran.
 """
 import argparse
 import json
@@ -386,6 +392,75 @@ def explore_markdown(out: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+NSS_SHARE = 0.5  # run 12's level share, fixed by the exploration above (no further choice)
+MAX_ORDER_DROP_NSS = 0.015
+NSS_RULE = (f"run 12 (rank fit on the 14 features mixed with {NSS_SHARE} x a least-squares level fit on them and BRISQUE's 36) "
+            f"is served if, out of fold over the six scored sets, its seeds' mean SRCC with VMAF is above BRISQUE NSS + SVR's in "
+            f"the same folds and its mean rung-order SRCC is within {MAX_ORDER_DROP_NSS} of the rank fit's; else run 11 stays")
+
+
+def fit_run12(features: np.ndarray, nss: np.ndarray, rows) -> Pooling:
+    """Run 12's pooling over `rows` (their 14 segment features and 36 BRISQUE features): run 11's rank fit on the 14,
+    mixed with NSS_SHARE of the level fit on all 50: one linear pooling that weighs BRISQUE's features (Analyzer computes
+    them when a pooling does)."""
+    vmaf = np.array([r["vmaf"] for r in rows], np.float64)
+    return mixed(fit_pooling_rank(features, rows, vmaf), fit_pooling_level(np.hstack([features, nss]), vmaf), NSS_SHARE)
+
+
+def run12_data(weights: Path, rows, sets, nss_rows):
+    """The training sources' and the scored sets' rows, 14 features (out of fold for the training sources) and 36
+    BRISQUE features, for `weights`' seed."""
+    train, oof, meta = training_set(weights)
+    nss_train = np.stack([nss_features(r) for r in train])
+    return train + rows, np.vstack([oof, set_features(weights, rows, sets)]), np.vstack([nss_train, nss_rows]), meta
+
+
+def dev_nss() -> dict:
+    """Run 12's check (NSS_RULE), after the exploration chose its form: the 103 sources of the six scored sets in the
+    exploration's 10 folds, each scored by run 11's rank fit and by run 12's pooling fitted without it (the training
+    sources in every fit), as served (Pooling.qualities on the Analyzer's features), beside BRISQUE NSS + SVR."""
+    rows, sets = set_rows(EXPLORE_SETS)
+    folds, fold_idx = source_folds(rows)
+    out = {"rule": NSS_RULE, "sets": list(EXPLORE_SETS), "folds": folds, "seeds": {}}
+    svr, nss_rows = nss_svr_out_of_fold(rows, fold_idx)
+    for weights in seed_weights():
+        both, F, N, _ = run12_data(weights, rows, sets, nss_rows)
+        n_train = len(both) - len(rows)
+        q = {name: np.zeros(len(rows)) for name in ("rank fit (run 11)", "run 12")}
+        for keep, idx in fold_idx:
+            fit = list(range(n_train)) + [n_train + i for i in keep]
+            fit_rows, held = [both[i] for i in fit], [n_train + i for i in idx]
+            q["rank fit (run 11)"][idx] = fit_pooling_rank(F[fit], fit_rows, np.array([r["vmaf"] for r in fit_rows])).qualities(F[held])
+            q["run 12"][idx] = fit_run12(F[fit], N[fit], fit_rows).qualities(np.hstack([F[held], N[held]]))
+        q["BRISQUE NSS + SVR to VMAF"] = svr
+        out["seeds"][weights.stem] = summarise(rows, q, "BRISQUE NSS + SVR to VMAF", f"[refit nss] {weights.stem}")
+    mean = lambda name, m: float(np.mean([s[name][m] for s in out["seeds"].values()]))
+    passed = (mean("run 12", "vmaf_srcc") > mean("BRISQUE NSS + SVR to VMAF", "vmaf_srcc")
+              and mean("run 12", "qp_srcc") >= mean("rank fit (run 11)", "qp_srcc") - MAX_ORDER_DROP_NSS)
+    out["verdict"] = "run 12 served" if passed else "run 11 stays"
+    write_report("refit_nss_dev", out, lambda o: f"Rule: {o['rule']}. Verdict: **{o['verdict']}**.\n\n" + explore_markdown(o))
+    return out
+
+
+def nss_apply() -> None:
+    """Run 12, if report/refit_nss_dev.json served it: each seed's pooling fitted on the training sources and the six
+    scored sets, written into its weights' metadata; run 11's kept beside it."""
+    if json.loads((REPORT_DIR / "refit_nss_dev.json").read_text())["verdict"] != "run 12 served":
+        raise SystemExit("report/refit_nss_dev.json keeps run 11: nothing to apply")
+    rows, sets = set_rows(EXPLORE_SETS)
+    nss_rows = np.stack([nss_features(r) for r in rows])
+    for weights in seed_weights():
+        both, F, N, meta = run12_data(weights, rows, sets, nss_rows)
+        fit = meta["pooling_fit"]
+        fit["run12"] = {"level_share": NSS_SHARE, "run11_pooling": meta["pooling"], "report": "report/refit_nss_dev.md",
+                        "fitted_on": sorted({r["source"] for r in both})}
+        fit["method"] = (f"run 11's rank fit on intensities + statistics mixed with {NSS_SHARE} x a least-squares fit to VMAF on "
+                         "those and BRISQUE's 36 features, over the training sources and the six scored fresh sets (run 12)")
+        meta["pooling"] = fit["by_saliency"][meta["saliency"]]["pooling"] = asdict(fit_run12(F, N, both))
+        weights.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+        print(f"[refit nss] {weights.stem}: run 12's pooling written", flush=True)
+
+
 JOINT_RULE = (f"the across with the highest seeds' mean of rung-order SRCC + SRCC with VMAF is chosen; run 10 replaces run 8 "
               f"if, over the three seeds, its mean rung-order SRCC rises and its mean SRCC with VMAF falls by <= {MAX_VMAF_DROP}")
 
@@ -428,11 +503,16 @@ def markdown(out: dict) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("dev", "joint-dev", "joint-apply", "level-dev", "level-apply", "nss-explore"))
+    p.add_argument("command", choices=("dev", "joint-dev", "joint-apply", "level-dev", "level-apply", "nss-explore", "nss-dev",
+                                       "nss-apply"))
     p.add_argument("--blend", type=float, default=None, help="dev: the candidate's blend (default: each seed's own, 0.5)")
     a = p.parse_args(argv)
     if a.command == "nss-explore":
         explore_nss()
+    elif a.command == "nss-dev":
+        dev_nss()
+    elif a.command == "nss-apply":
+        nss_apply()
     elif a.command == "level-dev":
         dev_level()
     elif a.command == "level-apply":

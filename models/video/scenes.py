@@ -816,3 +816,122 @@ def isobars(seed: int) -> np.ndarray:
     line = np.abs(levels - np.round(levels)) < 0.06
     rgb[line] = 20
     return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def bathymetry(_seed: int) -> np.ndarray:
+    """matplotlib's topobathy sample (land and sea floor around a coast; a 91 x 120 grid, interpolated to 4x before
+    shading so the relief, not the grid, is what is seen), hill-shaded in a terrain colour scale."""
+    import cv2
+    import matplotlib.cbook
+    from matplotlib import colormaps
+    from matplotlib.colors import LightSource
+
+    with np.load(matplotlib.cbook.get_sample_data("topobathy.npz", asfileobj=False)) as d:
+        z = d["topo"].astype(np.float64)
+    z = cv2.resize(z, (z.shape[1] * 4, z.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
+    rgb = LightSource(azdeg=315, altdeg=40).shade(z, cmap=colormaps["gist_earth"], blend_mode="soft", vert_exag=0.05)
+    return (rgb[..., :3] * 255).astype(np.uint8)
+
+
+def tartan(seed: int) -> np.ndarray:
+    """A plaid: coloured stripes of several widths crossing at right angles, woven as a 2/2 twill (diagonal ribs)."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    palette = rng.uniform(20, 230, (5, 3))
+    widths = rng.integers(4, 28, 12)
+    sett = np.concatenate([np.full(w, k % 5) for k, w in enumerate(widths)])
+    stripe = np.resize(np.concatenate([sett, sett[::-1]]), n)
+    yy, xx = np.mgrid[:n, :n]
+    warp_on_top = ((xx + yy) // 2) % 2 == 0  # the twill: which thread shows alternates along diagonals
+    colour = np.where(warp_on_top[..., None], palette[stripe[xx]], palette[stripe[yy]])
+    return np.clip(colour * (0.85 + 0.15 * warp_on_top[..., None]), 0, 255).astype(np.uint8)
+
+
+def seascape(seed: int) -> np.ndarray:
+    """Open sea under a hazy sky: a horizon line, waves whose scale shrinks with distance, glints of sun."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    horizon = int(rng.uniform(150, 230))
+    img = np.zeros((n, n, 3))
+    img[:horizon] = np.linspace(235, 160, horizon)[:, None, None] * np.array([0.8, 0.9, 1.0])
+    waves = power_noise(rng, n, 1.6)
+    rows = np.arange(n - horizon)
+    depth = (rows + 8.0) / (n - horizon)  # near the horizon the waves are small and squeezed
+    src = np.clip((rows[:, None] * 0 + np.arange(n)[None] * depth[:, None]).astype(int), 0, n - 1)
+    sea = waves[np.clip((rows * depth).astype(int), 0, n - 1)[:, None], src] / waves.std()
+    img[horizon:] = np.array([30, 70, 100]) + 25 * sea[..., None] * depth[:, None, None]
+    img[horizon:] += (sea > 1.8)[..., None] * 120
+    return np.clip(cv2.GaussianBlur(img, (0, 0), 0.6), 0, 255).astype(np.uint8)
+
+
+def farmland(seed: int) -> np.ndarray:
+    """Fields from the air: a patchwork of polygons, each crop with its own colour and rows at its own angle."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.zeros((n, n, 3), np.uint8)
+    pts = rng.uniform(0, n, (28, 2))
+    yy, xx = np.mgrid[:n, :n]
+    nearest = np.argmin((xx[..., None] - pts[:, 0]) ** 2 + (yy[..., None] - pts[:, 1]) ** 2, -1)
+    for k in range(len(pts)):
+        angle, period = rng.uniform(0, np.pi), rng.uniform(4, 12)
+        rows = 0.5 + 0.5 * np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)
+        base = rng.choice([[70, 120, 40], [160, 150, 70], [110, 80, 50], [60, 100, 60], [190, 180, 110]]) + rng.normal(0, 10, 3)
+        mask = nearest == k
+        img[mask] = np.clip(base * (0.8 + 0.3 * rows[mask, None]), 0, 255)
+    edges = cv2.Canny(nearest.astype(np.uint8) * 9, 1, 2) > 0  # hedges between fields
+    img[cv2.dilate(edges.astype(np.uint8), np.ones((2, 2), np.uint8)) > 0] = (40, 60, 30)
+    return img
+
+
+def keyboard(seed: int) -> np.ndarray:
+    """A keyboard close up: rows of rounded keycaps with letters, shaded, on a dark frame."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.full((n, n, 3), 35, np.uint8)
+    cap = tuple(int(v) for v in rng.uniform(170, 235, 3))
+    letters = "QWERTYUIOPASDFGHJKLZXCVBNM1234567890"
+    for r in range(8):
+        for c in range(9):
+            x0, y0 = 8 + c * 56 + (r % 3) * 9, 8 + r * 62
+            cv2.rectangle(img, (x0, y0), (x0 + 48, y0 + 52), tuple(v - 50 for v in cap), -1, cv2.LINE_AA)
+            cv2.rectangle(img, (x0 + 4, y0 + 2), (x0 + 44, y0 + 44), cap, -1, cv2.LINE_AA)
+            cv2.putText(img, letters[int(rng.integers(len(letters)))], (x0 + 10, y0 + 32), cv2.FONT_HERSHEY_SIMPLEX, 0.9,
+                        (40, 40, 40), 2, cv2.LINE_AA)
+    return img
+
+
+def smoke(seed: int) -> np.ndarray:
+    """Smoke against a dark backdrop: thin grey wisps (a warped turbulent field), soft-edged, no hard structure."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    field = power_noise(rng, n, 1.7)
+    warp_x, warp_y = (cv2.GaussianBlur(power_noise(rng, n, 2.2), (0, 0), 4) for _ in range(2))
+    yy, xx = np.mgrid[:n, :n].astype(np.float32)
+    scale = 40 / (np.abs(warp_x).max() + 1e-9)
+    wisps = cv2.remap((field / field.std()).astype(np.float32), (xx + scale * warp_x).astype(np.float32),
+                      (yy + scale * warp_y).astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    density = np.clip(1.0 - np.abs(wisps) / 1.2, 0, 1) ** 3
+    return np.clip(np.array([18, 16, 22]) + 200 * density[..., None] * np.array([1.0, 1.0, 0.95]), 0, 255).astype(np.uint8)
+
+
+def confetti(seed: int) -> np.ndarray:
+    """Confetti on a plain table: hundreds of small saturated rectangles at random angles, some overlapping."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.full((n, n, 3), tuple(int(v) for v in rng.uniform(200, 245, 3)), np.uint8)
+    for _ in range(500):
+        centre, size, angle = rng.uniform(0, n, 2), rng.uniform([4, 2], [14, 6]), rng.uniform(0, 180)
+        box = cv2.boxPoints((tuple(centre), tuple(size), angle)).astype(np.int32)
+        colour = tuple(int(v) for v in rng.choice([[230, 40, 60], [40, 160, 230], [250, 200, 30], [60, 200, 90], [200, 60, 200]]))
+        cv2.fillConvexPoly(img, box, colour, cv2.LINE_AA)
+    return img

@@ -22,7 +22,7 @@ def seed_weights() -> list[Path]:
 
 def sstam_quality(weights: Path, rows) -> np.ndarray:
     cnn, tsf, pooling, meta = load(weights)
-    X = segment_features(torch_fns(cnn, tsf), rows, meta["saliency"])
+    X = segment_features(torch_fns(cnn, tsf), rows, meta["saliency"], pooling)
     return pooling.qualities(X)
 
 

@@ -382,9 +382,10 @@ def fit_pooling_blend(features: np.ndarray, rows, vmaf: np.ndarray, blend: float
     return mixed(fit_pooling_rank(features, rows, vmaf), fit_pooling_rank(features[:, :len(D.ARTIFACTS)], rows, vmaf), blend)
 
 
-def whole_encode_segment(fns, row, saliency_method: str = "sstam"):
-    """The pipeline's (12.5 fps) result over a whole cached encode, as one segment."""
-    return analyse_encode(lambda: Analyzer(*fns, Pooling(), saliency_method=saliency_method, seg_clips=1 << 20), row)[0]
+def whole_encode_segment(fns, row, saliency_method: str = "sstam", pooling: Pooling | None = None):
+    """The pipeline's (12.5 fps) result over a whole cached encode, as one segment; with `pooling`, the statistics it
+    weighs (BRISQUE's too, if it uses them) and its quality, as served."""
+    return analyse_encode(lambda: Analyzer(*fns, pooling or Pooling(), saliency_method=saliency_method, seg_clips=1 << 20), row)[0]
 
 
 def encode_stats(row) -> np.ndarray:
@@ -395,9 +396,10 @@ def encode_stats(row) -> np.ndarray:
     return np.mean([frame_stats(d["y"][t], d["u"][t], d["v"][t], hf_blocks(d["y"][t])) for t in frames], 0)
 
 
-def segment_features(fns, rows, saliency_method: str = "sstam") -> np.ndarray:
-    """[len(rows), 6 + len(STATS)]: the intensities and detail statistics of each whole cached encode."""
-    segments = [whole_encode_segment(fns, r, saliency_method) for r in rows]
+def segment_features(fns, rows, saliency_method: str = "sstam", pooling: Pooling | None = None) -> np.ndarray:
+    """[len(rows), 6 + len(STATS) (+ len(NSS) if `pooling` uses them)]: the intensities and statistics of each whole
+    cached encode."""
+    segments = [whole_encode_segment(fns, r, saliency_method, pooling) for r in rows]
     return np.stack([np.concatenate([s.intensities, s.stats]).astype(np.float64) for s in segments])
 
 

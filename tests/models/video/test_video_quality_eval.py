@@ -11,9 +11,10 @@ from scipy.stats import spearmanr
 from models.nss import brisque_features
 from models.video import data as D
 from models.video import fresh
+from models.video import crossval
 from models.video.crossval import bootstrap
 from models.video.decode import Frame, probe
-from models.video.pipeline import STATS, STATS_EVERY, Analyzer, Pooling, frame_stats, hf_blocks
+from models.video.pipeline import NSS, STATS, STATS_EVERY, Analyzer, Pooling, frame_stats, hf_blocks
 from models.video.train import fit_pooling_rank, ladder_srcc
 
 
@@ -149,7 +150,7 @@ def test_fresh_scoring_refuses_a_commit_that_is_not_head_and_a_second_run(tmp_pa
         fresh.main(["score", "--set", set_name, "--frozen-commit", "0000000"])
 
 
-@pytest.mark.parametrize("later", ["fresh2", "fresh3", "fresh4", "fresh5", "fresh6"])
+@pytest.mark.parametrize("later", ["fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7"])
 def test_a_later_fresh_set_is_new_material_and_every_source_renders(later):
     earlier = {s.name for s in D.SOURCES} | {s.ref for s in D.SOURCES}
     sets = list(fresh.SETS)
@@ -264,3 +265,12 @@ def test_encode_stats_are_the_analysers_without_the_networks(tmp_path, monkeypat
     fns = (lambda y, uv: (np.zeros((len(y), 4, 8, 8), np.float32), np.zeros((len(y), 4, 8, 8), np.float32)),
            lambda tokens: np.zeros((len(tokens), 2), np.float32))
     np.testing.assert_allclose(encode_stats(row), whole_encode_segment(fns, row).stats, rtol=1e-5)
+    # a pooling that weighs BRISQUE's features gets them after the 8 statistics, on the frames the baseline's features
+    # are averaged over, and its quality is computed from them
+    nss_weights = np.zeros(len(STATS) + len(NSS))
+    nss_weights[len(STATS) + NSS.index("nss_s1_mscn_var")] = -0.5
+    pooling = Pooling(weights=[0.0] * 6, bias=0.0, stat_weights=nss_weights.tolist())
+    segment = whole_encode_segment(fns, row, pooling=pooling)
+    np.testing.assert_allclose(segment.stats[:len(STATS)], encode_stats(row), rtol=1e-5)
+    np.testing.assert_allclose(segment.stats[len(STATS):], crossval.nss_features(row), rtol=1e-5)
+    assert segment.quality == pytest.approx(pooling.quality(segment.intensities, segment.stats)) and segment.quality > 0.5
