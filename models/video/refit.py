@@ -376,11 +376,13 @@ def explore_nss() -> dict:
     return out
 
 
-def explore_markdown(out: dict) -> str:
+def explore_markdown(out: dict, title: str = "Exploration after the sixth set: level models with the BRISQUE features beside "
+                                                 "the pooling's (not a test)") -> str:
     names = list(next(iter(out["seeds"].values())))
     seeds = list(out["seeds"].values())
     mean = lambda name, m: np.mean([s[name][m] for s in seeds])
-    lines = ["# Exploration after the sixth set: level models with the BRISQUE features beside the pooling's (not a test)", "",
+    lines = [f"# {title}", "",
+             *([f"Rule: {out['rule']}. Verdict: **{out['verdict']}**.", ""] if "verdict" in out else []),
              f"{len(out['folds'])} folds over {sum(map(len, out['folds']))} sources of the six scored sets, each scored by fits "
              "without it (training sources in every fit); 3 seeds (the networks' features differ by seed, BRISQUE + SVR does not).", "",
              "| method | mean rung order | mean SRCC with VMAF | seed 0 minus BRISQUE + SVR, VMAF (95% CI) | seed 0 minus BRISQUE + SVR, rung order (95% CI) |",
@@ -438,8 +440,12 @@ def dev_nss() -> dict:
     passed = (mean("run 12", "vmaf_srcc") > mean("BRISQUE NSS + SVR to VMAF", "vmaf_srcc")
               and mean("run 12", "qp_srcc") >= mean("rank fit (run 11)", "qp_srcc") - MAX_ORDER_DROP_NSS)
     out["verdict"] = "run 12 served" if passed else "run 11 stays"
-    write_report("refit_nss_dev", out, lambda o: f"Rule: {o['rule']}. Verdict: **{o['verdict']}**.\n\n" + explore_markdown(o))
+    write_report("refit_nss_dev", out, nss_markdown)
     return out
+
+
+def nss_markdown(out: dict) -> str:
+    return explore_markdown(out, "Run 12's check: BRISQUE's features in the pooling, out of fold over the six scored sets")
 
 
 def nss_apply() -> None:
