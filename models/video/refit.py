@@ -14,6 +14,8 @@
     python -m models.video.refit nss-dev              # run 12's check, its form fixed by the exploration
                                                       # -> report/refit_nss_dev.{json,md}
     python -m models.video.refit nss-apply            # run 12: each seed's pooling, with BRISQUE's features, into its weights
+    python -m models.video.refit by-set-explore       # after the seventh set: each scored set held out in turn
+                                                      # -> report/refit_by_set_explore.{json,md} (~40 min)
 
 Run 9. Why: scored once against run 8, the first fresh set's weakest ladders were x265 CRF and VP9 CRF (rung-order SRCC
 0.49 each), codecs and rate-control modes the pooling had never been fitted on: its rank fit only saw the constant-QP
@@ -467,6 +469,71 @@ def nss_apply() -> None:
         print(f"[refit nss] {weights.stem}: run 12's pooling written", flush=True)
 
 
+SETS_SEVEN = EXPLORE_SETS + ("fresh7",)  # all seven scored: exploration after run 12, not a test
+
+
+def explore_by_set() -> dict:
+    """After run 12 lost the level comparison on the seventh set although folds over sources had put it ahead: each of
+    the seven scored sets held out in turn (a fresh set's situation: its construction unseen), every level model fitted
+    on the training sources and the other six sets, beside BRISQUE NSS + SVR fitted on the 20 earlier sources and the
+    other six; 3 seeds. Exploration only: every set has been scored."""
+    rows, sets = set_rows(SETS_SEVEN)
+    vmaf_of = lambda rs: np.array([r["vmaf"] for r in rs], np.float64)
+    nss_rows = np.stack([nss_features(r) for r in rows])
+    earlier = D.build_all()
+    nss_earlier = np.stack([nss_features(r) for r in earlier])
+    held_sets = {name: [i for i, s in enumerate(sets) if s == name] for name in SETS_SEVEN}
+    svr = np.zeros(len(rows))
+    for name, idx in held_sets.items():
+        keep = [i for i, s in enumerate(sets) if s != name]
+        fit_rows = earlier + [rows[i] for i in keep]
+        svr[idx] = fit_nss_regressor(np.vstack([nss_earlier, nss_rows[keep]]), vmaf_of(fit_rows),
+                                     [r["source"] for r in fit_rows])(nss_rows[idx])
+    out = {"sets": list(SETS_SEVEN), "seeds": {}}
+    for weights in seed_weights():
+        both, F, N, _ = run12_data(weights, rows, sets, nss_rows)
+        n_train = len(both) - len(rows)
+        F50 = np.hstack([F, N])
+        q = {name: np.zeros(len(rows)) for name in ("rank fit (run 11)", "run 12 (rank fit + 0.5 x level fit, one pooling)",
+                                                    "level fit, 50 features", "SVR, 50 features")}
+        for name, idx in held_sets.items():
+            fit = list(range(n_train)) + [n_train + i for i, s in enumerate(sets) if s != name]
+            fit_rows, held = [both[i] for i in fit], [n_train + i for i in idx]
+            q["rank fit (run 11)"][idx] = fit_pooling_rank(F[fit], fit_rows, vmaf_of(fit_rows)).qualities(F[held])
+            q["run 12 (rank fit + 0.5 x level fit, one pooling)"][idx] = fit_run12(F[fit], N[fit], fit_rows).qualities(F50[held])
+            q["level fit, 50 features"][idx] = fit_pooling_level(F50[fit], vmaf_of(fit_rows)).qualities(F50[held])
+            q["SVR, 50 features"][idx] = fit_nss_regressor(F50[fit], vmaf_of(fit_rows), [r["source"] for r in fit_rows])(F50[held])
+        for level in ("level fit, 50 features", "SVR, 50 features"):
+            for share in (0.5, 0.75):  # mixes of the clipped qualities: monotone, as the rank order needs
+                q[f"rank fit + {share} x {level}"] = (1 - share) * q["rank fit (run 11)"] + share * q[level]
+        q["BRISQUE NSS + SVR to VMAF"] = svr
+        out["seeds"][weights.stem] = {name: summarise([rows[i] for i in idx], {m: v[idx] for m, v in q.items()},
+                                                      "BRISQUE NSS + SVR to VMAF", f"[refit by set] {weights.stem} {name}")
+                                      for name, idx in held_sets.items()}
+    write_report("refit_by_set_explore", out, by_set_markdown)
+    return out
+
+
+def by_set_markdown(out: dict) -> str:
+    seeds = list(out["seeds"].values())
+    names = list(seeds[0][out["sets"][0]])
+    ref = "BRISQUE NSS + SVR to VMAF"
+    mean = lambda name, m: np.mean([s[held][name][m] for s in seeds for held in out["sets"]])
+    beats = lambda name: sum(np.mean([s[held][name]["vmaf_srcc"] for s in seeds]) > seeds[0][held][ref]["vmaf_srcc"]
+                             for held in out["sets"])
+    lines = ["# Exploration after run 12: each scored set held out in turn (not a test)", "",
+             f"{len(out['sets'])} sets, each scored by fits on the training sources and the other sets; 3 seeds. Per held-out set, "
+             "the seeds' mean SRCC with VMAF and rung order within that set, as a fresh scoring measures them.", "",
+             "| method | " + " | ".join(f"{h}: rung order / VMAF" for h in out["sets"]) + " | mean rung order | mean VMAF | sets ahead of SVR on VMAF |",
+             "|---|" + "---|" * (len(out["sets"]) + 3)]
+    for name in names:
+        cells = [f"{np.mean([s[h][name]['qp_srcc'] for s in seeds]):.3f} / {np.mean([s[h][name]['vmaf_srcc'] for s in seeds]):.3f}"
+                 for h in out["sets"]]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean(name, 'qp_srcc'):.3f} | {mean(name, 'vmaf_srcc'):.3f} | "
+                     f"{beats(name) if name != ref else '–'} |")
+    return "\n".join(lines) + "\n"
+
+
 JOINT_RULE = (f"the across with the highest seeds' mean of rung-order SRCC + SRCC with VMAF is chosen; run 10 replaces run 8 "
               f"if, over the three seeds, its mean rung-order SRCC rises and its mean SRCC with VMAF falls by <= {MAX_VMAF_DROP}")
 
@@ -510,7 +577,7 @@ def markdown(out: dict) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=("dev", "joint-dev", "joint-apply", "level-dev", "level-apply", "nss-explore", "nss-dev",
-                                       "nss-apply"))
+                                       "nss-apply", "by-set-explore"))
     p.add_argument("--blend", type=float, default=None, help="dev: the candidate's blend (default: each seed's own, 0.5)")
     a = p.parse_args(argv)
     if a.command == "nss-explore":
@@ -519,6 +586,8 @@ def main(argv=None) -> None:
         dev_nss()
     elif a.command == "nss-apply":
         nss_apply()
+    elif a.command == "by-set-explore":
+        explore_by_set()
     elif a.command == "level-dev":
         dev_level()
     elif a.command == "level-apply":
