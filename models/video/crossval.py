@@ -49,6 +49,13 @@ def nss_features(row: dict) -> np.ndarray:
 def fit_nss_regressor(X: np.ndarray, vmaf: np.ndarray, groups: list[str]):
     """Standardised features -> RBF support-vector regression of 1 - VMAF/100; C and epsilon by 3-fold source-grouped
     CV on the training folds only. Returns a function features -> quality (higher = better)."""
+    level = fit_level_regressor(X, vmaf, groups)
+    return lambda Z: 1.0 - level.predict(Z)
+
+
+def fit_level_regressor(X: np.ndarray, vmaf: np.ndarray, groups: list[str]):
+    """fit_nss_regressor's fitted estimator (StandardScaler + RBF SVR predicting 1 - VMAF/100), for
+    pipeline.KernelLevel.from_sklearn to keep as data."""
     from sklearn.model_selection import GridSearchCV, GroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -57,7 +64,7 @@ def fit_nss_regressor(X: np.ndarray, vmaf: np.ndarray, groups: list[str]):
     search = GridSearchCV(make_pipeline(StandardScaler(), SVR()), {"svr__C": [0.1, 1, 10], "svr__epsilon": [0.01, 0.05]},
                           cv=GroupKFold(3), scoring="neg_mean_absolute_error")
     search.fit(X, 1.0 - vmaf / 100.0, groups=groups)
-    return lambda Z: 1.0 - search.predict(Z)
+    return search.best_estimator_
 
 
 def rank_fitted(X: np.ndarray, rows, vmaf, intensities: int, blend: float | None = None):

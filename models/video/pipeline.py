@@ -208,6 +208,38 @@ def soft_clip(z: float) -> float:
 
 
 @dataclass
+class KernelLevel:
+    """An RBF support-vector regression of 1 - VMAF/100 on the standardised features (intensities, then statistics),
+    kept as numbers (JSON in the weights' metadata, never pickled) and evaluated with numpy:
+    sum_i dual_coef_i exp(-gamma |z - support_vector_i|^2) + intercept, z = (x - mean) / scale."""
+    mean: list
+    scale: list
+    support_vectors: list
+    dual_coef: list
+    intercept: float
+    gamma: float
+
+    def __post_init__(self):
+        self._arrays = tuple(np.asarray(v, np.float64) for v in (self.mean, self.scale, self.support_vectors, self.dual_coef))
+
+    @property
+    def features(self) -> int:
+        return len(self.mean)
+
+    def predict(self, x: np.ndarray) -> float:
+        mean, scale, vectors, coef = self._arrays
+        z = (np.asarray(x, np.float64)[:len(mean)] - mean) / scale
+        return float(coef @ np.exp(-self.gamma * ((vectors - z) ** 2).sum(1)) + self.intercept)
+
+    @classmethod
+    def from_sklearn(cls, pipeline) -> "KernelLevel":
+        """From a fitted make_pipeline(StandardScaler(), SVR(kernel="rbf")) (crossval.fit_nss_regressor's estimator)."""
+        scaler, svr = pipeline.steps[0][1], pipeline.steps[-1][1]
+        return cls(mean=scaler.mean_.tolist(), scale=scaler.scale_.tolist(), support_vectors=svr.support_vectors_.tolist(),
+                   dual_coef=svr.dual_coef_.ravel().tolist(), intercept=float(svr.intercept_[0]), gamma=float(svr._gamma))
+
+
+@dataclass
 class Pooling:
     """quality = 1 - soft_clip(bias + weights . intensities + stat_weights . statistics); weights >= 0
     (fitted by train.fit_pooling_rank). Without stat_weights the statistics play no part; with fewer than the
@@ -215,16 +247,27 @@ class Pooling:
     weights: list = field(default_factory=lambda: [0.3, 0.3, 0.1, 0.1, 0.1, 0.1])
     bias: float = 0.0
     stat_weights: list = field(default_factory=list)
+    # optional: (1 - level_share) x the linear part + level_share x a kernel regression to VMAF's level
+    level: KernelLevel | dict | None = None
+    level_share: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.level, dict):  # as stored in the weights' metadata
+            self.level = KernelLevel(**self.level)
 
     def quality(self, intensities: np.ndarray, stats: np.ndarray | None = None) -> float:
         z = self.bias + np.dot(self.weights, intensities)
         if self.stat_weights:
             z += np.dot(self.stat_weights, stats[:len(self.stat_weights)])
+        if self.level is not None and self.level_share:
+            level = self.level.predict(np.concatenate([intensities, stats if stats is not None else []]))
+            z = (1 - self.level_share) * z + self.level_share * level
         return 1.0 - soft_clip(float(z))
 
     @property
     def uses_nss(self) -> bool:
-        return len(self.stat_weights) > len(STATS)
+        level = self.level.features - len(ARTIFACTS) if self.level is not None and self.level_share else 0
+        return max(len(self.stat_weights), level) > len(STATS)
 
     def qualities(self, features: np.ndarray) -> np.ndarray:
         """quality of each row of `features` [n, len(ARTIFACTS) + len(STATS) (+ len(NSS))] (intensities, then statistics)."""

@@ -14,7 +14,7 @@ from models.video import fresh
 from models.video import crossval
 from models.video.crossval import bootstrap
 from models.video.decode import Frame, probe
-from models.video.pipeline import NSS, STATS, STATS_EVERY, Analyzer, Pooling, frame_stats, hf_blocks
+from models.video.pipeline import NSS, STATS, STATS_EVERY, Analyzer, Pooling, frame_stats, hf_blocks, soft_clip
 from models.video.train import fit_pooling_rank, ladder_srcc
 
 
@@ -201,6 +201,32 @@ def test_level_pairs_join_different_sources_and_teach_the_fit_the_level_that_run
     assert both.stat_weights[0] < 0  # a higher level is a better encode
     srcc = lambda p: spearmanr(-(X[:, :1] @ p.weights + X[:, 1:] @ p.stat_weights), vmaf).statistic
     assert srcc(both) > srcc(within) + 0.1
+
+
+def test_a_kernel_level_is_kept_as_numbers_that_predict_what_the_fitted_svr_predicts():
+    from dataclasses import asdict
+
+    from models.video.crossval import fit_level_regressor
+    from models.video.pipeline import ARTIFACTS, KernelLevel
+
+    rng = np.random.default_rng(0)
+    n_features = len(ARTIFACTS) + len(STATS) + len(NSS)
+    X = rng.normal(size=(120, n_features))
+    vmaf = 70 + 10 * np.tanh(X[:, 0] - X[:, 20]) + rng.normal(0, 1, 120)
+    estimator = fit_level_regressor(X, vmaf, [f"s{k % 12}" for k in range(120)])
+    level = KernelLevel.from_sklearn(estimator)
+    Z = rng.normal(size=(10, n_features))
+    np.testing.assert_allclose([level.predict(z) for z in Z], estimator.predict(Z), rtol=1e-9, atol=1e-12)
+    # stored as JSON in the weights' metadata, read back by Pooling(**...): the same quality, BRISQUE's features needed
+    stored = json.loads(json.dumps(asdict(Pooling(weights=[0.1] * 6, bias=0.2, stat_weights=[0.0] * 8, level=level,
+                                                  level_share=0.75))))
+    pooling = Pooling(**stored)
+    assert isinstance(pooling.level, KernelLevel) and pooling.uses_nss
+    z = Z[0]
+    linear = 0.2 + 0.1 * z[:6].sum()
+    expected = 1 - soft_clip(0.25 * linear + 0.75 * estimator.predict(z[None])[0])
+    assert pooling.quality(z[:6], z[6:]) == pytest.approx(expected, abs=1e-9)
+    assert not Pooling(weights=[0.1] * 6, stat_weights=[0.0] * 8, level=level, level_share=0.0).uses_nss  # share 0: unused
 
 
 def test_the_level_fit_learns_the_level_across_sources_and_mixing_keeps_one_linear_pooling():
