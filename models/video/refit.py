@@ -575,29 +575,16 @@ def markdown(out: dict) -> str:
 
 
 def main(argv=None) -> None:
+    commands = {"joint-dev": dev_joint, "joint-apply": joint_apply, "level-dev": dev_level, "level-apply": level_apply,
+                "nss-explore": explore_nss, "nss-dev": dev_nss, "nss-apply": nss_apply, "by-set-explore": explore_by_set}
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("dev", "joint-dev", "joint-apply", "level-dev", "level-apply", "nss-explore", "nss-dev",
-                                       "nss-apply", "by-set-explore"))
+    p.add_argument("command", choices=["dev", *commands])
     p.add_argument("--blend", type=float, default=None, help="dev: the candidate's blend (default: each seed's own, 0.5)")
     a = p.parse_args(argv)
-    if a.command == "nss-explore":
-        explore_nss()
-    elif a.command == "nss-dev":
-        dev_nss()
-    elif a.command == "nss-apply":
-        nss_apply()
-    elif a.command == "by-set-explore":
-        explore_by_set()
-    elif a.command == "level-dev":
-        dev_level()
-    elif a.command == "level-apply":
-        level_apply()
-    elif a.command == "joint-dev":
-        dev_joint()
-    elif a.command == "joint-apply":
-        joint_apply()
-    else:
+    if a.command == "dev":
         dev(a.blend)
+    else:
+        commands[a.command]()
 
 
 if __name__ == "__main__":
