@@ -935,3 +935,103 @@ def confetti(seed: int) -> np.ndarray:
         colour = tuple(int(v) for v in rng.choice([[230, 40, 60], [40, 160, 230], [250, 200, 30], [60, 200, 90], [200, 60, 200]]))
         cv2.fillConvexPoly(img, box, colour, cv2.LINE_AA)
     return img
+
+
+def zebra(seed: int) -> np.ndarray:
+    """Zebra hide: black and white stripes that wander and fork (a thresholded warped sine), a little fur noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    yy, xx = np.mgrid[:n, :n].astype(np.float32)
+    warp = cv2.GaussianBlur(power_noise(rng, n, 2.0).astype(np.float32), (0, 0), 6)
+    phase = xx / 14.0 + 40 * warp / (np.abs(warp).max() + 1e-9) + 0.2 * yy / 14.0
+    stripes = (np.sin(phase) > 0).astype(np.float32)
+    fur = rng.normal(0, 12, (n, n)).astype(np.float32)
+    grey = cv2.GaussianBlur(stripes * 215 + 25, (0, 0), 1.0) + fur
+    return np.clip(np.stack([grey, grey * 0.97, grey * 0.92], -1), 0, 255).astype(np.uint8)
+
+
+def bookshelf(seed: int) -> np.ndarray:
+    """Shelves of books seen from the front: coloured spines of many widths with thin titles, dark gaps between shelves."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.full((n, n, 3), (60, 40, 25), np.uint8)
+    for top in range(8, n, 128):
+        x = 6
+        while x < n - 10:
+            w, h = int(rng.integers(10, 34)), int(rng.integers(80, 116))
+            colour = tuple(int(v) for v in rng.uniform(30, 220, 3))
+            cv2.rectangle(img, (x, top + 116 - h), (x + w - 1, top + 116), colour, -1)
+            cv2.line(img, (x + w // 2, top + 124 - h), (x + w // 2, top + 108), tuple(255 - c for c in colour), 1, cv2.LINE_AA)
+            x += w + int(rng.integers(0, 3))
+        img[top + 117:top + 128] = (90, 65, 40)
+    return img
+
+
+def foam(seed: int) -> np.ndarray:
+    """Soap foam: packed bubbles of many sizes with bright rims and specular dots on a pale background."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.full((n, n, 3), 200, np.uint8)
+    for _ in range(700):
+        cx, cy, r = int(rng.uniform(0, n)), int(rng.uniform(0, n)), int(rng.uniform(4, 28))
+        cv2.circle(img, (cx, cy), r, (int(rng.uniform(170, 215)),) * 3, -1, cv2.LINE_AA)
+        cv2.circle(img, (cx, cy), r, (250, 250, 255), 1, cv2.LINE_AA)
+        cv2.circle(img, (cx - r // 3, cy - r // 3), max(1, r // 6), (255, 255, 255), -1, cv2.LINE_AA)
+    return img
+
+
+def neon(seed: int) -> np.ndarray:
+    """Neon signs at night: saturated glowing tubes (words and shapes) with soft halos over a near-black wall."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    tubes = np.zeros((n, n, 3), np.uint8)  # putText draws on 8-bit images only
+    for k in range(6):
+        colour = tuple(int(v) for v in rng.choice([[255, 40, 160], [40, 220, 255], [255, 200, 40], [120, 255, 80]]))
+        org = (int(rng.uniform(10, 300)), int(rng.uniform(60, 500)))
+        if k % 2:
+            cv2.putText(tubes, rng.choice(["OPEN", "BAR", "24H", "HOTEL", "NOODLES"]), org, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
+                        2.0, colour, 3, cv2.LINE_AA)
+        else:
+            cv2.ellipse(tubes, org, (int(rng.uniform(20, 70)), int(rng.uniform(20, 70))), 0, 0, 300, colour, 3, cv2.LINE_AA)
+    tubes = tubes.astype(np.float32)
+    glow = cv2.GaussianBlur(tubes, (0, 0), 9)
+    wall = 12 + 6 * rng.normal(size=(n, n, 1)).astype(np.float32)
+    return np.clip(wall + 1.6 * glow + tubes, 0, 255).astype(np.uint8)
+
+
+def chalkboard(seed: int) -> np.ndarray:
+    """A chalkboard: dusty dark green, smudged erasures, and handwritten-looking formulas in rough chalk strokes."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    board = np.array([40, 70, 50], np.float32) + 10 * cv2.GaussianBlur(power_noise(rng, n, 1.8), (0, 0), 8)[..., None]
+    chalk = np.zeros((n, n), np.uint8)
+    for line in range(9):
+        text = "".join(rng.choice(list("xyz=+-()^2abn/dt0123456789"), int(rng.integers(8, 18))))
+        cv2.putText(chalk, text, (int(rng.uniform(8, 60)), 48 + 52 * line), cv2.FONT_HERSHEY_SCRIPT_COMPLEX, 1.1, 255, 2, cv2.LINE_AA)
+    chalk = chalk / 255.0 * (rng.random((n, n)) > 0.25)  # chalk skips on the board's grain
+    return np.clip(board + 185 * chalk[..., None], 0, 255).astype(np.uint8)
+
+
+def solar(seed: int) -> np.ndarray:
+    """Solar panels from above: rows of dark blue cells in a fine silver grid, panels tilted into perspective-free rows,
+    grass between the rows."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    yy, xx = np.mgrid[:n, :n]
+    img = np.stack([60 + 25 * rng.random((n, n)), 110 + 30 * rng.random((n, n)), 50 + 20 * rng.random((n, n))], -1)
+    row_period, panel_h = int(rng.integers(90, 120)), int(rng.integers(60, 80))
+    panel = (yy % row_period) < panel_h
+    cell = ((xx % 16) < 1) | (((yy % row_period) % 16) < 1)
+    img[panel] = (30, 45, 95) + 10 * rng.random((int(panel.sum()), 1))
+    img[panel & cell] = (190, 195, 205)
+    return np.clip(img, 0, 255).astype(np.uint8)

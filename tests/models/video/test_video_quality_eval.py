@@ -150,7 +150,7 @@ def test_fresh_scoring_refuses_a_commit_that_is_not_head_and_a_second_run(tmp_pa
         fresh.main(["score", "--set", set_name, "--frozen-commit", "0000000"])
 
 
-@pytest.mark.parametrize("later", ["fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7"])
+@pytest.mark.parametrize("later", ["fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8"])
 def test_a_later_fresh_set_is_new_material_and_every_source_renders(later):
     earlier = {s.name for s in D.SOURCES} | {s.ref for s in D.SOURCES}
     sets = list(fresh.SETS)
