@@ -16,6 +16,7 @@
     python -m models.video.refit nss-apply            # run 12: each seed's pooling, with BRISQUE's features, into its weights
     python -m models.video.refit by-set-explore       # after the seventh set: each scored set held out in turn
                                                       # -> report/refit_by_set_explore.{json,md} (~40 min)
+    python -m models.video.refit svr-apply            # run 13: each seed's pooling with an RBF SVR level, into its weights
 
 Run 9. Why: scored once against run 8, the first fresh set's weakest ladders were x265 CRF and VP9 CRF (rung-order SRCC
 0.49 each), codecs and rate-control modes the pooling had never been fitted on: its rank fit only saw the constant-QP
@@ -43,18 +44,21 @@ level across sources that rung pairs never see; its rule and its sixth fresh set
 
 Run 12 (after the sixth set, and the exploration over all six): the level fit on the pooling's features and BRISQUE's
 36, half and half with the rank fit; its rule and its seventh fresh set were written down before it ran.
+
+Run 13 (after the seventh set, and each set held out in turn): an RBF SVR on those 50 features for the level, three
+quarters to the rank fit's one; its rule and its eighth fresh set were written down before it was fitted.
 """
 import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from . import data as D
 from . import fresh
-from .crossval import bootstrap, fit_nss_regressor, nss_features
-from .pipeline import Pooling
+from .crossval import bootstrap, fit_level_regressor, fit_nss_regressor, nss_features
+from .pipeline import KernelLevel, Pooling
 from .scoring import seed_weights
 from .train import (fit_pooling_blend, fit_pooling_level, fit_pooling_rank, ladder_srcc, load, mixed, rows_by_split,
                     segment_features, torch_fns)
@@ -534,6 +538,38 @@ def by_set_markdown(out: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+SVR_SHARE = 0.75  # run 13's share of the kernel level fit, read off the by-set table
+
+
+def fit_run13(features: np.ndarray, nss: np.ndarray, rows) -> Pooling:
+    """Run 13's pooling over `rows`: run 11's rank fit on the 14 features, mixed with SVR_SHARE of an RBF SVR to VMAF on
+    the 14 and BRISQUE's 36 (the baseline's procedure, crossval.fit_level_regressor), kept as numbers (KernelLevel)."""
+    vmaf = np.array([r["vmaf"] for r in rows], np.float64)
+    level = fit_level_regressor(np.hstack([features, nss]), vmaf, [r["source"] for r in rows])
+    return replace(fit_pooling_rank(features, rows, vmaf), level=KernelLevel.from_sklearn(level), level_share=SVR_SHARE)
+
+
+def svr_apply() -> None:
+    """Run 13 (pre-registered in models/video/README.md): each seed's pooling fitted on the training sources and the
+    seven scored sets, written into its weights' metadata; run 12's kept beside it."""
+    rows, sets = set_rows(SETS_SEVEN)
+    nss_rows = np.stack([nss_features(r) for r in rows])
+    for weights in seed_weights():
+        both, F, N, meta = run12_data(weights, rows, sets, nss_rows)
+        fit = meta["pooling_fit"]
+        fit["run13"] = {"level_share": SVR_SHARE, "run12_pooling": meta["pooling"], "report": "report/refit_by_set_explore.md",
+                        "fitted_on": sorted({r["source"] for r in both})}
+        fit["method"] = (f"run 11's rank fit on intensities + statistics mixed with {SVR_SHARE} x an RBF SVR to VMAF on those and "
+                         "BRISQUE's 36 features, over the training sources and the seven scored fresh sets (run 13)")
+        pooling = asdict(fit_run13(F, N, both))
+        # 6 decimals of standardised features and coefficients (quality moves by 2.3e-6 at most on the fit rows): ~7 MB, not 11
+        pooling["level"] = {k: np.round(v, 6).tolist() if isinstance(v, list) else v for k, v in pooling["level"].items()}
+        meta["pooling"] = fit["by_saliency"][meta["saliency"]]["pooling"] = pooling
+        weights.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+        print(f"[refit svr] {weights.stem}: run 13's pooling written ({len(meta['pooling']['level']['dual_coef'])} support vectors)",
+              flush=True)
+
+
 JOINT_RULE = (f"the across with the highest seeds' mean of rung-order SRCC + SRCC with VMAF is chosen; run 10 replaces run 8 "
               f"if, over the three seeds, its mean rung-order SRCC rises and its mean SRCC with VMAF falls by <= {MAX_VMAF_DROP}")
 
@@ -576,7 +612,8 @@ def markdown(out: dict) -> str:
 
 def main(argv=None) -> None:
     commands = {"joint-dev": dev_joint, "joint-apply": joint_apply, "level-dev": dev_level, "level-apply": level_apply,
-                "nss-explore": explore_nss, "nss-dev": dev_nss, "nss-apply": nss_apply, "by-set-explore": explore_by_set}
+                "nss-explore": explore_nss, "nss-dev": dev_nss, "nss-apply": nss_apply, "by-set-explore": explore_by_set,
+                "svr-apply": svr_apply}
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["dev", *commands])
     p.add_argument("--blend", type=float, default=None, help="dev: the candidate's blend (default: each seed's own, 0.5)")
