@@ -454,6 +454,17 @@ def nss_markdown(out: dict) -> str:
     return explore_markdown(out, "Run 12's check: BRISQUE's features in the pooling, out of fold over the six scored sets")
 
 
+def store_pooling(weights: Path, meta: dict, run: str, pooling: dict, facts: dict, method: str, report: str, rows) -> None:
+    """`pooling` served from `weights` from now on: written into its metadata (the fit's method, and under `run` the
+    facts, the report and the sources it was fitted on, with the pooling it replaces kept beside them)."""
+    fit = meta["pooling_fit"]
+    fit[run] = facts | {"replaced_pooling": meta["pooling"], "report": report, "fitted_on": sorted({r["source"] for r in rows})}
+    fit["method"] = method
+    meta["pooling"] = fit["by_saliency"][meta["saliency"]]["pooling"] = pooling
+    weights.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    print(f"[refit] {weights.stem}: {run}'s pooling written", flush=True)
+
+
 def nss_apply() -> None:
     """Run 12, if report/refit_nss_dev.json served it: each seed's pooling fitted on the training sources and the six
     scored sets, written into its weights' metadata; run 11's kept beside it."""
@@ -463,14 +474,10 @@ def nss_apply() -> None:
     nss_rows = np.stack([nss_features(r) for r in rows])
     for weights in seed_weights():
         both, F, N, meta = run12_data(weights, rows, sets, nss_rows)
-        fit = meta["pooling_fit"]
-        fit["run12"] = {"level_share": NSS_SHARE, "run11_pooling": meta["pooling"], "report": "report/refit_nss_dev.md",
-                        "fitted_on": sorted({r["source"] for r in both})}
-        fit["method"] = (f"run 11's rank fit on intensities + statistics mixed with {NSS_SHARE} x a least-squares fit to VMAF on "
-                         "those and BRISQUE's 36 features, over the training sources and the six scored fresh sets (run 12)")
-        meta["pooling"] = fit["by_saliency"][meta["saliency"]]["pooling"] = asdict(fit_run12(F, N, both))
-        weights.with_suffix(".json").write_text(json.dumps(meta, indent=1))
-        print(f"[refit nss] {weights.stem}: run 12's pooling written", flush=True)
+        store_pooling(weights, meta, "run12", asdict(fit_run12(F, N, both)), {"level_share": NSS_SHARE},
+                      f"run 11's rank fit on intensities + statistics mixed with {NSS_SHARE} x a least-squares fit to VMAF "
+                      "on those and BRISQUE's 36 features, over the training sources and the six scored fresh sets (run 12)",
+                      "report/refit_nss_dev.md", both)
 
 
 SETS_SEVEN = EXPLORE_SETS + ("fresh7",)  # all seven scored: exploration after run 12, not a test
@@ -556,18 +563,13 @@ def svr_apply() -> None:
     nss_rows = np.stack([nss_features(r) for r in rows])
     for weights in seed_weights():
         both, F, N, meta = run12_data(weights, rows, sets, nss_rows)
-        fit = meta["pooling_fit"]
-        fit["run13"] = {"level_share": SVR_SHARE, "run12_pooling": meta["pooling"], "report": "report/refit_by_set_explore.md",
-                        "fitted_on": sorted({r["source"] for r in both})}
-        fit["method"] = (f"run 11's rank fit on intensities + statistics mixed with {SVR_SHARE} x an RBF SVR to VMAF on those and "
-                         "BRISQUE's 36 features, over the training sources and the seven scored fresh sets (run 13)")
         pooling = asdict(fit_run13(F, N, both))
         # 6 decimals of standardised features and coefficients (quality moves by 2.3e-6 at most on the fit rows): ~7 MB, not 11
         pooling["level"] = {k: np.round(v, 6).tolist() if isinstance(v, list) else v for k, v in pooling["level"].items()}
-        meta["pooling"] = fit["by_saliency"][meta["saliency"]]["pooling"] = pooling
-        weights.with_suffix(".json").write_text(json.dumps(meta, indent=1))
-        print(f"[refit svr] {weights.stem}: run 13's pooling written ({len(meta['pooling']['level']['dual_coef'])} support vectors)",
-              flush=True)
+        store_pooling(weights, meta, "run13", pooling, {"level_share": SVR_SHARE},
+                      f"run 11's rank fit on intensities + statistics mixed with {SVR_SHARE} x an RBF SVR to VMAF on those "
+                      "and BRISQUE's 36 features, over the training sources and the seven scored fresh sets (run 13)",
+                      "report/refit_by_set_explore.md", both)
 
 
 JOINT_RULE = (f"the across with the highest seeds' mean of rung-order SRCC + SRCC with VMAF is chosen; run 10 replaces run 8 "
