@@ -13,7 +13,8 @@ import torch
 
 from models.iqa.crops import fixed_crops
 from models.iqa.model import ServedIQA
-from models.iqa.serving import IqaParams
+from models.iqa.level import LEVEL_PATH
+from models.iqa.serving import LEVEL_FILE, IqaParams
 from models.iqa.train import Config, load, run, weights_path
 
 from export.onnx_export import check_parity, export_onnx
@@ -83,7 +84,9 @@ composited over white (as in training); other channel counts are refused. Limits
 only the JPEG, PNG and WebP decoders ever read client bytes (PNG text chunks held to 1 MiB); images whose short side
 exceeds {p.short_side} px (`short_side`) are downscaled to it (the scale of the training pictures). Each image is scored
 as the mean over {p.crop_grid ** 2} 64×64 crops at fixed positions (`crop_grid` per side), so an image gets the same
-score alone or in a batch.
+score alone or in a batch. SCORE = {1 - p.nss_share:g} × that network score + {p.nss_share:g} × an RBF SVR on BRISQUE's 36
+natural-scene statistics of the whole rescaled image (`nss_share`; the SVR is `{LEVEL_FILE}` in the version folder, numbers
+only, fitted on 24 pictures by models/iqa/level.py); LEVEL_PROBS are the network's. `nss_share` 0 serves the network alone.
 Bad input (undecodable / truncated bytes, other formats, too small, too large, unsupported channel count, empty tensor,
 both or neither input) is answered INVALID_ARGUMENT / 400 naming the input and element.
 Telemetry: served scores go to a Prometheus histogram per model version (`output_histogram.SCORE`, buckets of 10).
@@ -136,7 +139,8 @@ def build(root: Path) -> None:
     torch.set_num_threads(1)
     model, metrics = load_trained()
     onnx_bytes, errors = export(model, parity_crops())
-    files = {1: {"model.onnx": onnx_bytes, "metrics.json": json.dumps({k: metrics[k] for k in ("mode", "seed", "config", "best_epoch", "val", "test")}, indent=1).encode()}}
+    files = {1: {"model.onnx": onnx_bytes, "metrics.json": json.dumps({k: metrics[k] for k in ("mode", "seed", "config", "best_epoch", "val", "test")}, indent=1).encode(),
+                 LEVEL_FILE: LEVEL_PATH.read_bytes()}}
     write_model(root, NAME, CONFIG, files, card(metrics, errors))
 
 

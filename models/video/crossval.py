@@ -55,7 +55,7 @@ def fit_nss_regressor(X: np.ndarray, vmaf: np.ndarray, groups: list[str]):
 
 def fit_level_regressor(X: np.ndarray, vmaf: np.ndarray, groups: list[str]):
     """fit_nss_regressor's fitted estimator (StandardScaler + RBF SVR predicting 1 - VMAF/100), for
-    pipeline.KernelLevel.from_sklearn to keep as data."""
+    models.nss.KernelLevel.from_sklearn to keep as data."""
     from sklearn.model_selection import GridSearchCV, GroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

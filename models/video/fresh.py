@@ -24,7 +24,7 @@ judges run 11 alone (eight film windows, five scikit-image pictures, eleven new 
 already scored); `fresh7` (forty more) judges run 12 alone (eight film windows, seven new kinds, twenty-five new draws);
 `fresh8` (forty more, listed before run 13 was fitted) is to judge run 13 alone (six film windows, six new kinds,
 twenty-eight new draws).
-The pictures and procedural scenes are drawn by scenes.py. Each source is encoded along five ladders of six rungs (LADDERS); within a ladder a
+The pictures and procedural scenes are drawn by models/scenes.py. Each source is encoded along five ladders of six rungs (LADDERS); within a ladder a
 higher rung is a worse encode, and VMAF (full reference, vs the pristine source) is computed for every encode.
 """
 import argparse
@@ -36,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from models import scenes as S
+
 from . import data as D
-from . import scenes as S
 
 CACHE = D.ROOT / "build" / "video"  # one folder per set
 

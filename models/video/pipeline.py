@@ -25,6 +25,7 @@ import numpy as np
 
 from models.nss import brisque_features
 from models.nss.brisque import FEATURE_NAMES
+from models.nss.kernel import KernelLevel
 
 from .decode import Frame
 
@@ -205,38 +206,6 @@ def soft_clip(z: float) -> float:
     if z > 1 - SOFT_EDGE:
         return 1 - SOFT_EDGE * math.exp((1 - SOFT_EDGE - z) / SOFT_EDGE)
     return float(z)
-
-
-@dataclass
-class KernelLevel:
-    """An RBF support-vector regression of 1 - VMAF/100 on the standardised features (intensities, then statistics),
-    kept as numbers (JSON in the weights' metadata, never pickled) and evaluated with numpy:
-    sum_i dual_coef_i exp(-gamma |z - support_vector_i|^2) + intercept, z = (x - mean) / scale."""
-    mean: list
-    scale: list
-    support_vectors: list
-    dual_coef: list
-    intercept: float
-    gamma: float
-
-    def __post_init__(self):
-        self._arrays = tuple(np.asarray(v, np.float64) for v in (self.mean, self.scale, self.support_vectors, self.dual_coef))
-
-    @property
-    def features(self) -> int:
-        return len(self.mean)
-
-    def predict(self, x: np.ndarray) -> float:
-        mean, scale, vectors, coef = self._arrays
-        z = (np.asarray(x, np.float64)[:len(mean)] - mean) / scale
-        return float(coef @ np.exp(-self.gamma * ((vectors - z) ** 2).sum(1)) + self.intercept)
-
-    @classmethod
-    def from_sklearn(cls, pipeline) -> "KernelLevel":
-        """From a fitted make_pipeline(StandardScaler(), SVR(kernel="rbf")) (crossval.fit_nss_regressor's estimator)."""
-        scaler, svr = pipeline.steps[0][1], pipeline.steps[-1][1]
-        return cls(mean=scaler.mean_.tolist(), scale=scaler.scale_.tolist(), support_vectors=svr.support_vectors_.tolist(),
-                   dual_coef=svr.dual_coef_.ravel().tolist(), intercept=float(svr.intercept_[0]), gamma=float(svr._gamma))
 
 
 @dataclass

@@ -55,10 +55,12 @@ from pathlib import Path
 
 import numpy as np
 
+from models.nss import KernelLevel
+
 from . import data as D
 from . import fresh
 from .crossval import bootstrap, fit_level_regressor, fit_nss_regressor, nss_features
-from .pipeline import KernelLevel, Pooling
+from .pipeline import Pooling
 from .scoring import seed_weights
 from .train import (fit_pooling_blend, fit_pooling_level, fit_pooling_rank, ladder_srcc, load, mixed, rows_by_split,
                     segment_features, torch_fns)

@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage
 
 from models.nss.brisque import _R_AGGD, _R_GGD, _SHAPES, GREY, ZERO, brisque_features
-from models.video import scenes
+from models import scenes
 
 
 def _reference_features(image: np.ndarray) -> np.ndarray:

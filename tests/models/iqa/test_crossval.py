@@ -99,12 +99,16 @@ def test_metrics_perfect_reversed_and_bootstrap_pairs():
     assert np.allclose(CV.bootstrap({"mixed": np.stack([good, bad])}, bench, n=20)["mixed"]["severity"], 0.0)
 
 
-def test_holdout_pictures_are_none_of_the_benchmark_sources():
+@pytest.mark.parametrize("set_name", ["holdout", "holdout2"])
+def test_holdout_pictures_are_none_of_the_benchmark_sources_nor_an_earlier_sets(set_name):
     from models.iqa import holdout as H
 
-    nearest = H.check_unseen()  # raises if a name or a thumbnail matches one of the 19
-    assert set(nearest) == set(H.HOLDOUT) and max(nearest.values()) < 0.9
-    assert H.FIRST_ID >= len(D.SOURCES) and not set(H.HOLDOUT) & set(D.SOURCES)
+    nearest = H.check_unseen(set_name)  # raises if a name or a thumbnail matches one of the 19 or an earlier set's
+    assert set(nearest) == set(H.SETS[set_name]) and max(nearest.values()) < 0.9
+    assert not set(H.SETS[set_name]) & set(D.SOURCES)
+    # source ids: the benchmark's, then each set's, never overlapping
+    first = [0, *H.FIRST_ID.values()]
+    assert first == sorted(first) and all(b - a >= len(n) for a, b, n in zip(first, first[1:], [D.SOURCES, *H.SETS.values()]))
 
 
 def test_loss_weights_of_the_three_arms():

@@ -2,6 +2,7 @@
 (decoding, conversions, fixed crops, batching, every bad input) through ModelWorker and the data plane."""
 import asyncio
 import contextlib
+import dataclasses
 import io
 import struct
 import threading
@@ -14,11 +15,12 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from models.iqa.export import CONFIG, NAME, export, parity_crops
+from models.iqa.export import CONFIG, MODEL, NAME, export, parity_crops
 from export.repository import write_model
 from models.iqa import data as D
 from models.iqa import serving
 from models.iqa.crops import CROP, crop_positions, fixed_crops
+from models.iqa.level import LEVEL_PATH
 from models.iqa.model import PMTIQA, progressive_weights
 from models.iqa.resnet import resnet18, resnet50
 from models.iqa.train import PROFILES, QUICK, Config, train, weights_path
@@ -155,7 +157,8 @@ def random_repo(tmp_path_factory):
     model = PMTIQA("resnet18", width=8).eval()
     onnx_bytes, _ = export(model, parity_crops(4))
     root = tmp_path_factory.mktemp("iqa_repo")
-    write_model(root, NAME, CONFIG, {1: {"model.onnx": onnx_bytes}}, "test")
+    files = {"model.onnx": onnx_bytes, serving.LEVEL_FILE: LEVEL_PATH.read_bytes()}  # the committed NSS level
+    write_model(root, NAME, CONFIG, {1: files}, "test")
     return root
 
 
@@ -443,14 +446,46 @@ def test_a_multi_image_request_scores_as_each_image_alone_and_as_pillow_decodes_
 # ---- the trained, committed model ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def trained_worker(tmp_path_factory):
+def trained_root(tmp_path_factory):
+    """The served `iqa` as export.build writes it, and beside it the same network served alone (nss_share 0)."""
     if not weights_path("progressive", 0).exists():
         pytest.fail("no committed weights: run `python -m models.iqa.evaluate` (writes models/iqa/weights/)")
     from models.iqa.export import build
 
     root = tmp_path_factory.mktemp("iqa_trained")
     build(root)
-    return ModelWorker(str(root), NAME, 1)
+    network_alone = dataclasses.replace(MODEL, params=serving.IqaParams(nss_share=0.0)).config_pbtxt()
+    write_model(root, "iqa_network_alone", network_alone.replace(f'name: "{NAME}"', 'name: "iqa_network_alone"'),
+                {1: {"model.onnx": (root / NAME / "1" / "model.onnx").read_bytes()}}, "test")  # no level file needed
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained_worker(trained_root):
+    return ModelWorker(str(trained_root), NAME, 1)
+
+
+def test_score_is_half_the_network_and_half_the_nss_level_computed_on_the_whole_rescaled_image(trained_root, trained_worker, pictures):
+    from models.nss import brisque_features
+
+    alone = ModelWorker(str(trained_root), "iqa_network_alone", 1)
+    level = serving.load_level(LEVEL_PATH)
+    big = np.asarray(Image.fromarray(pictures["big"]).resize((768, 512), Image.BICUBIC))  # downscaled to short side 256:
+    images = [pictures["coffee"], pictures["noise"], big]  # the features are those of the downscaled image
+    rescaled = [np.asarray(Image.fromarray(a).resize((round(a.shape[1] * 256 / a.shape[0]), 256), Image.LANCZOS))
+                if min(a.shape[:2]) > 256 else a for a in images]
+    assert min(big.shape[:2]) > 256 and rescaled[2].shape[0] == 256
+    gaps = []
+    for image, seen in zip(images, rescaled):
+        network = infer(alone, IMAGE_RAW=image[None])
+        served = infer(trained_worker, IMAGE_RAW=image[None])
+        nss_level = level.predict(brisque_features(seen))
+        assert served["SCORE"][0, 0] == pytest.approx(np.clip(0.5 * network["SCORE"][0, 0] + 0.5 * nss_level, 0, 100), abs=1e-3)
+        np.testing.assert_array_equal(served["LEVEL_PROBS"], network["LEVEL_PROBS"])  # the network's, unmixed
+        gaps.append(abs(nss_level - network["SCORE"][0, 0]))
+    assert max(gaps) > 1  # the two parts disagree somewhere, so the check above could fail
+
+
 
 
 def _held_out_scores(worker, degrade):

@@ -206,8 +206,9 @@ def test_level_pairs_join_different_sources_and_teach_the_fit_the_level_that_run
 def test_a_kernel_level_is_kept_as_numbers_that_predict_what_the_fitted_svr_predicts():
     from dataclasses import asdict
 
+    from models.nss import KernelLevel
     from models.video.crossval import fit_level_regressor
-    from models.video.pipeline import ARTIFACTS, KernelLevel
+    from models.video.pipeline import ARTIFACTS
 
     rng = np.random.default_rng(0)
     n_features = len(ARTIFACTS) + len(STATS) + len(NSS)

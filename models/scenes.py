@@ -1,5 +1,6 @@
-"""Pictures and procedural scenes the fresh test sets are made from (models/video/fresh.py): each takes a seed and
-returns one RGB uint8 picture, which `data.pan_zoom` turns into a clip."""
+"""Pictures and procedural scenes the fresh test sets are made from: each takes a seed and returns one RGB uint8
+picture. The video family pans over them (models/video/fresh.py, `data.pan_zoom` turns one into a clip); the iqa family
+distorts stills of them (models/iqa/holdout.py). Shared, like models.nss, so neither family imports the other."""
 import numpy as np
 
 
