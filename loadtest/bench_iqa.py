@@ -3,10 +3,12 @@
 Images/s at batch (or concurrency) 1, 8, 32 for:
 - torch eager: the PyTorch PMT-IQA on the 4 crops per image (model only);
 - onnxruntime: the exported graph in this process on the same crops (model only);
-- handler: models/iqa/serving.py in this process — JPEG decode, resize, crops, ONNX Runtime — what a replica
-  does per batch, without the server;
+- handler: models/iqa/serving.py in this process — JPEG decode, resize, crops, BRISQUE's features, ONNX Runtime,
+  the NSS level — what a replica does per batch, without the server; "handler, network alone": the same with
+  nss_share 0 (no features, no level), the served path before the level was mixed in;
 - with --served: the real server (serve/testing.py) driven by tritonclient over HTTP and gRPC, N concurrent
-  clients each sending one encoded JPEG per request (closed loop), so the dynamic batcher forms the batches.
+  clients each sending one encoded JPEG per request (closed loop), so the dynamic batcher forms the batches; the
+  server holds `iqa` and a copy with nss_share 0 (`iqa_network_alone`), measured alternately, cell by cell.
 The workload is a test-split picture (motorcycle_left, 379×256 JPEG, quality 90). All on one intra-op thread
 (the replica's share on 2 cores). Prints the table and writes loadtest/results/bench_iqa.json. Served / in-process
 ratios are what carries over between runs on this shared machine, not absolute numbers.
@@ -54,6 +56,7 @@ def in_process(model_dir: Path, jpeg: bytes, duration_s: float) -> dict:
     from serve.runtimes.python import handler_class
 
     handler = handler_class(HANDLER)(model_dir, {}, ["IMAGE", "IMAGE_RAW"], ["SCORE", "LEVEL_PROBS"], 1, "cpu")
+    alone = handler_class(HANDLER)(model_dir, {"nss_share": "0"}, ["IMAGE", "IMAGE_RAW"], ["SCORE", "LEVEL_PROBS"], 1, "cpu")
     crops1 = handler.preprocess({"IMAGE": np.array([[jpeg]], dtype=object)})["CROPS"]  # [1, 4, 3, 64, 64]
     eager = ServedIQA(load_trained()[0]).eval()
     out = {}
@@ -70,27 +73,48 @@ def in_process(model_dir: Path, jpeg: bytes, duration_s: float) -> dict:
             "torch_eager": timed(run_eager, b, duration_s),
             "onnxruntime": timed(lambda: handler.graph.infer({"crops": flat}), b, duration_s),
             "handler": timed(lambda: handler.infer(handler.preprocess(request)), b, duration_s),
+            "handler_network_alone": timed(lambda: alone.infer(alone.preprocess(request)), b, duration_s),
         }
         print(f"[bench_iqa] in-process batch {b}: " + ", ".join(f"{k} {v['images_per_s']:.1f}/s" for k, v in out[b].items()), flush=True)
     return out
 
 
-async def served_cell(protocol: str, address: str, jpeg: bytes, concurrency: int, duration_s: float) -> dict:
+ALONE = "iqa_network_alone"
+
+
+def repository_with_network_alone(repository: Path) -> Path:
+    """A repository holding the built `iqa` and the same version folder served with nss_share 0 as ALONE."""
+    import dataclasses
+    import shutil
+
+    from models.iqa.export import MODEL, NAME
+    from models.iqa.serving import IqaParams
+
+    root = Path(tempfile.mkdtemp(prefix="bench-iqa-repo-"))
+    shutil.copytree(repository / NAME, root / NAME)
+    shutil.copytree(repository / NAME, root / ALONE)
+    config = dataclasses.replace(MODEL, name=ALONE, params=IqaParams(nss_share=0.0)).config_pbtxt()
+    (root / ALONE / "config.pbtxt").write_text(config)
+    return root
+
+
+async def served_cell(model: str, protocol: str, address: str, jpeg: bytes, concurrency: int, duration_s: float) -> dict:
     """One closed-loop cell through loadtest.bench's tritonclient driver (one image per request)."""
     from .bench import served as drive
 
-    cell = await drive(protocol, address, "iqa", "1", lambda b: {"IMAGE": np.array([[jpeg]] * b, dtype=object)}, concurrency, duration_s)
+    cell = await drive(protocol, address, model, "1", lambda b: {"IMAGE": np.array([[jpeg]] * b, dtype=object)}, concurrency, duration_s)
     return {"images_per_s": cell["throughput"], "p50_ms": cell["p50_ms"], "p99_ms": cell["p99_ms"], "errors": cell["errors"]}
 
 
 def served(repository: Path, jpeg: bytes, duration_s: float) -> dict:
     from serve.testing import start_server, stop_server
 
-    server = start_server(repository.resolve(), Path(tempfile.mkdtemp(prefix="bench-iqa-")))
+    server = start_server(repository_with_network_alone(repository.resolve()), Path(tempfile.mkdtemp(prefix="bench-iqa-")))
     out = {}
     try:
         for n in SIZES:
-            out[n] = {p: asyncio.run(served_cell(p, a, jpeg, n, duration_s)) for p, a in (("http", server.http), ("grpc", server.grpc))}
+            out[n] = {f"{p}{suffix}": asyncio.run(served_cell(model, p, a, jpeg, n, duration_s))
+                      for p, a in (("http", server.http), ("grpc", server.grpc)) for model, suffix in (("iqa", ""), (ALONE, "_alone"))}
             print(f"[bench_iqa] served concurrency {n}: " + ", ".join(f"{k} {v['images_per_s']:.1f}/s" for k, v in out[n].items()), flush=True)
     finally:
         stop_server(server.process)
@@ -110,18 +134,18 @@ def main(argv=None) -> None:
     jpeg = workload()
     local = in_process(model_dir, jpeg, args.duration)
     remote = served(args.repository, jpeg, args.duration) if args.served else {}
-    cols = ["torch_eager", "onnxruntime", "handler"] + (["http", "grpc", "http/ort", "grpc/ort"] if remote else [])
-    print("\niqa: images/s (1 thread; batch N in process, N concurrent one-image requests served)")
-    print(f"{'N':>3} | " + " ".join(f"{c:>11}" for c in cols))
+    local_cols = ["torch_eager", "onnxruntime", "handler", "handler_network_alone"]
+    served_cols = ["http", "http_alone", "grpc", "grpc_alone"] if remote else []
+    print("\niqa: images/s (1 thread; batch N in process, N concurrent one-image requests served; *_alone: nss_share 0)")
+    print(f"{'N':>3} | " + " ".join(f"{c.replace('handler_network_alone', 'handler_alone'):>13}" for c in local_cols + served_cols + (["http/alone", "grpc/alone"] if remote else [])))
     for n in SIZES:
-        cells = [local[n][c]["images_per_s"] for c in cols[:3]]
+        cells = [local[n][c]["images_per_s"] for c in local_cols] + [remote[n][c]["images_per_s"] for c in served_cols]
         if remote:
-            h, g, o = remote[n]["http"]["images_per_s"], remote[n]["grpc"]["images_per_s"], local[n]["onnxruntime"]["images_per_s"]
-            cells += [h, g, h / o, g / o]
-        print(f"{n:>3} | " + " ".join(f"{v:11.2f}" for v in cells))
-    if remote:
-        print("http/ort, grpc/ort = served / in-process ONNX Runtime at the same N (target >= 0.8 at N = 32); the gap "
-              "between 'onnxruntime' and 'handler' is decoding and cropping, which the served path also pays.")
+            cells += [remote[n]["http"]["images_per_s"] / remote[n]["http_alone"]["images_per_s"],
+                      remote[n]["grpc"]["images_per_s"] / remote[n]["grpc_alone"]["images_per_s"]]
+        print(f"{n:>3} | " + " ".join(f"{v:13.2f}" for v in cells))
+    print("the gap between 'onnxruntime' and 'handler_alone' is decoding and cropping, between 'handler_alone' and "
+          "'handler' BRISQUE's features and the NSS level; the served path pays both.")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench_iqa.json").write_text(json.dumps({"in_process": local, "served": remote}, indent=1) + "\n")
 

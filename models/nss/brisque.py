@@ -13,6 +13,8 @@ Features per scale (grey at full size, then halved with area averaging):
 18 per scale x 2 scales = 36, in the paper's order. Fits by moment matching over a fine grid of shapes (the reference
 MATLAB implementation's estimator).
 """
+import math
+
 import numpy as np
 from scipy import special
 
@@ -35,7 +37,7 @@ def mscn(grey: np.ndarray, sigma: float = 7 / 6, c: float = 1.0) -> np.ndarray:
     mu = cv2.sepFilter2D(grey, cv2.CV_32F, k, k, borderType=cv2.BORDER_REPLICATE)
     sd = cv2.sepFilter2D(cv2.multiply(grey, grey), cv2.CV_32F, k, k, borderType=cv2.BORDER_REPLICATE)
     sd -= mu * mu
-    np.sqrt(np.maximum(sd, 0, out=sd), out=sd)
+    sd = cv2.sqrt(cv2.max(sd, 0.0))  # OpenCV's: a quarter of numpy's maximum + sqrt on these arrays
     sd += c
     out = cv2.subtract(grey, mu)
     out /= sd
@@ -48,6 +50,15 @@ def _as_mat(x: np.ndarray) -> np.ndarray:
     return x.reshape(-1, 1) if x.ndim == 1 else x
 
 
+def _nearest_shape(ratios: np.ndarray, value: float) -> float:
+    """The shape whose ratio is nearest `value`: argmin |ratios - value| by bisection (both tables are monotonic)."""
+    ascending = ratios[0] < ratios[-1]
+    table = ratios if ascending else ratios[::-1]
+    i = min(max(int(np.searchsorted(table, value)), 1), len(table) - 1)
+    i = i - 1 if abs(value - table[i - 1]) <= abs(value - table[i]) else i
+    return float(_SHAPES[i if ascending else len(table) - 1 - i])
+
+
 def ggd_fit(x: np.ndarray) -> tuple[float, float]:
     """Shape and variance of a zero-mean generalised Gaussian, by moment matching."""
     import cv2
@@ -56,8 +67,7 @@ def ggd_fit(x: np.ndarray) -> tuple[float, float]:
     var, mean_abs = cv2.norm(x, cv2.NORM_L2SQR) / x.size, cv2.norm(x, cv2.NORM_L1) / x.size
     if var <= 0:  # a flat image: no structure to fit; the most Gaussian-like answer
         return 2.0, 0.0
-    rho = var / mean_abs**2
-    return float(_SHAPES[np.argmin(np.abs(rho - _R_GGD))]), var
+    return _nearest_shape(_R_GGD, var / mean_abs**2), var
 
 
 # Products this small are zero up to rounding (exactly flat areas, as coarse coding leaves them): their sign is noise,
@@ -74,21 +84,23 @@ def aggd_fit(x: np.ndarray) -> tuple[float, float, float, float]:
     x = _as_mat(x)
     n = x.size
     left, right = cv2.compare(x, -ZERO, cv2.CMP_LT), cv2.compare(x, ZERO, cv2.CMP_GT)
-    n_zero = n - cv2.countNonZero(left) - cv2.countNonZero(right)
-    n_left, n_right = cv2.countNonZero(left) + n_zero / 2, cv2.countNonZero(right) + n_zero / 2
+    n_left, n_right = cv2.countNonZero(left), cv2.countNonZero(right)
+    n_zero = n - n_left - n_right
     left_sq = cv2.norm(x, cv2.NORM_L2SQR, mask=left)
     right_sq = cv2.norm(x, cv2.NORM_L2SQR, mask=right)
+    n_left, n_right = n_left + n_zero / 2, n_right + n_zero / 2
     var_l = left_sq / n_left if n_left else 0.0
     var_r = right_sq / n_right if n_right else 0.0
     if var_l <= 0 or var_r <= 0:
         return 2.0, 0.0, var_l, var_r
-    g = np.sqrt(var_l / var_r)
-    r_hat = (cv2.norm(x, cv2.NORM_L1) / n) ** 2 / (cv2.norm(x, cv2.NORM_L2SQR) / n)
+    g = math.sqrt(var_l / var_r)
+    # the squares within ZERO of 0 left out of left_sq + right_sq add under n * ZERO^2 = n * 1e-12
+    r_hat = (cv2.norm(x, cv2.NORM_L1) / n) ** 2 / ((left_sq + right_sq) / n)
     r_norm = r_hat * (g**3 + 1) * (g + 1) / (g**2 + 1) ** 2
-    shape = float(_SHAPES[np.argmin(np.abs(r_norm - _R_AGGD))])
-    mean = (np.sqrt(var_r) - np.sqrt(var_l)) * special.gamma(2 / shape) / special.gamma(1 / shape) * \
-        np.sqrt(special.gamma(1 / shape) / special.gamma(3 / shape))
-    return shape, float(mean), var_l, var_r
+    shape = _nearest_shape(_R_AGGD, r_norm)
+    g1, g2, g3 = math.gamma(1 / shape), math.gamma(2 / shape), math.gamma(3 / shape)
+    mean = (math.sqrt(var_r) - math.sqrt(var_l)) * g2 / g1 * math.sqrt(g1 / g3)
+    return shape, mean, var_l, var_r
 
 
 def _one_scale(grey: np.ndarray) -> list[float]:

@@ -18,7 +18,8 @@ class KernelLevel:
     gamma: float
 
     def __post_init__(self):
-        self._arrays = tuple(np.asarray(v, np.float64) for v in (self.mean, self.scale, self.support_vectors, self.dual_coef))
+        mean, scale, vectors, coef = (np.asarray(v, np.float64) for v in (self.mean, self.scale, self.support_vectors, self.dual_coef))
+        self._arrays = mean, scale, vectors, coef, (vectors * vectors).sum(1)  # |v|^2 once, not per call
 
     @property
     def features(self) -> int:
@@ -29,10 +30,12 @@ class KernelLevel:
 
     def predict_many(self, x: np.ndarray) -> np.ndarray:
         """(N, >= features) -> (N,)."""
-        mean, scale, vectors, coef = self._arrays
+        mean, scale, vectors, coef, squared_norms = self._arrays
         z = (np.asarray(x, np.float64)[:, :len(mean)] - mean) / scale
-        distances = (z * z).sum(1)[:, None] - 2 * z @ vectors.T + (vectors * vectors).sum(1)[None]
-        return np.exp(-self.gamma * np.maximum(distances, 0.0)) @ coef + self.intercept
+        distances = (z * z).sum(1)[:, None] - 2 * z @ vectors.T + squared_norms
+        np.maximum(distances, 0.0, out=distances)
+        distances *= -self.gamma
+        return np.exp(distances, out=distances) @ coef + self.intercept
 
     @classmethod
     def from_sklearn(cls, pipeline, decimals: int | None = None) -> "KernelLevel":
