@@ -106,7 +106,8 @@ only the JPEG, PNG and WebP decoders ever read client bytes (PNG text chunks hel
 exceeds {p.short_side} px (`short_side`) are downscaled to it (the scale of the training pictures). Each image is scored
 as the mean over {p.crop_grid ** 2} 64×64 crops at fixed positions (`crop_grid` per side), so an image gets the same
 score alone or in a batch. SCORE = {1 - p.nss_share:g} × that network score + {p.nss_share:g} × an RBF SVR on BRISQUE's 36
-natural-scene statistics of the whole rescaled image (`nss_share`; the SVR is `{LEVEL_FILE}` in the version folder, numbers
+natural-scene statistics of the rescaled image, or of its central {p.nss_max_side}×{p.nss_max_side} window when a side is longer
+(`nss_max_side`: memory and time bounded for long strips) (`nss_share`; the SVR is `{LEVEL_FILE}` in the version folder, numbers
 only, fitted on 24 pictures by models/iqa/level.py); LEVEL_PROBS are the network's. `nss_share` 0 serves the network alone.
 Bad input (undecodable / truncated bytes, other formats, too small, too large, unsupported channel count, empty tensor,
 both or neither input) is answered INVALID_ARGUMENT / 400 naming the input and element.

@@ -202,6 +202,20 @@ def test_same_score_alone_and_in_a_batch(worker, pictures):
     assert np.array_equal(again["SCORE"], alone[2]["SCORE"])  # no random crops: one image, one score
 
 
+def test_nss_features_of_a_long_strip_come_from_a_bounded_central_window(worker, monkeypatch):
+    """A 200 × 8,000 strip is not rescaled (short side under 256): BRISQUE reads its central 200 × 512 window only."""
+    seen, real = [], serving.brisque_features
+    monkeypatch.setattr(serving, "brisque_features", lambda pixels: seen.append(pixels) or real(pixels))
+    strip = np.random.default_rng(0).integers(0, 255, (200, 8000, 3), dtype=np.uint8)
+    strip[:, :1000] = 0  # a flat end: a window that reached it would see other statistics
+    score = infer(worker, IMAGE_RAW=strip[None])["SCORE"]
+    assert [p.shape for p in seen] == [(200, 512, 3)] and np.array_equal(seen[0], strip[:, 3744:4256])
+    assert np.isfinite(score).all()
+    seen.clear()
+    infer(worker, IMAGE_RAW=strip[None, :, :300])  # within the bound: all of it
+    assert [p.shape for p in seen] == [(200, 300, 3)]
+
+
 def test_raw_and_encoded_paths_agree_and_channels_convert(worker, pictures):
     rgb = pictures["coffee"]
     png = infer(worker, IMAGE=as_bytes(encode(rgb)))["SCORE"]
