@@ -24,6 +24,7 @@ NAME, MODE, SEED = "iqa", "progressive", 0
 MAX_BATCH = 16
 REPORT = Path(__file__).resolve().parent / "report" / "results.md"
 HELD_OUT = Path(__file__).resolve().parent / "report" / "holdout2.json"
+WHOLE = Path(__file__).resolve().parent / "report" / "whole_holdout3.json"
 HANDLER = "models.iqa.serving:IqaHandler"
 
 MODEL = ServedModel(
@@ -83,6 +84,14 @@ def held_out_table() -> str:
     lines.append(f"\nOn its JPEG-distorted images the quantisation table's read-out has SRCC {jpeg['jpeg_quality']['srcc']:.2f} and "
                  f"severity {jpeg['jpeg_quality']['severity']:.2f} (exact by construction); the served score {jpeg['served']['srcc']:.2f} "
                  f"and {jpeg['served']['severity']:.2f}.")
+    if WHOLE.exists():  # the third set: whole pictures at their served size (models/iqa/whole.py)
+        rows = json.loads(WHOLE.read_text())["all"]
+        served = next(r for n, r in rows.items() if n.startswith("served"))
+        lines.append("\nOn 12 more pictures scored once as whole pictures at their served size (models/iqa/whole.py), served − "
+                     + "; ".join(f"{b}: " + " / ".join(f"{served['minus'][b][m]['mean']:+.3f} [{served['minus'][b][m]['ci'][0]:+.3f}, "
+                                                       f"{served['minus'][b][m]['ci'][1]:+.3f}]" for m in ("srcc", "plcc", "severity"))
+                                  for b in ("nss_svr", "nss_jpeg_svr"))
+                     + " (SRCC / PLCC / severity): level with BRISQUE + SVR, behind it with the JPEG table's quality on SRCC.")
     return "\n".join(lines)
 
 
