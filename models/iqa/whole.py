@@ -35,14 +35,11 @@ MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / "iqa" / "
 
 def handler(nss_max_side: int = 512, model_dir: Path = MODEL_DIR):
     """The served handler over the built version folder (`python -m export.build --only iqa`)."""
-    from serve.runtimes.python import handler_class
-
-    from .export import HANDLER
+    from .serving import IqaHandler
 
     if not (model_dir / "model.onnx").exists():
         raise SystemExit(f"{model_dir}/model.onnx missing: run `python -m export.build --only iqa` first")
-    return handler_class(HANDLER)(model_dir, {"nss_max_side": str(nss_max_side)}, ["IMAGE", "IMAGE_RAW"],
-                                  ["SCORE", "LEVEL_PROBS"], 1, "cpu")
+    return IqaHandler(model_dir, {"nss_max_side": str(nss_max_side)}, ["IMAGE", "IMAGE_RAW"], ["SCORE", "LEVEL_PROBS"], 1, "cpu")
 
 
 def generate(set_name: str) -> dict:
