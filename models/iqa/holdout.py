@@ -207,7 +207,7 @@ def score(set_name: str, weights: list[Path], report: Path, level_path: Path | N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--set", dest="set_name", choices=list(SETS), default="holdout2")
+    parser.add_argument("--set", dest="set_name", choices=["holdout", "holdout2"], default="holdout2", help="tile sets (holdout3: models/iqa/whole.py)")
     parser.add_argument("--prepare", action="store_true", help="build the set and the NSS features; prints no metric")
     parser.add_argument("--score", action="store_true", help="the one look (see the module docstring)")
     parser.add_argument("--weights", type=Path, nargs="*", default=[])
