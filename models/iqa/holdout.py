@@ -155,6 +155,20 @@ def nss_features(bench: dict, set_name: str = "holdout") -> np.ndarray:
     return np.load(path)
 
 
+def results_markdown(title: str, results: dict) -> list[str]:
+    """A held-out set's report: every method, the paired differences from each baseline, the JPEG subset."""
+    def ci_of(d, m):
+        return f"{d[m]['mean']:+.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]"
+    lines = [f"# {title}", "", "| method | seeds | SRCC | PLCC | severity SRCC |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {r['seeds']} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results["all"].items()]
+    lines += ["", "Differences (paired bootstrap over pictures):", "", "| method | − baseline | SRCC | PLCC | severity |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {b} | " + " | ".join(ci_of(d, m) for m in ("srcc", "plcc", "severity")) + " |"
+              for n, r in results["all"].items() for b, d in r.get("minus", {}).items()]
+    lines += ["", "JPEG subset:", "", "| method | SRCC | PLCC | JPEG severity SRCC |", "|---|---|---|---|"]
+    lines += [f"| {n} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results["jpeg"].items()]
+    return lines
+
+
 def score(set_name: str, weights: list[Path], report: Path, level_path: Path | None = None,
           hybrid_trunk: Path | None = None) -> dict:
     """The one look: baselines fitted on the benchmark's 19 pictures and every earlier set's, every given network
@@ -193,14 +207,7 @@ def score(set_name: str, weights: list[Path], report: Path, level_path: Path | N
                                     only_type=TYPES.index("jpeg"), per_fold=False)}
     report.mkdir(parents=True, exist_ok=True)
     (report / f"{set_name}.json").write_text(json.dumps(results, indent=1) + "\n")
-    lines = [f"# Held-out pictures ({', '.join(SETS[set_name])}; {results['images']} images), scored once", "",
-             "| method | seeds | SRCC | PLCC | severity SRCC |", "|---|---|---|---|---|"]
-    lines += [f"| {n} | {r['seeds']} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results["all"].items()]
-    lines += ["", "Differences (paired bootstrap over pictures):", "", "| method | − baseline | SRCC | PLCC | severity |", "|---|---|---|---|---|"]
-    lines += [f"| {n} | {b} | " + " | ".join(f"{d[m]['mean']:+.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]" for m in ("srcc", "plcc", "severity")) + " |"
-              for n, r in results["all"].items() for b, d in r.get("minus", {}).items()]
-    lines += ["", "JPEG subset:", "", "| method | SRCC | PLCC | JPEG severity SRCC |", "|---|---|---|---|"]
-    lines += [f"| {n} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results["jpeg"].items()]
+    lines = results_markdown(f"Held-out pictures ({', '.join(SETS[set_name])}; {results['images']} images), scored once", results)
     (report / f"{set_name}.md").write_text("\n".join(lines) + "\n")
     return results
 

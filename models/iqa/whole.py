@@ -116,14 +116,8 @@ def report(set_name: str, bench: dict, methods: dict, out: Path, title: str) -> 
                "all": CV.summarise(methods, bench, baselines, per_fold=False),
                "jpeg": CV.summarise({"jpeg_quality": jpeg, **methods}, bench, ["jpeg_quality"],
                                     only_type=TYPES.index("jpeg"), per_fold=False)}
-    lines = [f"# {title}", "", f"{', '.join(H.SETS[set_name])}: {results['images']} images, sizes {', '.join(results['sizes'])}",
-             "", "| method | seeds | SRCC | PLCC | severity SRCC |", "|---|---|---|---|---|"]
-    lines += [f"| {n} | {r['seeds']} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results["all"].items()]
-    lines += ["", "Differences (paired bootstrap over pictures):", "", "| method | − baseline | SRCC | PLCC | severity |", "|---|---|---|---|---|"]
-    lines += [f"| {n} | {b} | " + " | ".join(f"{d[m]['mean']:+.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]" for m in ("srcc", "plcc", "severity")) + " |"
-              for n, r in results["all"].items() for b, d in r.get("minus", {}).items()]
-    lines += ["", "JPEG subset:", "", "| method | SRCC | PLCC | JPEG severity SRCC |", "|---|---|---|---|"]
-    lines += [f"| {n} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results["jpeg"].items()]
+    lines = H.results_markdown(title, results)
+    lines[1:1] = ["", f"{', '.join(H.SETS[set_name])}: {results['images']} images, sizes {', '.join(results['sizes'])}"]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
