@@ -2,8 +2,8 @@
 
 The graph scores 64×64 RGB crops (FP32 [N, 3, 64, 64] in [0, 1]) -> `score` [N, 1] (0-100, pseudo-MOS
 scale) and `level_probs` [N, 10]; the handler decodes, crops (4 fixed crops per image) and averages per
-image. Exported from the weights `python -m models.iqa.evaluate` writes (progressive, seed 0); if they are
-missing, that one run is trained here first (about 3 minutes on one CPU core).
+image. Exported from run 2's weights (`python -m models.iqa.retrain --seed 0`, progressive, ~10 minutes on one thread),
+with run 2's NSS level beside the graph.
 """
 import json
 from pathlib import Path
@@ -13,9 +13,10 @@ import torch
 
 from models.iqa.crops import fixed_crops
 from models.iqa.model import ServedIQA
-from models.iqa.level import LEVEL_PATH
+from models.iqa.level import LEVEL_WIDE_PATH
+from models.iqa.retrain import weights_path as wide_weights_path
 from models.iqa.serving import LEVEL_FILE, IqaParams
-from models.iqa.train import Config, load, run, weights_path
+from models.iqa.train import load, weights_path
 
 from export.onnx_export import check_parity, export_onnx
 from export.served_model import ServedModel, Tensor
@@ -42,11 +43,14 @@ MODEL = ServedModel(
 CONFIG = MODEL.config_pbtxt()
 
 
+# What `iqa` serves: run 2's network (models/iqa/retrain.py, seed 0) and its NSS level (models/iqa/README.md, "Run 2").
+SERVED_NETWORK, SERVED_LEVEL = wide_weights_path(SEED), LEVEL_WIDE_PATH
+
+
 def load_trained(path: Path | None = None):
-    path = path or weights_path(MODE, SEED)
+    path = path or SERVED_NETWORK
     if not path.exists():
-        print(f"no weights at {path}: training PMT-IQA ({MODE}, seed {SEED}) ...", flush=True)
-        run(MODE, SEED, Config(), save=True, out=path)
+        raise SystemExit(f"no weights at {path}: `python -m models.iqa.retrain --seed {SEED}` trains them (~10 min, one thread)")
     return load(path)
 
 
@@ -95,9 +99,11 @@ def held_out_table() -> str:
     return "\n".join(lines)
 
 
-def card(metrics: dict, errors: dict) -> str:
+def card(metrics: dict, errors: dict, served: dict) -> str:
+    """``metrics``: run 1's record (the benchmark's network, its splits and test numbers); ``served``: run 2's."""
     table = REPORT.read_text().split("\n", 2)[-1] if REPORT.exists() else "(run `python -m models.iqa.evaluate` for the multi-seed table)"
     c, s, p = metrics["config"], metrics["split_sizes"], IqaParams()
+    chosen = served["history"][served["best_epoch"]]
     return f"""# {NAME}
 
 PMT-IQA (progressive multi-task blind image quality assessment, arXiv:2301.01182) trained **from scratch** on a
@@ -135,9 +141,12 @@ Telemetry: served scores go to a Prometheus histogram per model version (`output
   Adam lr {c['lr']}, weight decay {c['weight_decay']}, lr/10 every {c['lr_step']} epochs, {c['epochs']} epochs × {c['crops_per_epoch']} random
   64×64 crops (+ flips), batch {c['batch_size']}; λ1 = t/(E−1) on the regression, λ2 = 1 − λ1 on the classification.
   Epoch chosen on validation ({'within-group severity SRCC' if c.get('select') == 'val_severity' else 'SRCC against pseudo-MOS'})
-  among epochs whose score head was trained (λ1 > 0; epoch {metrics['best_epoch']} for the served seed); the test split is
-  scored once.
-- Served model (seed {SEED}): test SRCC {metrics['test']['srcc']:.3f}, PLCC {metrics['test']['plcc']:.3f}, MAE {metrics['test']['mae']:.1f} pseudo-MOS points.
+  among epochs whose score head was trained (λ1 > 0; epoch {metrics['best_epoch']} for seed {SEED}); the test split is
+  scored once. That network (run 1) scored test SRCC {metrics['test']['srcc']:.3f}, PLCC {metrics['test']['plcc']:.3f}, MAE {metrics['test']['mae']:.1f} pseudo-MOS points.
+- **Served network: run 2** (`python -m models.iqa.retrain --seed {SEED}`, on this CPU): the same model, losses, budget and
+  selection trained on the tiles of {served['pictures']} pictures ({served['images']:,} images: the benchmark's train and test
+  pictures and three held-out sets scored before it), epoch {served['best_epoch']} chosen on the same 3 validation pictures
+  (severity SRCC {chosen['val_severity']:.3f}). Its NSS level is fitted on the same pictures plus the validation ones.
 - Export: `python -m export.build --only iqa`; ONNX parity against PyTorch on 64 crops, max abs error
   {', '.join(f'{k} {v:.1e}' for k, v in errors.items())}.
 
@@ -174,11 +183,14 @@ def build(root: Path) -> None:
     from export.repository import write_model
 
     torch.set_num_threads(1)
-    model, metrics = load_trained()
+    model, served = load_trained()
     onnx_bytes, errors = export(model, parity_crops())
-    files = {1: {"model.onnx": onnx_bytes, "metrics.json": json.dumps({k: metrics[k] for k in ("mode", "seed", "config", "best_epoch", "val", "test")}, indent=1).encode(),
-                 LEVEL_FILE: LEVEL_PATH.read_bytes()}}
-    write_model(root, NAME, CONFIG, files, card(metrics, errors))
+    record = {k: served[k] for k in ("mode", "seed", "config", "best_epoch", "pictures", "images")} | \
+        {"val": served["history"][served["best_epoch"]]}
+    files = {1: {"model.onnx": onnx_bytes, "metrics.json": json.dumps(record, indent=1).encode(),
+                 LEVEL_FILE: SERVED_LEVEL.read_bytes()}}
+    benchmark_network = json.loads(weights_path(MODE, SEED).with_suffix(".json").read_text())
+    write_model(root, NAME, CONFIG, files, card(benchmark_network, errors, served))
 
 
 def torch_benchmarks() -> dict:

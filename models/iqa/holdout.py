@@ -19,6 +19,9 @@ picture's 32×32 grey thumbnail with each of the 19 sources' and each earlier se
 - ``holdout4``: whole pictures, judging run 2 of the network (models/iqa/retrain.py trains on the sets above): twelve
   more scenes (film grain, woven fabric, raindrops, plasma, solar, spheres, watercolour, sky, cartoon, a silhouette,
   mosaic, honeycomb).
+- ``holdout5``: whole pictures, judging run 2 as served: twelve more scenes (1/f noise, blobs, a Mandelbrot detail,
+  Voronoi cells, a starfield, halftone, a sheet of faces, a fence, a keyboard, a chalkboard, a circuit board, a street
+  map).
 They go through the benchmark's pipeline (short side 256, 4 tiles, 13 distortions × 5 levels, pseudo-MOS) with source
 ids FIRST_ID[set]+, into a cache of their own (``cache_path``).
 
@@ -54,8 +57,12 @@ HOLDOUT3 = [*WHOLE_SCENES, "carphone_pristine_frame60", "minduka"]
 HOLDOUT4 = ["grain", "weave", "raindrops", "plasma", "solar", "spheres", "watercolour", "sky", "cartoon", "silhouette",
             "mosaic", "honeycomb"]
 SCENES |= {name: (name, 20261207 + i) for i, name in enumerate(HOLDOUT4)}
-SETS = {"holdout": HOLDOUT, "holdout2": HOLDOUT2, "holdout3": HOLDOUT3, "holdout4": HOLDOUT4}
-FIRST_ID = {"holdout": 100, "holdout2": 200, "holdout3": 300, "holdout4": 400}  # never the benchmark's 0-18
+# Whole pictures judging run 2 as served (adopted after holdout4, models/iqa/README.md): twelve more scenes
+HOLDOUT5 = ["fractal", "blobs", "mandelbrot", "voronoi", "starfield", "halftone", "faces", "fence", "keyboard",
+            "chalkboard", "circuit", "streetmap"]
+SCENES |= {name: (name, 20261208 + i) for i, name in enumerate(HOLDOUT5)}
+SETS = {"holdout": HOLDOUT, "holdout2": HOLDOUT2, "holdout3": HOLDOUT3, "holdout4": HOLDOUT4, "holdout5": HOLDOUT5}
+FIRST_ID = {"holdout": 100, "holdout2": 200, "holdout3": 300, "holdout4": 400, "holdout5": 500}  # never the benchmark's 0-18
 
 
 def _video_frame(clip: str, index: int) -> Image.Image:

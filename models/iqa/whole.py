@@ -3,6 +3,7 @@
     python -m models.iqa.whole dev                 # holdout2's 12 pictures, whole: report/whole_dev.{md,json}
     python -m models.iqa.whole score --set holdout3   # once: report/whole_holdout3.{md,json}
     python -m models.iqa.whole score --set holdout4   # once: run 2 (models/iqa/retrain.py) and run 1 beside it
+    python -m models.iqa.whole score --set holdout5   # once: the same rows, judging run 2 as served
 
 Every other number of this family scores 128 × 128 tiles, where the served handler sees the tile whole. What users send
 is a picture: the handler rescales it to short side 256 when larger, the network reads 4 fixed 64 × 64 crops of it and
@@ -145,7 +146,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["dev", "score"])
-    parser.add_argument("--set", dest="set_name", default="holdout4", choices=["holdout3", "holdout4"])
+    parser.add_argument("--set", dest="set_name", default="holdout4", choices=["holdout3", "holdout4", "holdout5"])
     parser.add_argument("--window", type=int, default=512, help="score: the served nss_max_side")
     parser.add_argument("--again", action="store_true")
     parser.add_argument("--report", type=Path, default=CV.REPORT)
@@ -161,7 +162,7 @@ def main() -> None:
         raise SystemExit(f"{out}.json exists: the set has been scored (--again to override)")
     print("thumbnail correlation with the nearest earlier picture:", H.check_unseen(args.set_name))
     bench = generate(args.set_name)
-    runs = ("run 1",) if args.set_name == "holdout3" else ("run 1", "run 2")  # holdout4 judges run 2, run 1 beside it
+    runs = ("run 1",) if args.set_name == "holdout3" else ("run 1", "run 2")  # later sets judge run 2, run 1 beside it
     report(args.set_name, bench, methods_for(bench, (args.window,), runs), out, f"{args.set_name}: whole pictures, scored once")
     print(out.with_suffix(".md").read_text())
 

@@ -99,7 +99,7 @@ def test_metrics_perfect_reversed_and_bootstrap_pairs():
     assert np.allclose(CV.bootstrap({"mixed": np.stack([good, bad])}, bench, n=20)["mixed"]["severity"], 0.0)
 
 
-@pytest.mark.parametrize("set_name", ["holdout", "holdout2", "holdout3", "holdout4"])
+@pytest.mark.parametrize("set_name", ["holdout", "holdout2", "holdout3", "holdout4", "holdout5"])
 def test_holdout_pictures_are_none_of_the_benchmark_sources_nor_an_earlier_sets(set_name):
     from models.iqa import holdout as H
 
