@@ -131,3 +131,15 @@ def test_trunk_outputs_end_with_the_models_score():
     images = np.random.default_rng(0).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
     out = trunk_outputs(model, images, batch_images=2)
     assert out.shape == (3, 15) and np.allclose(out[:, -1], predict(model, images)[0], atol=1e-4)
+
+
+def test_run_2_trains_on_the_scored_sets_never_on_validation_or_the_sets_that_judge_it():
+    from models.iqa import holdout as H
+    from models.iqa.retrain import LEFT_OUT, training_sources
+
+    ids = training_sources()
+    assert len(ids) == len(set(ids)) == 43
+    assert not set(ids) & {D.SOURCES.index(n) for n in D.SPLITS["val"]}  # the epoch is chosen on these
+    judging = {H.FIRST_ID[s] + i for s in ("holdout4", "holdout5") for i in range(len(H.SETS[s]))}
+    left_out = {H.FIRST_ID["holdout3"] + H.HOLDOUT3.index(n) for n in LEFT_OUT}
+    assert not set(ids) & (judging | left_out)
