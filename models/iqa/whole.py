@@ -101,12 +101,12 @@ def methods_for(bench: dict, windows=WINDOWS, runs=("run 1",)) -> dict[str, np.n
         served = handler(window)
         crops, nss = zip(*(served.reduce(Image.fromarray(x)) for x in bench["image"]))
         for run in runs:
-            weights, level = RUNS[run]
+            weights, level_file = RUNS[run]
             suffix = "" if runs == ("run 1",) else f" ({run})"
             if f"network alone{suffix}" not in methods:
                 methods[f"network alone{suffix}"] = network_scores(np.stack(crops), weights=weights)
-            methods[f"served, window {window}{suffix}"] = np.stack([mixed_score(n, load_level(WEIGHTS / level).predict_many(np.stack(nss)), share)
-                                                                    for n in methods[f"network alone{suffix}"]])
+            level = load_level(WEIGHTS / level_file).predict_many(np.stack(nss))  # one level for every seed's network
+            methods[f"served, window {window}{suffix}"] = np.stack([mixed_score(n, level, share) for n in methods[f"network alone{suffix}"]])
     # baselines: BRISQUE of the whole picture, as a practitioner computes it, and an SVR fitted on the level's data
     whole = np.stack([brisque_features(x) for x in bench["image"]])
     wide = runs[-1] == "run 2"
