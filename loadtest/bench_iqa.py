@@ -5,7 +5,7 @@ Images/s at batch (or concurrency) 1, 8, 32 for:
 - onnxruntime: the exported graph in this process on the same crops (model only);
 - handler: models/iqa/serving.py in this process — JPEG decode, resize, crops, BRISQUE's features, ONNX Runtime,
   the NSS level — what a replica does per batch, without the server; "handler, network alone": the same with
-  nss_share 0 (no features, no level), the served path before the level was mixed in;
+  nss_share 0 and no JPEG cap (no features, no level), the served path before the level was mixed in;
 - with --served: the real server (serve/testing.py) driven by tritonclient over HTTP and gRPC, N concurrent
   clients each sending one encoded JPEG per request (closed loop), so the dynamic batcher forms the batches; the
   server holds `iqa` and a copy with nss_share 0 (`iqa_network_alone`), measured alternately, cell by cell.
@@ -56,7 +56,7 @@ def in_process(model_dir: Path, jpeg: bytes, duration_s: float) -> dict:
     from serve.runtimes.python import handler_class
 
     handler = handler_class(HANDLER)(model_dir, {}, ["IMAGE", "IMAGE_RAW"], ["SCORE", "LEVEL_PROBS"], 1, "cpu")
-    alone = handler_class(HANDLER)(model_dir, {"nss_share": "0"}, ["IMAGE", "IMAGE_RAW"], ["SCORE", "LEVEL_PROBS"], 1, "cpu")
+    alone = handler_class(HANDLER)(model_dir, {"nss_share": "0", "jpeg_cap": "false"}, ["IMAGE", "IMAGE_RAW"], ["SCORE", "LEVEL_PROBS"], 1, "cpu")
     crops1 = handler.preprocess({"IMAGE": np.array([[jpeg]], dtype=object)})["CROPS"]  # [1, 4, 3, 64, 64]
     eager = ServedIQA(load_trained()[0]).eval()
     out = {}
@@ -93,7 +93,7 @@ def repository_with_network_alone(repository: Path) -> Path:
     root = Path(tempfile.mkdtemp(prefix="bench-iqa-repo-"))
     shutil.copytree(repository / NAME, root / NAME)
     shutil.copytree(repository / NAME, root / ALONE)
-    config = dataclasses.replace(MODEL, name=ALONE, params=IqaParams(nss_share=0.0)).config_pbtxt()
+    config = dataclasses.replace(MODEL, name=ALONE, params=IqaParams(nss_share=0.0, jpeg_cap=False)).config_pbtxt()
     (root / ALONE / "config.pbtxt").write_text(config)
     return root
 

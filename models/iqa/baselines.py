@@ -4,7 +4,7 @@
    `video_artifacts`), then a regressor trained on the fold's training pictures (``nss_regressor``).
 2. **blur_effect** (scikit-image, Crété-Roffet et al. 2007): higher = blurrier, so quality = −blur. No training.
 3. **JPEG quality from the quantisation tables** (JPEG inputs only): the luminance table a file carries is the IJG
-   standard table scaled by the quality setting; ``jpeg_quality`` finds the quality whose scaled table is nearest.
+   standard table scaled by the quality setting; ``jpeg.jpeg_quality`` finds the quality whose scaled table is nearest.
    In the benchmark the JPEG distortion is "encode at quality q, decode"; Pillow's encoder is deterministic, so
    ``jpeg_bytes`` re-encodes the reference tile at the same q and gets the bytes whose decoding is the benchmark's
    image (tests check the pixels are identical). Only the JPEG type has such bytes, so this baseline is scored on
@@ -17,6 +17,8 @@ from PIL import Image
 
 from models.nss import brisque_features
 from models.nss.brisque import GREY
+
+from .jpeg import jpeg_quality
 
 # ---- 1. NSS features ------------------------------------------------------------------------------------------
 
@@ -49,34 +51,6 @@ def blur_quality(images: np.ndarray) -> np.ndarray:
 
 
 # ---- 3. JPEG quality from the quantisation table --------------------------------------------------------------
-
-# ITU-T T.81 Annex K.1 luminance table, natural (row-major) order: what libjpeg scales by the quality setting
-STD_LUMINANCE = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99])
-
-
-def ijg_table(quality: int) -> np.ndarray:
-    """The luminance table libjpeg writes for a quality setting (jcparam.c: jpeg_quality_scaling, baseline)."""
-    q = min(max(int(quality), 1), 100)
-    scale = 5000 // q if q < 50 else 200 - 2 * q
-    return np.clip((STD_LUMINANCE * scale + 50) // 100, 1, 255)
-
-
-_TABLES = np.stack([ijg_table(q) for q in range(1, 101)])
-
-
-def jpeg_quality(data: bytes) -> float:
-    """Estimated IJG quality (1-100) of a JPEG file from its luminance quantisation table; NaN if not a JPEG.
-    The nearest scaled standard table in L1 (ties -> the highest quality: qualities 1-3 saturate at 255 alike)."""
-    im = Image.open(io.BytesIO(data))
-    if im.format != "JPEG" or not getattr(im, "quantization", None):
-        return float("nan")
-    table = np.asarray(im.quantization[0], dtype=np.int64)  # Pillow gives natural order (Pillow >= 8.3)
-    distance = np.abs(_TABLES - table[None, :]).sum(1)
-    return float(np.flatnonzero(distance == distance.min())[-1] + 1)
-
 
 def jpeg_bytes(reference: np.ndarray, quality: int) -> bytes:
     """The JPEG file of the benchmark's JPEG distortion of ``reference`` (uint8 RGB) at ``quality``: the same call

@@ -15,7 +15,8 @@ from models.iqa.crops import fixed_crops
 from models.iqa.model import ServedIQA
 from models.iqa.level import LEVEL_WIDE_PATH
 from models.iqa.retrain import weights_path as wide_weights_path
-from models.iqa.serving import LEVEL_FILE, IqaParams
+from models.iqa.jpeg import CAP_PATH
+from models.iqa.serving import CAP_FILE, LEVEL_FILE, IqaParams
 from models.iqa.train import load, weights_path
 
 from export.onnx_export import check_parity, export_onnx
@@ -43,8 +44,9 @@ MODEL = ServedModel(
 CONFIG = MODEL.config_pbtxt()
 
 
-# What `iqa` serves: run 2's network (models/iqa/retrain.py, seed 0) and its NSS level (models/iqa/README.md, "Run 2").
-SERVED_NETWORK, SERVED_LEVEL = wide_weights_path(SEED), LEVEL_WIDE_PATH
+# What `iqa` serves: run 2's network (models/iqa/retrain.py, seed 0), its NSS level (models/iqa/README.md, "Run 2")
+# and the JPEG cap (models/iqa/jpeg.py).
+SERVED_NETWORK, SERVED_LEVEL, SERVED_CAP = wide_weights_path(SEED), LEVEL_WIDE_PATH, CAP_PATH
 
 
 def load_trained(path: Path | None = None):
@@ -116,7 +118,9 @@ as the mean over {p.crop_grid ** 2} 64×64 crops at fixed positions (`crop_grid`
 score alone or in a batch. SCORE = {1 - p.nss_share:g} × that network score + {p.nss_share:g} × an RBF SVR on BRISQUE's 36
 natural-scene statistics of the rescaled image, or of its central {p.nss_max_side}×{p.nss_max_side} window when a side is longer
 (`nss_max_side`: memory and time bounded for long strips) (`nss_share`; the SVR is `{LEVEL_FILE}` in the version folder, numbers
-only, fitted on 24 pictures by models/iqa/level.py); LEVEL_PROBS are the network's. `nss_share` 0 serves the network alone.
+only, fitted by models/iqa/level.py); LEVEL_PROBS are the network's. `nss_share` 0 serves the network alone. A JPEG file
+scores at most the pseudo-MOS that JPEGs of its quality reach on a typical picture, the quality read from its
+quantisation table (`jpeg_cap`; `{CAP_FILE}`, fitted by models/iqa/jpeg.py); pixels, PNG and WebP files are not capped.
 Bad input (undecodable / truncated bytes, other formats, too small, too large, unsupported channel count, empty tensor,
 both or neither input) is answered INVALID_ARGUMENT / 400 naming the input and element.
 Telemetry: served scores go to a Prometheus histogram per model version (`output_histogram.SCORE`, buckets of 10).
@@ -182,7 +186,7 @@ def build(root: Path) -> None:
     record = {k: served[k] for k in ("mode", "seed", "config", "best_epoch", "pictures", "images")} | \
         {"val": served["history"][served["best_epoch"]]}
     files = {1: {"model.onnx": onnx_bytes, "metrics.json": json.dumps(record, indent=1).encode(),
-                 LEVEL_FILE: SERVED_LEVEL.read_bytes()}}
+                 LEVEL_FILE: SERVED_LEVEL.read_bytes(), CAP_FILE: SERVED_CAP.read_bytes()}}
     benchmark_network = json.loads(weights_path(MODE, SEED).with_suffix(".json").read_text())
     write_model(root, NAME, CONFIG, files, card(benchmark_network, errors, served))
 

@@ -22,6 +22,8 @@ picture's 32×32 grey thumbnail with each of the 19 sources' and each earlier se
 - ``holdout5``: whole pictures, judging run 2 as served: twelve more scenes (1/f noise, blobs, a Mandelbrot detail,
   Voronoi cells, a starfield, halftone, a sheet of faces, a fence, a keyboard, a chalkboard, a circuit board, a street
   map).
+- ``holdout6``: whole pictures, judging run 2 with the JPEG cap (models/iqa/jpeg.py): twelve more scenes (topography,
+  bathymetry, isobars, a phantom, moiré, banding, a zone plate, pixel art, text, sheet music, a HUD, a scoreboard).
 They go through the benchmark's pipeline (short side 256, 4 tiles, 13 distortions × 5 levels, pseudo-MOS) with source
 ids FIRST_ID[set]+, into a cache of their own (``cache_path``).
 
@@ -61,8 +63,13 @@ SCENES |= {name: (name, 20261207 + i) for i, name in enumerate(HOLDOUT4)}
 HOLDOUT5 = ["fractal", "blobs", "mandelbrot", "voronoi", "starfield", "halftone", "faces", "fence", "keyboard",
             "chalkboard", "circuit", "streetmap"]
 SCENES |= {name: (name, 20261208 + i) for i, name in enumerate(HOLDOUT5)}
-SETS = {"holdout": HOLDOUT, "holdout2": HOLDOUT2, "holdout3": HOLDOUT3, "holdout4": HOLDOUT4, "holdout5": HOLDOUT5}
-FIRST_ID = {"holdout": 100, "holdout2": 200, "holdout3": 300, "holdout4": 400, "holdout5": 500}  # never the benchmark's 0-18
+# Whole pictures judging run 2 with the JPEG cap (models/iqa/jpeg.py), listed before the cap was fitted: twelve more
+HOLDOUT6 = ["topography", "bathymetry", "isobars", "phantom", "moire", "banding", "zoneplate", "pixelart", "text",
+            "sheetmusic", "hud", "scoreboard"]
+SCENES |= {name: (name, 20261209 + i) for i, name in enumerate(HOLDOUT6)}
+SETS = {"holdout": HOLDOUT, "holdout2": HOLDOUT2, "holdout3": HOLDOUT3, "holdout4": HOLDOUT4, "holdout5": HOLDOUT5,
+        "holdout6": HOLDOUT6}
+FIRST_ID = {"holdout": 100, "holdout2": 200, "holdout3": 300, "holdout4": 400, "holdout5": 500, "holdout6": 600}  # never the benchmark's 0-18
 
 
 def _video_frame(clip: str, index: int) -> Image.Image:

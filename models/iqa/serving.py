@@ -27,6 +27,9 @@ Conversions and limits (the model card repeats them):
   SCORE = (1 - nss_share) x the network's score + nss_share x the level (`mixed_score`; the level is an RBF SVR kept
   as numbers in the version folder's `nss_level.json`, fitted by models/iqa/level.py). LEVEL_PROBS are the network's.
   With nss_share 0 the features are not computed and SCORE is the network's alone.
+- a JPEG file scores at most what JPEGs of its quality reach (`jpeg_cap`; the quality is read from the file's
+  quantisation table, the caps kept in the version folder's `jpeg_cap.json`, fitted by models/iqa/jpeg.py). Pixels sent
+  as `IMAGE_RAW`, PNG and WebP files are not capped.
 Every refusal is `InvalidInput` naming the input, the element and what was expected (400 / INVALID_ARGUMENT).
 """
 import json
@@ -39,8 +42,10 @@ from models.nss import KernelLevel, brisque_features
 from serve.sdk import HandlerParams, ImageReader, InvalidInput, ModelHandler, OnnxRuntime
 
 from .crops import CROP, fixed_crops
+from .jpeg import load_cap, quality_of
 
 LEVEL_FILE = "nss_level.json"  # in the version folder, beside model.onnx
+CAP_FILE = "jpeg_cap.json"  # the same
 
 FORMATS = ("JPEG", "PNG", "WEBP")  # the only Pillow plugins that ever parse client bytes
 
@@ -55,6 +60,7 @@ class IqaParams(HandlerParams):
     crop_grid: int = Field(2, ge=1, le=8, description="crops per side at fixed positions; an image's score is their mean")
     nss_share: float = Field(0.5, ge=0.0, le=1.0, description="weight of the NSS kernel level in SCORE; 0: the network alone")
     nss_max_side: int = Field(512, ge=CROP, le=4096, description="BRISQUE's features are of the central window at most this many px a side")
+    jpeg_cap: bool = Field(True, description="a JPEG file scores at most what JPEGs of its quantisation table's quality reach")
 
 
 def mixed_score(network: np.ndarray, level: np.ndarray | None, share: float) -> np.ndarray:
@@ -89,6 +95,7 @@ class IqaHandler(ModelHandler):
         self.images = ImageReader(FORMATS, p.max_pixels, p.min_side, p.max_request_pixels)
         self.graph = OnnxRuntime(self.model_dir / "model.onnx", ["crops"], ["score", "level_probs"], num_threads, device)
         self.level = load_level(self.model_dir / LEVEL_FILE) if p.nss_share else None
+        self.cap = load_cap(self.model_dir / CAP_FILE) if p.jpeg_cap else None
 
     # ---- per request ---------------------------------------------------------------------------------
     def preprocess(self, inputs):
@@ -105,7 +112,11 @@ class IqaHandler(ModelHandler):
             where = "input 'IMAGE' element"
             self.images.check_request([self.images.open(data, f"{where} {i}").size for i, data in enumerate(files)], where)
             # One decoded image alive at a time: each is reduced to its crops before the next is decoded.
-            pictures = [self.reduce(to_rgb(self.images.decode(data, f"{where} {i}"))) for i, data in enumerate(files)]
+            pictures, quality = [], np.empty(len(files))
+            for i, data in enumerate(files):
+                im = self.images.decode(data, f"{where} {i}")
+                quality[i] = quality_of(im)
+                pictures.append(self.reduce(to_rgb(im)))
         else:
             raw = inputs["IMAGE_RAW"]
             if raw.ndim != 4 or raw.shape[0] == 0 or raw.size == 0:
@@ -116,9 +127,10 @@ class IqaHandler(ModelHandler):
             if c not in (1, 3, 4):
                 raise InvalidInput(f"{where}: {c} channels; 3 (RGB), 1 (grey, replicated) or 4 (RGBA, composited over white) expected")
             self.images.check_request([(w, h)] * n, f"{where} image")
-            pictures = [self.reduce(self.from_array(a)) for a in raw]
+            pictures, quality = [self.reduce(self.from_array(a)) for a in raw], np.full(n, np.nan)
         crops, nss = zip(*pictures)
-        return {"CROPS": np.stack(crops), **({"NSS": np.stack(nss)} if self.level is not None else {})}
+        return {"CROPS": np.stack(crops), **({"NSS": np.stack(nss)} if self.level is not None else {}),
+                **({"JPEG_QUALITY": quality} if self.cap is not None else {})}
 
     @staticmethod
     def from_array(a: np.ndarray) -> Image.Image:
@@ -154,5 +166,7 @@ class IqaHandler(ModelHandler):
         out = self.graph.infer({"crops": crops.reshape(n * k, *crops.shape[2:])})
         level = self.level.predict_many(inputs["NSS"]) if self.level is not None else None
         score = mixed_score(out["score"].reshape(n, k).mean(axis=1), level, self.params.nss_share)
+        if self.cap is not None:
+            score = self.cap.apply(score, inputs["JPEG_QUALITY"])
         probs = out["level_probs"].reshape(n, k, -1).mean(axis=1)
         return {"SCORE": score[:, None].astype(np.float32), "LEVEL_PROBS": probs.astype(np.float32)}

@@ -4,6 +4,7 @@
     python -m models.iqa.whole score --set holdout3   # once: report/whole_holdout3.{md,json}
     python -m models.iqa.whole score --set holdout4   # once: run 2 (models/iqa/retrain.py) and run 1 beside it
     python -m models.iqa.whole score --set holdout5   # once: the same rows, judging run 2 as served
+    python -m models.iqa.whole score --set holdout6   # once: judging run 2 with the JPEG cap (models/iqa/jpeg.py)
 
 Every other number of this family scores 128 × 128 tiles, where the served handler sees the tile whole. What users send
 is a picture: the handler rescales it to short side 256 when larger, the network reads 4 fixed 64 × 64 crops of it and
@@ -41,7 +42,8 @@ def handler(nss_max_side: int = 512, model_dir: Path = MODEL_DIR):
 
     if not (model_dir / "model.onnx").exists():
         raise SystemExit(f"{model_dir}/model.onnx missing: run `python -m export.build --only iqa` first")
-    return IqaHandler(model_dir, {"nss_max_side": str(nss_max_side)}, ["IMAGE", "IMAGE_RAW"], ["SCORE", "LEVEL_PROBS"], 1, "cpu")
+    params = {"nss_max_side": str(nss_max_side), "jpeg_cap": "false"}  # its `reduce` is what is used here
+    return IqaHandler(model_dir, params, ["IMAGE", "IMAGE_RAW"], ["SCORE", "LEVEL_PROBS"], 1, "cpu")
 
 
 def generate(set_name: str) -> dict:
@@ -86,13 +88,15 @@ def network_scores(crops: np.ndarray, seeds=(0, 1, 2), weights: str = RUNS["run 
     return np.stack(out)
 
 
-def methods_for(bench: dict, windows=WINDOWS, runs=("run 1",)) -> dict[str, np.ndarray]:
+def methods_for(bench: dict, windows=WINDOWS, runs=("run 1",), cap: bool = False) -> dict[str, np.ndarray]:
     """The served mix of each run at each window, each run's network alone, and the baselines fitted on the last run's
-    level's data (run 1: the benchmark and the first held-out set; run 2: retrain.py's 46 pictures)."""
+    level's data (run 1: the benchmark and the first held-out set; run 2: retrain.py's 46 pictures). With ``cap``, also
+    each mix with the JPEG cap (weights/jpeg_cap.json), the JPEG-distorted images arriving as their JPEG files."""
     from models.nss import brisque_features
 
     from .baselines import blur_quality, jpeg_quality_for_benchmark
     from .hybrid import jpeg_feature
+    from .jpeg import CAP_PATH, load_cap
     from .level import WEIGHTS, training_images, wide_training_images
     from .serving import IqaParams, load_level, mixed_score
 
@@ -107,6 +111,10 @@ def methods_for(bench: dict, windows=WINDOWS, runs=("run 1",)) -> dict[str, np.n
                 methods[f"network alone{suffix}"] = network_scores(np.stack(crops), weights=weights)
             level = load_level(WEIGHTS / level_file).predict_many(np.stack(nss))  # one level for every seed's network
             methods[f"served, window {window}{suffix}"] = np.stack([mixed_score(n, level, share) for n in methods[f"network alone{suffix}"]])
+            if cap:
+                quality = jpeg_quality_for_benchmark(bench)
+                methods[f"served with the JPEG cap, window {window}{suffix}"] = np.stack(
+                    [load_cap(CAP_PATH).apply(m, quality) for m in methods[f"served, window {window}{suffix}"]])
     # baselines: BRISQUE of the whole picture, as a practitioner computes it, and an SVR fitted on the level's data
     whole = np.stack([brisque_features(x) for x in bench["image"]])
     wide = runs[-1] == "run 2"
@@ -146,7 +154,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["dev", "score"])
-    parser.add_argument("--set", dest="set_name", default="holdout4", choices=["holdout3", "holdout4", "holdout5"])
+    parser.add_argument("--set", dest="set_name", default="holdout4", choices=["holdout3", "holdout4", "holdout5", "holdout6"])
     parser.add_argument("--window", type=int, default=512, help="score: the served nss_max_side")
     parser.add_argument("--again", action="store_true")
     parser.add_argument("--report", type=Path, default=CV.REPORT)
@@ -163,7 +171,8 @@ def main() -> None:
     print("thumbnail correlation with the nearest earlier picture:", H.check_unseen(args.set_name))
     bench = generate(args.set_name)
     runs = ("run 1",) if args.set_name == "holdout3" else ("run 1", "run 2")  # later sets judge run 2, run 1 beside it
-    report(args.set_name, bench, methods_for(bench, (args.window,), runs), out, f"{args.set_name}: whole pictures, scored once")
+    cap = args.set_name not in ("holdout3", "holdout4", "holdout5")  # sets listed with the JPEG cap judge it
+    report(args.set_name, bench, methods_for(bench, (args.window,), runs, cap), out, f"{args.set_name}: whole pictures, scored once")
     print(out.with_suffix(".md").read_text())
 
 
