@@ -23,7 +23,7 @@ picture's 32×32 grey thumbnail with each of the 19 sources' and each earlier se
   Voronoi cells, a starfield, halftone, a sheet of faces, a fence, a keyboard, a chalkboard, a circuit board, a street
   map).
 - ``holdout6``: whole pictures, judging run 2 with the JPEG cap (models/iqa/jpeg.py): twelve more scenes (topography,
-  bathymetry, isobars, a phantom, moiré, banding, a zone plate, pixel art, text, sheet music, a HUD, a scoreboard).
+  bathymetry, isobars, a phantom, moiré, banding, a zone plate, pixel art, subtitles, sheet music, a HUD, a scoreboard).
 They go through the benchmark's pipeline (short side 256, 4 tiles, 13 distortions × 5 levels, pseudo-MOS) with source
 ids FIRST_ID[set]+, into a cache of their own (``cache_path``).
 
@@ -64,7 +64,7 @@ HOLDOUT5 = ["fractal", "blobs", "mandelbrot", "voronoi", "starfield", "halftone"
             "chalkboard", "circuit", "streetmap"]
 SCENES |= {name: (name, 20261208 + i) for i, name in enumerate(HOLDOUT5)}
 # Whole pictures judging run 2 with the JPEG cap (models/iqa/jpeg.py), listed before the cap was fitted: twelve more
-HOLDOUT6 = ["topography", "bathymetry", "isobars", "phantom", "moire", "banding", "zoneplate", "pixelart", "text",
+HOLDOUT6 = ["topography", "bathymetry", "isobars", "phantom", "moire", "banding", "zoneplate", "pixelart", "subtitles",
             "sheetmusic", "hud", "scoreboard"]
 SCENES |= {name: (name, 20261209 + i) for i, name in enumerate(HOLDOUT6)}
 SETS = {"holdout": HOLDOUT, "holdout2": HOLDOUT2, "holdout3": HOLDOUT3, "holdout4": HOLDOUT4, "holdout5": HOLDOUT5,
