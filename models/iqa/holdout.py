@@ -24,6 +24,8 @@ picture's 32×32 grey thumbnail with each of the 19 sources' and each earlier se
   map).
 - ``holdout6``: whole pictures, judging run 2 with the JPEG cap (models/iqa/jpeg.py): twelve more scenes (topography,
   bathymetry, isobars, a phantom, moiré, banding, a zone plate, pixel art, subtitles, sheet music, a HUD, a scoreboard).
+- ``holdout7``: whole pictures, judging what is served after run 3 (models/iqa/retrain.py): a checkerboard, a plot, a
+  desktop, a spreadsheet, QR codes, screen text, and scikit-image's horse silhouette and motion-blurred clock.
 They go through the benchmark's pipeline (short side 256, 4 tiles, 13 distortions × 5 levels, pseudo-MOS) with source
 ids FIRST_ID[set]+, into a cache of their own (``cache_path``).
 
@@ -67,9 +69,17 @@ SCENES |= {name: (name, 20261208 + i) for i, name in enumerate(HOLDOUT5)}
 HOLDOUT6 = ["topography", "bathymetry", "isobars", "phantom", "moire", "banding", "zoneplate", "pixelart", "subtitles",
             "sheetmusic", "hud", "scoreboard"]
 SCENES |= {name: (name, 20261209 + i) for i, name in enumerate(HOLDOUT6)}
+# Whole pictures judging what is served after run 3 (models/iqa/retrain.py), listed before run 3 was trained: the last
+# six scene kinds no set has used (the `text` scene as screen_text: `text` is a benchmark source's name) and two of
+# scikit-image's bundled pictures its data API does not load
+HOLDOUT7 = ["checker", "plot", "desktop", "spreadsheet", "qrcodes", "screen_text", "horse", "clock_motion"]
+SCENES |= {name: (kind, 20261210 + i) for i, (name, kind) in enumerate(
+    [(n, n) for n in HOLDOUT7[:5]] + [("screen_text", "text")])}
+LOCAL = ("horse", "clock_motion")  # scikit-image's data folder, models/scenes.local_picture
 SETS = {"holdout": HOLDOUT, "holdout2": HOLDOUT2, "holdout3": HOLDOUT3, "holdout4": HOLDOUT4, "holdout5": HOLDOUT5,
-        "holdout6": HOLDOUT6}
-FIRST_ID = {"holdout": 100, "holdout2": 200, "holdout3": 300, "holdout4": 400, "holdout5": 500, "holdout6": 600}  # never the benchmark's 0-18
+        "holdout6": HOLDOUT6, "holdout7": HOLDOUT7}
+FIRST_ID = {"holdout": 100, "holdout2": 200, "holdout3": 300, "holdout4": 400, "holdout5": 500, "holdout6": 600,
+            "holdout7": 700}  # never the benchmark's 0-18
 
 
 def _video_frame(clip: str, index: int) -> Image.Image:
@@ -92,6 +102,8 @@ def raw_picture(name: str) -> Image.Image:
     if name in SCENES or name in ("terrain", "mri"):
         kind, seed = SCENES.get(name, (name, 0))
         im = Image.fromarray(getattr(scenes, kind)(seed))
+    elif name in LOCAL:
+        im = Image.fromarray(scenes.local_picture(f"{name}.png")(0))
     elif name in ("china", "flower"):
         import sklearn
 

@@ -4,6 +4,7 @@ the mix.
     python -m models.iqa.level dev    # report/level_dev.md: the mix against its parts on the 9 development pictures
     python -m models.iqa.level fit    # weights/nss_level.json: the SVR on all 24 pictures, kept as numbers
     python -m models.iqa.level fit --wide   # weights/nss_level_wide.json: run 2's, on retrain.py's 46 pictures
+    python -m models.iqa.level fit --wide --run 3   # weights/nss_level_wide3.json: run 3's, on its 69
 
 The level is the NSS baseline's own procedure (crossval.fit_nss: standardised BRISQUE features, RBF SVR, C / γ by
 3-fold CV grouped by picture) fitted on the benchmark's 19 pictures and the first held-out set's 5 (scored once on
@@ -33,6 +34,7 @@ from .serving import mixed_score
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 LEVEL_PATH = WEIGHTS / "nss_level.json"  # run 1: the benchmark and the first held-out set
 LEVEL_WIDE_PATH = WEIGHTS / "nss_level_wide.json"  # run 2: every picture run 2's network trains or validates on
+LEVEL_WIDE3_PATH = WEIGHTS / "nss_level_wide3.json"  # run 3: the same for run 3
 FITTED_ON = ("benchmark", "holdout")
 
 
@@ -43,21 +45,21 @@ def training_images() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return features, np.concatenate([bench["score"], hold["score"]]), np.concatenate([bench["source"], hold["source"]])
 
 
-def wide_training_images() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The same for run 2: every tile of models/iqa/retrain.py's training and validation pictures (46)."""
+def wide_training_images(run: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same for a retrain.py run: every tile of its training and validation pictures (run 2: 46, run 3: 69)."""
     from .baselines import nss_matrix
     from .retrain import wide_data
 
-    parts = wide_data().values()
+    parts = wide_data(run).values()
     return (nss_matrix(np.concatenate([p["image"] for p in parts])), np.concatenate([p["score"] for p in parts]),
             np.concatenate([p["source"] for p in parts]))
 
 
-def fit(path: Path = LEVEL_PATH, wide: bool = False) -> dict:
-    features, score, pictures = wide_training_images() if wide else training_images()
+def fit(path: Path = LEVEL_PATH, wide: bool = False, run: int = 2) -> dict:
+    features, score, pictures = wide_training_images(run) if wide else training_images()
     estimator, params = CV.fit_nss(features, score, pictures)
     level = KernelLevel.from_sklearn(estimator, decimals=6)
-    fitted_on = ["retrain.wide_data"] if wide else list(FITTED_ON)
+    fitted_on = [f"retrain.wide_data({run})"] if wide else list(FITTED_ON)
     record = {"fitted_on": fitted_on, "pictures": len(np.unique(pictures)), "images": len(score), "params": params,
               "support_vectors": len(level.dual_coef), "level": asdict(level)}
     tmp = path.with_suffix(".tmp")
@@ -102,14 +104,16 @@ def dev(report: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["dev", "fit"])
-    parser.add_argument("--wide", action="store_true", help="fit: run 2's level on retrain.py's 46 pictures")
+    parser.add_argument("--wide", action="store_true", help="fit: a retrain.py run's level on its pictures")
+    parser.add_argument("--run", type=int, default=2, choices=[2, 3], help="fit --wide: which run")
     parser.add_argument("--report", type=Path, default=CV.REPORT)
     args = parser.parse_args()
     if args.command == "dev":
         dev(args.report)
         print((args.report / "level_dev.md").read_text())
     else:
-        print(json.dumps(fit(LEVEL_WIDE_PATH if args.wide else LEVEL_PATH, args.wide), indent=1))
+        path = {2: LEVEL_WIDE_PATH, 3: LEVEL_WIDE3_PATH}[args.run] if args.wide else LEVEL_PATH
+        print(json.dumps(fit(path, args.wide, args.run), indent=1))
 
 
 if __name__ == "__main__":

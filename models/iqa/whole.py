@@ -5,6 +5,8 @@
     python -m models.iqa.whole score --set holdout4   # once: run 2 (models/iqa/retrain.py) and run 1 beside it
     python -m models.iqa.whole score --set holdout5   # once: the same rows, judging run 2 as served
     python -m models.iqa.whole score --set holdout6   # once: judging run 2 with the JPEG cap (models/iqa/jpeg.py)
+    python -m models.iqa.whole runs --set holdout6    # run 3 against run 2 on development data: which one is served
+    python -m models.iqa.whole score --set holdout7   # once: runs 2 and 3 with the cap, judging the one served
 
 Every other number of this family scores 128 × 128 tiles, where the served handler sees the tile whole. What users send
 is a picture: the handler rescales it to short side 256 when larger, the network reads 4 fixed 64 × 64 crops of it and
@@ -68,7 +70,8 @@ def generate(set_name: str) -> dict:
 
 # the served configurations: (weights of the network, seed by seed; the NSS level)
 RUNS = {"run 1": ("pmt_iqa_progressive_seed{}", "nss_level.json"),
-        "run 2": ("pmt_iqa_progressive_wide_seed{}", "nss_level_wide.json")}
+        "run 2": ("pmt_iqa_progressive_wide_seed{}", "nss_level_wide.json"),
+        "run 3": ("pmt_iqa_progressive_wide3_seed{}", "nss_level_wide3.json")}
 
 
 def network_scores(crops: np.ndarray, seeds=(0, 1, 2), weights: str = RUNS["run 1"][0]) -> np.ndarray:
@@ -88,10 +91,11 @@ def network_scores(crops: np.ndarray, seeds=(0, 1, 2), weights: str = RUNS["run 
     return np.stack(out)
 
 
-def methods_for(bench: dict, windows=WINDOWS, runs=("run 1",), cap: bool = False) -> dict[str, np.ndarray]:
-    """The served mix of each run at each window, each run's network alone, and the baselines fitted on the last run's
-    level's data (run 1: the benchmark and the first held-out set; run 2: retrain.py's 46 pictures). With ``cap``, also
-    each mix with the JPEG cap (weights/jpeg_cap.json), the JPEG-distorted images arriving as their JPEG files."""
+def methods_for(bench: dict, windows=WINDOWS, runs=("run 1",), cap: bool = False, baselines: bool = True) -> dict[str, np.ndarray]:
+    """The served mix of each run at each window, each run's network alone, and (``baselines``) the baselines fitted on
+    the last run's level's data (run 1: the benchmark and the first held-out set; runs 2 and 3: retrain.py's pictures
+    with the validation ones). With ``cap``, also each mix with the JPEG cap (weights/jpeg_cap.json), the JPEG-distorted
+    images arriving as their JPEG files."""
     from models.nss import brisque_features
 
     from .baselines import blur_quality, jpeg_quality_for_benchmark
@@ -115,15 +119,18 @@ def methods_for(bench: dict, windows=WINDOWS, runs=("run 1",), cap: bool = False
                 quality = jpeg_quality_for_benchmark(bench)
                 methods[f"served with the JPEG cap, window {window}{suffix}"] = np.stack(
                     [load_cap(CAP_PATH).apply(m, quality) for m in methods[f"served, window {window}{suffix}"]])
+    if not baselines:
+        return methods
     # baselines: BRISQUE of the whole picture, as a practitioner computes it, and an SVR fitted on the level's data
     whole = np.stack([brisque_features(x) for x in bench["image"]])
-    wide = runs[-1] == "run 2"
-    features, target, pictures = wide_training_images() if wide else training_images()
+    run = int(runs[-1].split()[-1])
+    wide = run > 1
+    features, target, pictures = wide_training_images(run) if wide else training_images()
     methods["nss_svr"] = CV.fit_nss(features, target, pictures)[0].predict(whole)[None]
     if wide:
         from .retrain import wide_data
 
-        tile_jpeg = np.vstack([jpeg_feature(p) for p in wide_data().values()])
+        tile_jpeg = np.vstack([jpeg_feature(p) for p in wide_data(run).values()])
     else:
         tile_jpeg = np.vstack([jpeg_feature(CV.all_images()), jpeg_feature(H.make_holdout("holdout"))])
     methods["nss_jpeg_svr"] = CV.fit_nss(np.hstack([features, tile_jpeg]), target, pictures)[0].predict(
@@ -149,12 +156,30 @@ def report(set_name: str, bench: dict, methods: dict, out: Path, title: str) -> 
     return results
 
 
+def compare_runs(set_name: str, out: Path) -> str:
+    """Runs 3 and 2 as served (with the JPEG cap) on a scored set: run 3 minus run 2, paired over pictures."""
+    bench = generate(set_name)
+    methods = {k: v for k, v in methods_for(bench, (512,), ("run 2", "run 3"), cap=True, baselines=False).items()
+               if k.startswith("served with the JPEG cap")}
+    base = "served with the JPEG cap, window 512 (run 2)"
+    results = CV.summarise(methods, bench, [base], per_fold=False)
+    diff = results["served with the JPEG cap, window 512 (run 3)"]["minus"][base]
+    lines = [f"# Run 3 against run 2, both served with the JPEG cap, on {set_name} whole (development data)", "",
+             "| method | SRCC | PLCC | severity SRCC |", "|---|---|---|---|"]
+    lines += [f"| {n} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results.items()]
+    lines += ["", "Run 3 − run 2: " + " / ".join(f"{m} {diff[m]['mean']:+.3f} [{diff[m]['ci'][0]:+.3f}, {diff[m]['ci'][1]:+.3f}]"
+                                                for m in ("srcc", "plcc", "severity"))]
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
 def main() -> None:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["dev", "score"])
-    parser.add_argument("--set", dest="set_name", default="holdout4", choices=["holdout3", "holdout4", "holdout5", "holdout6"])
+    parser.add_argument("command", choices=["dev", "runs", "score"])
+    parser.add_argument("--set", dest="set_name", default="holdout4", choices=["holdout3", "holdout4", "holdout5", "holdout6", "holdout7"])
     parser.add_argument("--window", type=int, default=512, help="score: the served nss_max_side")
     parser.add_argument("--again", action="store_true")
     parser.add_argument("--report", type=Path, default=CV.REPORT)
@@ -165,12 +190,15 @@ def main() -> None:
         report("holdout2", bench, methods_for(bench), args.report / "whole_dev", "holdout2's pictures whole (development data)")
         print((args.report / "whole_dev.md").read_text())
         return
+    if args.command == "runs":
+        print(compare_runs(args.set_name, args.report / f"whole_runs_{args.set_name}"))
+        return
     out = args.report / f"whole_{args.set_name}"
     if out.with_suffix(".json").exists() and not args.again:
         raise SystemExit(f"{out}.json exists: the set has been scored (--again to override)")
     print("thumbnail correlation with the nearest earlier picture:", H.check_unseen(args.set_name))
     bench = generate(args.set_name)
-    runs = ("run 1",) if args.set_name == "holdout3" else ("run 1", "run 2")  # later sets judge run 2, run 1 beside it
+    runs = {"holdout3": ("run 1",), "holdout7": ("run 2", "run 3")}.get(args.set_name, ("run 1", "run 2"))
     cap = args.set_name not in ("holdout3", "holdout4", "holdout5")  # sets listed with the JPEG cap judge it
     report(args.set_name, bench, methods_for(bench, (args.window,), runs, cap), out, f"{args.set_name}: whole pictures, scored once")
     print(out.with_suffix(".md").read_text())
