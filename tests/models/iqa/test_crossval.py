@@ -133,13 +133,14 @@ def test_trunk_outputs_end_with_the_models_score():
     assert out.shape == (3, 15) and np.allclose(out[:, -1], predict(model, images)[0], atol=1e-4)
 
 
-def test_run_2_trains_on_the_scored_sets_never_on_validation_or_the_sets_that_judge_it():
+@pytest.mark.parametrize("run, pictures, unseen", [(2, 43, ("holdout4", "holdout5")), (3, 66, ("holdout6", "holdout7"))])
+def test_a_run_trains_on_the_scored_sets_never_on_validation_or_the_sets_that_decide_and_judge_it(run, pictures, unseen):
     from models.iqa import holdout as H
     from models.iqa.retrain import LEFT_OUT, training_sources
 
-    ids = training_sources()
-    assert len(ids) == len(set(ids)) == 43
+    ids = training_sources(run)
+    assert len(ids) == len(set(ids)) == pictures
     assert not set(ids) & {D.SOURCES.index(n) for n in D.SPLITS["val"]}  # the epoch is chosen on these
-    judging = {H.FIRST_ID[s] + i for s in ("holdout4", "holdout5") for i in range(len(H.SETS[s]))}
-    left_out = {H.FIRST_ID["holdout3"] + H.HOLDOUT3.index(n) for n in LEFT_OUT}
-    assert not set(ids) & (judging | left_out)
+    judging = {H.FIRST_ID[s] + i for s in unseen for i in range(len(H.SETS[s]))}
+    left_out = {H.FIRST_ID[s] + H.SETS[s].index(n) for s in H.SETS for n in LEFT_OUT if n in H.SETS[s]}
+    assert len(left_out) == len(LEFT_OUT) and not set(ids) & (judging | left_out)
