@@ -270,6 +270,18 @@ def summarise(methods: dict[str, np.ndarray], bench: dict, baselines: list[str],
     return out
 
 
+def write_report(out: Path, results: dict, lines: list[str]) -> None:
+    """``out``.json (the numbers) and ``out``.md (the table) beside each other."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def fmt_diff(d: dict, sep: str = " | ") -> str:
+    """A ``minus`` entry of ``summarise`` as "mean [CI]" cells for SRCC, PLCC and severity."""
+    return sep.join(f"{d[m]['mean']:+.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]" for m in ("srcc", "plcc", "severity"))
+
+
 def fmt(row: dict, metric: str) -> str:
     spread = f" ± {row[metric + '_seed_std']:.3f}" if row.get(metric + "_seed_std") is not None else ""
     lo, hi = row[metric + "_ci"]
@@ -294,8 +306,7 @@ def markdown(results: dict) -> str:
               "| method | vs | ΔSRCC | ΔPLCC | Δseverity |", "|---|---|---|---|---|"]
     for name, row in results["all"].items():
         for b, d in row.get("minus", {}).items():
-            lines.append(f"| {names.get(name, name)} | {b} | " + " | ".join(
-                f"{d[m]['mean']:+.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]" for m in ("srcc", "plcc", "severity")) + " |")
+            lines.append(f"| {names.get(name, name)} | {b} | " + fmt_diff(d) + " |")
     lines += ["", "## JPEG subset (the only images that are JPEG files; the JPEG-quality baseline exists only here)", "",
               "| method | SRCC | PLCC | JPEG severity SRCC |", "|---|---|---|---|"]
     for name, row in results["jpeg"].items():
@@ -304,8 +315,7 @@ def markdown(results: dict) -> str:
     for name, row in results["jpeg"].items():
         d = row.get("minus", {}).get("jpeg_quality")
         if d:
-            lines.append(f"| {names.get(name, name)} | " + " | ".join(
-                f"{d[m]['mean']:+.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]" for m in ("srcc", "plcc", "severity")) + " |")
+            lines.append(f"| {names.get(name, name)} | " + fmt_diff(d) + " |")
     types = list(next(iter(results["all"].values()))["severity_per_type"])
     lines += ["", "## Severity SRCC per distortion type (mean over seeds)", "",
               "| distortion | " + " | ".join(names.get(n, n) for n in results["all"]) + " |", "|---" * (len(results["all"]) + 1) + "|"]
@@ -351,8 +361,7 @@ def fixed_split(report: Path, seeds: list[int]) -> dict:
     lines += ["", "| method | vs | ΔSRCC | ΔPLCC | Δseverity |", "|---|---|---|---|---|"]
     for n, r in results["all"].items():
         for b, d in r.get("minus", {}).items():
-            lines.append(f"| {names[n]} | {b} | " + " | ".join(
-                f"{d[m]['mean']:+.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]" for m in ("srcc", "plcc", "severity")) + " |")
+            lines.append(f"| {names[n]} | {b} | " + fmt_diff(d) + " |")
     (report / "crossval_fixed_split.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return results

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from models.iqa.crops import fixed_crops
+from models.iqa.crossval import fmt_diff
 from models.iqa.model import ServedIQA
 from models.iqa.level import LEVEL_WIDE_PATH
 from models.iqa.retrain import weights_path as wide_weights_path
@@ -85,8 +86,7 @@ def held_out_table() -> str:
     lines = ["| method | SRCC | PLCC | severity SRCC | served − it: SRCC / PLCC / severity (95% CI) |", "|---|---|---|---|---|"]
     for name in (SERVED_ROW, "served, window 512 (run 2)", "network alone (run 2)", "served, window 512 (run 1)", *BASELINES):
         minus = rows[SERVED_ROW].get("minus", {}).get(name)
-        diff = " / ".join(f"{minus[m]['mean']:+.3f} [{minus[m]['ci'][0]:+.3f}, {minus[m]['ci'][1]:+.3f}]"
-                          for m in ("srcc", "plcc", "severity")) if minus else "–"
+        diff = fmt_diff(minus, " / ") if minus else "–"
         lines.append(f"| {name} | {cell(rows[name], 'srcc')} | {cell(rows[name], 'plcc')} | {cell(rows[name], 'severity')} | {diff} |")
     lines.append(f"\nOn its JPEG-distorted images the quantisation table's read-out has SRCC {jpeg['jpeg_quality']['srcc']:.2f} and "
                  f"severity {jpeg['jpeg_quality']['severity']:.2f} (exact by construction); the served score {jpeg[SERVED_ROW]['srcc']:.2f} "

@@ -190,12 +190,10 @@ def nss_features(bench: dict, set_name: str = "holdout") -> np.ndarray:
 
 def results_markdown(title: str, results: dict) -> list[str]:
     """A held-out set's report: every method, the paired differences from each baseline, the JPEG subset."""
-    def ci_of(d, m):
-        return f"{d[m]['mean']:+.3f} [{d[m]['ci'][0]:+.3f}, {d[m]['ci'][1]:+.3f}]"
     lines = [f"# {title}", "", "| method | seeds | SRCC | PLCC | severity SRCC |", "|---|---|---|---|---|"]
     lines += [f"| {n} | {r['seeds']} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results["all"].items()]
     lines += ["", "Differences (paired bootstrap over pictures):", "", "| method | − baseline | SRCC | PLCC | severity |", "|---|---|---|---|---|"]
-    lines += [f"| {n} | {b} | " + " | ".join(ci_of(d, m) for m in ("srcc", "plcc", "severity")) + " |"
+    lines += [f"| {n} | {b} | " + CV.fmt_diff(d) + " |"
               for n, r in results["all"].items() for b, d in r.get("minus", {}).items()]
     lines += ["", "JPEG subset:", "", "| method | SRCC | PLCC | JPEG severity SRCC |", "|---|---|---|---|"]
     lines += [f"| {n} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results["jpeg"].items()]

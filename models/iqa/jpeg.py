@@ -164,13 +164,10 @@ def dev(report: Path) -> dict:
                   "|---|---|---|---|---|---|---|---|"]
         for name, row in results[arm]["all"].items():
             minus = row.get("minus", {}).get("served, no cap")
-            diff = " | ".join(f"{minus[m]['mean']:+.3f} [{minus[m]['ci'][0]:+.3f}, {minus[m]['ci'][1]:+.3f}]"
-                              for m in ("srcc", "plcc", "severity")) if minus else "– | – | –"
+            diff = CV.fmt_diff(minus) if minus else "– | – | –"
             lines.append(f"| {name} | {CV.fmt(row, 'srcc')} | {CV.fmt(row, 'plcc')} | {CV.fmt(row, 'severity')} | {diff} | "
                          f"{results[arm]['capped share'][name]:.1%} |")
-    report.mkdir(parents=True, exist_ok=True)
-    (report / "jpeg_dev.json").write_text(json.dumps(results, indent=1) + "\n")
-    (report / "jpeg_dev.md").write_text("\n".join(lines) + "\n")
+    CV.write_report(report / "jpeg_dev", results, lines)
     return results
 
 

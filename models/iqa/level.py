@@ -92,12 +92,9 @@ def dev(report: Path) -> dict:
              "| method | seeds | SRCC | PLCC | severity SRCC | − NSS level: SRCC | PLCC | severity |", "|---|---|---|---|---|---|---|---|"]
     for name, row in results.items():
         minus = row.get("minus", {}).get("nss_level")
-        diff = " | ".join(f"{minus[m]['mean']:+.3f} [{minus[m]['ci'][0]:+.3f}, {minus[m]['ci'][1]:+.3f}]"
-                          for m in ("srcc", "plcc", "severity")) if minus else "– | – | –"
+        diff = CV.fmt_diff(minus) if minus else "– | – | –"
         lines.append(f"| {name} | {row['seeds']} | {CV.fmt(row, 'srcc')} | {CV.fmt(row, 'plcc')} | {CV.fmt(row, 'severity')} | {diff} |")
-    report.mkdir(parents=True, exist_ok=True)
-    (report / "level_dev.json").write_text(json.dumps(results, indent=1) + "\n")
-    (report / "level_dev.md").write_text("\n".join(lines) + "\n")
+    CV.write_report(report / "level_dev", results, lines)
     return results
 
 

@@ -22,7 +22,6 @@ tiles as the served level; `blur_effect`; the quantisation table on the JPEG sub
 never scored, once (it refuses a second run unless --again).
 """
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -150,9 +149,7 @@ def report(set_name: str, bench: dict, methods: dict, out: Path, title: str) -> 
                                     only_type=TYPES.index("jpeg"), per_fold=False)}
     lines = H.results_markdown(title, results)
     lines[1:1] = ["", f"{', '.join(H.SETS[set_name])}: {results['images']} images, sizes {', '.join(results['sizes'])}"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    CV.write_report(out, results, lines)
     return results
 
 
@@ -167,10 +164,8 @@ def compare_runs(set_name: str, out: Path) -> str:
     lines = [f"# Run 3 against run 2, both served with the JPEG cap, on {set_name} whole (development data)", "",
              "| method | SRCC | PLCC | severity SRCC |", "|---|---|---|---|"]
     lines += [f"| {n} | {CV.fmt(r, 'srcc')} | {CV.fmt(r, 'plcc')} | {CV.fmt(r, 'severity')} |" for n, r in results.items()]
-    lines += ["", "Run 3 − run 2: " + " / ".join(f"{m} {diff[m]['mean']:+.3f} [{diff[m]['ci'][0]:+.3f}, {diff[m]['ci'][1]:+.3f}]"
-                                                for m in ("srcc", "plcc", "severity"))]
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    lines += ["", "Run 3 − run 2, SRCC / PLCC / severity: " + CV.fmt_diff(diff, " / ")]
+    CV.write_report(out, results, lines)
     return "\n".join(lines)
 
 
