@@ -2,8 +2,8 @@
 
 The graph scores 64×64 RGB crops (FP32 [N, 3, 64, 64] in [0, 1]) -> `score` [N, 1] (0-100, pseudo-MOS
 scale) and `level_probs` [N, 10]; the handler decodes, crops (4 fixed crops per image) and averages per
-image. Exported from run 2's weights (`python -m models.iqa.retrain --seed 0`, progressive, ~10 minutes on one thread),
-with run 2's NSS level beside the graph.
+image. Exported from the served run's weights (`python -m models.iqa.retrain --run R --seed 0`, progressive, ~8 minutes
+on one thread), with that run's NSS level and the JPEG cap beside the graph.
 """
 import json
 from pathlib import Path
@@ -14,7 +14,7 @@ import torch
 from models.iqa.crops import fixed_crops
 from models.iqa.crossval import fmt_diff
 from models.iqa.model import ServedIQA
-from models.iqa.level import LEVEL_WIDE_PATH
+from models.iqa.level import LEVEL_WIDE3_PATH, LEVEL_WIDE_PATH
 from models.iqa.retrain import weights_path as wide_weights_path
 from models.iqa.jpeg import CAP_PATH
 from models.iqa.serving import CAP_FILE, LEVEL_FILE, IqaParams
@@ -26,8 +26,13 @@ from export.served_model import ServedModel, Tensor
 NAME, MODE, SEED = "iqa", "progressive", 0
 MAX_BATCH = 16
 REPORT = Path(__file__).resolve().parent / "report" / "results.md"
-HELD_OUT = Path(__file__).resolve().parent / "report" / "whole_holdout6.json"  # the set that judges what is served
-SERVED_ROW, BASELINES = "served with the JPEG cap, window 512 (run 2)", ("nss_svr", "nss_jpeg_svr", "blur_effect")
+# What `iqa` serves: a run of models/iqa/retrain.py (seed 0's network), its NSS level (models/iqa/level.py) and the JPEG
+# cap (models/iqa/jpeg.py); models/iqa/README.md says which set chose it and which judges it.
+SERVED_RUN = 2
+PICTURES_BEFORE = {2: "three held-out sets", 3: "five held-out sets"}  # scored before the run, among its pictures
+JUDGED_BY = {2: "holdout6", 3: "holdout7"}  # the set, scored once, that judges the run as served
+HELD_OUT = Path(__file__).resolve().parent / "report" / f"whole_{JUDGED_BY[SERVED_RUN]}.json"
+SERVED_ROW, BASELINES = f"served with the JPEG cap, window 512 (run {SERVED_RUN})", ("nss_svr", "nss_jpeg_svr", "blur_effect")
 HANDLER = "models.iqa.serving:IqaHandler"
 
 MODEL = ServedModel(
@@ -45,9 +50,8 @@ MODEL = ServedModel(
 CONFIG = MODEL.config_pbtxt()
 
 
-# What `iqa` serves: run 2's network (models/iqa/retrain.py, seed 0), its NSS level (models/iqa/README.md, "Run 2")
-# and the JPEG cap (models/iqa/jpeg.py).
-SERVED_NETWORK, SERVED_LEVEL, SERVED_CAP = wide_weights_path(SEED), LEVEL_WIDE_PATH, CAP_PATH
+SERVED_NETWORK, SERVED_CAP = wide_weights_path(SEED, SERVED_RUN), CAP_PATH
+SERVED_LEVEL = {2: LEVEL_WIDE_PATH, 3: LEVEL_WIDE3_PATH}[SERVED_RUN]
 
 
 def load_trained(path: Path | None = None):
@@ -77,14 +81,14 @@ def parity_crops(n_images: int = 16) -> np.ndarray:
 def held_out_table() -> str:
     """The served configuration, run 1 and the baselines on the held-out set that judges it (scored once)."""
     if not HELD_OUT.exists():
-        return "(not scored yet: `python -m models.iqa.whole score --set holdout6`)"
+        return f"(not scored yet: `python -m models.iqa.whole score --set {JUDGED_BY[SERVED_RUN]}`)"
     report = json.loads(HELD_OUT.read_text())
     rows, jpeg = report["all"], report["jpeg"]
 
     def cell(row, metric):
         return f"{row[metric]:.3f} [{row[metric + '_ci'][0]:.3f}, {row[metric + '_ci'][1]:.3f}]"
     lines = ["| method | SRCC | PLCC | severity SRCC | served − it: SRCC / PLCC / severity (95% CI) |", "|---|---|---|---|---|"]
-    for name in (SERVED_ROW, "served, window 512 (run 2)", "network alone (run 2)", "served, window 512 (run 1)", *BASELINES):
+    for name in [SERVED_ROW] + [n for n in rows if n != SERVED_ROW]:
         minus = rows[SERVED_ROW].get("minus", {}).get(name)
         diff = fmt_diff(minus, " / ") if minus else "–"
         lines.append(f"| {name} | {cell(rows[name], 'srcc')} | {cell(rows[name], 'plcc')} | {cell(rows[name], 'severity')} | {diff} |")
@@ -95,7 +99,7 @@ def held_out_table() -> str:
 
 
 def card(metrics: dict, errors: dict, served: dict) -> str:
-    """``metrics``: run 1's record (the benchmark's network, its splits and test numbers); ``served``: run 2's."""
+    """``metrics``: run 1's record (the benchmark's network, its splits and test numbers); ``served``: the served run's."""
     table = REPORT.read_text().split("\n", 2)[-1] if REPORT.exists() else "(run `python -m models.iqa.evaluate` for the multi-seed table)"
     c, s, p = metrics["config"], metrics["split_sizes"], IqaParams()
     chosen = served["history"][served["best_epoch"]]
@@ -140,18 +144,18 @@ Telemetry: served scores go to a Prometheus histogram per model version (`output
   Epoch chosen on validation ({'within-group severity SRCC' if c.get('select') == 'val_severity' else 'SRCC against pseudo-MOS'})
   among epochs whose score head was trained (λ1 > 0; epoch {metrics['best_epoch']} for seed {SEED}); the test split is
   scored once. That network (run 1) scored test SRCC {metrics['test']['srcc']:.3f}, PLCC {metrics['test']['plcc']:.3f}, MAE {metrics['test']['mae']:.1f} pseudo-MOS points.
-- **Served network: run 2** (`python -m models.iqa.retrain --seed {SEED}`, on this CPU): the same model, losses, budget and
-  selection trained on the tiles of {served['pictures']} pictures ({served['images']:,} images: the benchmark's train and test
-  pictures and three held-out sets scored before it), epoch {served['best_epoch']} chosen on the same 3 validation pictures
+- **Served network: run {SERVED_RUN}** (`python -m models.iqa.retrain --run {SERVED_RUN} --seed {SEED}`, on this CPU): the same
+  model, losses, budget and selection trained on the tiles of {served['pictures']} pictures ({served['images']:,} images: the
+  benchmark's train and test pictures and {PICTURES_BEFORE[SERVED_RUN]} scored before it), epoch {served['best_epoch']} chosen on the same 3 validation pictures
   (severity SRCC {chosen['val_severity']:.3f}). Its NSS level is fitted on the same pictures plus the validation ones.
 - Export: `python -m export.build --only iqa`; ONNX parity against PyTorch on 64 crops, max abs error
   {', '.join(f'{k} {v:.1e}' for k, v in errors.items())}.
 
-## Held-out pictures, scored once (12 whole pictures no run had seen, `holdout6`; models/iqa/README.md)
-The served score (run 2: 3 seeds of its network, one NSS level, the JPEG cap; JPEG-distorted images arrive as their
-JPEG files) scored as the handler serves whole pictures, beside the same without the cap, run 1 and the classical
-baselines fitted on run 2's 46 pictures; CIs resample pictures. Earlier sets (models/iqa/README.md) judged run 1 and
-run 2 without the cap.
+## Held-out pictures, scored once (whole pictures no run had seen, `{JUDGED_BY[SERVED_RUN]}`; models/iqa/README.md)
+The served score (run {SERVED_RUN}: 3 seeds of its network, one NSS level, the JPEG cap; JPEG-distorted images arrive as
+their JPEG files) scored as the handler serves whole pictures, beside the same without the cap, another run and the
+classical baselines fitted on the last run's pictures; CIs resample pictures. Earlier sets (models/iqa/README.md)
+judged the earlier configurations.
 
 {held_out_table()}
 
