@@ -20,7 +20,7 @@ from export.repository import write_model
 from models.iqa import data as D
 from models.iqa import serving
 from models.iqa.crops import CROP, crop_positions, fixed_crops
-from models.iqa.export import SERVED_CAP, SERVED_LEVEL
+from models.iqa.export import SERVED_CAP, SERVED_LEVEL, SERVED_RUN
 from models.iqa.model import PMTIQA, progressive_weights
 from models.iqa.resnet import resnet18, resnet50
 from models.iqa.train import PROFILES, QUICK, Config, train, weights_path
@@ -511,7 +511,7 @@ def test_the_whole_picture_evaluation_scores_what_the_server_serves(trained_root
     level = serving.load_level(SERVED_LEVEL)
     for image in (pictures["coffee"], pictures["noise"]):
         crops, nss = served.reduce(Image.fromarray(image))
-        network = whole.network_scores(crops[None], seeds=(0,), weights=whole.RUNS["run 2"][0])[0]
+        network = whole.network_scores(crops[None], seeds=(0,), weights=whole.RUNS[f"run {SERVED_RUN}"][0])[0]
         expected = serving.mixed_score(network, level.predict_many(nss[None]), serving.IqaParams().nss_share)
         np.testing.assert_allclose(infer(trained_worker, IMAGE_RAW=image[None])["SCORE"][0], expected, atol=1e-3)
 
