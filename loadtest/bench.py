@@ -82,9 +82,9 @@ def in_process(repository: Path, model: str, batch: int, duration_s: float) -> d
         handler = load_runtime(spec, int(VERSIONS[model]), ["IMAGE", "IMAGE_RAW"], ["SCORE", "LEVEL_PROBS"], 1, "cpu")
         images = np.repeat(one["IMAGE"], batch, axis=0)
 
-        def call():  # what the server does per request (decode, crops) and per batch (ONNX Runtime)
-            crops = [handler.preprocess({"IMAGE": images[i : i + 1]})["CROPS"] for i in range(batch)]
-            handler.infer({"CROPS": np.concatenate(crops)})
+        def call():  # what the server does per request (decode, crops, features) and per batch (ONNX Runtime, level)
+            parts = [handler.preprocess({"IMAGE": images[i : i + 1]}) for i in range(batch)]
+            handler.infer({name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
     else:
         return onnx_in_process(repository / model / VERSIONS[model] / "model.onnx", lambda b: {k: np.repeat(v, b, axis=0) for k, v in one.items()},
                                batch, duration_s)
