@@ -16,7 +16,7 @@ from models.iqa.crossval import fmt_diff
 from models.iqa.model import ServedIQA
 from models.iqa.level import LEVEL_WIDE3_PATH, LEVEL_WIDE_PATH
 from models.iqa.retrain import weights_path as wide_weights_path
-from models.iqa.jpeg import CAP_PATH
+from models.iqa.cap import CAP_PATH
 from models.iqa.serving import CAP_FILE, LEVEL_FILE, IqaParams
 from models.iqa.train import load, weights_path
 
@@ -27,7 +27,7 @@ NAME, MODE, SEED = "iqa", "progressive", 0
 MAX_BATCH = 16
 REPORT = Path(__file__).resolve().parent / "report" / "results.md"
 # What `iqa` serves: a run of models/iqa/retrain.py (seed 0's network), its NSS level (models/iqa/level.py) and the JPEG
-# cap (models/iqa/jpeg.py); models/iqa/README.md says which set chose it and which judges it.
+# cap (models/iqa/cap.py); models/iqa/README.md says which set chose it and which judges it.
 SERVED_RUN = 3
 PICTURES_BEFORE = {2: "three held-out sets", 3: "five held-out sets"}  # scored before the run, among its pictures
 JUDGED_BY = {2: "holdout6", 3: "holdout7"}  # the set, scored once, that judges the run as served
@@ -124,7 +124,7 @@ natural-scene statistics of the rescaled image, or of its central {p.nss_max_sid
 (`nss_max_side`: memory and time bounded for long strips) (`nss_share`; the SVR is `{LEVEL_FILE}` in the version folder, numbers
 only, fitted by models/iqa/level.py); LEVEL_PROBS are the network's. `nss_share` 0 serves the network alone. A JPEG file
 scores at most the pseudo-MOS that JPEGs of its quality reach on a typical picture, the quality read from its
-quantisation table (`jpeg_cap`; `{CAP_FILE}`, fitted by models/iqa/jpeg.py); pixels, PNG and WebP files are not capped.
+quantisation table (`jpeg_cap`; `{CAP_FILE}`, fitted by models/iqa/cap.py); pixels, PNG and WebP files are not capped.
 Bad input (undecodable / truncated bytes, other formats, too small, too large, unsupported channel count, empty tensor,
 both or neither input) is answered INVALID_ARGUMENT / 400 naming the input and element.
 Telemetry: served scores go to a Prometheus histogram per model version (`output_histogram.SCORE`, buckets of 10).

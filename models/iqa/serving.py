@@ -28,7 +28,7 @@ Conversions and limits (the model card repeats them):
   as numbers in the version folder's `nss_level.json`, fitted by models/iqa/level.py). LEVEL_PROBS are the network's.
   With nss_share 0 the features are not computed and SCORE is the network's alone.
 - a JPEG file scores at most what JPEGs of its quality reach (`jpeg_cap`; the quality is read from the file's
-  quantisation table, the caps kept in the version folder's `jpeg_cap.json`, fitted by models/iqa/jpeg.py). Pixels sent
+  quantisation table, the caps kept in the version folder's `jpeg_cap.json`, fitted by models/iqa/cap.py). Pixels sent
   as `IMAGE_RAW`, PNG and WebP files are not capped.
 Every refusal is `InvalidInput` naming the input, the element and what was expected (400 / INVALID_ARGUMENT).
 """

@@ -99,7 +99,8 @@ def methods_for(bench: dict, windows=WINDOWS, runs=("run 1",), cap: bool = False
 
     from .baselines import blur_quality, jpeg_quality_for_benchmark
     from .hybrid import jpeg_feature
-    from .jpeg import CAP_PATH, load_cap
+    from .cap import CAP_PATH
+    from .jpeg import load_cap
     from .level import WEIGHTS, training_images, wide_training_images
     from .serving import IqaParams, load_level, mixed_score
 
