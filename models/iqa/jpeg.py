@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
 # ITU-T T.81 Annex K.1 luminance table, natural (row-major) order: what libjpeg scales by the quality setting
 STD_LUMINANCE = np.array([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
@@ -49,7 +50,13 @@ def jpeg_quality(data: bytes) -> float:
 class JpegCap:
     """caps[q - 1]: the most SCORE a JPEG file of estimated quality q gets (non-decreasing in q)."""
     caps: list
-    quantile: float = 0.5
+    quantile: float = 0.5  # of the pseudo-MOS at each quality, over the pictures it was fitted on (a record)
+
+    def __post_init__(self):
+        caps = np.asarray(self.caps, np.float64)
+        if caps.shape != (100,) or np.any(np.diff(caps) < 0):
+            found = f"{caps.size} numbers" if caps.shape != (100,) else "100 numbers that fall somewhere"
+            raise ValueError(f"a JPEG cap is 100 non-decreasing numbers, one per quality 1-100; got {found}")
 
     def apply(self, score: np.ndarray, quality: np.ndarray) -> np.ndarray:
         """score (N,), quality (N,) with NaN for an image that did not arrive as a JPEG file -> the capped score."""

@@ -592,3 +592,11 @@ def test_a_jpeg_file_scores_its_pixels_score_capped_at_its_quality(half_quality_
     np.testing.assert_allclose(infer(worker, IMAGE=as_bytes(png))["SCORE"], infer(worker, IMAGE_RAW=pictures["noise"][None])["SCORE"], atol=1e-5)
     together = infer(worker, IMAGE=as_bytes(png, jpeg))["SCORE"][:, 0]  # each element capped by its own file
     np.testing.assert_allclose(together, [infer(worker, IMAGE=as_bytes(f))["SCORE"][0, 0] for f in (png, jpeg)], atol=1e-4)
+
+
+@pytest.mark.parametrize("caps", [[50.0] * 99, list(np.linspace(100, 1, 100))])
+def test_a_cap_file_that_is_not_one_rising_number_per_quality_is_refused_at_load(caps):
+    from models.iqa.jpeg import JpegCap
+
+    with pytest.raises(ValueError, match="100 non-decreasing"):
+        JpegCap(caps=caps)
