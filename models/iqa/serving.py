@@ -112,11 +112,7 @@ class IqaHandler(ModelHandler):
             where = "input 'IMAGE' element"
             self.images.check_request([self.images.open(data, f"{where} {i}").size for i, data in enumerate(files)], where)
             # One decoded image alive at a time: each is reduced to its crops before the next is decoded.
-            pictures, quality = [], np.empty(len(files))
-            for i, data in enumerate(files):
-                im = self.images.decode(data, f"{where} {i}")
-                quality[i] = quality_of(im)
-                pictures.append(self.reduce(to_rgb(im)))
+            crops, nss, quality = zip(*[self.read(data, f"{where} {i}") for i, data in enumerate(files)])
         else:
             raw = inputs["IMAGE_RAW"]
             if raw.ndim != 4 or raw.shape[0] == 0 or raw.size == 0:
@@ -127,10 +123,16 @@ class IqaHandler(ModelHandler):
             if c not in (1, 3, 4):
                 raise InvalidInput(f"{where}: {c} channels; 3 (RGB), 1 (grey, replicated) or 4 (RGBA, composited over white) expected")
             self.images.check_request([(w, h)] * n, f"{where} image")
-            pictures, quality = [self.reduce(self.from_array(a)) for a in raw], np.full(n, np.nan)
-        crops, nss = zip(*pictures)
+            crops, nss = zip(*[self.reduce(self.from_array(a)) for a in raw])
+            quality = [np.nan] * n
         return {"CROPS": np.stack(crops), **({"NSS": np.stack(nss)} if self.level is not None else {}),
-                **({"JPEG_QUALITY": quality} if self.cap is not None else {})}
+                **({"JPEG_QUALITY": np.array(quality, np.float64)} if self.cap is not None else {})}
+
+    def read(self, data: bytes, where: str) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """One encoded image -> its crops, features and JPEG quality (NaN if not a JPEG). The decoded image lives only
+        in this call, so it is released before the next image of the request is decoded."""
+        im = self.images.decode(data, where)
+        return *self.reduce(to_rgb(im)), quality_of(im)
 
     @staticmethod
     def from_array(a: np.ndarray) -> Image.Image:

@@ -374,7 +374,7 @@ def test_a_raw_request_over_its_pixel_budget_is_refused(worker):
 
 
 def test_images_are_decoded_one_at_a_time(worker, monkeypatch, loads):
-    alive, decoded, real = [], [], serving.to_rgb
+    alive, decoded, real, real_decode = [], [], serving.to_rgb, worker.runtime.images.decode
 
     def spy(im):  # when an image is converted, are the ones decoded before it still held?
         alive.append(sum(ref() is not None for ref in decoded))
@@ -382,12 +382,17 @@ def test_images_are_decoded_one_at_a_time(worker, monkeypatch, loads):
         decoded.extend([weakref.ref(im), weakref.ref(rgb)])
         return rgb
 
+    def decode(data, where):  # and when the next one is decoded?
+        alive.append(sum(ref() is not None for ref in decoded))
+        return real_decode(data, where)
+
     monkeypatch.setattr(serving, "to_rgb", spy)
+    monkeypatch.setattr(worker.runtime.images, "decode", decode)
     tiny = one_bit_png()
     with rss_growth() as growth:
         out = worker.runtime.preprocess({"IMAGE": as_bytes(tiny, tiny)})  # exactly the budget
     assert out["CROPS"].shape == (2, 4, 3, CROP, CROP) and loads == [(4096, 4096)] * 2
-    assert alive == [0, 0]
+    assert alive == [0, 0, 0, 0]  # decode 1, convert 1, decode 2, convert 2
     # one 4096² image as 1-bit (16 MiB) and RGB (64 MiB) at a time; both at once were 142 MiB
     assert growth() < 112 * MiB, growth() / MiB
 
