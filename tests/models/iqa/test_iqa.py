@@ -550,6 +550,8 @@ def test_a_jpeg_files_quality_is_read_from_its_table_and_nothing_else_has_one(pi
 
     for q in (2, 12, 50, 75, 90, 97):
         assert abs(quality_of(Image.open(io.BytesIO(encode(pictures["coffee"], "JPEG", quality=q)))) - q) <= 1
+        grey = encode(pictures["coffee"][..., 1], "JPEG", quality=q, progressive=True)  # one table; progressive scans
+        assert abs(quality_of(Image.open(io.BytesIO(grey))) - q) <= 1
     for fmt in ("PNG", "WEBP"):
         assert np.isnan(quality_of(Image.open(io.BytesIO(encode(pictures["coffee"], fmt)))))
 
