@@ -4,14 +4,13 @@
     python -m models.iqa.cap dev   # report/jpeg_dev.{md,json}: the served score with and without it, on development data
 
 The served score uses a JPEG file's quality (models/iqa/jpeg.py, ``quality_of``) as a ceiling, not as a feature:
-``JpegCap.caps[q - 1]`` is the pseudo-MOS a JPEG of quality q
-reaches on a typical picture (a quantile over run 2's training pictures of 100 × SSIM between each picture and its
-JPEG at q), and a JPEG file of quality q scores at most that. Why a ceiling: coding at quality q loses at least what
-q loses, whatever else happened to the picture, so the cap only ever lowers a score that the quantisation table shows
-is too high; a picture blurred, noisy or dark and then saved at a high quality (what most uploads are) keeps the score
-the network and the NSS level give it, because caps at high qualities sit above any such score. As a feature of the
-level, the table would also tell which distortion an image has in a benchmark where only JPEG-distorted images are
-JPEG files, which real uploads do not (models/iqa/level.py).
+``JpegCap.caps[q - 1]`` is the pseudo-MOS a JPEG of quality q reaches on a typical picture (a quantile over run 2's
+training pictures of 100 × SSIM between each picture and its JPEG at q), and a JPEG file of quality q scores at most
+that. Why a ceiling: coding at quality q loses at least what q loses, whatever else happened to the picture, so the cap
+only ever lowers a score that the quantisation table shows is too high; a picture blurred, noisy or dark and then saved
+at a high quality (what most uploads are) keeps the score the network and the NSS level give it, because caps at high
+qualities sit above any such score. As a feature of the level, the table would also tell which distortion an image has
+in a benchmark where only JPEG-distorted images are JPEG files, which real uploads do not (models/iqa/level.py).
 """
 import argparse
 import json
@@ -23,8 +22,7 @@ from PIL import Image
 
 from .jpeg import JpegCap
 
-WEIGHTS = Path(__file__).resolve().parent / "weights"
-CAP_PATH = WEIGHTS / "jpeg_cap.json"
+CAP_PATH = Path(__file__).resolve().parent / "weights" / "jpeg_cap.json"
 
 
 def pseudo_mos_by_quality(pictures: np.ndarray) -> np.ndarray:
@@ -39,17 +37,26 @@ def pseudo_mos_by_quality(pictures: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit(quantile: float = 0.5, path: Path = CAP_PATH) -> dict:
-    """The cap from the reference tiles of run 2's training pictures (models/iqa/retrain.py, wide_data)."""
+def reference_tiles() -> tuple[np.ndarray, np.ndarray]:
+    """The undistorted tiles of run 2's training pictures (models/iqa/retrain.py, wide_data) and their picture ids."""
     from .retrain import wide_data
 
     train = wide_data()["train"]
-    references = train["image"][train["type"] == 0]
-    by_quality = pseudo_mos_by_quality(references)
+    pristine = train["type"] == 0
+    return train["image"][pristine], train["source"][pristine]
+
+
+def cap_at(by_quality: np.ndarray, quantile: float, decimals: int | None = None) -> JpegCap:
+    """The cap whose value at each quality is that quantile over the pictures, made non-decreasing in the quality."""
     caps = np.maximum.accumulate(np.quantile(by_quality, quantile, axis=0))
-    record = {"fitted_on": "retrain.wide_data reference tiles", "tiles": len(references),
-              "pictures": int(len(np.unique(train["source"][train["type"] == 0]))),
-              "cap": asdict(JpegCap(caps=np.round(caps, 3).tolist(), quantile=quantile))}
+    return JpegCap(caps=(caps if decimals is None else np.round(caps, decimals)).tolist(), quantile=quantile)
+
+
+def fit(quantile: float = 0.5, path: Path = CAP_PATH) -> dict:
+    """The cap from the reference tiles of run 2's training pictures."""
+    references, sources = reference_tiles()
+    record = {"fitted_on": "retrain.wide_data reference tiles", "tiles": len(references), "pictures": int(len(np.unique(sources))),
+              "cap": asdict(cap_at(pseudo_mos_by_quality(references), quantile, decimals=3))}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record) + "\n")
     tmp.replace(path)
@@ -65,6 +72,7 @@ def served_parts(bench: dict, upload_quality: int | None = None) -> tuple[np.nda
     ``upload_quality``, every image that is not JPEG-distorted first goes through a JPEG file of that quality, as an
     upload saved by a camera or an editor would."""
     from .data import TYPES, jpeg, to_uint8
+    from .level import WEIGHTS
     from .serving import load_level
     from .whole import RUNS, handler, network_scores
 
@@ -84,16 +92,14 @@ def dev(report: Path) -> dict:
 
     from . import crossval as CV
     from .baselines import jpeg_quality_for_benchmark
-    from .retrain import wide_data
     from .serving import IqaParams, mixed_score
     from .whole import generate
 
     torch.set_num_threads(1)
     parts = [generate(s) for s in DEV_SETS]
     bench = {k: (sum((p[k] for p in parts), []) if k == "image" else np.concatenate([p[k] for p in parts])) for k in parts[0]}
-    train = wide_data()["train"]
-    by_quality = pseudo_mos_by_quality(train["image"][train["type"] == 0])
-    caps = {q: JpegCap(np.maximum.accumulate(np.quantile(by_quality, q, axis=0)).tolist(), q) for q in QUANTILES}
+    by_quality = pseudo_mos_by_quality(reference_tiles()[0])
+    caps = {q: cap_at(by_quality, q) for q in QUANTILES}
     quality, share = jpeg_quality_for_benchmark(bench), IqaParams().nss_share
     results, lines = {}, [f"# The JPEG cap on development data: {', '.join(DEV_SETS)} whole, run 2 as served (seeds 0-2)", "",
                           f"{len(bench['score'])} images. Caps (pseudo-MOS) at qualities 2 / 6 / 12 / 25 / 50 / 75 / 90 / 95:"]

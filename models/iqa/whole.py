@@ -15,8 +15,8 @@ BRISQUE reads a central window of at most `nss_max_side` px a side. Here each pi
 given a pseudo-MOS over the whole picture, and reduced by the handler's own `reduce` (crops and features); the
 networks of seeds 0-2 score the crops, so the served rows are what the handler computes (its ONNX graph is seed 0's,
 checked against PyTorch to 1e-4). Rows: the served mix at each window given, the network alone, and the baselines a
-practitioner would run on the whole picture (BRISQUE + SVR, with the JPEG quality too, fitted on the same 24 pictures'
-tiles as the served level; `blur_effect`; the quantisation table on the JPEG subset).
+practitioner would run on the whole picture (BRISQUE + SVR, with the JPEG quality too, fitted on the same pictures'
+tiles as the last run's level; `blur_effect`; the quantisation table on the JPEG subset).
 
 ``dev`` uses holdout2's pictures (scored once as tiles, so development data); ``score`` a set listed for this and
 never scored, once (it refuses a second run unless --again).
@@ -105,6 +105,8 @@ def methods_for(bench: dict, windows=WINDOWS, runs=("run 1",), cap: bool = False
     from .serving import IqaParams, load_level, mixed_score
 
     share, methods = IqaParams().nss_share, {}
+    quality = jpeg_quality_for_benchmark(bench)  # NaN for every image that is not a JPEG file
+    jpeg_cap = load_cap(CAP_PATH) if cap else None
     for window in windows:
         served = handler(window)
         crops, nss = zip(*(served.reduce(Image.fromarray(x)) for x in bench["image"]))
@@ -115,10 +117,9 @@ def methods_for(bench: dict, windows=WINDOWS, runs=("run 1",), cap: bool = False
                 methods[f"network alone{suffix}"] = network_scores(np.stack(crops), weights=weights)
             level = load_level(WEIGHTS / level_file).predict_many(np.stack(nss))  # one level for every seed's network
             methods[f"served, window {window}{suffix}"] = np.stack([mixed_score(n, level, share) for n in methods[f"network alone{suffix}"]])
-            if cap:
-                quality = jpeg_quality_for_benchmark(bench)
+            if jpeg_cap:
                 methods[f"served with the JPEG cap, window {window}{suffix}"] = np.stack(
-                    [load_cap(CAP_PATH).apply(m, quality) for m in methods[f"served, window {window}{suffix}"]])
+                    [jpeg_cap.apply(m, quality) for m in methods[f"served, window {window}{suffix}"]])
     if not baselines:
         return methods
     # baselines: BRISQUE of the whole picture, as a practitioner computes it, and an SVR fitted on the level's data
@@ -136,7 +137,7 @@ def methods_for(bench: dict, windows=WINDOWS, runs=("run 1",), cap: bool = False
     methods["nss_jpeg_svr"] = CV.fit_nss(np.hstack([features, tile_jpeg]), target, pictures)[0].predict(
         np.hstack([whole, jpeg_feature(bench)]))[None]
     methods["blur_effect"] = np.concatenate([blur_quality(x[None]) for x in bench["image"]])[None]
-    methods["jpeg_quality"] = jpeg_quality_for_benchmark(bench)[None]
+    methods["jpeg_quality"] = quality[None]
     return methods
 
 
