@@ -63,7 +63,8 @@ class DynamicBatcher:
         self.loop = loop
         self.callers = callers
         self.queue: deque[_Queued] = deque()
-        self._arrived = asyncio.Event()
+        self._rows = 0  # rows in `queue`; a cancelled request's count until it is dropped (a batch may then run early)
+        self._waiters: list[asyncio.Future] = []  # the worker tasks waiting for `submit` (`_signalled`)
         self._workers: list[asyncio.Task] = []
         self.closed: Exception | None = None
 
@@ -72,7 +73,7 @@ class DynamicBatcher:
         stop (the callers of a batch they were running get `error` too)."""
         self.closed = error
         while self.queue:
-            q = self.queue.popleft()
+            q = self._pop()
             if not q.future.done():
                 q.future.set_exception(error)
         for task in self._workers:
@@ -92,7 +93,12 @@ class DynamicBatcher:
         now = time.perf_counter()
         future = asyncio.get_running_loop().create_future()
         self.queue.append(_Queued(item, rows, now, now + limit if limit else float("inf"), future))
-        self._arrived.set()
+        self._rows += rows
+        # A worker is woken only when what it waits for may have changed: the queue was empty (it is idle), or the
+        # batch forming is full; not at every arrival, which would cost a task switch and a timer per request.
+        if self._waiters and (len(self.queue) == 1 or self._rows >= self.max_rows or self._everyone_queued()):
+            for waiter in self._waiters:
+                _wake(waiter)
         if not self._workers:
             self._workers = [asyncio.create_task(self._work()) for _ in range(self.instance_count)]
         return await future  # cancelled by the caller: the entry stays queued but is skipped when a batch forms
@@ -117,23 +123,18 @@ class DynamicBatcher:
 
     async def _next_batch(self) -> list[_Queued]:
         while not self._live_head():
-            self._arrived.clear()
-            await self._arrived.wait()
+            await self._signalled()
         # Wait for a full batch until the oldest request has waited the configured delay.
-        while self._queued_rows() < self.max_rows and self.delay_s > 0 and not self._everyone_queued():
-            remaining = self.queue[0].arrived + self.delay_s - time.perf_counter()
-            if remaining <= 0:
+        while self._rows < self.max_rows and self.delay_s > 0 and not self._everyone_queued():
+            deadline = self.queue[0].arrived + self.delay_s
+            if time.perf_counter() >= deadline:
                 break
-            self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
-                break
+            await self._signalled(deadline)
             if not self._live_head():
                 return []
         batch, rows, now = [], 0, time.perf_counter()
         while self.queue and rows + self.queue[0].rows <= self.max_rows:
-            q = self.queue.popleft()
+            q = self._pop()
             if q.future.done():
                 continue
             if now > q.deadline:
@@ -146,18 +147,39 @@ class DynamicBatcher:
             batch.append(q)
             rows += q.rows
         if not batch and self.queue:  # a request larger than a batch (validation prevents it): run it alone
-            batch.append(self.queue.popleft())
+            batch.append(self._pop())
         return batch
+
+    async def _signalled(self, deadline: float | None = None) -> None:
+        """Until `submit` wakes the workers, or until `deadline` (perf_counter time) when given."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        timer = None
+        if deadline is not None:
+            timer = asyncio.get_running_loop().call_later(max(0.0, deadline - time.perf_counter()), _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
+            if timer is not None:
+                timer.cancel()
+
+    def _pop(self) -> _Queued:
+        q = self.queue.popleft()
+        self._rows -= q.rows
+        return q
 
     def _live_head(self) -> bool:
         """Drop cancelled requests at the head; True when a live one is queued."""
         while self.queue and self.queue[0].future.done():
-            self.queue.popleft()
+            self._pop()
         return bool(self.queue)
-
-    def _queued_rows(self) -> int:
-        return sum(q.rows for q in self.queue if not q.future.done())
 
     def _everyone_queued(self) -> bool:
         """Every caller that could add to the batch has a request queued already (only known with `callers`)."""
         return self.callers is not None and sum(not q.future.done() for q in self.queue) >= self.callers()
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
