@@ -7,6 +7,7 @@ so the adapters never inspect data themselves.
 """
 import math
 import struct
+import sys
 
 import numpy as np
 
@@ -41,6 +42,11 @@ _FIELD_DTYPES = {
 }
 
 
+# Raw buffers are little-endian whatever the host: each datatype's dtype read that way, made once (on a
+# little-endian host it is the native dtype, so decoding is a view and encoding a copy, nothing more).
+_LITTLE_ENDIAN = {name: np.dtype(dtype).newbyteorder("<") for name, dtype in NUMPY_DTYPES.items() if name != "BYTES"}
+_BIG_ENDIAN_HOST = sys.byteorder == "big"
+
 # No tensor of a request under the size limit can hold more elements than this (BOOL and UINT8 take one byte,
 # a BYTES element four); a declared count past it is refused before anything is allocated.
 MAX_ELEMENTS = 2**31
@@ -68,7 +74,8 @@ def decode_raw(buffer: bytes, datatype: str, shape, name: str) -> np.ndarray:
             f"tensor {name!r}: raw data has {len(buffer)} bytes, expected {expected} "
             f"({count} {datatype} elements for shape {list(shape)})"
         )
-    return np.frombuffer(buffer, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+    array = np.ndarray(shape, _LITTLE_ENDIAN[datatype], buffer)  # a view of the received bytes, in one call
+    return array.astype(dtype) if _BIG_ENDIAN_HOST else array
 
 
 def _decode_bytes_elements(buffer: bytes, count: int, name: str) -> np.ndarray:
@@ -98,7 +105,9 @@ def encode_raw(array: np.ndarray) -> bytes:
             data = item.encode() if isinstance(item, str) else bytes(item)
             parts.append(struct.pack("<I", len(data)) + data)
         return b"".join(parts)
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    if array.dtype.byteorder == ">" or (_BIG_ENDIAN_HOST and array.dtype.byteorder == "="):
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return array.tobytes()  # row-major whatever the array's own layout
 
 
 def decode_json(data, datatype: str, shape, name: str) -> np.ndarray:

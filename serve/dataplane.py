@@ -9,6 +9,7 @@ import hmac
 import time
 from collections import Counter
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import AsyncIterator, Protocol
 
 import numpy as np
@@ -75,6 +76,7 @@ class DataPlane:
         self.max_response_bytes = max_response_bytes
         self.sequences = SequenceTable()
         self._in_flight: Counter = Counter()
+        self._series: dict[tuple[str, str, str], _RequestSeries] = {}  # (model, version, protocol) -> its series
         self._sampler: asyncio.Task | None = None
 
     # -- access ---------------------------------------------------------------------------------
@@ -306,7 +308,7 @@ class DataPlane:
         if datatype != tensor.datatype:
             raise InvalidInput(f"input {name!r}: datatype {datatype} does not match the model's {tensor.datatype}")
         element_count(shape, name)  # non-negative integers, a bounded product
-        expected = tensor.shape(spec.max_batch_size)
+        expected = spec.input_shapes[name]
         if len(shape) != len(expected) or any(e not in (-1, a) for e, a in zip(expected, shape)):
             raise InvalidInput(f"input {name!r}: shape {list(shape)} does not match the model's {expected} (-1 = any)")
         if spec.max_batch_size > 0 and not 1 <= shape[0] <= spec.max_batch_size:
@@ -319,13 +321,13 @@ class DataPlane:
         if missing or unexpected:
             problems = [f"missing input(s) {missing}"] * bool(missing) + [f"unexpected input(s) {unexpected}"] * bool(unexpected)
             raise InvalidInput(f"model {spec.name!r}: {'; '.join(problems)}; expected {list(declared)}")
-        batch_sizes = set()
+        batch_sizes, max_batch_size = set(), spec.max_batch_size
         for name, array in request.inputs.items():
             tensor = declared[name]
             datatype = from_numpy(array.dtype)
             if datatype != tensor.datatype:
                 raise InvalidInput(f"input {name!r}: datatype {datatype} does not match the model's {tensor.datatype}")
-            expected = tensor.shape(spec.max_batch_size)
+            expected = spec.input_shapes[name]
             if len(array.shape) != len(expected) or any(e not in (-1, a) for e, a in zip(expected, array.shape)):
                 raise InvalidInput(f"input {name!r}: shape {list(array.shape)} does not match the model's {expected} (-1 = any)")
             minimum = spec.min_shapes.get(name)
@@ -335,17 +337,16 @@ class DataPlane:
                 raise InvalidInput(f"input {name!r}: holds NaN or infinite values")
             if name in spec.text_limits:
                 _check_text(name, array, *spec.text_limits[name])
-            if spec.max_batch_size > 0:
-                if not 1 <= array.shape[0] <= spec.max_batch_size:
-                    raise InvalidInput(f"input {name!r}: batch size {array.shape[0]} must be between 1 and max_batch_size {spec.max_batch_size}")
+            if max_batch_size > 0:
+                if not 1 <= array.shape[0] <= max_batch_size:
+                    raise InvalidInput(f"input {name!r}: batch size {array.shape[0]} must be between 1 and max_batch_size {max_batch_size}")
                 batch_sizes.add(array.shape[0])
         if len(batch_sizes) > 1:
             raise InvalidInput(f"model {spec.name!r}: inputs disagree on the batch size: {sorted(batch_sizes)}")
-        known_outputs = [t.name for t in spec.outputs]
+        declared = spec.output_datatypes
         for name in request.outputs or []:
-            if name not in known_outputs:
-                raise InvalidInput(f"model {spec.name!r}: unknown output {name!r}; outputs are {known_outputs}")
-        declared = {t.name: t.datatype for t in spec.outputs}
+            if name not in declared:
+                raise InvalidInput(f"model {spec.name!r}: unknown output {name!r}; outputs are {list(declared)}")
         for name in request.classification:
             if declared.get(name) in ("BYTES", "BOOL", None):
                 raise InvalidInput(f"output {name!r}: classification needs a numeric output; the model's outputs are {declared}")
@@ -359,10 +360,10 @@ class DataPlane:
             check_outputs(spec.rollout, request.outputs, ensemble_request(spec.rollout, request.inputs))
 
     def _response(self, spec: ModelSpec, version: int, request: InferRequest, outputs: dict) -> InferResponse:
-        wanted = request.outputs or [t.name for t in spec.outputs]
+        declared = spec.output_datatypes
+        wanted = request.outputs or declared
         if spec.kind in (ModelKind.DECOUPLED, ModelKind.ROLLOUT):  # progress responses, ensembles: a subset of the outputs
             wanted = [name for name in wanted if name in outputs]
-        declared = {t.name: t.datatype for t in spec.outputs}
         for name in wanted:  # the runtime must honour the config: a mismatch is ours, not the client's
             if from_numpy(outputs[name].dtype) != declared[name]:
                 raise RuntimeError(f"model {spec.name} output {name} is {outputs[name].dtype}, config says {declared[name]}")
@@ -377,12 +378,19 @@ class DataPlane:
         }, id=request.id or "")
 
     def _track(self, model: str, version: int, protocol: str, request: InferRequest | None = None):
-        return _Tracked(self, {"model": model, "version": str(version)}, protocol, request.received if request else None)
+        return _Tracked(self, self._request_series(model, str(version), protocol), request.received if request else None)
+
+    def _request_series(self, model: str, version: str, protocol: str) -> "_RequestSeries":
+        key = (model, version, protocol)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = _RequestSeries.of(model, version, protocol)
+        return found
 
     def record_encode(self, response: InferResponse, seconds: float, protocol: str) -> None:
         """The adapter's encode stage for one response (called by the adapter, which does the encoding)."""
-        tags = {"model": response.model, "version": response.version, "protocol": protocol, "stage": "encode"}
-        metrics.stage_time_ms().observe(seconds * 1000, tags=tags)
+        series = self._request_series(response.model, response.version, protocol)
+        metrics.stage_time_ms().observe_series((seconds * 1000,), series.encode)
 
     def _sample_in_flight(self) -> None:
         """Keeps a task that copies the in-flight counts into their gauge once a second while requests come in."""
@@ -447,25 +455,44 @@ def _outcome(exc: BaseException | None) -> str:
     return "client_error" if isinstance(exc, InferenceError) and exc.http_status < 500 else "failure"
 
 
+@dataclass(frozen=True)
+class _RequestSeries:
+    """The metric series a request of one model version over one protocol is counted in, made once per triple
+    (`DataPlane._request_series`), not per request."""
+
+    model_version: tuple[str, str]
+    stats: object  # serve/statistics.py's counters of the version
+    decode: tuple
+    encode: tuple
+    latency: tuple
+    outcomes: dict[str, tuple]
+
+    @classmethod
+    def of(cls, model: str, version: str, protocol: str) -> "_RequestSeries":
+        tags = {"model": model, "version": version, "protocol": protocol}
+        return cls((model, version), STATS.get(model, version), metrics.series(tags | {"stage": "decode"}),
+                   metrics.series(tags | {"stage": "encode"}), metrics.series(tags),
+                   {outcome: metrics.series(tags | {"outcome": outcome})
+                    for outcome in ("success", "client_error", "cancelled", "failure")})
+
+
 class _Tracked:
     """Counts a request in flight and records its decode stage, latency and outcome, whatever happens inside."""
 
-    def __init__(self, plane: DataPlane, tags: dict, protocol: str, received: float | None = None):
-        self.plane, self.tags, self.protocol, self.received = plane, tags, protocol, received
-        self.stats = STATS.get(tags["model"], tags["version"])
+    def __init__(self, plane: DataPlane, series: _RequestSeries, received: float | None = None):
+        self.plane, self.series, self.received = plane, series, received
 
     async def __aenter__(self):
         self.started = time.perf_counter()
-        self.plane._in_flight[(self.tags["model"], self.tags["version"])] += 1
+        self.plane._in_flight[self.series.model_version] += 1
         self.plane._sample_in_flight()
         if self.received is not None:
-            metrics.stage_time_ms().observe((self.started - self.received) * 1000, tags=self.tags | {"protocol": self.protocol, "stage": "decode"})
+            metrics.stage_time_ms().observe_series(((self.started - self.received) * 1000,), self.series.decode)
 
     async def __aexit__(self, exc_type, exc, tb):
-        self.plane._in_flight[(self.tags["model"], self.tags["version"])] -= 1
-        tags = self.tags | {"protocol": self.protocol}
+        self.plane._in_flight[self.series.model_version] -= 1
         seconds = time.perf_counter() - self.started
-        STATS.request_done(self.stats, seconds, None if exc is None else _failure_reason(exc))
-        metrics.request_latency_ms().observe(seconds * 1000, tags=tags)
-        metrics.requests().inc(tags=tags | {"outcome": _outcome(exc)})
+        STATS.request_done(self.series.stats, seconds, None if exc is None else _failure_reason(exc))
+        metrics.request_latency_ms().observe_series((seconds * 1000,), self.series.latency)
+        metrics.requests().inc_series(1.0, self.series.outcomes[_outcome(exc)])
         return False

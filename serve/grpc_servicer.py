@@ -25,7 +25,6 @@ from .shared_memory import PARAMETERS, Caller, RegionUse, cuda_status, grpc_addr
 from .types import InferRequest, InferResponse
 
 logger = logging.getLogger("streamserve.grpc")
-Tensor = pb.ModelInferResponse.InferOutputTensor
 
 
 _RAW_FIELD = pb.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_contents"].number
@@ -164,7 +163,7 @@ def encode_infer_response(response: InferResponse, regions: RegionUse | None = N
     memory is written there and its raw contents left empty, as Triton does."""
     message = pb.ModelInferResponse(model_name=response.model, model_version=response.version, id=response.id)
     for name, array in response.outputs.items():
-        message.outputs.append(Tensor(name=name, datatype=from_numpy(array.dtype), shape=list(array.shape)))
+        message.outputs.add(name=name, datatype=from_numpy(array.dtype), shape=array.shape)
         placed = regions is not None and regions.write_output(name, array)
         message.raw_output_contents.append(b"" if placed else encode_raw(np.asarray(array)))
     for key, value in response.parameters.items():

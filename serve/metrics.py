@@ -90,7 +90,10 @@ class Histogram:
         self.observe_many((value,), tags)
 
     def observe_many(self, values, tags: dict[str, str]) -> None:
-        key = tuple(sorted(tags.items()))
+        self.observe_series(values, series(tags))
+
+    def observe_series(self, values, key: tuple) -> None:
+        """`observe_many` for a series named by `series(tags)`, which a caller observing it per request keeps."""
         with self._lock:
             series = self._series.get(key)
             if series is None:
@@ -126,7 +129,9 @@ class Counter:
         _PUBLISHER.add(self)
 
     def inc(self, value: float = 1.0, tags: dict[str, str] | None = None) -> None:
-        key = tuple(sorted((tags or {}).items()))
+        self.inc_series(value, series(tags or {}))
+
+    def inc_series(self, value: float, key: tuple) -> None:
         with self._lock:
             self._pending[key] = self._pending.get(key, 0.0) + value
 
@@ -135,6 +140,11 @@ class Counter:
             pending, self._pending = self._pending, {}
         for key, value in pending.items():
             self._counter.inc(value, tags=dict(key))
+
+
+def series(tags: dict[str, str]) -> tuple:
+    """The key of a metric's series: its tags as sorted items."""
+    return tuple(sorted(tags.items()))
 
 
 def publish() -> None:

@@ -217,6 +217,16 @@ class ModelSpec:
         return tuple(_tensor(t) for t in self.config.output)
 
     @cached_property
+    def input_shapes(self) -> dict[str, list[int]]:
+        """Each input's full shape as a client sees it (`TensorSpec.shape`), made once: every request is checked
+        against it (read it, do not change it)."""
+        return {t.name: t.shape(self.max_batch_size) for t in self.inputs}
+
+    @cached_property
+    def output_datatypes(self) -> dict[str, str]:
+        return {t.name: t.datatype for t in self.outputs}
+
+    @cached_property
     def labels(self) -> dict[str, list[str]]:
         """Class labels of each output that names a `label_filename` (one label per line, a file in the model folder):
         Triton's classification extension reports them beside each class index (serve/classification.py)."""

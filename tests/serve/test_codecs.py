@@ -40,6 +40,17 @@ def test_raw_round_trip(datatype):
     assert from_numpy(decoded.dtype) == datatype
 
 
+@pytest.mark.parametrize("datatype", [d for d in DATATYPES if d not in ("BOOL", "BYTES")])
+def test_raw_is_little_endian_row_major_whatever_the_array_s_layout(datatype):
+    """Outputs reach the encoder as the model made them: big-endian, transposed or strided arrays travel as the
+    protocol's little-endian, row-major bytes."""
+    array = np.arange(12).reshape(3, 4).astype(numpy_dtype(datatype))
+    expected = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    for layout in (array.astype(array.dtype.newbyteorder(">")), np.asfortranarray(array), array.T.copy().T, array[:, ::-1][:, ::-1]):
+        assert encode_raw(layout) == expected
+        np.testing.assert_array_equal(decode_raw(encode_raw(layout), datatype, [3, 4], "x"), array)
+
+
 @pytest.mark.parametrize("datatype", [d for d in DATATYPES if d != "BYTES"])
 def test_json_round_trip(datatype):
     array = SAMPLES[datatype]
