@@ -264,7 +264,7 @@ class DataPlane:
 
     async def _infer_once(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> InferResponse:
         backend = self.backends[(spec.name, version)]
-        async with self._track(spec.name, version, protocol, request):
+        with self._track(spec.name, version, protocol, request):
             if spec.kind is ModelKind.SEQUENCE:
                 outputs = await self.sequences.run(spec, version, request, backend.infer)
             else:
@@ -275,7 +275,7 @@ class DataPlane:
         # Each response is sent as soon as the handler yields it (no look-ahead to mark the last one final:
         # progress must not lag); the final response is the one carrying the result outputs. Zero responses are
         # allowed, as in Triton's decoupled models.
-        async with self._track(spec.name, version, protocol, request):
+        with self._track(spec.name, version, protocol, request):
             async with aclosing(self.backends[(spec.name, version)].stream(request.inputs)) as responses:
                 async for outputs in responses:
                     yield self._response(spec, version, request, outputs)
@@ -285,7 +285,7 @@ class DataPlane:
 
     async def _rollout(self, spec: ModelSpec, version: int, request: InferRequest, protocol: str) -> AsyncIterator[InferResponse]:
         steps = int(request.inputs[spec.rollout.steps_input].ravel()[0])
-        async with self._track(spec.name, version, protocol, request):
+        with self._track(spec.name, version, protocol, request):
             step = 0
             # Leaving this loop early (client gone, stream cancelled) closes the backend's generator,
             # which stops the rollout in the model replica.
@@ -477,19 +477,20 @@ class _RequestSeries:
 
 
 class _Tracked:
-    """Counts a request in flight and records its decode stage, latency and outcome, whatever happens inside."""
+    """Counts a request in flight and records its decode stage, latency and outcome, whatever happens inside. A plain
+    context manager, though it wraps awaits: entering and leaving await nothing, so no coroutine is made for them."""
 
     def __init__(self, plane: DataPlane, series: _RequestSeries, received: float | None = None):
         self.plane, self.series, self.received = plane, series, received
 
-    async def __aenter__(self):
+    def __enter__(self):
         self.started = time.perf_counter()
         self.plane._in_flight[self.series.model_version] += 1
         self.plane._sample_in_flight()
         if self.received is not None:
             metrics.stage_time_ms().observe_series(((self.started - self.received) * 1000,), self.series.decode)
 
-    async def __aexit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type, exc, tb):
         self.plane._in_flight[self.series.model_version] -= 1
         seconds = time.perf_counter() - self.started
         STATS.request_done(self.series.stats, seconds, None if exc is None else _failure_reason(exc))

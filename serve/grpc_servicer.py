@@ -177,6 +177,14 @@ def encode_infer_response(response: InferResponse, regions: RegionUse | None = N
     return message
 
 
+def _failed(context, error: Exception, empty):
+    """A unary call's answer to `error`: the client's mistake as its status and message, anything else INTERNAL."""
+    if isinstance(error, InferenceError):
+        return _fail(context, error.grpc_code, error.message, empty)
+    logger.error("unhandled error in gRPC call", exc_info=error)
+    return _fail(context, grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__}); see the server log", empty)
+
+
 def _fail(context, code: grpc.StatusCode, message: str, empty):
     context.set_code(code)
     context.set_details(message)
@@ -189,8 +197,9 @@ class GRPCInferenceServicer:
     plane: DataPlane
 
     def _authenticate(self, context) -> None:
-        metadata = dict(context.invocation_metadata())
-        self.plane.authenticate(metadata.get("authorization"), context.peer(), via_grpc=True)
+        # The metadata is read only where a token is configured: gathering it costs every call.
+        authorization = dict(context.invocation_metadata()).get("authorization") if self.plane.auth_token else None
+        self.plane.authenticate(authorization, context.peer(), via_grpc=True)
 
     def _received(self, request: bytes | pb.ModelInferRequest) -> tuple[pb.ModelInferRequest, list | None]:
         """The request as the server receives it (bytes: streamserve_proto.RECEIVED_AS_BYTES), or a message (a caller
@@ -212,11 +221,8 @@ class GRPCInferenceServicer:
             if authenticate:
                 self._authenticate(context)
             return await call()
-        except InferenceError as e:
-            return _fail(context, e.grpc_code, e.message, empty)
         except Exception as e:
-            logger.exception("unhandled error in gRPC call")
-            return _fail(context, grpc.StatusCode.INTERNAL, f"internal error ({type(e).__name__}); see the server log", empty)
+            return _failed(context, e, empty)
 
     async def ServerLive(self, request, grpc_context):
         async def call():
@@ -291,8 +297,8 @@ class GRPCInferenceServicer:
 
     async def ModelInfer(self, request, grpc_context):
         received = time.perf_counter()
-
-        async def call():
+        try:  # `_unary`'s work written out: this runs for every inference call
+            self._authenticate(grpc_context)
             parsed, raw = self._received(request)
             regions = self._shared_memory(parsed, grpc_context)
             infer_request = self._decode(parsed, grpc_context, regions, raw)
@@ -302,8 +308,8 @@ class GRPCInferenceServicer:
             message = encode_infer_response(response, regions)
             self.plane.record_encode(response, time.perf_counter() - encoding, "grpc")
             return message
-
-        return await self._unary(grpc_context, pb.ModelInferResponse(), call)
+        except Exception as e:
+            return _failed(grpc_context, e, pb.ModelInferResponse())
 
     async def ModelStreamInfer(self, request_iterator, grpc_context):
         """Bidirectional: each request gets its response(s); a bad request gets an error message in the
