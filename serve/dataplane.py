@@ -309,7 +309,7 @@ class DataPlane:
             raise InvalidInput(f"input {name!r}: datatype {datatype} does not match the model's {tensor.datatype}")
         element_count(shape, name)  # non-negative integers, a bounded product
         expected = spec.input_shapes[name]
-        if len(shape) != len(expected) or any(e not in (-1, a) for e, a in zip(expected, shape)):
+        if not _fits(shape, expected):
             raise InvalidInput(f"input {name!r}: shape {list(shape)} does not match the model's {expected} (-1 = any)")
         if spec.max_batch_size > 0 and not 1 <= shape[0] <= spec.max_batch_size:
             raise InvalidInput(f"input {name!r}: batch size {shape[0]} must be between 1 and max_batch_size {spec.max_batch_size}")
@@ -328,7 +328,7 @@ class DataPlane:
             if datatype != tensor.datatype:
                 raise InvalidInput(f"input {name!r}: datatype {datatype} does not match the model's {tensor.datatype}")
             expected = spec.input_shapes[name]
-            if len(array.shape) != len(expected) or any(e not in (-1, a) for e, a in zip(expected, array.shape)):
+            if not _fits(array.shape, expected):
                 raise InvalidInput(f"input {name!r}: shape {list(array.shape)} does not match the model's {expected} (-1 = any)")
             minimum = spec.min_shapes.get(name)
             if minimum and any(a < m for a, m in zip(array.shape, minimum)):
@@ -407,6 +407,16 @@ class DataPlane:
             if not any(self._in_flight.values()):
                 return  # idle: the next request starts a new sampler
             await asyncio.sleep(1.0)
+
+
+def _fits(shape, expected: list[int]) -> bool:
+    """A shape against a declared one, where -1 matches any size (a loop, not a generator: it runs per input)."""
+    if len(shape) != len(expected):
+        return False
+    for want, got in zip(expected, shape):
+        if want != -1 and want != got:
+            return False
+    return True
 
 
 def _queue_timeout_s(request: InferRequest) -> float | None:
