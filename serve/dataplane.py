@@ -480,9 +480,9 @@ class _RequestSeries:
     @classmethod
     def of(cls, model: str, version: str, protocol: str) -> "_RequestSeries":
         tags = {"model": model, "version": version, "protocol": protocol}
-        return cls((model, version), STATS.get(model, version), metrics.series(tags | {"stage": "decode"}),
-                   metrics.series(tags | {"stage": "encode"}), metrics.series(tags),
-                   {outcome: metrics.series(tags | {"outcome": outcome})
+        return cls((model, version), STATS.get(model, version), metrics.series_key(tags | {"stage": "decode"}),
+                   metrics.series_key(tags | {"stage": "encode"}), metrics.series_key(tags),
+                   {outcome: metrics.series_key(tags | {"outcome": outcome})
                     for outcome in ("success", "client_error", "cancelled", "failure")})
 
 

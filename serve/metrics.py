@@ -90,10 +90,10 @@ class Histogram:
         self.observe_many((value,), tags)
 
     def observe_many(self, values, tags: dict[str, str]) -> None:
-        self.observe_series(values, series(tags))
+        self.observe_series(values, series_key(tags))
 
     def observe_series(self, values, key: tuple) -> None:
-        """`observe_many` for a series named by `series(tags)`, which a caller observing it per request keeps."""
+        """`observe_many` for a series named by `series_key(tags)`, which a caller observing it per request keeps."""
         with self._lock:
             series = self._series.get(key)
             if series is None:
@@ -129,7 +129,7 @@ class Counter:
         _PUBLISHER.add(self)
 
     def inc(self, value: float = 1.0, tags: dict[str, str] | None = None) -> None:
-        self.inc_series(value, series(tags or {}))
+        self.inc_series(value, series_key(tags or {}))
 
     def inc_series(self, value: float, key: tuple) -> None:
         with self._lock:
@@ -142,7 +142,7 @@ class Counter:
             self._counter.inc(value, tags=dict(key))
 
 
-def series(tags: dict[str, str]) -> tuple:
+def series_key(tags: dict[str, str]) -> tuple:
     """The key of a metric's series: its tags as sorted items."""
     return tuple(sorted(tags.items()))
 
