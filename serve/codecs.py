@@ -74,8 +74,14 @@ def decode_raw(buffer: bytes, datatype: str, shape, name: str) -> np.ndarray:
             f"tensor {name!r}: raw data has {len(buffer)} bytes, expected {expected} "
             f"({count} {datatype} elements for shape {list(shape)})"
         )
-    array = np.ndarray(shape, _LITTLE_ENDIAN[datatype], buffer)  # a view of the received bytes, in one call
-    return array.astype(dtype) if _BIG_ENDIAN_HOST else array
+    return view_raw(buffer, datatype, shape)
+
+
+def view_raw(buffer, datatype: str, shape) -> np.ndarray:
+    """A numeric raw buffer whose size and shape are known to agree, as an array: a view of the received bytes (a copy
+    in native byte order on a big-endian host)."""
+    array = np.ndarray(shape, _LITTLE_ENDIAN[datatype], buffer)
+    return array.astype(array.dtype.newbyteorder("=")) if _BIG_ENDIAN_HOST else array
 
 
 def _decode_bytes_elements(buffer: bytes, count: int, name: str) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import __version__, metrics
 from .classification import classify
-from .codecs import element_count
+from .codecs import element_count, view_raw
 from .datatypes import from_numpy
 from .ensembles import check_outputs, ensemble_request
 from .errors import InferenceError, InvalidInput, ModelNotReady, NotOffered, Overloaded, Unauthenticated
@@ -77,6 +77,7 @@ class DataPlane:
         self.sequences = SequenceTable()
         self._in_flight: Counter = Counter()
         self._series: dict[tuple[str, str, str], _RequestSeries] = {}  # (model, version, protocol) -> its series
+        self._plans = RequestPlans()  # `keep_plan`, `planned`
         self._sampler: asyncio.Task | None = None
 
     # -- access ---------------------------------------------------------------------------------
@@ -333,10 +334,7 @@ class DataPlane:
             minimum = spec.min_shapes.get(name)
             if minimum and any(a < m for a, m in zip(array.shape, minimum)):
                 raise InvalidInput(f"input {name!r}: shape {list(array.shape)} is below the model's minimum {list(minimum)}")
-            if spec.reject_non_finite and array.dtype.kind == "f" and not np.isfinite(array).all():
-                raise InvalidInput(f"input {name!r}: holds NaN or infinite values")
-            if name in spec.text_limits:
-                _check_text(name, array, *spec.text_limits[name])
+            check_values(spec, name, array)
             if max_batch_size > 0:
                 if not 1 <= array.shape[0] <= max_batch_size:
                     raise InvalidInput(f"input {name!r}: batch size {array.shape[0]} must be between 1 and max_batch_size {max_batch_size}")
@@ -358,6 +356,36 @@ class DataPlane:
                     f"(every row the same), got {steps.tolist()}"
                 )
             check_outputs(spec.rollout, request.outputs, ensemble_request(spec.rollout, request.inputs))
+
+    def keep_plan(self, header: bytes, request: InferRequest) -> None:
+        """After `request` was answered: what its header alone settled (model, version, input names, datatypes and
+        shapes, outputs asked for), kept against that header (an adapter's key for everything a request asks but its
+        tensor data and id). A later request with the same header is checked only where its data can differ
+        (`planned`, `infer_planned`). Not kept where more than the header decides: request parameters (a sequence's
+        ids, a timeout), classification, BYTES inputs (element sizes are data), a model that streams or keeps state."""
+        spec, version = self.model(request.model, request.version)
+        if spec.kind is not ModelKind.UNARY or request.parameters or request.classification:
+            return
+        if any(array.dtype == object for array in request.inputs.values()):
+            return
+        inputs = tuple((name, from_numpy(array.dtype), array.shape, array.nbytes) for name, array in request.inputs.items())
+        self._plans.keep(header, RequestPlan(spec, version, inputs, request.outputs))
+
+    def planned(self, header: bytes) -> "RequestPlan | None":
+        """The plan kept for `header`, while its model version is served as it was planned (not reloaded, unloaded or
+        refused since: such a request goes the whole way, which names what changed, and is planned anew)."""
+        plan = self._plans.get(header)
+        if plan is not None and (self.repository.models.get(plan.spec.name) is not plan.spec or self.unavailable(plan.spec.name, plan.version)):
+            self._plans.drop(header)
+            return None
+        return plan
+
+    async def infer_planned(self, plan: "RequestPlan", request: InferRequest, protocol: str) -> InferResponse:
+        """`infer` for a request decoded by `plan` (its inputs are those the plan's header declared): only their values
+        are checked."""
+        for name, array in request.inputs.items():
+            check_values(plan.spec, name, array)
+        return await self._infer_once(plan.spec, plan.version, request, protocol)
 
     def _response(self, spec: ModelSpec, version: int, request: InferRequest, outputs: dict) -> InferResponse:
         declared = spec.output_datatypes
@@ -417,6 +445,59 @@ def _fits(shape, expected: list[int]) -> bool:
         if want != -1 and want != got:
             return False
     return True
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """A checked request header's meaning (`DataPlane.plan`)."""
+
+    spec: ModelSpec
+    version: int
+    inputs: tuple[tuple[str, str, tuple[int, ...], int], ...]
+    """(name, datatype, shape, bytes) of each input, in the request's order."""
+    outputs: list[str] | None
+
+    def decode(self, buffers: list) -> dict[str, np.ndarray] | None:
+        """The inputs from their raw buffers, in the plan's order; None when the buffers do not fit the plan (the
+        whole way names the fault)."""
+        if len(buffers) != len(self.inputs):
+            return None
+        inputs = {}
+        for (name, datatype, shape, size), buffer in zip(self.inputs, buffers):
+            if len(buffer) != size:
+                return None
+            inputs[name] = view_raw(buffer, datatype, shape)
+        return inputs
+
+
+class RequestPlans:
+    """Request plans (`DataPlane.plan`) by the header an adapter received them with, the latest `size` of them: a
+    client's requests repeat one header, and headers that never repeat only ever replace the oldest."""
+
+    def __init__(self, size: int = 256, max_header_bytes: int = 4096):
+        self.size, self.max_header_bytes = size, max_header_bytes
+        self._by_header: dict[bytes, RequestPlan] = {}
+
+    def get(self, header: bytes) -> RequestPlan | None:
+        return self._by_header.get(header)
+
+    def drop(self, header: bytes) -> None:
+        self._by_header.pop(header, None)
+
+    def keep(self, header: bytes, plan: RequestPlan | None) -> None:
+        if plan is None or len(header) > self.max_header_bytes:
+            return
+        if len(self._by_header) >= self.size:
+            del self._by_header[next(iter(self._by_header))]
+        self._by_header[header] = plan
+
+
+def check_values(spec: ModelSpec, name: str, array: np.ndarray) -> None:
+    """What the model refuses in an input's values, beyond its declared datatype and shape."""
+    if spec.reject_non_finite and array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInput(f"input {name!r}: holds NaN or infinite values")
+    if name in spec.text_limits:
+        _check_text(name, array, *spec.text_limits[name])
 
 
 def _queue_timeout_s(request: InferRequest) -> float | None:

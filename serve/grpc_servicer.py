@@ -28,14 +28,27 @@ logger = logging.getLogger("streamserve.grpc")
 
 
 _RAW_FIELD = pb.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_contents"].number
+_COPIED_BELOW = 64 * 2**10
+"""Requests smaller than this are parsed whole by protobuf: copying their tensor bytes costs less than walking the
+message in Python."""
 
 
-def parse_infer_request(wire: bytes) -> tuple[pb.ModelInferRequest, list[memoryview]]:
-    """A received ModelInferRequest: the message without its `raw_input_contents`, and those as views of `wire`.
+def parse_infer_request(wire: bytes) -> tuple[pb.ModelInferRequest, list]:
+    """A received ModelInferRequest: the message without its `raw_input_contents`, and those apart (views of `wire`
+    for a large request).
 
-    protobuf's parser copies every bytes field, and these hold the tensor data (up to the request limit): reading them
-    in place, numeric tensors alias the received message and BYTES elements are copied once. Only the top level of the
-    message is walked; the rest (inputs, outputs, parameters: a few hundred bytes) is parsed by protobuf."""
+    protobuf's parser copies every bytes field, and these hold the tensor data (up to the request limit): read in
+    place, a large request's numeric tensors alias the received message and BYTES elements are copied once. Only the
+    top level of the message is walked; the rest (inputs, outputs, parameters: a few hundred bytes) is parsed by
+    protobuf."""
+    if len(wire) < _COPIED_BELOW:
+        try:
+            message = pb.ModelInferRequest.FromString(wire)
+        except DecodeError as e:
+            raise InvalidInput(f"malformed ModelInferRequest: {e}") from None
+        raw = list(message.raw_input_contents)
+        message.ClearField("raw_input_contents")
+        return message, raw
     view, position, kept, raw = memoryview(wire), 0, [], []
     while position < len(view):
         start = position
@@ -142,6 +155,24 @@ def _shared_memory_inputs(request: pb.ModelInferRequest, check_header, regions: 
 
 def _shared_memory_parameters(parameters) -> dict:
     return {key: _parameter_value(parameters[key]) for key in PARAMETERS if key in parameters}
+
+
+def _header(request: pb.ModelInferRequest) -> bytes:
+    """What a request asks, apart from its tensor data and id (a message parsed without its raw contents): requests
+    with the same header differ only in their data."""
+    request_id = request.id
+    if not request_id:
+        return request.SerializeToString()
+    request.ClearField("id")
+    header = request.SerializeToString()
+    request.id = request_id
+    return header
+
+
+def _tensor_parameters(request: pb.ModelInferRequest) -> bool:
+    """Whether an input or output carries parameters (shared memory places, classification): such a request is decoded
+    the whole way each time."""
+    return any(tensor.parameters for tensor in request.inputs) or any(tensor.parameters for tensor in request.outputs)
 
 
 def _peer_host(peer: str) -> str:
@@ -300,10 +331,20 @@ class GRPCInferenceServicer:
         try:  # `_unary`'s work written out: this runs for every inference call
             self._authenticate(grpc_context)
             parsed, raw = self._received(request)
-            regions = self._shared_memory(parsed, grpc_context)
-            infer_request = self._decode(parsed, grpc_context, regions, raw)
-            infer_request.received = received
-            response = await self.plane.infer(infer_request, protocol="grpc")
+            header = _header(parsed) if raw else None  # raw tensors received apart from their message: it can be planned
+            plan = self.plane.planned(header) if header else None
+            inputs = plan.decode(raw) if plan else None
+            if inputs is not None:  # the header was checked before: so are these inputs' names, datatypes and shapes
+                regions = None
+                infer_request = InferRequest(parsed.model_name, parsed.model_version, inputs, plan.outputs, parsed.id, received=received)
+                response = await self.plane.infer_planned(plan, infer_request, protocol="grpc")
+            else:
+                regions = self._shared_memory(parsed, grpc_context)
+                infer_request = self._decode(parsed, grpc_context, regions, raw)
+                infer_request.received = received
+                response = await self.plane.infer(infer_request, protocol="grpc")
+                if header and regions is None and not _tensor_parameters(parsed):
+                    self.plane.keep_plan(header, infer_request)
             encoding = time.perf_counter()
             message = encode_infer_response(response, regions)
             self.plane.record_encode(response, time.perf_counter() - encoding, "grpc")

@@ -180,9 +180,9 @@ class ModelWorker:
         started = time.perf_counter()
         waits = [started - arrived for arrived, _ in items]
         metrics.queue_time_ms().observe_many([wait * 1000 for wait in waits], tags=self.tags)
-        groups = defaultdict(list)  # same non-batch shapes -> one concatenated run
+        groups = defaultdict(list)  # same input names and non-batch shapes -> one concatenated run
         for index, (_, inputs) in enumerate(items):
-            groups[tuple((k, v.shape[1:]) for k, v in sorted(inputs.items()))].append(index)
+            groups[tuple([(k, v.shape[1:]) for k, v in inputs.items()])].append(index)
         results: list = [None] * len(items)
         batching = self.spec.max_batch_size > 0
         for indices in groups.values():
@@ -193,10 +193,10 @@ class ModelWorker:
             computing = time.perf_counter()
             outputs = await self._compute(inputs)
             splitting = time.perf_counter()
-            bounds = np.cumsum(sizes)[:-1]
-            split = {name: np.split(array, bounds) for name, array in outputs.items()}
-            for position, i in enumerate(indices):
-                results[i] = {name: parts[position] for name, parts in split.items()}
+            start = 0
+            for i, rows in zip(indices, sizes):  # each request's rows of every output: views, as np.split makes
+                results[i] = {name: array[start : start + rows] for name, array in outputs.items()}
+                start += rows
             queued = sum(waits) if len(groups) == 1 else sum(waits[i] for i in indices)
             STATS.executed(self.stats, sum(sizes) if batching else len(indices), len(indices), queued,
                            computing - assembling, splitting - computing, time.perf_counter() - splitting)

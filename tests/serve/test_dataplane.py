@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from streamserve_proto import service_pb2 as pb
-from serve import rest
+from serve import grpc_servicer, rest
 from serve.dataplane import DataPlane
 from serve.errors import InvalidInput, ModelNotReady, Unauthenticated
 from serve.grpc_servicer import GRPCInferenceServicer, decode_infer_request, parse_infer_request
@@ -129,9 +129,15 @@ def test_grpc_servicer_infer_and_errors(plane):
     assert context.code == grpc.StatusCode.NOT_FOUND and "version 9" in context.details
 
 
-def test_received_bytes_are_decoded_in_place(plane):
+@pytest.fixture
+def walked(monkeypatch):
+    """Every received request walked as a large one is (`parse_infer_request`), whatever its size."""
+    monkeypatch.setattr(grpc_servicer, "_COPIED_BELOW", 0)
+
+
+def test_received_bytes_are_decoded_in_place(plane, walked):
     """The server hands ModelInfer the received bytes (streamserve_proto.RECEIVED_AS_BYTES): the answer is the one a
-    parsed message gets, and the tensor data is read where it arrived, not copied by protobuf's parser."""
+    parsed message gets, and a large request's tensor data is read where it arrived, not copied by protobuf's parser."""
     message = simple_grpc_request()
     message.id, message.parameters["priority"].int64_param = "r1", 3
     wire = message.SerializeToString()
@@ -153,10 +159,26 @@ def test_received_bytes_are_decoded_in_place(plane):
     (simple_grpc_request().SerializeToString() + b"\x0b", "wire type 3"),
     (b"\x0a\x02\xff\xfe", "malformed ModelInferRequest"),  # model_name that is not UTF-8: protobuf's own refusal
 ])
-def test_malformed_received_requests_are_invalid_argument(plane, wire, fragment):
+def test_malformed_received_requests_are_invalid_argument(plane, wire, fragment, monkeypatch):
     context = FakeContext()
-    asyncio.run(Servicer(plane).ModelInfer(wire, context))
+    asyncio.run(Servicer(plane).ModelInfer(wire, context))  # small: protobuf parses it whole
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT and "malformed ModelInferRequest" in context.details
+    monkeypatch.setattr(grpc_servicer, "_COPIED_BELOW", 0)
+    context = FakeContext()
+    asyncio.run(Servicer(plane).ModelInfer(wire, context))  # large: walked, the tensor data left in place
     assert context.code == grpc.StatusCode.INVALID_ARGUMENT and fragment in context.details
+
+
+def test_small_received_requests_match_walked_ones(plane, monkeypatch):
+    """Parsed whole by protobuf or walked, a request gets the same answer."""
+    message = simple_grpc_request()
+    message.id = "r2"
+    wire = message.SerializeToString()
+    parsed, raw = grpc_servicer.parse_infer_request(wire)
+    assert not parsed.raw_input_contents and raw == list(message.raw_input_contents) and parsed.id == "r2"
+    small = asyncio.run(Servicer(plane).ModelInfer(wire, FakeContext()))
+    monkeypatch.setattr(grpc_servicer, "_COPIED_BELOW", 0)
+    assert asyncio.run(Servicer(plane).ModelInfer(wire, FakeContext())) == small and small.raw_output_contents
 
 
 def test_grpc_stream_keeps_going_after_an_error(plane):
