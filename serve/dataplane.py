@@ -10,7 +10,8 @@ import time
 from collections import Counter
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol
+from types import MappingProxyType
+from typing import AsyncIterator, Mapping, Protocol
 
 import numpy as np
 
@@ -357,26 +358,28 @@ class DataPlane:
                 )
             check_outputs(spec.rollout, request.outputs, ensemble_request(spec.rollout, request.inputs))
 
-    def keep_plan(self, header: bytes, request: InferRequest) -> None:
-        """After `request` was answered: what its header alone settled (model, version, input names, datatypes and
-        shapes, outputs asked for), kept against that header (an adapter's key for everything a request asks but its
-        tensor data and id). A later request with the same header is checked only where its data can differ
-        (`planned`, `infer_planned`). Not kept where more than the header decides: request parameters (a sequence's
-        ids, a timeout), classification, BYTES inputs (element sizes are data), a model that streams or keeps state."""
+    def keep_plan(self, scope: str, header: bytes, request: InferRequest, adapter=None) -> None:
+        """After `request` was answered: what its header settled (model, version, the inputs' names, datatypes and
+        shapes, outputs, parameters, classification), kept against that header: an adapter's key for everything a
+        request asks but its tensor data (gRPC: the message without its raw contents and id), within `scope` (the
+        adapter, and what its URL names). A later request with the same header is checked only where its data can
+        differ (`planned`, `infer_planned`). `adapter`: what the adapter made of the header for its own use (HTTP: the
+        JSON, which also says how outputs are encoded). Not kept for BYTES inputs (element sizes are data) nor for a
+        model that streams or keeps state."""
         spec, version = self.model(request.model, request.version)
-        if spec.kind is not ModelKind.UNARY or request.parameters or request.classification:
-            return
-        if any(array.dtype == object for array in request.inputs.values()):
+        if spec.kind is not ModelKind.UNARY or any(array.dtype == object for array in request.inputs.values()):
             return
         inputs = tuple((name, from_numpy(array.dtype), array.shape, array.nbytes) for name, array in request.inputs.items())
-        self._plans.keep(header, RequestPlan(spec, version, inputs, request.outputs))
+        plan = RequestPlan(spec, version, inputs, request.outputs, MappingProxyType(dict(request.parameters)),
+                           MappingProxyType(dict(request.classification)), adapter)
+        self._plans.keep((scope, header), plan)
 
-    def planned(self, header: bytes) -> "RequestPlan | None":
-        """The plan kept for `header`, while its model version is served as it was planned (not reloaded, unloaded or
-        refused since: such a request goes the whole way, which names what changed, and is planned anew)."""
-        plan = self._plans.get(header)
+    def planned(self, scope: str, header: bytes) -> "RequestPlan | None":
+        """The plan kept for `header` in `scope`, while its model version is served as it was planned (not reloaded,
+        unloaded or refused since: such a request goes the whole way, which names what changed, and is planned anew)."""
+        plan = self._plans.get((scope, header))
         if plan is not None and (self.repository.models.get(plan.spec.name) is not plan.spec or self.unavailable(plan.spec.name, plan.version)):
-            self._plans.drop(header)
+            self._plans.drop((scope, header))
             return None
         return plan
 
@@ -456,10 +459,13 @@ class RequestPlan:
     inputs: tuple[tuple[str, str, tuple[int, ...], int], ...]
     """(name, datatype, shape, bytes) of each input, in the request's order."""
     outputs: list[str] | None
+    parameters: Mapping
+    classification: Mapping
+    adapter: object = None
 
-    def decode(self, buffers: list) -> dict[str, np.ndarray] | None:
-        """The inputs from their raw buffers, in the plan's order; None when the buffers do not fit the plan (the
-        whole way names the fault)."""
+    def request(self, buffers: list, request_id: str, received: float) -> InferRequest | None:
+        """The request of this header with these raw buffers (one per input, in the plan's order); None when they do not
+        fit the plan (the whole way names the fault)."""
         if len(buffers) != len(self.inputs):
             return None
         inputs = {}
@@ -467,29 +473,34 @@ class RequestPlan:
             if len(buffer) != size:
                 return None
             inputs[name] = view_raw(buffer, datatype, shape)
-        return inputs
+        return InferRequest(self.spec.name, str(self.version), inputs, self.outputs, request_id, self.parameters, received,
+                            self.classification)
+
+    @property
+    def input_bytes(self) -> int:
+        return sum(size for *_, size in self.inputs)
 
 
 class RequestPlans:
-    """Request plans (`DataPlane.plan`) by the header an adapter received them with, the latest `size` of them: a
-    client's requests repeat one header, and headers that never repeat only ever replace the oldest."""
+    """Request plans (`DataPlane.keep_plan`) by (scope, header), the latest `size` of them: a client's requests repeat
+    one header, and headers that never repeat only ever replace the oldest."""
 
     def __init__(self, size: int = 256, max_header_bytes: int = 4096):
         self.size, self.max_header_bytes = size, max_header_bytes
-        self._by_header: dict[bytes, RequestPlan] = {}
+        self._by_header: dict[tuple[str, bytes], RequestPlan] = {}
 
-    def get(self, header: bytes) -> RequestPlan | None:
-        return self._by_header.get(header)
+    def get(self, key: tuple[str, bytes]) -> RequestPlan | None:
+        return self._by_header.get(key)
 
-    def drop(self, header: bytes) -> None:
-        self._by_header.pop(header, None)
+    def drop(self, key: tuple[str, bytes]) -> None:
+        self._by_header.pop(key, None)
 
-    def keep(self, header: bytes, plan: RequestPlan | None) -> None:
-        if plan is None or len(header) > self.max_header_bytes:
+    def keep(self, key: tuple[str, bytes], plan: RequestPlan) -> None:
+        if len(key[1]) > self.max_header_bytes:
             return
         if len(self._by_header) >= self.size:
             del self._by_header[next(iter(self._by_header))]
-        self._by_header[header] = plan
+        self._by_header[key] = plan
 
 
 def check_values(spec: ModelSpec, name: str, array: np.ndarray) -> None:

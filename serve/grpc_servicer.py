@@ -169,12 +169,6 @@ def _header(request: pb.ModelInferRequest) -> bytes:
     return header
 
 
-def _tensor_parameters(request: pb.ModelInferRequest) -> bool:
-    """Whether an input or output carries parameters (shared memory places, classification): such a request is decoded
-    the whole way each time."""
-    return any(tensor.parameters for tensor in request.inputs) or any(tensor.parameters for tensor in request.outputs)
-
-
 def _peer_host(peer: str) -> str:
     """'ipv4:10.0.0.7:51234' -> '10.0.0.7', 'ipv6:[::1]:51234' -> '::1': the caller without its port."""
     address = peer.partition(":")[2]
@@ -332,19 +326,18 @@ class GRPCInferenceServicer:
             self._authenticate(grpc_context)
             parsed, raw = self._received(request)
             header = _header(parsed) if raw else None  # raw tensors received apart from their message: it can be planned
-            plan = self.plane.planned(header) if header else None
-            inputs = plan.decode(raw) if plan else None
-            if inputs is not None:  # the header was checked before: so are these inputs' names, datatypes and shapes
+            plan = self.plane.planned("grpc", header) if header else None
+            infer_request = plan.request(raw, parsed.id, received) if plan else None
+            if infer_request is not None:  # the header was checked before: so are these inputs' names, datatypes and shapes
                 regions = None
-                infer_request = InferRequest(parsed.model_name, parsed.model_version, inputs, plan.outputs, parsed.id, received=received)
                 response = await self.plane.infer_planned(plan, infer_request, protocol="grpc")
             else:
                 regions = self._shared_memory(parsed, grpc_context)
                 infer_request = self._decode(parsed, grpc_context, regions, raw)
                 infer_request.received = received
                 response = await self.plane.infer(infer_request, protocol="grpc")
-                if header and regions is None and not _tensor_parameters(parsed):
-                    self.plane.keep_plan(header, infer_request)
+                if header and regions is None:
+                    self.plane.keep_plan("grpc", header, infer_request)
             encoding = time.perf_counter()
             message = encode_infer_response(response, regions)
             self.plane.record_encode(response, time.perf_counter() - encoding, "grpc")

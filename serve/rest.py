@@ -226,15 +226,43 @@ async def infer(request: Request, model: str, version: str | None = None):
     data_plane = plane(request)
     spec, _ = data_plane.model(model, version)  # an unknown model is refused before its body is read
     body = await _read_body(request, data_plane.max_request_bytes)
-    wire, binary = _split_binary(body, request.headers.get(HEADER_LENGTH))
-    regions = _shared_memory(request, wire)
-    infer_request = decode_request(model, version, wire, binary, partial(data_plane.check_header, spec), regions)
-    infer_request.received, infer_request.caller = received, _caller(request)
-    response = await data_plane.infer(infer_request, protocol="http")
+    header_length = request.headers.get(HEADER_LENGTH)
+    scope = f"http {model} {version}"  # the URL names the model: a header is planned for the model it was sent to
+    plan, infer_request = _planned(data_plane, scope, body, header_length, received)
+    if infer_request is not None:  # the header was checked before: so are these inputs' names, datatypes and shapes
+        wire, regions = plan.adapter, None
+        response = await data_plane.infer_planned(plan, infer_request, protocol="http")
+    else:
+        wire, binary = _split_binary(body, header_length)
+        regions = _shared_memory(request, wire)
+        infer_request = decode_request(model, version, wire, binary, partial(data_plane.check_header, spec), regions)
+        infer_request.received, infer_request.caller = received, _caller(request)
+        response = await data_plane.infer(infer_request, protocol="http")
+        if binary and regions is None and all(t.data is None for t in wire.inputs):  # every input in the binary part
+            data_plane.keep_plan(scope, body[: int(header_length)], infer_request, adapter=wire)
     encoding = time.perf_counter()
     encoded = encode_response(response, wire, data_plane.max_response_bytes, regions)
     data_plane.record_encode(response, time.perf_counter() - encoding, "http")
     return encoded
+
+
+def _planned(data_plane: DataPlane, scope: str, body: bytes, header_length: str | None, received: float):
+    """(plan, request) for a body whose JSON header was planned before (`DataPlane.keep_plan`): the request decoded by
+    the plan from the binary part; the request is None where the binary part does not fit the plan, and both are where
+    the body has no binary part or its header no plan."""
+    if not header_length or not header_length.isdigit() or int(header_length) >= len(body):
+        return None, None
+    split = int(header_length)
+    plan = data_plane.planned(scope, body[:split])
+    if plan is None:
+        return None, None
+    binary, buffers, offset = memoryview(body)[split:], [], 0
+    for *_, size in plan.inputs:
+        buffers.append(binary[offset : offset + size])
+        offset += size
+    if offset != len(binary):
+        return plan, None
+    return plan, plan.request(buffers, plan.adapter.id or "", received)
 
 
 def _inference_route(scope) -> tuple[str, str | None] | None:
