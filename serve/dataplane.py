@@ -452,7 +452,7 @@ def _fits(shape, expected: list[int]) -> bool:
 
 @dataclass(frozen=True)
 class RequestPlan:
-    """A checked request header's meaning (`DataPlane.plan`)."""
+    """What a checked request header settled (`DataPlane.keep_plan`)."""
 
     spec: ModelSpec
     version: int
@@ -475,10 +475,6 @@ class RequestPlan:
             inputs[name] = view_raw(buffer, datatype, shape)
         return InferRequest(self.spec.name, str(self.version), inputs, self.outputs, request_id, self.parameters, received,
                             self.classification)
-
-    @property
-    def input_bytes(self) -> int:
-        return sum(size for *_, size in self.inputs)
 
 
 class RequestPlans:

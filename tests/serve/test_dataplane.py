@@ -135,7 +135,8 @@ def walked(monkeypatch):
     monkeypatch.setattr(grpc_servicer, "_COPIED_BELOW", 0)
 
 
-def test_received_bytes_are_decoded_in_place(plane, walked):
+@pytest.mark.usefixtures("walked")
+def test_received_bytes_are_decoded_in_place(plane):
     """The server hands ModelInfer the received bytes (streamserve_proto.RECEIVED_AS_BYTES): the answer is the one a
     parsed message gets, and a large request's tensor data is read where it arrived, not copied by protobuf's parser."""
     message = simple_grpc_request()
