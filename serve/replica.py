@@ -193,9 +193,12 @@ class ModelWorker:
             computing = time.perf_counter()
             outputs = await self._compute(inputs)
             splitting = time.perf_counter()
-            start = 0
-            for i, rows in zip(indices, sizes):  # each request's rows of every output: views, as np.split makes
-                results[i] = {name: array[start : start + rows] for name, array in outputs.items()}
+            # Each request's rows of every output, as views; the last request's run to the end, as np.split's last piece
+            # does (an output not of the batch's rows, as a non-batching model's, goes whole to its one request).
+            start, last = 0, len(indices) - 1
+            for position, (i, rows) in enumerate(zip(indices, sizes)):
+                stop = start + rows if position < last else None
+                results[i] = {name: array[start:stop] for name, array in outputs.items()}
                 start += rows
             queued = sum(waits) if len(groups) == 1 else sum(waits[i] for i in indices)
             STATS.executed(self.stats, sum(sizes) if batching else len(indices), len(indices), queued,
