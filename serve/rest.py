@@ -228,8 +228,9 @@ async def infer(request: Request, model: str, version: str | None = None):
     body = await _read_body(request, data_plane.max_request_bytes)
     header_length = request.headers.get(HEADER_LENGTH)
     scope = f"http {model} {version}"  # the URL names the model: a header is planned for the model it was sent to
-    plan, infer_request = _planned(data_plane, scope, body, header_length, received)
-    if infer_request is not None:  # the header was checked before: so are these inputs' names, datatypes and shapes
+    planned = _planned(data_plane, scope, body, header_length, received)
+    if planned is not None:  # the header was checked before: so are these inputs' names, datatypes and shapes
+        plan, infer_request = planned
         wire, regions = plan.adapter, None
         response = await data_plane.infer_planned(plan, infer_request, protocol="http")
     else:
@@ -247,22 +248,20 @@ async def infer(request: Request, model: str, version: str | None = None):
 
 
 def _planned(data_plane: DataPlane, scope: str, body: bytes, header_length: str | None, received: float):
-    """(plan, request) for a body whose JSON header was planned before (`DataPlane.keep_plan`): the request decoded by
-    the plan from the binary part; the request is None where the binary part does not fit the plan, and both are where
-    the body has no binary part or its header no plan."""
+    """(plan, request) for a body whose JSON header was planned before (`DataPlane.keep_plan`) and whose binary part
+    fits the plan: the request decoded by it. None otherwise (the whole way decodes it, or names the fault)."""
     if not header_length or not header_length.isdigit() or int(header_length) >= len(body):
-        return None, None
+        return None
     split = int(header_length)
     plan = data_plane.planned(scope, body[:split])
     if plan is None:
-        return None, None
+        return None
     binary, buffers, offset = memoryview(body)[split:], [], 0
     for *_, size in plan.inputs:
         buffers.append(binary[offset : offset + size])
         offset += size
-    if offset != len(binary):
-        return plan, None
-    return plan, plan.request(buffers, plan.adapter.id or "", received)
+    infer_request = plan.request(buffers, plan.adapter.id or "", received) if offset == len(binary) else None
+    return None if infer_request is None else (plan, infer_request)
 
 
 def _inference_route(scope) -> tuple[str, str | None] | None:
