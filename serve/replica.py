@@ -95,6 +95,11 @@ class ModelWorker:
         # loop's shared pool of min(32, cores + 4) threads: there, the ingress's slow models (a 300 ms rollout step)
         # could hold every pool thread and stall the fast ones' batches.
         self.compute_threads = ThreadPoolExecutor(max(1, instance_count), thread_name_prefix=f"{model}-{version}")
+        # A handler's per-request preprocess (decode, features) runs on threads of its own too: one per core of the
+        # replica's share plus one, so one long decode does not hold the rest. Not the loop's shared pool, which other
+        # work can hold (a repository load, another model's decodes) and whose min(32, cores + 4) threads, on a share
+        # of one or two cores, mostly pass the GIL back and forth.
+        self.preprocess_threads = ThreadPoolExecutor(threads + 1, thread_name_prefix=f"{model}-{version}-pre")
         self.batcher: DynamicBatcher | None = None  # made on first use, on the loop that serves this worker
         self.active = 0
         """Requests inside this worker now (`retire` waits for them)."""
@@ -141,11 +146,15 @@ class ModelWorker:
         if self.batcher is not None:
             self.batcher.close(ModelNotReady(reason))
         self.compute_threads.shutdown(wait=False)
+        self.preprocess_threads.shutdown(wait=False)
+
+    async def _preprocess(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return await asyncio.get_running_loop().run_in_executor(self.preprocess_threads, self.runtime.preprocess, inputs)
 
     async def _infer(self, inputs: dict[str, np.ndarray], timeout_s: float | None = None, admitted: bool = False):
         """`admitted`: a later step of a rollout already accepted, which the queue policy must not refuse halfway."""
         if self.preprocesses:  # per request, so one undecodable input fails alone, not the batch it joins
-            inputs = await asyncio.to_thread(self.runtime.preprocess, inputs)
+            inputs = await self._preprocess(inputs)
         rows = _batch_rows(inputs) if self.spec.max_batch_size > 0 and inputs else 1
         outputs = await self._batcher().submit(inputs, rows, timeout_s, admitted)
         self._observe(outputs)
@@ -234,7 +243,7 @@ class ModelWorker:
                     yield outputs
             return
         if self.preprocesses:
-            inputs = await asyncio.to_thread(self.runtime.preprocess, inputs)
+            inputs = await self._preprocess(inputs)
         started = time.perf_counter()
         # aclosing: a consumer that stops early closes the handler's generator now, not when the loop collects it
         async with aclosing(_in_thread(self.runtime.stream(inputs))) as responses:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..errors import Overloaded, RepositoryError
 from ..families import resolve
@@ -55,6 +56,9 @@ class ModelHandler(Runtime):
 
     def __init__(self, model_dir: Path, params: dict[str, str], input_names, output_names, num_threads: int, device: str):
         super().__init__(model_dir, input_names, output_names, num_threads, device)
+        # numpy's BLAS sized to the replica's CPU share, as the runtimes size theirs: OpenBLAS's default is every core
+        # of the node, which oversubscribes a node of packed replicas, and its idle threads spin after each product.
+        threadpool_limits(self.num_threads, user_api="blas")
         self.model_dir = Path(model_dir)
         self.params = parse(self.Params, params, f"{self.model_dir.parent.name}/config.pbtxt")
 

@@ -166,3 +166,43 @@ def test_a_fast_model_runs_while_more_slow_models_compute_than_the_loops_pool_ha
     finished_first, answers = run(go())
     assert finished_first == 0, "the fast model's batch waited for slow models' batches to finish"
     assert all(a["Y"].tolist() == [[1.0]] for a in answers)
+
+
+def test_a_handlers_preprocess_runs_while_the_loops_pool_is_busy(plane):
+    """Each worker preprocesses requests on threads of its own: with the loop's shared pool held by other work (a slow
+    model's decode, a repository load), a light model's requests still go through."""
+    import threading
+
+    def hold(release):
+        release.wait(10)
+
+    async def go():
+        loop, release = asyncio.get_running_loop(), threading.Event()
+        held = [loop.run_in_executor(None, hold, release) for _ in range(min(32, (os.cpu_count() or 1) + 4) + 1)]
+        try:
+            data = np.array([[b"abc"]], dtype=object)
+            return await asyncio.wait_for(plane.infer(request("byte_length", {"DATA": data}), "test"), 5)
+        finally:
+            release.set()
+            await asyncio.gather(*held)
+
+    assert run(go()).outputs["LENGTH"].tolist() == [[3]]
+
+
+def test_a_handlers_blas_threads_are_the_replicas_cpu_share(tmp_path):
+    """numpy's BLAS runs on as many threads as the runtime was given (the replica's CPU share), not on every core."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from models.examples.handlers import ByteLengthHandler
+
+    def blas_threads():
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    before = threadpool_limits(2, user_api="blas")  # as OpenBLAS starts on a machine of two cores or more
+    try:
+        if blas_threads() != {2}:
+            pytest.skip(f"numpy's BLAS cannot run two threads here ({blas_threads()})")
+        ByteLengthHandler(tmp_path, {}, ["DATA"], ["LENGTH"], num_threads=1, device="cpu")
+        assert blas_threads() == {1}
+    finally:
+        before.restore_original_limits()
