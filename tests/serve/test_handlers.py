@@ -206,3 +206,35 @@ def test_a_handlers_blas_threads_are_the_replicas_cpu_share(tmp_path):
         assert blas_threads() == {1}
     finally:
         before.restore_original_limits()
+
+
+def test_a_worker_preprocesses_its_cpu_share_plus_one_requests_at_once(tmp_path, monkeypatch):
+    """What a burst of requests holds decoded at once is bounded by the replica's share, not by how many arrive (nor by
+    the loop's pool of min(32, cores + 4) threads): a handler's decode memory per request times the share plus one."""
+    import threading
+    import time
+
+    from serve import replica
+
+    monkeypatch.setattr(replica, "replica_resources", lambda: (1, "cpu"))
+    build_examples(tmp_path)
+    worker = ModelWorker(str(tmp_path), "byte_length", 1)
+    decode, lock, inside = worker.runtime.preprocess, threading.Lock(), [0, 0]  # now, most
+
+    def counted(inputs):
+        with lock:
+            inside[0] += 1
+            inside[1] = max(inside[1], inside[0])
+        time.sleep(0.05)
+        with lock:
+            inside[0] -= 1
+        return decode(inputs)
+
+    worker.runtime.preprocess = counted
+
+    async def burst():
+        return await asyncio.gather(*[worker.infer({"DATA": np.array([[b"x" * n]], dtype=object)}) for n in range(1, 9)])
+
+    answers = run(burst())
+    assert [a["LENGTH"].tolist() for a in answers] == [[[n]] for n in range(1, 9)]
+    assert inside[1] == 2
