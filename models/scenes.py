@@ -1036,3 +1036,251 @@ def solar(seed: int) -> np.ndarray:
     img[panel] = (30, 45, 95) + 10 * rng.random((int(panel.sum()), 1))
     img[panel & cell] = (190, 195, 205)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def leopard(seed: int) -> np.ndarray:
+    """Leopard hide: dark broken rings (rosettes) with tawny centres scattered over golden fur with fine hair noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    fur = cv2.GaussianBlur(rng.normal(size=(n, n)), (0, 0), 0.8)
+    img = np.array([200, 150, 80]) + 18 * (fur / fur.std())[..., None]
+    spots = np.zeros((n, n), np.float32)
+    for _ in range(110):
+        c = tuple(int(v) for v in rng.integers(0, n, 2))
+        r = int(rng.integers(9, 20))
+        for _ in range(int(rng.integers(3, 6))):  # a ring of 3-5 blotches around a tawny centre
+            a = rng.uniform(0, 2 * np.pi)
+            cv2.ellipse(spots, (int(c[0] + r * np.cos(a)), int(c[1] + r * np.sin(a))),
+                        (int(rng.integers(4, 8)), int(rng.integers(3, 6))), float(np.degrees(a)), 0, 360, 1.0, -1, cv2.LINE_AA)
+    spots = cv2.GaussianBlur(spots, (0, 0), 1.0)[..., None]
+    return np.clip(img * (1 - 0.8 * spots), 0, 255).astype(np.uint8)
+
+
+def rust(seed: int) -> np.ndarray:
+    """Corroded steel: grey metal eaten by orange-brown rust blotches with pits and flaking edges."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    field = power_noise(rng, n, 1.6)
+    field = (field - field.mean()) / field.std()
+    grain = rng.normal(size=(n, n))
+    rusted = np.clip((field - 0.1) * 3, 0, 1)[..., None]
+    metal = np.array([128, 130, 134]) + 10 * grain[..., None]
+    oxide = np.array([150, 75, 30]) + 30 * cv2.GaussianBlur(grain, (0, 0), 1.5)[..., None] * np.array([1.0, 0.6, 0.3])
+    pits = (rng.random((n, n)) < 0.004 * (1 + 3 * rusted[..., 0]))
+    img = metal * (1 - rusted) + oxide * rusted
+    img[cv2.dilate(pits.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0] *= 0.35
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def turing(seed: int) -> np.ndarray:
+    """A reaction-diffusion (Gray-Scott) pattern, as coral or a brain surface: labyrinths of one width, organic edges."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 192
+    u, v = np.ones((n, n)), np.zeros((n, n))
+    for _ in range(14):
+        y, x = rng.integers(10, n - 10, 2)
+        v[y - 4 : y + 4, x - 4 : x + 4] = 0.5
+    f, k = 0.029 + 0.003 * rng.random(), 0.057
+    for _ in range(3000):
+        lap_u = np.roll(u, 1, 0) + np.roll(u, -1, 0) + np.roll(u, 1, 1) + np.roll(u, -1, 1) - 4 * u
+        lap_v = np.roll(v, 1, 0) + np.roll(v, -1, 0) + np.roll(v, 1, 1) + np.roll(v, -1, 1) - 4 * v
+        uvv = u * v * v
+        u += 0.2 * lap_u - uvv + f * (1 - u)
+        v += 0.1 * lap_v + uvv - (f + k) * v
+    t = cv2.resize(np.clip(v / max(v.max(), 1e-6), 0, 1), (512, 512), interpolation=cv2.INTER_CUBIC)[..., None]
+    return np.clip(np.array([235, 120, 90]) * t + np.array([30, 40, 70]) * (1 - t), 0, 255).astype(np.uint8)
+
+
+def fireworks(seed: int) -> np.ndarray:
+    """Fireworks over a dark city sky: bursts of thin bright streaks radiating from a few centres, smoke glow behind."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.zeros((n, n, 3), np.float32)
+    img[:] = np.linspace(10, 35, n)[:, None, None] * np.array([0.5, 0.5, 1.0])
+    for _ in range(5):
+        c = rng.uniform([80, 60], [n - 80, n - 200])
+        colour = rng.uniform(120, 255, 3)
+        for a in np.linspace(0, 2 * np.pi, int(rng.integers(30, 60)), endpoint=False):
+            r0, r1 = rng.uniform(5, 20), rng.uniform(50, 110)
+            p0 = (int(c[0] + r0 * np.cos(a)), int(c[1] + r0 * np.sin(a)))
+            p1 = (int(c[0] + r1 * np.cos(a)), int(c[1] + r1 * np.sin(a) + 0.002 * r1 ** 2))  # a little droop
+            cv2.line(img, p0, p1, tuple(float(x) for x in colour), 1, cv2.LINE_AA)
+            cv2.circle(img, p1, 2, tuple(float(min(255, x + 60)) for x in colour), -1, cv2.LINE_AA)
+    img += cv2.GaussianBlur(img, (0, 0), 12) * 0.8  # glow
+    img[n - 90 :] = np.clip(img[n - 90 :] * 0.2, 0, 255)  # the dark city line
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def bubbles(seed: int) -> np.ndarray:
+    """Soap bubbles before a blurred garden: thin iridescent rims and a white highlight on each, see-through inside."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    garden = np.stack([cv2.GaussianBlur(power_noise(rng, n, 1.5), (0, 0), 9) for _ in range(3)], -1)
+    img = (100 + 35 * garden / garden.std() * np.array([0.7, 1.0, 0.6])).astype(np.float32)
+    for _ in range(18):
+        c = tuple(int(v) for v in rng.integers(30, n - 30, 2))
+        r = int(rng.integers(15, 70))
+        for i, hue in enumerate(rng.permutation([(255, 120, 200), (120, 220, 255), (255, 230, 120)])):
+            cv2.circle(img, c, r - i, tuple(float(h) for h in hue), 1, cv2.LINE_AA)
+        cv2.ellipse(img, (c[0] - r // 3, c[1] - r // 3), (max(2, r // 5), max(1, r // 10)), -45, 0, 360, (250, 250, 250), -1, cv2.LINE_AA)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def road(seed: int) -> np.ndarray:
+    """A highway in perspective: asphalt converging to a horizon, dashed lane markings, verges and a hazy sky."""
+    rng = np.random.default_rng(seed)
+    n = 512
+    yy, xx = np.mgrid[:n, :n].astype(np.float64)
+    horizon = int(rng.integers(170, 230))
+    depth = np.maximum(yy - horizon, 1.0)
+    lateral = (xx - n / 2) / depth  # the road's coordinate across, constant along each line to the vanishing point
+    distance = 4000.0 / depth  # metres-like distance along the road
+    img = np.zeros((n, n, 3))
+    img[:] = np.array([120, 140, 60]) + 20 * rng.random((n, n, 1))  # verges
+    on_road = np.abs(lateral) < 2.2
+    img[on_road] = (np.array([80, 80, 84]) + 14 * rng.normal(size=(int(on_road.sum()), 1)))
+    for lane in (-0.75, 0.75):
+        dash = on_road & (np.abs(lateral - lane) < 0.04) & ((distance % 12) < 6)
+        img[dash] = 235
+    img[on_road & (np.abs(np.abs(lateral) - 2.05) < 0.05)] = 225
+    img[:horizon] = np.linspace(150, 215, horizon)[:, None, None] * np.array([0.75, 0.85, 1.0])
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def terminal(seed: int) -> np.ndarray:
+    """A terminal window: monospace log lines in green and grey on black, a prompt and a block cursor."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.full((n, n, 3), 12, np.uint8)
+    words = "GET POST 200 404 503 ms ok retry worker batch queue INFO WARN ERROR /v2/models infer ready".split()
+    for row, y in enumerate(range(18, n - 10, 15)):
+        colour = [(90, 220, 90), (170, 170, 170), (240, 200, 90), (230, 90, 90)][int(rng.choice(4, p=[0.5, 0.3, 0.12, 0.08]))]
+        line = f"{int(rng.integers(10, 23))}:{int(rng.integers(10, 59))}:{int(rng.integers(10, 59))} " + " ".join(rng.choice(words, 5))
+        cv2.putText(img, line, (6, y), cv2.FONT_HERSHEY_PLAIN, 0.95, colour, 1, cv2.LINE_8)
+    cv2.rectangle(img, (130, n - 22), (139, n - 8), (90, 220, 90), -1)
+    return img
+
+
+def blueprint(seed: int) -> np.ndarray:
+    """An engineering drawing: thin white outlines, circles, hatching and dimension lines on blueprint blue, a faint grid."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.zeros((n, n, 3), np.uint8)
+    img[:] = (150, 80, 20)[::-1]  # RGB of a blueprint blue
+    img[::32] = img[:, ::32] = (40, 100, 170)
+    white = (235, 240, 250)
+    for _ in range(6):
+        x, y = (int(v) for v in rng.integers(30, n - 150, 2))
+        w, h = (int(v) for v in rng.integers(60, 140, 2))
+        cv2.rectangle(img, (x, y), (x + w, y + h), white, 1, cv2.LINE_AA)
+        cv2.circle(img, (x + w // 2, y + h // 2), int(min(w, h) // 4), white, 1, cv2.LINE_AA)
+        for k in range(0, w, 8):  # hatching in a strip
+            cv2.line(img, (x + k, y + h - 12), (x + k + 10, y + h - 2), white, 1, cv2.LINE_AA)
+        cv2.line(img, (x, y - 10), (x + w, y - 10), white, 1, cv2.LINE_AA)
+        cv2.putText(img, f"{w * 0.5:.1f}", (x + w // 2 - 14, y - 14), cv2.FONT_HERSHEY_PLAIN, 0.8, white, 1, cv2.LINE_AA)
+    return img
+
+
+def maze(seed: int) -> np.ndarray:
+    """A printed maze: black walls one cell thick on white, carved by a random depth-first walk (hard edges, no grey)."""
+    rng = np.random.default_rng(seed)
+    cells, pitch = 32, 16  # 32 x 32 cells of 16 px, walls of 4 px
+    walls = np.ones((2 * cells + 1, 2 * cells + 1), bool)
+    stack, seen = [(0, 0)], {(0, 0)}
+    walls[1, 1] = False
+    while stack:
+        y, x = stack[-1]
+        nxt = [(y + dy, x + dx) for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0))
+               if 0 <= y + dy < cells and 0 <= x + dx < cells and (y + dy, x + dx) not in seen]
+        if not nxt:
+            stack.pop()
+            continue
+        ny, nx = nxt[int(rng.integers(len(nxt)))]
+        walls[2 * ny + 1, 2 * nx + 1] = walls[y + ny + 1, x + nx + 1] = False
+        seen.add((ny, nx))
+        stack.append((ny, nx))
+    sizes = np.where(np.arange(2 * cells + 1) % 2 == 0, 4, pitch - 4)  # thin walls, wide corridors
+    grid = np.repeat(np.repeat(walls, sizes, 0), sizes, 1)[:512, :512]
+    img = np.where(grid[..., None], np.array([25, 25, 30]), np.array([250, 248, 240]))
+    return np.pad(img, ((0, 512 - img.shape[0]), (0, 512 - img.shape[1]), (0, 0)), constant_values=250).astype(np.uint8)
+
+
+def flags(seed: int) -> np.ndarray:
+    """A wall of flags: a 4 x 4 grid of flat-colour designs (bands, crosses, a disc), saturated colours, straight edges."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    palette = np.array([(200, 16, 46), (0, 56, 168), (255, 205, 0), (0, 122, 61), (255, 255, 255), (0, 0, 0), (255, 130, 0)])
+    img = np.full((512, 512, 3), 225, np.uint8)
+    for r in range(4):
+        for c in range(4):
+            y, x, h, w = 16 + 124 * r, 12 + 126 * c, 100, 112
+            a, b, d = palette[rng.choice(len(palette), 3, replace=False)]
+            flag = np.empty((h, w, 3), np.uint8)
+            kind = int(rng.integers(4))
+            if kind == 0:
+                flag[:, : w // 3], flag[:, w // 3 : 2 * w // 3], flag[:, 2 * w // 3 :] = a, b, d
+            elif kind == 1:
+                flag[: h // 3], flag[h // 3 : 2 * h // 3], flag[2 * h // 3 :] = a, b, d
+            elif kind == 2:
+                flag[:] = a
+                flag[h // 2 - 8 : h // 2 + 8] = b
+                flag[:, w // 3 - 8 : w // 3 + 8] = b
+            else:
+                flag[:] = a
+                cv2.circle(flag, (w // 2, h // 2), 26, tuple(int(v) for v in b), -1, cv2.LINE_AA)
+            img[y : y + h, x : x + w] = flag
+    return img
+
+
+def barchart(seed: int) -> np.ndarray:
+    """An infographic: a titled bar chart with value labels, gridlines and a legend, in a brand's flat colours."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    img = np.full((n, n, 3), 250, np.uint8)
+    cv2.putText(img, "Requests served by region", (20, 36), cv2.FONT_HERSHEY_DUPLEX, 0.8, (40, 40, 40), 1, cv2.LINE_AA)
+    for y in range(120, 461, 68):
+        cv2.line(img, (60, y), (n - 20, y), (215, 215, 215), 1)
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44)]
+    for g in range(6):
+        for s in range(3):
+            h = int(rng.uniform(40, 330))
+            x = 70 + g * 72 + s * 20
+            cv2.rectangle(img, (x, 460 - h), (x + 17, 460), colours[s], -1)
+            cv2.putText(img, str(h), (x - 2, 455 - h), cv2.FONT_HERSHEY_PLAIN, 0.7, (60, 60, 60), 1, cv2.LINE_AA)
+        cv2.putText(img, f"R{g + 1}", (x - 30, 480), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (60, 60, 60), 1, cv2.LINE_AA)
+    cv2.line(img, (60, 460), (n - 20, 460), (40, 40, 40), 2)
+    return img
+
+
+def brushed(seed: int) -> np.ndarray:
+    """Brushed aluminium: fine horizontal streaks of varying brightness, a broad soft highlight, a few scratches."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    n = 512
+    streaks = cv2.GaussianBlur(rng.normal(size=(n, n)), (0, 0), sigmaX=40, sigmaY=0.6)
+    streaks /= streaks.std()
+    yy, xx = np.mgrid[:n, :n]
+    highlight = np.exp(-(((xx + 0.4 * yy) - rng.uniform(150, 350)) / 90.0) ** 2)
+    img = 150 + 12 * streaks + 70 * highlight
+    for _ in range(6):
+        p0, p1 = rng.integers(0, n, 2), rng.integers(0, n, 2)
+        cv2.line(img, (int(p0[0]), int(p0[1])), (int(p1[0]), int(p1[1])), 215.0, 1, cv2.LINE_AA)
+    return np.clip(np.repeat(img[..., None], 3, -1) * np.array([0.97, 0.99, 1.02]), 0, 255).astype(np.uint8)

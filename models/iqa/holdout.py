@@ -26,6 +26,9 @@ picture's 32×32 grey thumbnail with each of the 19 sources' and each earlier se
   bathymetry, isobars, a phantom, moiré, banding, a zone plate, pixel art, subtitles, sheet music, a HUD, a scoreboard).
 - ``holdout7``: whole pictures, judging what is served after run 3 (models/iqa/retrain.py): a checkerboard, a plot, a
   desktop, a spreadsheet, QR codes, screen text, and scikit-image's horse silhouette and motion-blurred clock.
+- ``holdout8``: whole pictures, judging run 4 (models/iqa/retrain.py): twelve new scene kinds (a leopard hide, rust, a
+  reaction-diffusion pattern, fireworks, soap bubbles, a road, a terminal, a blueprint, a maze, flags, a bar chart,
+  brushed metal).
 They go through the benchmark's pipeline (short side 256, 4 tiles, 13 distortions × 5 levels, pseudo-MOS) with source
 ids FIRST_ID[set]+, into a cache of their own (``cache_path``).
 
@@ -76,10 +79,15 @@ HOLDOUT7 = ["checker", "plot", "desktop", "spreadsheet", "qrcodes", "screen_text
 SCENES |= {name: (kind, 20261210 + i) for i, (name, kind) in enumerate(
     [(n, n) for n in HOLDOUT7[:5]] + [("screen_text", "text")])}
 LOCAL = ("horse", "clock_motion")  # scikit-image's data folder, models/scenes.local_picture
+# Whole pictures judging run 4 (run 3 with its epoch chosen on holdout6 and holdout7, models/iqa/retrain.py), listed
+# before run 4 was trained: twelve new scene kinds, six of natural-looking material and six of graphics
+HOLDOUT8 = ["leopard", "rust", "turing", "fireworks", "bubbles", "road", "terminal", "blueprint", "maze", "flags",
+            "barchart", "brushed"]
+SCENES |= {name: (name, 20261211 + i) for i, name in enumerate(HOLDOUT8)}
 SETS = {"holdout": HOLDOUT, "holdout2": HOLDOUT2, "holdout3": HOLDOUT3, "holdout4": HOLDOUT4, "holdout5": HOLDOUT5,
-        "holdout6": HOLDOUT6, "holdout7": HOLDOUT7}
+        "holdout6": HOLDOUT6, "holdout7": HOLDOUT7, "holdout8": HOLDOUT8}
 FIRST_ID = {"holdout": 100, "holdout2": 200, "holdout3": 300, "holdout4": 400, "holdout5": 500, "holdout6": 600,
-            "holdout7": 700}  # never the benchmark's 0-18
+            "holdout7": 700, "holdout8": 800}  # never the benchmark's 0-18
 
 
 def _video_frame(clip: str, index: int) -> Image.Image:

@@ -14,22 +14,30 @@ pictures (chelsea, moon, ihc), as for the served network. Nothing here is a test
 
 Run 3 adds the fourth and fifth held-out sets (scored once, now development data; the fifth's 200 × 200 contact sheet
 of faces is left out for the reason above): 66 pictures. The sixth set stays out: it decides between runs 2 and 3.
+
+    python -m models.iqa.retrain --run 4 --seed 0   # every epoch kept under epochs_dir(4); then `whole select`
+
+Run 4 is run 3 again (the same pictures, budget and seeds) with every epoch's weights kept: its epoch is chosen on the
+sixth and seventh held-out sets as whole pictures (`python -m models.iqa.whole select`), 20 pictures, where run 3's
+3 validation pictures picked epoch 1 for every seed.
 """
 import argparse
 import json
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
 from . import holdout as H
-from .data import SOURCES, SPLITS, make_benchmark
+from .data import SOURCES, SPLITS, cache_path, make_benchmark
 from .train import PROFILES, WEIGHTS_DIR, train
 
 CONFIG = replace(PROFILES["gpu2"], max_train_seconds=None)
 # the held-out sets scored before each run, now its training pictures
 SETS = {2: ("holdout", "holdout2", "holdout3"), 3: ("holdout", "holdout2", "holdout3", "holdout4", "holdout5")}
+SETS[4] = SETS[3]
 LEFT_OUT = ("carphone_pristine_frame60", "minduka", "faces")  # smaller than a 256 px picture
 
 
@@ -51,6 +59,15 @@ def weights_path(seed: int, run: int = 2):
     return WEIGHTS_DIR / f"pmt_iqa_progressive_wide{'' if run == 2 else run}_seed{seed}.safetensors"
 
 
+def epochs_dir(run: int) -> Path:
+    """Where a run that keeps every epoch writes them (`seed{S}_epoch{E}.safetensors`): a cache, not the repository."""
+    return cache_path().parent / f"run{run}_epochs"
+
+
+def save_weights(model, path: Path) -> None:
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
@@ -58,11 +75,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = wide_data(args.run)
-    model, info = train(data, "progressive", args.seed, CONFIG)
-    out = weights_path(args.seed, args.run)
+    kept = epochs_dir(args.run)
+
+    def keep(epoch, model):
+        save_weights(model, kept / f"seed{args.seed}_epoch{epoch}.safetensors")
+
+    if args.run == 4:
+        kept.mkdir(parents=True, exist_ok=True)
+    model, info = train(data, "progressive", args.seed, CONFIG, each_epoch=keep if args.run == 4 else None)
+    out = weights_path(args.seed, args.run) if args.run < 4 else kept / f"seed{args.seed}_validation.safetensors"
     metrics = {"mode": "progressive", "run": args.run, "seed": args.seed, "config": asdict(CONFIG), **info,
                "pictures": int(len(np.unique(data["train"]["source"]))), "images": int(len(data["train"]["score"]))}
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
+    save_weights(model, out)
     out.with_suffix(".json").write_text(json.dumps(metrics, indent=1) + "\n")
     print(json.dumps({k: metrics[k] for k in ("best_epoch", "pictures", "images")}))
 

@@ -15,6 +15,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -123,7 +124,10 @@ def severity(pred: np.ndarray, split: dict, types: tuple[int, ...] | None = None
     return float(np.mean(list(per_type.values())))
 
 
-def train(data: dict, mode: str, seed: int, cfg: Config, log=print, device: str = "cpu") -> tuple[PMTIQA, dict]:
+def train(data: dict, mode: str, seed: int, cfg: Config, log=print, device: str = "cpu",
+          each_epoch: Callable[[int, PMTIQA], None] | None = None) -> tuple[PMTIQA, dict]:
+    """Trains and returns the model at the epoch `cfg.select` chooses on validation; `each_epoch(epoch, model)` is
+    called after every epoch (e.g. to keep its weights for a selection made elsewhere)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = PMTIQA(cfg.backbone, cfg.width, cfg.score_scale).to(device)
@@ -163,6 +167,8 @@ def train(data: dict, mode: str, seed: int, cfg: Config, log=print, device: str 
         row = {"epoch": epoch, "lambda1": round(lam1, 3)} | {k: round(v / steps, 4) for k, v in sums.items()} | \
               {f"val_{k}": round(v, 4) for k, v in val.items()} | {"seconds": round(time.perf_counter() - started, 1)}
         history.append(row)
+        if each_epoch:
+            each_epoch(epoch, model)
         log(f"[iqa {mode} seed {seed}] " + " ".join(f"{k}={v}" for k, v in row.items()))
         # Selection on validation only (cfg.select: SRCC, or the within-group severity SRCC), among epochs whose
         # score head was trained (λ1 > 0): at the progressive schedule's first epoch λ1 = 0, so SCORE is still the

@@ -7,6 +7,8 @@
     python -m models.iqa.whole score --set holdout6   # once: judging run 2 with the JPEG cap (models/iqa/jpeg.py)
     python -m models.iqa.whole runs --set holdout6    # run 3 against run 2 on development data: which one is served
     python -m models.iqa.whole score --set holdout7   # once: runs 2 and 3 with the cap, judging the one served
+    python -m models.iqa.whole select                 # run 4's epoch for each seed, on holdout6 + holdout7 whole
+    python -m models.iqa.whole score --set holdout8   # once: runs 3 and 4 with the cap, judging run 4
 
 Every other number of this family scores 128 × 128 tiles, where the served handler sees the tile whole. What users send
 is a picture: the handler rescales it to short side 256 when larger, the network reads 4 fixed 64 × 64 crops of it and
@@ -70,24 +72,29 @@ def generate(set_name: str) -> dict:
 # the served configurations: (weights of the network, seed by seed; the NSS level)
 RUNS = {"run 1": ("pmt_iqa_progressive_seed{}", "nss_level.json"),
         "run 2": ("pmt_iqa_progressive_wide_seed{}", "nss_level_wide.json"),
-        "run 3": ("pmt_iqa_progressive_wide3_seed{}", "nss_level_wide3.json")}
+        "run 3": ("pmt_iqa_progressive_wide3_seed{}", "nss_level_wide3.json"),
+        "run 4": ("pmt_iqa_progressive_wide4_seed{}", "nss_level_wide3.json")}  # run 3's pictures, so its level
+SELECTION_SETS = ("holdout6", "holdout7")  # run 4's epochs are chosen on these, whole
+
+
+def network_score(crops: np.ndarray, weights_file: Path) -> np.ndarray:
+    """(N,): one network on the handler's crops (N, 4, 3, 64, 64), mean over the crops."""
+    import torch
+
+    from .train import load
+
+    net, _ = load(weights_file)
+    with torch.no_grad():
+        scores = [net(torch.from_numpy(crops[i : i + 64].reshape(-1, *crops.shape[2:])))[0].view(-1, crops.shape[1]).mean(1)
+                  for i in range(0, len(crops), 64)]
+    return torch.cat(scores).numpy()
 
 
 def network_scores(crops: np.ndarray, seeds=(0, 1, 2), weights: str = RUNS["run 1"][0]) -> np.ndarray:
-    """(seeds, N): each seed's network on the handler's crops (N, 4, 3, 64, 64), mean over the crops."""
-    import torch
-
+    """(seeds, N): each seed's network of a run (``weights``, formatted with the seed) on the handler's crops."""
     from .level import WEIGHTS
-    from .train import load
 
-    out = []
-    for seed in seeds:
-        net, _ = load(WEIGHTS / f"{weights.format(seed)}.safetensors")
-        with torch.no_grad():
-            scores = [net(torch.from_numpy(crops[i : i + 64].reshape(-1, *crops.shape[2:])))[0].view(-1, crops.shape[1]).mean(1)
-                      for i in range(0, len(crops), 64)]
-        out.append(torch.cat(scores).numpy())
-    return np.stack(out)
+    return np.stack([network_score(crops, WEIGHTS / f"{weights.format(seed)}.safetensors") for seed in seeds])
 
 
 def methods_for(bench: dict, windows=WINDOWS, runs=("run 1",), cap: bool = False, baselines: bool = True) -> dict[str, np.ndarray]:
@@ -171,12 +178,58 @@ def compare_runs(set_name: str, out: Path) -> str:
     return "\n".join(lines)
 
 
+def select(out: Path, run: int = 4, seeds=(0, 1, 2)) -> str:
+    """Each seed's epoch of `run` (every epoch kept by `retrain --run 4`): the one whose served score (the network mixed
+    with run 3's level, with the JPEG cap, as `iqa` serves) has the highest mean of SRCC, PLCC and severity SRCC on
+    SELECTION_SETS whole, among the epochs whose score head was trained (λ1 > 0: from epoch 1). Copies it to the run's
+    weights and writes every epoch's numbers to ``out``. Development data only: both sets were scored once before."""
+    import shutil
+
+    from .baselines import jpeg_quality_for_benchmark
+    from .cap import CAP_PATH
+    from .jpeg import load_cap
+    from .level import WEIGHTS
+    from .retrain import epochs_dir
+    from .serving import IqaParams, load_level, mixed_score
+
+    parts = [generate(s) for s in SELECTION_SETS]
+    bench = {k: (sum((p[k] for p in parts), []) if k == "image" else np.concatenate([p[k] for p in parts])) for k in parts[0]}
+    crops, nss = zip(*(handler(512).reduce(Image.fromarray(x)) for x in bench["image"]))
+    crops = np.stack(crops)
+    level = load_level(WEIGHTS / RUNS[f"run {run}"][1]).predict_many(np.stack(nss))
+    cap, quality, share = load_cap(CAP_PATH), jpeg_quality_for_benchmark(bench), IqaParams().nss_share
+    kept, chosen, rows = epochs_dir(run), {}, []
+    for seed in seeds:
+        best = (-np.inf, None)
+        for epoch in range(1, 12):
+            network = network_score(crops, kept / f"seed{seed}_epoch{epoch}.safetensors")
+            served = cap.apply(mixed_score(network, level, share), quality)
+            m = {k: v for k, v in CV.scores(served, bench).items() if k != "severity_per_type"}
+            alone = CV.scores(network, bench)
+            criterion = float(np.mean([m["srcc"], m["plcc"], m["severity"]]))
+            rows.append(f"| {seed} | {epoch} | {m['srcc']:.3f} | {m['plcc']:.3f} | {m['severity']:.3f} | {criterion:.3f} | "
+                        f"{alone['srcc']:.3f} / {alone['plcc']:.3f} / {alone['severity']:.3f} |")
+            best = max(best, (criterion, epoch))
+        chosen[seed] = best[1]
+        target = WEIGHTS / f"{RUNS[f'run {run}'][0].format(seed)}.safetensors"
+        shutil.copyfile(kept / f"seed{seed}_epoch{best[1]}.safetensors", target)
+    lines = [f"# Run {run}: each seed's epoch chosen on {' + '.join(SELECTION_SETS)} whole (development data)", "",
+             f"{len(bench['score'])} images of {len(np.unique(bench['source']))} pictures; the served score is the network "
+             f"mixed with {RUNS[f'run {run}'][1]} at share {share}, with the JPEG cap. Criterion: the mean of SRCC, PLCC and "
+             "severity SRCC of the served score.", "",
+             "| seed | epoch | served SRCC | PLCC | severity | criterion | network alone SRCC / PLCC / severity |",
+             "|---|---|---|---|---|---|---|", *rows, "", "Chosen: " + ", ".join(f"seed {s} epoch {e}" for s, e in chosen.items())]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
 def main() -> None:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["dev", "runs", "score"])
-    parser.add_argument("--set", dest="set_name", default="holdout4", choices=["holdout3", "holdout4", "holdout5", "holdout6", "holdout7"])
+    parser.add_argument("command", choices=["dev", "runs", "select", "score"])
+    parser.add_argument("--set", dest="set_name", default="holdout4",
+                        choices=["holdout3", "holdout4", "holdout5", "holdout6", "holdout7", "holdout8"])
     parser.add_argument("--window", type=int, default=512, help="score: the served nss_max_side")
     parser.add_argument("--again", action="store_true")
     parser.add_argument("--report", type=Path, default=CV.REPORT)
@@ -190,12 +243,15 @@ def main() -> None:
     if args.command == "runs":
         print(compare_runs(args.set_name, args.report / f"whole_runs_{args.set_name}"))
         return
+    if args.command == "select":
+        print(select(args.report / "whole_select_run4"))
+        return
     out = args.report / f"whole_{args.set_name}"
     if out.with_suffix(".json").exists() and not args.again:
         raise SystemExit(f"{out}.json exists: the set has been scored (--again to override)")
     print("thumbnail correlation with the nearest earlier picture:", H.check_unseen(args.set_name))
     bench = generate(args.set_name)
-    runs = {"holdout3": ("run 1",), "holdout7": ("run 2", "run 3")}.get(args.set_name, ("run 1", "run 2"))
+    runs = {"holdout3": ("run 1",), "holdout7": ("run 2", "run 3"), "holdout8": ("run 3", "run 4")}.get(args.set_name, ("run 1", "run 2"))
     cap = args.set_name not in ("holdout3", "holdout4", "holdout5")  # sets listed with the JPEG cap judge it
     report(args.set_name, bench, methods_for(bench, (args.window,), runs, cap), out, f"{args.set_name}: whole pictures, scored once")
     print(out.with_suffix(".md").read_text())
