@@ -52,9 +52,11 @@ class Server:
             return r.read().decode()
 
 
-def start_server(repository: Path, workdir: Path, env: dict | None = None, timeout_s: float = 240, ports: dict | None = None) -> Server:
+def start_server(repository: Path, workdir: Path, env: dict | None = None, timeout_s: float = 240, ports: dict | None = None,
+                 root: Path = ROOT) -> Server:
     """Returns once every application is RUNNING; raises with the log tail if it never gets there. `ports` ("http",
-    "grpc", "metrics"): chosen by the caller, e.g. for a Ray cluster started beforehand with their environment."""
+    "grpc", "metrics"): chosen by the caller, e.g. for a Ray cluster started beforehand with their environment. `root`:
+    the checkout whose code serves (another worktree, for a before / after comparison)."""
     if not ports:
         replicas = int({**os.environ, **(env or {})}.get("STREAMSERVE_INGRESS_REPLICAS", 1))
         http = free_port_block(replicas)
@@ -70,7 +72,7 @@ def start_server(repository: Path, workdir: Path, env: dict | None = None, timeo
         "--temp-dir", (temp_dir := f"/tmp/sst-{ports['http']}"), "--ready-file", str(ready),
     ]
     process = subprocess.Popen(
-        cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        cmd, cwd=root, env={**os.environ, "PYTHONPATH": str(root), **(env or {})},
         stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + timeout_s

@@ -29,8 +29,8 @@ REPORT = Path(__file__).resolve().parent / "report" / "results.md"
 # What `iqa` serves: a run of models/iqa/retrain.py (seed 0's network), its NSS level (models/iqa/level.py) and the JPEG
 # cap (models/iqa/cap.py); models/iqa/README.md says which set chose it and which judges it.
 SERVED_RUN = 3
-PICTURES_BEFORE = {2: "three held-out sets", 3: "five held-out sets"}  # scored before the run, among its pictures
-JUDGED_BY = {2: "holdout6", 3: "holdout7"}  # the set, scored once, that judges the run as served
+PICTURES_BEFORE = {2: "three held-out sets", 3: "five held-out sets", 4: "five held-out sets"}  # scored before the run, among its pictures
+JUDGED_BY = {2: "holdout6", 3: "holdout7", 4: "holdout8"}  # the set, scored once, that judges the run as served
 HELD_OUT = Path(__file__).resolve().parent / "report" / f"whole_{JUDGED_BY[SERVED_RUN]}.json"
 SERVED_ROW, BASELINES = f"served with the JPEG cap, window 512 (run {SERVED_RUN})", ("nss_svr", "nss_jpeg_svr", "blur_effect")
 HANDLER = "models.iqa.serving:IqaHandler"
@@ -51,7 +51,7 @@ CONFIG = MODEL.config_pbtxt()
 
 
 SERVED_NETWORK, SERVED_CAP = wide_weights_path(SEED, SERVED_RUN), CAP_PATH
-SERVED_LEVEL = {2: LEVEL_WIDE_PATH, 3: LEVEL_WIDE3_PATH}[SERVED_RUN]
+SERVED_LEVEL = {2: LEVEL_WIDE_PATH, 3: LEVEL_WIDE3_PATH, 4: LEVEL_WIDE3_PATH}[SERVED_RUN]  # run 4: run 3's pictures
 
 
 def load_trained(path: Path | None = None):
@@ -103,6 +103,9 @@ def card(metrics: dict, errors: dict, served: dict) -> str:
     table = REPORT.read_text().split("\n", 2)[-1] if REPORT.exists() else "(run `python -m models.iqa.evaluate` for the multi-seed table)"
     c, s, p = metrics["config"], metrics["split_sizes"], IqaParams()
     chosen = served["history"][served["best_epoch"]]
+    selection = (f"epoch {served['best_epoch']} chosen on {served['selected_on']} (20 pictures scored once before; the served "
+                 f"score's mean of SRCC, PLCC and severity SRCC {served['selection_criterion']:.3f})" if "selected_on" in served else
+                 f"epoch {served['best_epoch']} chosen on the same 3 validation pictures (severity SRCC {chosen['val_severity']:.3f})")
     return f"""# {NAME}
 
 PMT-IQA (progressive multi-task blind image quality assessment, arXiv:2301.01182) trained **from scratch** on a
@@ -146,8 +149,7 @@ Telemetry: served scores go to a Prometheus histogram per model version (`output
   scored once. That network (run 1) scored test SRCC {metrics['test']['srcc']:.3f}, PLCC {metrics['test']['plcc']:.3f}, MAE {metrics['test']['mae']:.1f} pseudo-MOS points.
 - **Served network: run {SERVED_RUN}** (`python -m models.iqa.retrain --run {SERVED_RUN} --seed {SEED}`, on this CPU): the same
   model, losses, budget and selection trained on the tiles of {served['pictures']} pictures ({served['images']:,} images: the
-  benchmark's train and test pictures and {PICTURES_BEFORE[SERVED_RUN]} scored before it), epoch {served['best_epoch']} chosen on the same 3 validation pictures
-  (severity SRCC {chosen['val_severity']:.3f}). Its NSS level is fitted on the same pictures plus the validation ones.
+  benchmark's train and test pictures and {PICTURES_BEFORE[SERVED_RUN]} scored before it), {selection}. Its NSS level is fitted on the same pictures plus the validation ones.
 - Export: `python -m export.build --only iqa`; ONNX parity against PyTorch on 64 crops, max abs error
   {', '.join(f'{k} {v:.1e}' for k, v in errors.items())}.
 

@@ -24,6 +24,7 @@ tiles as the last run's level; `blur_effect`; the quantisation table on the JPEG
 never scored, once (it refuses a second run unless --again).
 """
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +214,10 @@ def select(out: Path, run: int = 4, seeds=(0, 1, 2)) -> str:
         chosen[seed] = best[1]
         target = WEIGHTS / f"{RUNS[f'run {run}'][0].format(seed)}.safetensors"
         shutil.copyfile(kept / f"seed{seed}_epoch{best[1]}.safetensors", target)
+        record = json.loads((kept / f"seed{seed}_validation.json").read_text())  # the training run's record and history
+        record |= {"run": run, "best_epoch": best[1], "selected_on": f"{' + '.join(SELECTION_SETS)} whole",
+                   "selection_criterion": round(best[0], 4)}
+        target.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     lines = [f"# Run {run}: each seed's epoch chosen on {' + '.join(SELECTION_SETS)} whole (development data)", "",
              f"{len(bench['score'])} images of {len(np.unique(bench['source']))} pictures; the served score is the network "
              f"mixed with {RUNS[f'run {run}'][1]} at share {share}, with the JPEG cap. Criterion: the mean of SRCC, PLCC and "
