@@ -28,7 +28,7 @@ MAX_BATCH = 16
 REPORT = Path(__file__).resolve().parent / "report" / "results.md"
 # What `iqa` serves: a run of models/iqa/retrain.py (seed 0's network), its NSS level (models/iqa/level.py) and the JPEG
 # cap (models/iqa/cap.py); models/iqa/README.md says which set chose it and which judges it.
-SERVED_RUN = 3
+SERVED_RUN = 4
 PICTURES_BEFORE = {2: "three held-out sets", 3: "five held-out sets", 4: "five held-out sets"}  # scored before the run, among its pictures
 JUDGED_BY = {2: "holdout6", 3: "holdout7", 4: "holdout8"}  # the set, scored once, that judges the run as served
 HELD_OUT = Path(__file__).resolve().parent / "report" / f"whole_{JUDGED_BY[SERVED_RUN]}.json"

@@ -68,6 +68,10 @@ def save_weights(model, path: Path) -> None:
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
+def epoch_record(seed: int, epoch: int, run: int = 4) -> dict:
+    return {"mode": "progressive", "run": run, "seed": seed, "epoch": epoch, "config": asdict(CONFIG)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
@@ -77,8 +81,9 @@ def main() -> None:
     data = wide_data(args.run)
     kept = epochs_dir(args.run)
 
-    def keep(epoch, model):
-        save_weights(model, kept / f"seed{args.seed}_epoch{epoch}.safetensors")
+    def keep(epoch, model):  # the weights and what `train.load` needs to build the model
+        save_weights(model, path := kept / f"seed{args.seed}_epoch{epoch}.safetensors")
+        path.with_suffix(".json").write_text(json.dumps(epoch_record(args.seed, epoch)) + "\n")
 
     if args.run == 4:
         kept.mkdir(parents=True, exist_ok=True)

@@ -133,7 +133,8 @@ def test_trunk_outputs_end_with_the_models_score():
     assert out.shape == (3, 15) and np.allclose(out[:, -1], predict(model, images)[0], atol=1e-4)
 
 
-@pytest.mark.parametrize("run, pictures, unseen", [(2, 43, ("holdout4", "holdout5")), (3, 66, ("holdout6", "holdout7"))])
+@pytest.mark.parametrize("run, pictures, unseen", [(2, 43, ("holdout4", "holdout5")), (3, 66, ("holdout6", "holdout7")),
+                                                    (4, 66, ("holdout6", "holdout7", "holdout8"))])
 def test_a_run_trains_on_the_scored_sets_never_on_validation_or_the_sets_that_decide_and_judge_it(run, pictures, unseen):
     from models.iqa import holdout as H
     from models.iqa.retrain import LEFT_OUT, training_sources
@@ -144,3 +145,19 @@ def test_a_run_trains_on_the_scored_sets_never_on_validation_or_the_sets_that_de
     judging = {H.FIRST_ID[s] + i for s in unseen for i in range(len(H.SETS[s]))}
     left_out = {H.FIRST_ID[s] + H.SETS[s].index(n) for s in H.SETS for n in LEFT_OUT if n in H.SETS[s]}
     assert len(left_out) == len(LEFT_OUT) and not set(ids) & (judging | left_out)
+
+
+def test_run_4_is_chosen_on_the_selection_sets_and_judged_by_a_set_nothing_has_seen():
+    import json
+
+    from models.iqa import holdout as H
+    from models.iqa.level import WEIGHTS
+    from models.iqa.whole import RUNS, SELECTION_SETS
+
+    assert set(SELECTION_SETS).isdisjoint({"holdout8"}) and RUNS["run 4"][1] == RUNS["run 3"][1]  # run 3's pictures, its level
+    earlier = {n for s, names in H.SETS.items() if s != "holdout8" for n in names} | set(D.SOURCES)
+    assert not set(H.SETS["holdout8"]) & earlier and len(set(H.SETS["holdout8"])) == 12
+    for seed in (0, 1, 2):
+        record = json.loads((WEIGHTS / f"{RUNS['run 4'][0].format(seed)}.json").read_text())
+        assert record["selected_on"] == " + ".join(SELECTION_SETS) + " whole"
+        assert 1 <= record["best_epoch"] <= 11 and len(record["history"]) == 12  # never the untrained head of epoch 0
