@@ -148,7 +148,7 @@ Telemetry: served scores go to a Prometheus histogram per model version (`output
   among epochs whose score head was trained (λ1 > 0; epoch {metrics['best_epoch']} for seed {SEED}); the test split is
   scored once. That network (run 1) scored test SRCC {metrics['test']['srcc']:.3f}, PLCC {metrics['test']['plcc']:.3f}, MAE {metrics['test']['mae']:.1f} pseudo-MOS points.
 - **Served network: run {SERVED_RUN}** (`python -m models.iqa.retrain --run {SERVED_RUN} --seed {SEED}`, on this CPU): the same
-  model, losses, budget and selection trained on the tiles of {served['pictures']} pictures ({served['images']:,} images: the
+  model, losses and budget{'' if 'selected_on' in served else ' and selection'} trained on the tiles of {served['pictures']} pictures ({served['images']:,} images: the
   benchmark's train and test pictures and {PICTURES_BEFORE[SERVED_RUN]} scored before it), {selection}. Its NSS level is fitted on the same pictures plus the validation ones.
 - Export: `python -m export.build --only iqa`; ONNX parity against PyTorch on 64 crops, max abs error
   {', '.join(f'{k} {v:.1e}' for k, v in errors.items())}.
