@@ -190,7 +190,7 @@ def select(out: Path, run: int = 4, seeds=(0, 1, 2)) -> str:
     from .cap import CAP_PATH
     from .jpeg import load_cap
     from .level import WEIGHTS
-    from .retrain import epochs_dir
+    from .retrain import CONFIG, epochs_dir
     from .serving import IqaParams, load_level, mixed_score
 
     parts = [generate(s) for s in SELECTION_SETS]
@@ -202,7 +202,7 @@ def select(out: Path, run: int = 4, seeds=(0, 1, 2)) -> str:
     kept, chosen, rows = epochs_dir(run), {}, []
     for seed in seeds:
         best = (-np.inf, None)
-        for epoch in range(1, 12):
+        for epoch in range(1, CONFIG.epochs):  # epoch 0's score head is untrained (λ1 = 0)
             network = network_score(crops, kept / f"seed{seed}_epoch{epoch}.safetensors")
             served = cap.apply(mixed_score(network, level, share), quality)
             m = {k: v for k, v in CV.scores(served, bench).items() if k != "severity_per_type"}
