@@ -5,6 +5,8 @@
 server in turn, `--rounds` times in alternation, in one command:
 - `grpcio, canned answer`: grpcio's asyncio server (uvloop) answering every ModelInfer with one prepared response: no
   decode, no model. The least a server built on grpcio spends on a call.
+- `ours, canned answer`: the ingress's gRPC server (uvicorn's HTTP/2 and serve/grpc_ingress.py) answering with the
+  same prepared response: what our protocol layer costs a call, beside grpcio's.
 - `grpcio + batcher + ORT`: the same server with a minimal dynamic batcher (the model's 5 ms and 32 rows) running ONNX
   Runtime in a thread, and nothing else (no validation, limits, metrics or statistics).
 - `ours, one process`: the ingress's gRPC server, servicer, data plane and batch queue, as the ingress replica hosts
@@ -90,7 +92,13 @@ class BareServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 async def serve(kind: str, port: int, repository: Path) -> None:
     import grpc
 
-    if kind == "ours":
+    if kind == "ours-canned":
+        from serve.grpc_ingress import start_grpc_server
+
+        await start_grpc_server(BareServicer(None), f"127.0.0.1:{port}", timeout_s=60, max_concurrent_rpcs=1000,
+                                max_message_bytes=64 << 20)
+        await asyncio.Event().wait()
+    elif kind == "ours":
         from serve import replica
         from serve.dataplane import DataPlane
         from serve.grpc_ingress import start_grpc_server
@@ -102,14 +110,15 @@ async def serve(kind: str, port: int, repository: Path) -> None:
         worker = replica.ModelWorker(str(repository), MODEL, int(VERSIONS[MODEL]), instance_count=2)
         servicer = GRPCInferenceServicer()
         servicer.plane = DataPlane(ModelRepository(repository), {(MODEL, int(VERSIONS[MODEL])): worker}, auth_token=None)
-        server = await start_grpc_server(servicer, f"127.0.0.1:{port}", timeout_s=60, max_concurrent_rpcs=1000,
-                                         max_message_bytes=64 << 20)
+        await start_grpc_server(servicer, f"127.0.0.1:{port}", timeout_s=60, max_concurrent_rpcs=1000,
+                                max_message_bytes=64 << 20)
+        await asyncio.Event().wait()  # served until the command stops this process
     else:
         server = grpc.aio.server()
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(BareServicer(repository if kind == "batched" else None), server)
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
-    await server.wait_for_termination()
+        await server.wait_for_termination()
 
 
 def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout_s: float = 60) -> None:
@@ -143,7 +152,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--triton-venv", type=Path, default=Path("/tmp/triton-peer"))
     parser.add_argument("--tag", default="")
-    parser.add_argument("--serve", choices=["canned", "batched", "ours"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["canned", "ours-canned", "batched", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     repository = args.repository.resolve()
@@ -183,6 +192,7 @@ def main(argv=None) -> None:
         time.sleep(5)
         for _ in range(args.rounds):
             bare("canned", "grpcio, canned answer")
+            bare("ours-canned", "ours, canned answer")
             bare("batched", "grpcio + batcher + ORT")
             bare("ours", "ours, one process")
             record("ours, served", cell(served.grpc, RAY_NICENESS, psutil.Process(served.process.pid), args.clients, args.duration))

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 OURS = {"serve", "models", "export", "loadtest", "streamserve_proto", "tests", "proto"}
 # Declared for what they run, not what is imported: command-line tools, pytest plugins, and what other packages load.
-NOT_IMPORTED = {"pytest-timeout", "pip-audit", "py-spy", "import-linter", "vulture", "onnxscript", "onnxruntime-gpu"}
+# zttp: uvicorn's HTTP/2 engine, imported by the uvicorn protocol the gRPC ingress builds on (serve/grpc_ingress.py).
+NOT_IMPORTED = {"pytest-timeout", "pip-audit", "py-spy", "import-linter", "vulture", "onnxscript", "onnxruntime-gpu", "zttp"}
 # What serving runs beyond its imports' closure: where the process starts, and the handlers config.pbtxt names.
 SERVING_ROOTS = ["serve.app", "serve.__main__", "serve.launcher", "models.backdoor.scan_worker", "models.backdoor.admission"]
 

@@ -12,7 +12,7 @@ from loadtest.bench import request_inputs
 from serve.launcher import free_loopback_port
 
 
-@pytest.fixture(params=["canned", "batched", "ours"])
+@pytest.fixture(params=["canned", "ours-canned", "batched", "ours"])
 def bare(request, repository, tmp_path):
     port = free_loopback_port()
     log = tmp_path / "server.log"

@@ -205,3 +205,111 @@ def test_with_a_certificate_it_speaks_tls_only_and_sees_the_callers_address(tmp_
     answer, (plain_code, _) = asyncio.run(main())
     assert answer.id == "secure" and plain_code == grpc.StatusCode.UNAVAILABLE
     assert len(peers) == 1 and "127.0.0.1" in peers[0]
+
+
+def test_one_connection_outlives_the_http2_engines_stream_budget_without_a_failed_call():
+    """zttp ends a connection that has opened 4,096 streams (its rapid-reset guard); a gRPC client keeps one connection
+    for all its calls. The server moves the client to a new connection before that, and no call fails."""
+    peers = []
+
+    class PeerRecorder(SleepingServicer):
+        async def ModelInfer(self, request, context):
+            peers.append(context.peer())
+            return await super().ModelInfer(request, context)
+
+    async def main():
+        port = free_loopback_port()
+        server = await serving(PeerRecorder(), port, max_concurrent_rpcs=64)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+                async def caller(first: int):
+                    for i in range(first, 4500, 16):
+                        answer = await stub.ModelInfer(request(str(i)), timeout=30)
+                        assert answer.id == str(i)
+
+                await asyncio.gather(*(caller(k) for k in range(16)))
+        finally:
+            await server.stop(None)
+
+    asyncio.run(main())
+    assert len(peers) == 4500 and len(set(peers)) >= 2  # each connection is a client port of its own
+
+
+def test_calls_the_client_cancels_past_the_engines_reset_budget_leave_the_connection_serving():
+    """zttp also ends a connection after 256 stream resets, failing the calls then in flight on it; a client that
+    cancels a call resets its stream."""
+    async def main():
+        servicer, port = SleepingServicer(), free_loopback_port()
+        server = await serving(servicer, port, max_concurrent_rpcs=64, timeout_s=30)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+                steady = [asyncio.ensure_future(stub.ModelInfer(request(f"steady-{i}", 3.0), timeout=30)) for i in range(8)]
+                codes = []
+                for first in range(0, 320, 32):
+                    calls = [stub.ModelInfer(request(f"gone-{i}", 5.0)) for i in range(first, first + 32)]
+                    await asyncio.sleep(0.05)
+                    for call in calls:
+                        call.cancel()
+                    for call in calls:
+                        try:
+                            await call
+                        except asyncio.CancelledError:
+                            pass
+                        codes.append(await call.code())
+                answers = [answer.id for answer in await asyncio.gather(*steady)]
+                await asyncio.sleep(0.2)
+        finally:
+            await server.stop(None)
+        return codes, answers, servicer.cancelled
+
+    codes, answers, cancelled = asyncio.run(main())
+    assert set(codes) == {grpc.StatusCode.CANCELLED} and len(codes) == 320
+    assert answers == [f"steady-{i}" for i in range(8)]  # the calls in flight meanwhile were answered
+    assert len(cancelled) == 320  # each cancelled call's work was stopped
+
+
+def test_a_call_the_client_cancels_stops_its_work():
+    async def main():
+        servicer, port = SleepingServicer(), free_loopback_port()
+        server = await serving(servicer, port, timeout_s=30)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request("cancelled", 20.0))
+                await asyncio.sleep(0.3)
+                call.cancel()
+                await asyncio.sleep(0.3)
+        finally:
+            await server.stop(None)
+        return servicer.cancelled
+
+    assert asyncio.run(main()) == ["cancelled"]
+
+
+def test_compressed_messages_are_read_and_unknown_or_malformed_calls_named():
+    async def main():
+        port = free_loopback_port()
+        server = await serving(SleepingServicer(), port)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", compression=grpc.Compression.Gzip) as channel:
+                zipped = await service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request("zipped", padding=2048))
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                outcomes = []
+                for path, body in [("/inference.GRPCInferenceService/NoSuchCall", b""),
+                                   ("/inference.GRPCInferenceService/ServerLive", b"\xff\xff\xff")]:
+                    rpc = channel.unary_unary(path, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+                    try:
+                        await rpc(body, timeout=10)
+                        outcomes.append((grpc.StatusCode.OK, ""))
+                    except grpc.aio.AioRpcError as e:
+                        outcomes.append((e.code(), e.details()))
+        finally:
+            await server.stop(None)
+        return zipped, outcomes
+
+    zipped, [(unknown, unknown_details), (malformed, malformed_details)] = asyncio.run(main())
+    assert zipped.id == "zipped"
+    assert unknown == grpc.StatusCode.UNIMPLEMENTED and "NoSuchCall" in unknown_details
+    assert malformed == grpc.StatusCode.INVALID_ARGUMENT and "malformed request message" in malformed_details
