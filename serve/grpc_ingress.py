@@ -343,8 +343,6 @@ class _Connection(ZttpH2Protocol):
     """uvicorn's HTTP/2 connection, asked to go away gracefully before zttp's per-connection limits end it
     (`_ROTATE_AFTER_STREAMS`), and on `drain()`."""
 
-    alpn_protocols = ["h2"]
-
     def connection_made(self, transport) -> None:
         self.opened = self.resets = 0
         self.leaving = False
