@@ -28,6 +28,7 @@ import socket
 import ssl
 import struct
 import zlib
+from functools import partial
 from urllib.parse import quote
 
 import grpc
@@ -188,9 +189,11 @@ class GRPCApp:
         if payload is None:
             await _status(send, context.code, context.details)
             return
-        await send({"type": "http.response.start", "status": 200, "headers": _RESPONSE_HEADERS, "trailers": True})
-        await send({"type": "http.response.body", "body": _PREFIX.pack(0, len(payload)) + payload})
-        await send({"type": "http.response.trailers", "headers": _OK_TRAILERS})
+        body = _PREFIX.pack(0, len(payload)) + payload
+        if not scope[_RESPOND](body):
+            await send({"type": "http.response.start", "status": 200, "headers": _RESPONSE_HEADERS, "trailers": True})
+            await send({"type": "http.response.body", "body": body})
+            await send({"type": "http.response.trailers", "headers": _OK_TRAILERS})
 
     async def _stream(self, method: _Method, scope, messages: "_Messages", send, timeout_s: float) -> None:
         context, started, leaving = CallContext(scope), False, _watch(scope)
@@ -229,6 +232,7 @@ class GRPCApp:
 
 
 _ON_LEAVE = "streamserve.on_leave"
+_RESPOND = "streamserve.respond"
 
 
 class _Leaving:
@@ -341,15 +345,18 @@ async def _http_refusal(send, status: int, body: bytes) -> None:
 
 class _Connection(ZttpH2Protocol):
     """uvicorn's HTTP/2 connection, asked to go away gracefully before zttp's per-connection limits end it
-    (`_ROTATE_AFTER_STREAMS`), and on `drain()`."""
+    (`_ROTATE_AFTER_STREAMS`), and on `drain()`; a unary call's answer is written in one piece with the others ready
+    in the same turn of the event loop (`respond`)."""
 
     def connection_made(self, transport) -> None:
         self.opened = self.resets = 0
-        self.leaving = False
+        self.leaving = self.flush_due = False
         super().connection_made(transport)
 
     def handle_request(self, event) -> None:
         super().handle_request(event)
+        if cycle := self.cycles.get(event.stream_id):  # its task is created, not yet run
+            cycle.scope[_RESPOND] = partial(self.respond, cycle)
         self.opened += 1
         if self.opened >= _ROTATE_AFTER_STREAMS:
             self.drain()
@@ -368,6 +375,32 @@ class _Connection(ZttpH2Protocol):
         for cycle in cycles:
             _left(cycle)
 
+    def respond(self, cycle, body: bytes) -> bool:
+        """A unary call's whole answer (headers, its message, OK trailers) handed to zttp at once, and written with
+        every other answer completed in this turn of the loop: a finished batch of 32 calls is one socket write and
+        one read for the client, instead of three of each per call through ASGI's `send`. False where ASGI's `send`
+        must do it: the transport is pushing back (it waits), or the answer has begun."""
+        if cycle.response_started or self.flow.write_paused:
+            return False
+        if not cycle.disconnected:
+            stream = cycle.stream
+            stream.send_response(200, _RESPONSE_HEADERS)
+            stream.send_data(body)
+            stream.end_message(_OK_TRAILERS)
+        cycle.response_started = cycle.body_complete = cycle.response_complete = True
+        cycle.message_event.set()
+        finished, cycle.on_response = cycle.on_response, _answered
+        finished(cycle.stream.stream_id)
+        if not self.flush_due:
+            self.flush_due = True
+            self.loop.call_soon(self.write_answers)
+        return True
+
+    def write_answers(self) -> None:
+        self.flush_due = False
+        if not self.transport.is_closing():
+            self.flush()
+
     def drain(self) -> None:
         """GOAWAY with no error and every stream kept (RFC 9113 6.8): the client opens no new stream here and closes
         the connection once its calls in flight are answered."""
@@ -375,6 +408,10 @@ class _Connection(ZttpH2Protocol):
             self.leaving = True
             self.conn.close(0, 2**31 - 1)
             self.flush()
+
+
+def _answered(stream_id: int) -> None:
+    """What a cycle's completion callback becomes once called: uvicorn calls it again when the call's task ends."""
 
 
 def _left(cycle) -> None:
