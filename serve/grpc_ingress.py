@@ -27,6 +27,7 @@ import logging
 import socket
 import ssl
 import struct
+import time
 import zlib
 from functools import partial
 from urllib.parse import quote
@@ -46,6 +47,7 @@ _OK_TRAILERS = [(b"grpc-status", b"0")]
 _TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
 _INFLATE = {b"gzip": 16 + zlib.MAX_WBITS, b"deflate": zlib.MAX_WBITS}  # what grpcio's server accepts, besides identity
 _IDLE_CONNECTION_S = 300.0
+_SWEEP_S = 0.05  # how late past its deadline a call may end
 
 _ROTATE_AFTER_STREAMS = 3072
 _ROTATE_AFTER_RESETS = 192
@@ -113,6 +115,27 @@ class GRPCApp:
                                                                           method.server_streaming)
         self.timeout_s, self.max_calls, self.max_bytes = timeout_s, max_concurrent_rpcs, max_message_bytes
         self.calls = 0
+        self.running: set[_Running] = set()
+        self.sweeping: asyncio.TimerHandle | None = None
+
+    def _begin(self, scope: dict, timeout_s: float) -> "_Running":
+        """The call's task, watched from here on: for its client leaving (`_Connection`) and for its deadline (one
+        sweep every `_SWEEP_S` over the calls in flight, not a timer per call)."""
+        scope[_ON_LEAVE] = running = _Running(asyncio.current_task(), time.monotonic() + timeout_s)
+        self.running.add(running)
+        if self.sweeping is None:
+            self.sweeping = asyncio.get_running_loop().call_later(_SWEEP_S, self._sweep)
+        return running
+
+    def _end(self, running: "_Running") -> None:
+        running.ended_by = running.ended_by or "answer"
+        self.running.discard(running)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for running in [r for r in self.running if r.deadline <= now]:
+            running.stop("deadline")
+        self.sweeping = asyncio.get_running_loop().call_later(_SWEEP_S, self._sweep) if self.running else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -165,27 +188,26 @@ class GRPCApp:
             return
         if messages.gone:
             return
-        leaving = _watch(scope)
+        running = self._begin(scope, timeout_s)
         try:
-            async with asyncio.timeout(timeout_s):
-                response = await method.call(request, context)
+            response = await method.call(request, context)
             payload = response.SerializeToString() if context.code is grpc.StatusCode.OK else None
-        except TimeoutError:
-            await _status(send, grpc.StatusCode.DEADLINE_EXCEEDED, _timed_out(timeout_s, self.timeout_s))
-            return
         except Abort as e:
             await _status(send, e.code, e.details)
             return
         except asyncio.CancelledError:
-            if leaving.left:  # the client reset its stream or dropped the connection: nobody to answer
-                return
-            raise
+            if running.ended_by is None:
+                raise
+            running.task.uncancel()
+            if running.ended_by == "deadline":
+                await _status(send, grpc.StatusCode.DEADLINE_EXCEEDED, _timed_out(timeout_s, self.timeout_s))
+            return  # else the client reset its stream or dropped the connection: nobody to answer
         except Exception:  # noqa: BLE001 - the servicer answers its errors itself; anything else is ours
             logger.exception("unhandled error in gRPC call %s", scope["path"])
             await _status(send, grpc.StatusCode.INTERNAL, "internal error; see the server log")
             return
         finally:
-            leaving.watching = False
+            self._end(running)
         if payload is None:
             await _status(send, context.code, context.details)
             return
@@ -196,36 +218,36 @@ class GRPCApp:
             await send({"type": "http.response.trailers", "headers": _OK_TRAILERS})
 
     async def _stream(self, method: _Method, scope, messages: "_Messages", send, timeout_s: float) -> None:
-        context, started, leaving = CallContext(scope), False, _watch(scope)
+        context, started, running = CallContext(scope), False, self._begin(scope, timeout_s)
 
         async def requests():
             while (message := await messages.next()) is not None:
                 yield message if method.parse is None else method.parse(message)
 
         try:
-            async with asyncio.timeout(timeout_s):
-                async for response in method.call(requests(), context):
-                    if not started:
-                        await send({"type": "http.response.start", "status": 200, "headers": _RESPONSE_HEADERS,
-                                    "trailers": True})
-                        started = True
-                    payload = response.SerializeToString()
-                    await send({"type": "http.response.body", "body": _PREFIX.pack(0, len(payload)) + payload,
-                                "more_body": True})
+            async for response in method.call(requests(), context):
+                if not started:
+                    await send({"type": "http.response.start", "status": 200, "headers": _RESPONSE_HEADERS,
+                                "trailers": True})
+                    started = True
+                payload = response.SerializeToString()
+                await send({"type": "http.response.body", "body": _PREFIX.pack(0, len(payload)) + payload,
+                            "more_body": True})
             code, details = context.code, context.details
-        except TimeoutError:
-            code, details = grpc.StatusCode.DEADLINE_EXCEEDED, _timed_out(timeout_s, self.timeout_s, "stream")
         except Abort as e:
             code, details = e.code, e.details
         except asyncio.CancelledError:
-            if leaving.left:
+            if running.ended_by is None:
+                raise
+            running.task.uncancel()
+            if running.ended_by != "deadline":
                 return
-            raise
+            code, details = grpc.StatusCode.DEADLINE_EXCEEDED, _timed_out(timeout_s, self.timeout_s, "stream")
         except Exception:  # noqa: BLE001
             logger.exception("unhandled error in gRPC stream %s", scope["path"])
             code, details = grpc.StatusCode.INTERNAL, "internal error; see the server log"
         finally:
-            leaving.watching = False
+            self._end(running)
         if messages.gone:
             return
         await _status(send, code, details, started=started)
@@ -235,24 +257,22 @@ _ON_LEAVE = "streamserve.on_leave"
 _RESPOND = "streamserve.respond"
 
 
-class _Leaving:
-    """Cancels the call's task when its client resets the stream or drops the connection while the call runs
-    (`_Connection` calls it): the work stops with the call."""
+class _Running:
+    """A call in flight: its task is cancelled when its client resets the stream or drops the connection
+    (`_Connection` calls it) or when its deadline passes, so its work stops with it; `ended_by` says which."""
 
-    __slots__ = ("task", "watching", "left")
+    __slots__ = ("task", "deadline", "ended_by")
 
-    def __init__(self, task: asyncio.Task):
-        self.task, self.watching, self.left = task, True, False
+    def __init__(self, task: asyncio.Task, deadline: float):
+        self.task, self.deadline, self.ended_by = task, deadline, None
 
     def __call__(self) -> None:
-        if self.watching:
-            self.left = True
+        self.stop("client")
+
+    def stop(self, why: str) -> None:
+        if self.ended_by is None:
+            self.ended_by = why
             self.task.cancel()
-
-
-def _watch(scope: dict) -> _Leaving:
-    scope[_ON_LEAVE] = leaving = _Leaving(asyncio.current_task())
-    return leaving
 
 
 class _Messages:
@@ -261,10 +281,16 @@ class _Messages:
 
     def __init__(self, receive, max_bytes: int, encoding: bytes | None):
         self.receive, self.max_bytes, self.encoding = receive, max_bytes, encoding
-        self.buffer, self.ended, self.gone = bytearray(), False, False
+        self.buffer, self.ended, self.gone = b"", False, False
 
     async def only(self) -> bytes:
         """A unary call's one message; any byte after it is refused at once, unread."""
+        await self._read()
+        if self.ended and len(self.buffer) >= 5:  # the usual call: its whole body in one piece
+            compressed, length = _PREFIX.unpack_from(self.buffer)
+            if length == len(self.buffer) - 5 and not compressed and length <= self.max_bytes:
+                return self.buffer[5:]
+        self.buffer = bytearray(self.buffer)
         message = await self.next()
         while not self.ended and not self.gone and not self.buffer:
             await self._read()
@@ -277,6 +303,8 @@ class _Messages:
 
     async def next(self) -> bytes | None:
         """The next whole message, or None once the client has half-closed (or left: `gone`)."""
+        if not isinstance(self.buffer, bytearray):
+            self.buffer = bytearray(self.buffer)
         while True:
             if len(self.buffer) >= 5:
                 compressed, length = _PREFIX.unpack_from(self.buffer)
@@ -374,6 +402,11 @@ class _Connection(ZttpH2Protocol):
         super().connection_lost(exc)
         for cycle in cycles:
             _left(cycle)
+
+    def resume_reading_if_idle(self) -> None:
+        """uvicorn's checks every stream's buffered body, twice a call; only needed when reading is paused."""
+        if self.flow.read_paused:
+            super().resume_reading_if_idle()
 
     def respond(self, cycle, body: bytes) -> bool:
         """A unary call's whole answer (headers, its message, OK trailers) handed to zttp at once, and written with
