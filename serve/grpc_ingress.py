@@ -4,8 +4,8 @@ protocol (its zttp engine, a sans-IO HTTP/2 parser in compiled code) in the repl
 
 Why not grpcio's server: on this 2-core machine grpcio's asyncio server spends ~200 µs of CPU on each call before any
 code of ours runs (more than all of Triton spends on a call, ~125 µs), and a server built on it stayed under 0.7x
-Triton's throughput at 32 clients however lean our part got. uvicorn's HTTP/2 protocol answers the same stock
-tritonclient calls for ~50 µs each (loadtest/BENCH.md "gRPC without grpcio's server"). gRPC over HTTP/2 is a small
+Triton's throughput at 32 clients however lean our part got. On uvicorn's HTTP/2 protocol this module answers the same
+stock tritonclient calls for ~40 µs each (loadtest/BENCH.md "gRPC without grpcio's server"). gRPC over HTTP/2 is a small
 protocol on top (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md): a message is a 5-byte prefix (a
 compressed flag, a length) and the bytes; the status travels in the trailers. That part lives here; HTTP/2 itself
 (HPACK, flow control, streams, TLS with ALPN) is uvicorn's and zttp's. Where direct ingress is off (KubeRay,
@@ -14,8 +14,8 @@ deploy/k8s/), Serve's own gRPC proxy calls the same servicer. HTTP: serve/http_i
 What each call gets, as Serve's server promised:
 - at most `max_concurrent_rpcs` calls at once; one more is answered RESOURCE_EXHAUSTED at once;
 - a call still running after `timeout_s` (or the client's own `grpc-timeout`, when shorter) ends with
-  DEADLINE_EXCEEDED, a stream counted from its start; a client that resets its stream or drops the connection
-  cancels the call's task, which stops its work;
+  DEADLINE_EXCEEDED (checked every 50 ms), a stream counted from its start; a client that resets its stream or drops
+  the connection cancels the call's task, which stops its work;
 - a message above `max_message_bytes` is refused RESOURCE_EXHAUSTED as soon as its prefix or its bytes say so,
   before it is parsed; gzip / deflate messages are inflated to at most that size;
 - SO_REUSEPORT: the replacement of a killed replica listens at once on the same port, and several ingress replicas
@@ -259,7 +259,8 @@ _RESPOND = "streamserve.respond"
 
 class _Running:
     """A call in flight: its task is cancelled when its client resets the stream or drops the connection
-    (`_Connection` calls it) or when its deadline passes, so its work stops with it; `ended_by` says which."""
+    (`_Connection` calls it), when its deadline passes or when the server stops, so its work stops with it; `ended_by`
+    says which."""
 
     __slots__ = ("task", "deadline", "ended_by")
 
@@ -420,7 +421,7 @@ class _Connection(ZttpH2Protocol):
             stream.send_response(200, _RESPONSE_HEADERS)
             stream.send_data(body)
             stream.end_message(_OK_TRAILERS)
-        cycle.response_started = cycle.body_complete = cycle.response_complete = True
+        cycle.response_started = cycle.response_complete = True
         cycle.message_event.set()
         finished, cycle.on_response = cycle.on_response, _answered
         finished(cycle.stream.stream_id)
@@ -455,8 +456,8 @@ def _left(cycle) -> None:
 class GRPCServer:
     """A listening gRPC server; `stop(grace)` as grpcio's."""
 
-    def __init__(self, listener: asyncio.Server, state: ServerState):
-        self.listener, self.state = listener, state
+    def __init__(self, listener: asyncio.Server, state: ServerState, app: GRPCApp):
+        self.listener, self.state, self.app = listener, state, app
 
     async def stop(self, grace: float | None) -> None:
         """Stop listening, let the calls in flight finish for up to `grace` seconds (None: none), then end them."""
@@ -465,6 +466,8 @@ class GRPCServer:
             connection.drain()
         if grace and self.state.tasks:
             await asyncio.wait(list(self.state.tasks), timeout=grace)
+        for running in list(self.app.running):
+            running.stop("server")
         for task in list(self.state.tasks):
             task.cancel()
         for connection in list(self.state.connections):
@@ -491,7 +494,7 @@ async def start_grpc_server(servicer, listen: str, *, timeout_s: float, max_conc
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(lambda: _Connection(config=config, server_state=state, app_state={}),
                                         sock=_listening_socket(listen), ssl=context)
-    return GRPCServer(listener, state)
+    return GRPCServer(listener, state, app)
 
 
 def _listening_socket(listen: str) -> socket.socket:
