@@ -16,10 +16,10 @@ TIMEOUT_S = 0.5
 
 class SleepingServicer:
     """ModelInfer sleeps `parameters["sleep_s"]` and answers with its `id`; ModelStreamInfer answers each request
-    the same way. Records the calls that were cancelled."""
+    the same way. Records the calls that were cancelled, and the peer of each ModelInfer call."""
 
     def __init__(self, name: str = "one"):
-        self.name, self.cancelled = name, []
+        self.name, self.cancelled, self.peers = name, [], []
 
     async def _answer(self, request: bytes) -> pb.ModelInferResponse:
         message = pb.ModelInferRequest.FromString(request)
@@ -31,6 +31,7 @@ class SleepingServicer:
         return pb.ModelInferResponse(id=message.id, model_name=self.name)
 
     async def ModelInfer(self, request, context):
+        self.peers.append(context.peer())
         return await self._answer(request)
 
     async def ModelStreamInfer(self, request_iterator, context):
@@ -183,16 +184,11 @@ def test_with_a_certificate_it_speaks_tls_only_and_sees_the_callers_address(tmp_
     from serve.testing import self_signed_pair
 
     certfile, keyfile = self_signed_pair(tmp_path)
-    peers = []
-
-    class PeerRecorder(SleepingServicer):
-        async def ModelInfer(self, request, context):
-            peers.append(context.peer())
-            return await super().ModelInfer(request, context)
+    servicer = SleepingServicer()
 
     async def main():
         port = free_loopback_port()
-        server = await serving(PeerRecorder(), port, tls=(str(certfile), str(keyfile)))
+        server = await serving(servicer, port, tls=(str(certfile), str(keyfile)))
         try:
             credentials = grpc.ssl_channel_credentials(root_certificates=certfile.read_bytes())
             async with grpc.aio.secure_channel(f"localhost:{port}", credentials) as channel:
@@ -204,22 +200,17 @@ def test_with_a_certificate_it_speaks_tls_only_and_sees_the_callers_address(tmp_
 
     answer, (plain_code, _) = asyncio.run(main())
     assert answer.id == "secure" and plain_code == grpc.StatusCode.UNAVAILABLE
-    assert len(peers) == 1 and "127.0.0.1" in peers[0]
+    assert len(servicer.peers) == 1 and "127.0.0.1" in servicer.peers[0]
 
 
 def test_one_connection_outlives_the_http2_engines_stream_budget_without_a_failed_call():
     """zttp ends a connection that has opened 4,096 streams (its rapid-reset guard); a gRPC client keeps one connection
     for all its calls. The server moves the client to a new connection before that, and no call fails."""
-    peers = []
-
-    class PeerRecorder(SleepingServicer):
-        async def ModelInfer(self, request, context):
-            peers.append(context.peer())
-            return await super().ModelInfer(request, context)
+    servicer = SleepingServicer()
 
     async def main():
         port = free_loopback_port()
-        server = await serving(PeerRecorder(), port, max_concurrent_rpcs=64)
+        server = await serving(servicer, port, max_concurrent_rpcs=64)
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
@@ -234,7 +225,7 @@ def test_one_connection_outlives_the_http2_engines_stream_budget_without_a_faile
             await server.stop(None)
 
     asyncio.run(main())
-    assert len(peers) == 4500 and len(set(peers)) >= 2  # each connection is a client port of its own
+    assert len(servicer.peers) == 4500 and len(set(servicer.peers)) >= 2  # each connection is a client port of its own
 
 
 def test_calls_the_client_cancels_past_the_engines_reset_budget_leave_the_connection_serving():
