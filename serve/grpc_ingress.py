@@ -291,7 +291,6 @@ class _Messages:
             compressed, length = _PREFIX.unpack_from(self.buffer)
             if length == len(self.buffer) - 5 and not compressed and length <= self.max_bytes:
                 return self.buffer[5:]
-        self.buffer = bytearray(self.buffer)
         message = await self.next()
         while not self.ended and not self.gone and not self.buffer:
             await self._read()
