@@ -10,13 +10,18 @@ HTTP and gRPC, against:
   grpcio's asyncio server with tritonclient's generated servicer (gRPC, raw tensor contents); ONNX models only;
 - **in-process**: the same runtime in this process at batch N, no server (for `iqa`, the handler: decode,
   crops and ONNX Runtime; for the rollout, the step runtime run STEPS times).
-Servers run one at a time. Each load cell is a subprocess at the niceness of the server under test (Ray starts
-its workers at nice 15; Triton and the naive server run at 0), so neither side is starved by the other.
-Writes loadtest/reports/bench.json, loadtest/reports/bench.png, and the table between the markers in
-loadtest/BENCH.md. Ratios, not absolute numbers, carry over between runs on a shared 2-core machine.
+Every server is started before the first cell and stays up to the last; each cell runs `--rounds` times in a row,
+every server once per round (the first one rotated), so a ratio compares cells measured seconds apart and is
+reported as the median of the rounds' ratios with the lowest and highest. This shared 2-core machine drifts by ±30 %
+over minutes; servers measured one after the other, minutes apart, gave ratios that swung with it. What each server
+costs while another is measured (its idle CPU) is measured and printed with the table. Each load cell is a
+subprocess at the niceness of the server under test (Ray starts its workers at nice 15; Triton and the naive server
+run at 0), so neither side is starved by the other. Writes loadtest/reports/bench.json (every round's cell),
+loadtest/reports/bench.png, and the table between the markers in loadtest/BENCH.md.
 """
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -27,9 +32,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = Path(__file__).parent / "reports"
@@ -248,12 +255,119 @@ def stop_process(process: subprocess.Popen) -> None:
 
 
 # -- the run ----------------------------------------------------------------------------------------------------
+@dataclass
+class Peer:
+    """One running server: where each of its models is reached (protocol -> host:port), the niceness its clients
+    run at, the version it serves each model as, and how its clients call it."""
+    name: str
+    addresses: dict[str, dict[str, str]]
+    niceness: int
+    process: subprocess.Popen
+    versions: dict[str, str] = field(default_factory=dict)
+    binary: bool = True
+    tls_root: str | None = None
+
+
+def schedule(models, protocols, concurrency, rounds: int, serving) -> list[tuple[str, str, int, int, str]]:
+    """(model, protocol, N, round, server) in the order they run: for each cell, `rounds` rounds back to back, each
+    round every server that serves the model (`serving(model)`, "in-process" included once per model and N) with the
+    first server rotated from round to round. Servers compared in one ratio are measured seconds apart, so the
+    machine's drift over minutes (±30 % on this shared box) lands on every column alike."""
+    order = []
+    for model in models:
+        servers = serving(model)
+        for n in concurrency:
+            for protocol in protocols:
+                for r in range(rounds):
+                    turn = servers[r % len(servers):] + servers[: r % len(servers)]
+                    order += [(model, protocol, n, r, server) for server in turn
+                              if server != "in-process" or protocol == protocols[0]]
+    return order
+
+
+def medians(rows) -> dict[tuple, dict]:
+    """Per (server, model, protocol, N): the median over rounds of throughput, p50 and p99; errors summed;
+    `by_round` keeps each round's throughput for the ratios."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["server"], row["model"], row["protocol"], row["concurrency"]), []).append(row)
+    return {
+        key: {"throughput": float(np.median([r["throughput"] for r in group])), "p50_ms": float(np.median([r["p50_ms"] for r in group])),
+              "p99_ms": float(np.median([r["p99_ms"] for r in group])), "errors": sum(r["errors"] for r in group),
+              "by_round": {r["round"]: r["throughput"] for r in group}}
+        for key, group in groups.items()
+    }
+
+
+def ratio_by_round(ours: dict | None, peer: dict | None) -> tuple[float, float, float] | None:
+    """(median, lowest, highest) over rounds of ours ÷ peer, each round's pair measured seconds apart."""
+    if not ours or not peer:
+        return None
+    ratios = [ours["by_round"][r] / peer["by_round"][r] for r in ours["by_round"] if peer["by_round"].get(r)]
+    return (float(np.median(ratios)), min(ratios), max(ratios)) if ratios else None
+
+
+def idle_cores(peers: list[Peer], seconds: float) -> dict[str, float]:
+    """CPU each server's process tree uses over the same `seconds` with no request: what it takes from the others."""
+    from .idle import cpu_seconds, tree
+
+    trees = {peer.name: tree(psutil.Process(peer.process.pid)) for peer in peers}
+    before = {name: cpu_seconds(processes) for name, processes in trees.items()}
+    started = time.monotonic()
+    time.sleep(seconds)
+    wall = time.monotonic() - started
+    used = {}
+    for name, processes in trees.items():
+        after = cpu_seconds(processes)
+        used[name] = sum(after[pid] - before[name][pid] for pid in after if pid in before[name]) / wall
+    return used
+
+
+def start_peers(args, repository: Path, workdir: Path, stack: contextlib.ExitStack) -> list[Peer]:
+    """Every server of the run, started before the first cell and stopped by `stack`."""
+    from serve.repository import load_model
+    from serve.testing import self_signed_pair, start_server, stop_server
+
+    from .naive_server import start_naive, stop_naive
+
+    peers = []
+    for name in ("ours", "ours-tls"):
+        if name not in args.servers:
+            continue
+        env, tls_root = {}, None
+        if name == "ours-tls":
+            certfile, keyfile = self_signed_pair(workdir)
+            env, tls_root = {"STREAMSERVE_TLS_CERTFILE": str(certfile), "STREAMSERVE_TLS_KEYFILE": str(keyfile)}, str(certfile)
+        print(f"[bench] {name}: python -m serve run (full repository){' with a self-signed certificate' if env else ''}", flush=True)
+        server = start_server(repository, workdir / name, env, timeout_s=600)
+        stack.callback(stop_server, server.process)
+        addresses = {"http": server.http, "grpc": server.grpc}
+        peers.append(Peer(name, {model: addresses for model in args.models}, RAY_NICENESS, server.process, tls_root=tls_root))
+    onnx_models = [m for m in args.models if load_model(repository / m).platform == "onnxruntime_onnx"]
+    if "triton" in args.servers and onnx_models:
+        if (args.triton_venv / "bin" / "python").exists() and TRITON_PEER.exists():
+            for model in onnx_models:
+                print(f"[bench] triton: {model}", flush=True)
+                http, grpc, process = start_triton(args.triton_venv, repository, model, workdir / f"triton-{model}")
+                stack.callback(stop_process, process)
+                peers.append(Peer("triton", {model: {"http": http, "grpc": grpc}}, 0, process, versions={model: "1"}))  # its only version
+        else:
+            print(f"[bench] triton: skipped (no peer venv at {args.triton_venv}; `{TRITON_PEER} setup {args.triton_venv}`)")
+    for model in onnx_models if "naive" in args.servers else []:
+        print(f"[bench] naive: {model}", flush=True)
+        addresses, process = start_naive(repository, model, VERSIONS[model], workdir / f"naive-{model}.log", grpc=True)
+        stack.callback(stop_naive, process)
+        peers.append(Peer("naive", {model: addresses}, 0, process, binary=False))
+    return peers
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--models", nargs="+", default=list(VERSIONS), choices=list(VERSIONS))
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per cell")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each cell, the servers alternated within each")
     parser.add_argument("--triton-venv", type=Path, default=Path("/tmp/triton-peer"),
                         help="the triton peer's venv (`triton-peer.sh setup VENV`); skipped when missing")
     parser.add_argument("--servers", nargs="+", default=["ours", "triton", "naive", "in-process"],
@@ -267,76 +381,33 @@ def main(argv=None) -> None:
         print(json.dumps(asyncio.run(load(**json.loads(args.cell)))))
         return
     repository = args.repository.resolve()
-    rows = []
-
-    def record(server, model, protocol, concurrency, result):
-        rows.append({"server": server, "model": model, "protocol": protocol, "concurrency": concurrency, **result})
-        print(f"  {server:10} {model:10} {protocol:5} N={concurrency:<3} {result['throughput']:8.1f}/s  p50 {result['p50_ms']:7.1f} ms"
-              f"  p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}", flush=True)
-
-    def drive(server, address_of, niceness, models, protocols, binary=True, version=None, tls_root=None):
-        for model in models:
-            for protocol in protocols:
-                for n in args.concurrency:
-                    record(server, model, protocol, n, run_cell(
-                        niceness, protocol=protocol, address=address_of[protocol], model=model,
-                        version=VERSIONS[model] if version is None else version,
-                        concurrency=n, duration_s=args.duration, binary=binary, tls_root=tls_root,
-                    ))
-
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    from serve.testing import self_signed_pair, start_server, stop_server
+    rows = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        peers = start_peers(args, repository, workdir, stack)
+        time.sleep(5)  # replicas settle after RUNNING
+        idle = idle_cores(peers, 10.0)
+        print("[bench] idle, every server up: " + ", ".join(f"{name} {cores:.3f} cores" for name, cores in idle.items()), flush=True)
+        by_model = {model: {peer.name: peer for peer in peers if model in peer.addresses} for model in args.models}
 
-    if "ours" in args.servers:
-        print("[bench] ours: python -m serve run (full repository)", flush=True)
-        server = start_server(repository, workdir / "ours", timeout_s=600)
-        try:
-            time.sleep(5)
-            drive("ours", {"http": server.http, "grpc": server.grpc}, RAY_NICENESS, args.models, ("http", "grpc"))
-        finally:
-            stop_server(server.process)
-    if "ours-tls" in args.servers:
-        print("[bench] ours-tls: python -m serve run with STREAMSERVE_TLS_CERTFILE/KEYFILE (self-signed)", flush=True)
-        certfile, keyfile = self_signed_pair(workdir)
-        server = start_server(repository, workdir / "ours-tls", {"STREAMSERVE_TLS_CERTFILE": str(certfile),
-                                                                 "STREAMSERVE_TLS_KEYFILE": str(keyfile)}, timeout_s=600)
-        try:
-            time.sleep(5)
-            drive("ours-tls", {"http": server.http, "grpc": server.grpc}, RAY_NICENESS, args.models, ("http", "grpc"),
-                  tls_root=str(certfile))
-        finally:
-            stop_server(server.process)
-    from serve.repository import load_model
+        def serving(model):
+            return [*by_model[model], *(["in-process"] if "in-process" in args.servers else [])]
 
-    onnx_models = [m for m in args.models if load_model(repository / m).platform == "onnxruntime_onnx"]
-    if "triton" not in args.servers:
-        pass
-    elif (args.triton_venv / "bin" / "python").exists() and TRITON_PEER.exists():
-        for model in onnx_models:
-            print(f"[bench] triton: {model}", flush=True)
-            http, grpc, process = start_triton(args.triton_venv, repository, model, workdir / f"triton-{model}")
-            try:
-                drive("triton", {"http": http, "grpc": grpc}, 0, [model], ("http", "grpc"), version="1")  # the peer's only version
-            finally:
-                stop_process(process)
-    else:
-        print(f"[bench] triton: skipped (no peer venv at {args.triton_venv}; `{TRITON_PEER} setup {args.triton_venv}`)")
-    from .naive_server import start_naive, stop_naive
-
-    for model in onnx_models if "naive" in args.servers else []:
-        print(f"[bench] naive: {model}", flush=True)
-        addresses, process = start_naive(repository, model, VERSIONS[model], workdir / f"naive-{model}.log", grpc=True)
-        try:
-            drive("naive", addresses, 0, [model], ("http", "grpc"), binary=False)
-        finally:
-            stop_naive(process)
-    for model in args.models if "in-process" in args.servers else []:
-        print(f"[bench] in-process: {model}", flush=True)
-        for n in args.concurrency:
-            record("in-process", model, "-", n, in_process(repository, model, n, args.duration))
-    shutil.rmtree(workdir, ignore_errors=True)
-    report = {"date": started, "duration_s": args.duration, "machine": f"{os.cpu_count()} cores", "rows": rows}
+        for model, protocol, n, r, server in schedule(args.models, ("grpc", "http"), args.concurrency, args.rounds, serving):
+            if server == "in-process":
+                result, protocol = in_process(repository, model, n, args.duration), "-"
+            else:
+                peer = by_model[model][server]
+                result = run_cell(peer.niceness, protocol=protocol, address=peer.addresses[model][protocol], model=model,
+                                  version=peer.versions.get(model, VERSIONS[model]), concurrency=n, duration_s=args.duration,
+                                  binary=peer.binary, tls_root=peer.tls_root)
+            rows.append({"server": server, "model": model, "protocol": protocol, "concurrency": n, "round": r, **result})
+            print(f"  {server:10} {model:10} {protocol:5} N={n:<3} round {r}  {result['throughput']:8.1f}/s  "
+                  f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}", flush=True)
+    report = {"date": started, "duration_s": args.duration, "rounds": args.rounds, "machine": f"{os.cpu_count()} cores",
+              "idle_cores": idle, "rows": rows}
     REPORTS.mkdir(exist_ok=True)
     (REPORTS / f"bench{args.tag}.json").write_text(json.dumps(report, indent=2))
     table = markdown(report, args.models, args.concurrency)
@@ -348,16 +419,15 @@ def main(argv=None) -> None:
         plot(report, args.models, REPORTS / "bench.png")
 
 
-def _find(rows, server, model, protocol, n):
-    return next((r for r in rows if (r["server"], r["model"], r["protocol"], r["concurrency"]) == (server, model, protocol, n)), None)
-
-
 def markdown(report: dict, models, concurrency) -> str:
-    rows = report["rows"]
+    cells = medians(report["rows"])
+    idle = ", ".join(f"{name} {cores:.2f}" for name, cores in report.get("idle_cores", {}).items())
     lines = [
-        f"Run of {report['date']} ({report['machine']}, {report['duration_s']:g} s per cell; closed-loop tritonclient asyncio "
-        f"clients, one item per request, client at the server's niceness). Throughput in items/s with p50 / p99 ms; "
-        "ratios are ours ÷ peer (> 1: ours faster).",
+        f"Run of {report['date']} ({report['machine']}, {report['duration_s']:g} s per cell, {report['rounds']} rounds; "
+        "closed-loop tritonclient asyncio clients, one item per request, client at the server's niceness; every server up "
+        f"for the whole run, idle cores while another was measured: {idle}). Throughput in items/s, the median of the "
+        "rounds, with p50 / p99 ms; ratios are ours ÷ peer (> 1: ours faster), the median of the rounds' ratios with "
+        "the lowest and highest in brackets.",
         "",
         "| model | proto | N | ours | triton | naive | in-process (batch N) | ÷ triton | ÷ naive | ÷ in-process |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -370,15 +440,16 @@ def markdown(report: dict, models, concurrency) -> str:
         return f"{rate} ({r['p50_ms']:.1f} / {r['p99_ms']:.1f})" + (f" err {r['errors']}" if r["errors"] else "")
 
     def ratio(a, b):
-        return f"{a['throughput'] / b['throughput']:.2f}×" if a and b and b["throughput"] else "—"
+        found = ratio_by_round(a, b)
+        return f"{found[0]:.2f}× ({found[1]:.2f}–{found[2]:.2f})" if found else "—"
 
     for model in models:
         for protocol in ("grpc", "http"):
             for n in concurrency:
-                ours = _find(rows, "ours", model, protocol, n)
-                triton = _find(rows, "triton", model, protocol, n)
-                naive = _find(rows, "naive", model, protocol, n)
-                local = _find(rows, "in-process", model, "-", n)
+                ours = cells.get(("ours", model, protocol, n))
+                triton = cells.get(("triton", model, protocol, n))
+                naive = cells.get(("naive", model, protocol, n))
+                local = cells.get(("in-process", model, "-", n))
                 lines.append(f"| {model} | {protocol} | {n} | {cell(ours)} | {cell(triton)} | {cell(naive)} | {cell(local)} | "
                              f"{ratio(ours, triton)} | {ratio(ours, naive)} | {ratio(ours, local)} |")
     lines += ["", "Units: " + "; ".join(f"`{m}` {UNITS[m]}" for m in models) + ". The naive server speaks HTTP JSON and gRPC "
@@ -388,19 +459,20 @@ def markdown(report: dict, models, concurrency) -> str:
 
 
 def tls_markdown(report: dict, models, concurrency) -> str:
-    """Our server over TLS beside itself in plaintext, both from this run."""
-    rows = report["rows"]
-    lines = [f"Run of {report['date']} ({report['machine']}, {report['duration_s']:g} s per cell): our server in plaintext, "
-             "then with a self-signed certificate (HTTPS; gRPC over TLS served by the ingress itself).", "",
+    """Our server over TLS beside itself in plaintext, both up for the whole run and alternated."""
+    cells = medians(report["rows"])
+    lines = [f"Run of {report['date']} ({report['machine']}, {report['duration_s']:g} s per cell, {report['rounds']} rounds): "
+             "our server in plaintext and with a self-signed certificate (HTTPS; gRPC over TLS served by the ingress "
+             "itself), alternated; medians of the rounds, the ratio's lowest and highest round in brackets.", "",
              "| model | proto | N | plaintext: items/s (p50 / p99 ms) | TLS | TLS ÷ plaintext |", "|---|---|---|---|---|---|"]
     for model in models:
         for protocol in ("grpc", "http"):
             for n in concurrency:
-                plain, tls = _find(rows, "ours", model, protocol, n), _find(rows, "ours-tls", model, protocol, n)
-                if plain and tls:
+                plain, tls = cells.get(("ours", model, protocol, n)), cells.get(("ours-tls", model, protocol, n))
+                if found := ratio_by_round(tls, plain):
                     lines.append(f"| {model} | {protocol} | {n} | {plain['throughput']:.0f} ({plain['p50_ms']:.1f} / "
                                  f"{plain['p99_ms']:.1f}) | {tls['throughput']:.0f} ({tls['p50_ms']:.1f} / {tls['p99_ms']:.1f}) | "
-                                 f"{tls['throughput'] / plain['throughput']:.2f}× |")
+                                 f"{found[0]:.2f}× ({found[1]:.2f}–{found[2]:.2f}) |")
     return "\n".join(lines)
 
 
@@ -421,14 +493,15 @@ def plot(report: dict, models, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    cells = medians(report["rows"])
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
     for ax, model in zip(axes[0], models):
         for server, protocol, style in (("ours", "grpc", "o-"), ("ours", "http", "o--"), ("triton", "grpc", "s-"),
                                         ("triton", "http", "s--"), ("naive", "grpc", "^-"), ("naive", "http", "^--"),
                                         ("in-process", "-", "k:")):
-            points = [r for r in report["rows"] if (r["server"], r["model"], r["protocol"]) == (server, model, protocol)]
+            points = sorted((key[3], cell["throughput"]) for key, cell in cells.items() if key[:3] == (server, model, protocol))
             if points:
-                ax.plot([r["concurrency"] for r in points], [r["throughput"] for r in points], style,
+                ax.plot(*zip(*points), style,
                         label=f"{server} {protocol}".replace(" -", ""))
         ax.set(title=f"{model}", xlabel="clients (in-process: batch)", ylabel=UNITS[model], xscale="log", yscale="log")
         ax.legend(fontsize=7)
