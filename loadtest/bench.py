@@ -308,18 +308,19 @@ def ratio_by_round(ours: dict | None, peer: dict | None) -> tuple[float, float, 
 
 
 def idle_cores(peers: list[Peer], seconds: float) -> dict[str, float]:
-    """CPU each server's process tree uses over the same `seconds` with no request: what it takes from the others."""
+    """CPU each server's process trees use over the same `seconds` with no request (a peer started once per model
+    summed under its name): what it takes from the others."""
     from .idle import cpu_seconds, tree
 
-    trees = {peer.name: tree(psutil.Process(peer.process.pid)) for peer in peers}
-    before = {name: cpu_seconds(processes) for name, processes in trees.items()}
+    trees = [(peer.name, tree(psutil.Process(peer.process.pid))) for peer in peers]
+    before = [cpu_seconds(processes) for _, processes in trees]
     started = time.monotonic()
     time.sleep(seconds)
     wall = time.monotonic() - started
     used = {}
-    for name, processes in trees.items():
+    for (name, processes), earlier in zip(trees, before):
         after = cpu_seconds(processes)
-        used[name] = sum(after[pid] - before[name][pid] for pid in after if pid in before[name]) / wall
+        used[name] = used.get(name, 0.0) + sum(after[pid] - earlier[pid] for pid in after if pid in earlier) / wall
     return used
 
 

@@ -49,3 +49,22 @@ def test_the_table_shows_each_ratios_median_and_range_over_rounds():
     line = next(line for line in table.splitlines() if line.startswith("| digits_cnn | grpc | 32 |"))
     assert "1.00× (0.90–1.10)" in line and "1000 (1.0 / 2.0)" in line
     assert "ours 0.10, triton 0.02" in table
+
+
+def test_idle_cost_is_measured_per_server_and_summed_over_its_processes():
+    import subprocess
+    import sys
+    import time
+
+    from loadtest.bench import Peer, idle_cores
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    asleep = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    time.sleep(0.5)  # past the interpreters' start-up
+    try:
+        used = idle_cores([Peer("spinning", {}, 0, busy), Peer("spinning", {}, 0, asleep), Peer("waiting", {}, 0, asleep)], 1.0)
+    finally:
+        busy.kill(), asleep.kill()
+        busy.wait(), asleep.wait()
+    assert set(used) == {"spinning", "waiting"}
+    assert used["spinning"] > 0.3 and used["waiting"] < 0.1
