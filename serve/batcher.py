@@ -16,6 +16,11 @@ notion of Triton's queue policy. This is the part of Triton's scheduler the plat
 - `callers`, when given, counts the requests that may be submitted at all (a rollout model's steps in flight, one per
   ensemble piece): once each is queued, no one else can join the batch and it runs without waiting out the delay. A lone streamed
   rollout does not pay `max_queue_delay_microseconds` at every step.
+- `backlog`, when given, counts the requests held up on their way into the queue (waiting for a thread of a
+  handler's per-request preprocess: decoding, features). While there are some, every preprocess thread is busy, so
+  the forming batch waits for them up to the delay without leaving a core idle, and grows; while there are none, it
+  runs at once. Triton waits out the delay whatever comes: there a lone request pays it, and so does a closed loop of a
+  few clients, whose requests are all in the batch being formed.
 """
 import asyncio
 import time
@@ -52,7 +57,7 @@ class DynamicBatcher:
     def __init__(
         self, run_batch: Callable[[list], Awaitable[list]], *, name: str, max_batch_size: int, max_queue_delay_s: float,
         policy: QueuePolicy, instance_count: int = 1, loop: asyncio.AbstractEventLoop | None = None,
-        callers: Callable[[], int] | None = None,
+        callers: Callable[[], int] | None = None, backlog: Callable[[], int] | None = None,
     ):
         self.run_batch = run_batch
         self.name = name
@@ -62,6 +67,7 @@ class DynamicBatcher:
         self.instance_count = max(1, instance_count)
         self.loop = loop
         self.callers = callers
+        self.backlog = backlog
         self.queue: deque[_Queued] = deque()
         self._rows = 0  # rows in `queue`; a cancelled request's count until it is dropped (a batch may then run early)
         self._waiters: list[asyncio.Future] = []  # the worker tasks waiting for `submit` (`_signalled`)
@@ -96,7 +102,7 @@ class DynamicBatcher:
         self._rows += rows
         # A worker is woken only when what it waits for may have changed: the queue was empty (it is idle), or the
         # batch forming is full; not at every arrival, which would cost a task switch and a timer per request.
-        if self._waiters and (len(self.queue) == 1 or self._rows >= self.max_rows or self._everyone_queued()):
+        if self._waiters and (len(self.queue) == 1 or self._rows >= self.max_rows or self._nobody_coming()):
             for waiter in self._waiters:
                 _wake(waiter)
         if not self._workers:
@@ -125,7 +131,7 @@ class DynamicBatcher:
         while not self._live_head():
             await self._signalled()
         # Wait for a full batch until the oldest request has waited the configured delay.
-        while self._rows < self.max_rows and self.delay_s > 0 and not self._everyone_queued():
+        while self._rows < self.max_rows and self.delay_s > 0 and not self._nobody_coming():
             deadline = self.queue[0].arrived + self.delay_s
             if time.perf_counter() >= deadline:
                 break
@@ -175,9 +181,19 @@ class DynamicBatcher:
             self._pop()
         return bool(self.queue)
 
-    def _everyone_queued(self) -> bool:
-        """Every caller that could add to the batch has a request queued already (only known with `callers`)."""
-        return self.callers is not None and sum(not q.future.done() for q in self.queue) >= self.callers()
+    def _nobody_coming(self) -> bool:
+        """The forming batch has no one to wait for: every caller has a request queued already (with `callers`), or
+        none is held up on its way in (with `backlog`). Unknown otherwise: then the batch waits out the delay."""
+        if self.callers is not None:
+            return sum(not q.future.done() for q in self.queue) >= self.callers()
+        return self.backlog is not None and self.backlog() == 0
+
+    def backlog_changed(self) -> None:
+        """A request on its way left without being submitted (its preprocess refused it): the forming batch may have
+        no one left to wait for."""
+        if self._waiters and self._nobody_coming():
+            for waiter in self._waiters:
+                _wake(waiter)
 
 
 def _wake(waiter: asyncio.Future) -> None:

@@ -99,10 +99,13 @@ class ModelWorker:
         # replica's share plus one, so one long decode does not hold the rest. Not the loop's shared pool, which other
         # work can hold (a repository load, another model's decodes) and whose min(32, cores + 4) threads, on a share
         # of one or two cores, mostly pass the GIL back and forth.
-        self.preprocess_threads = ThreadPoolExecutor(threads + 1, thread_name_prefix=f"{model}-{version}-pre")
+        self.preprocess_thread_count = threads + 1
+        self.preprocess_threads = ThreadPoolExecutor(self.preprocess_thread_count, thread_name_prefix=f"{model}-{version}-pre")
         self.batcher: DynamicBatcher | None = None  # made on first use, on the loop that serves this worker
         self.active = 0
         """Requests inside this worker now (`retire` waits for them)."""
+        self.preprocessing = 0
+        """Requests in this worker's preprocess threads or waiting for one (`preprocess_backlog`)."""
         self.rollouts = 0
         """Requests that the rollouts in flight queue at each step (an ensemble's pieces count one each): for a rollout
         model, the only callers that can add to a forming batch."""
@@ -154,7 +157,15 @@ class ModelWorker:
     async def _infer(self, inputs: dict[str, np.ndarray], timeout_s: float | None = None, admitted: bool = False):
         """`admitted`: a later step of a rollout already accepted, which the queue policy must not refuse halfway."""
         if self.preprocesses:  # per request, so one undecodable input fails alone, not the batch it joins
-            inputs = await self._preprocess(inputs)
+            batcher = self._batcher()
+            self.preprocessing += 1
+            try:
+                inputs = await self._preprocess(inputs)
+            except BaseException:
+                self.preprocessing -= 1
+                batcher.backlog_changed()
+                raise
+            self.preprocessing -= 1
         rows = _batch_rows(inputs) if self.spec.max_batch_size > 0 and inputs else 1
         outputs = await self._batcher().submit(inputs, rows, timeout_s, admitted)
         self._observe(outputs)
@@ -169,8 +180,17 @@ class ModelWorker:
                 max_queue_delay_s=spec.max_queue_delay_s if spec.dynamic_batching else 0.0,
                 policy=spec.queue_policy, instance_count=self.instance_count, loop=loop,
                 callers=(lambda: self.rollouts) if spec.kind is ModelKind.ROLLOUT else None,
+                backlog=self.preprocess_backlog if self.preprocesses and spec.kind is not ModelKind.ROLLOUT else None,
             )
         return self.batcher
+
+    def preprocess_backlog(self) -> int:
+        """Requests waiting for a preprocess thread. The batch queue waits for them (`DynamicBatcher`'s `backlog`) only
+        while there are some: then every preprocess thread, and so every core of the replica's share, is busy, and a
+        larger batch costs less per row; with none, a batch runs at once. Measured on iqa (loadtest/BENCH.md): waiting
+        for any request in preprocess, not only a backlog, cost 5–10 % at 8 clients in a closed loop, whose requests
+        then mostly sat in the batch being formed while the cores idled."""
+        return max(0, self.preprocessing - self.preprocess_thread_count)
 
     def _observe(self, outputs: dict[str, np.ndarray]) -> None:
         """Content telemetry: the values of outputs named by `output_histogram.<OUTPUT>` parameters."""

@@ -36,7 +36,7 @@ SERVED_ROW, BASELINES = f"served with the JPEG cap, window 512 (run {SERVED_RUN}
 HANDLER = "models.iqa.serving:IqaHandler"
 
 MODEL = ServedModel(
-    NAME, platform="python", handler=HANDLER, params=IqaParams(), max_batch_size=MAX_BATCH, queue_delay_us=5000,
+    NAME, platform="python", handler=HANDLER, params=IqaParams(), max_batch_size=MAX_BATCH, queue_delay_us=20000,
     inputs=(
         Tensor("IMAGE", "BYTES", (1,), "an encoded JPEG, PNG or WebP file (exactly one of IMAGE, IMAGE_RAW per request)", optional=True),
         Tensor("IMAGE_RAW", "UINT8", (-1, -1, -1), "decoded pixels H×W×C, C = 3 (RGB), 1 (grey) or 4 (RGBA)", optional=True),

@@ -72,6 +72,34 @@ def test_once_every_caller_has_a_request_queued_the_batch_runs_without_waiting_o
     assert both < 0.6 and lone < 0.3  # far less than the 1 s delay
 
 
+def test_with_a_backlog_the_batch_waits_for_it_and_without_one_it_runs_at_once():
+    """A handler's requests held up before the queue (waiting for a preprocess thread): the forming batch waits for
+    them, up to the delay, and runs as soon as there are none left; a request with no backlog behind it runs at once."""
+    async def main():
+        run, backlog = Recorder(), {"n": 0}
+        b = batcher(run, max_queue_delay_s=5.0, backlog=lambda: backlog["n"])
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await b.submit("lone", 1)
+        lone = loop.time() - started
+        backlog["n"] = 2
+        first = asyncio.ensure_future(b.submit("a", 1))
+        await asyncio.sleep(0.1)
+        assert not first.done() and run.batches == [["lone"]]  # two more are on their way: the batch waits
+        backlog["n"] = 1
+        second = asyncio.ensure_future(b.submit("b", 1))
+        await asyncio.sleep(0.1)
+        assert not second.done()  # one is still held up
+        backlog["n"] = 0  # ... and its preprocess refused it: nothing is coming, the batch runs without it
+        b.backlog_changed()
+        await asyncio.wait_for(asyncio.gather(first, second), 2.0)
+        return run.batches, lone
+
+    batches, lone = asyncio.run(main())
+    assert batches == [["lone"], ["a", "b"]]
+    assert lone < 2.0  # not the 5 s delay
+
+
 def test_a_full_queue_refuses_at_once_and_a_later_step_of_an_accepted_rollout_is_not_refused():
     async def main():
         gate = asyncio.Event()

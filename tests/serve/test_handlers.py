@@ -238,3 +238,42 @@ def test_a_worker_preprocesses_its_cpu_share_plus_one_requests_at_once(tmp_path,
     answers = run(burst())
     assert [a["LENGTH"].tolist() for a in answers] == [[[n]] for n in range(1, 9)]
     assert inside[1] == 2
+
+
+def test_a_batch_waits_for_the_requests_held_up_in_preprocess_and_no_longer(tmp_path, monkeypatch):
+    """Eight requests at once on a worker of two preprocess threads and a long queue delay: the batch waits while some
+    still wait for a thread, runs the six queued once none does (the last two are in preprocess), not all eight after
+    the delay (Triton's rule); and a lone request does not wait out the delay at all."""
+    import time
+
+    from serve import replica
+
+    monkeypatch.setattr(replica, "replica_resources", lambda: (1, "cpu"))
+    build_examples(tmp_path)
+    config = tmp_path / "byte_length" / "config.pbtxt"
+    config.write_text(config.read_text().replace("max_queue_delay_microseconds: 2000", "max_queue_delay_microseconds: 5000000"))
+    worker = ModelWorker(str(tmp_path), "byte_length", 1)
+    assert worker.spec.max_queue_delay_s == 5.0 and worker.preprocess_thread_count == 2
+    decode, compute, batches = worker.runtime.preprocess, worker.runtime.infer, []
+
+    def slow_decode(inputs):
+        time.sleep(0.05)
+        return decode(inputs)
+
+    def recorded(inputs):
+        batches.append(len(inputs["LENGTH_IN"]))
+        return compute(inputs)
+
+    worker.runtime.preprocess, worker.runtime.infer = slow_decode, recorded
+
+    async def requests(count):
+        return await asyncio.wait_for(
+            asyncio.gather(*[worker.infer({"DATA": np.array([[b"x" * n]], dtype=object)}) for n in range(1, count + 1)]), 4.0)
+
+    assert [a["LENGTH"].tolist() for a in run(requests(8))] == [[[n]] for n in range(1, 9)]
+    assert batches[0] == 6 and sum(batches) == 8
+    assert worker.preprocessing == 0
+    batches.clear()
+    run(requests(1))
+    assert batches == [1]
+
