@@ -92,8 +92,11 @@ def run_locust(workdir: Path, tag: str, model: str, protocol: str, shape: str, u
     if not raw.exists():
         raise RuntimeError(f"locust wrote no rows for {tag}; log:\n{(workdir / f'{tag}.log').read_text()[-2000:]}")
     with raw.open() as f:
-        return [{**r, "time": float(r["time"]), "latency_ms": float(r["latency_ms"]), "users": int(r["users"])}
+        rows = [{**r, "time": float(r["time"]), "latency_ms": float(r["latency_ms"]), "users": int(r["users"])}
                 for r in csv.DictReader(f)]
+    if not rows:  # every user failed before its first request (building it): a scenario that never ran is no result
+        raise RuntimeError(f"locust sent no request for {tag}; log:\n{(workdir / f'{tag}.log').read_text()[-2000:]}")
+    return rows
 
 
 def summarize(rows: list[dict], wall_s: float | None = None) -> dict:

@@ -25,9 +25,9 @@ import gevent.event  # noqa: E402
 import tritonclient.grpc as grpcclient  # noqa: E402
 import tritonclient.http as httpclient  # noqa: E402
 from locust import LoadTestShape, User, constant, events, task  # noqa: E402
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype  # noqa: E402
+from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from loadtest.locust.scenarios import SCENARIOS, served_name  # noqa: E402
+from loadtest.locust.scenarios import SCENARIOS, served_name, triton_inputs  # noqa: E402
 
 MODEL = os.environ.get("LT_MODEL", "digits_cnn")
 SHAPE = os.environ.get("LT_SHAPE", "steady")
@@ -64,27 +64,17 @@ class _TritonUser(User):
             exception=None if exc is None else CodedError(code), context={},
         )
 
-    def _inputs(self, module, binary: bool = True):
-        tensors = []
-        for name, array in ONE.items():
-            t = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-            if module is httpclient:
-                t.set_data_from_numpy(array, binary_data=binary)
-            else:
-                t.set_data_from_numpy(array)
-            tensors.append(t)
-        return tensors
-
 
 class HttpTritonUser(_TritonUser):
-    """tritonclient.http with JSON tensors (the v2 JSON route the naive baseline also speaks)."""
+    """tritonclient.http with JSON tensors (the v2 JSON route the naive baseline also speaks); a BYTES tensor that is not
+    UTF-8 text (an encoded image) in the binary extension, since JSON cannot carry it."""
 
     protocol = "http"
 
     def on_start(self):
         url = urlparse(self.host or "http://127.0.0.1:8000")
         self.client = httpclient.InferenceServerClient(url.netloc, connection_timeout=TIMEOUT_S, network_timeout=TIMEOUT_S)
-        self.request = self._inputs(httpclient, binary=False)
+        self.request = triton_inputs(httpclient, ONE, json=True)
 
     def on_stop(self):
         self.client.close()
@@ -107,7 +97,7 @@ class GrpcTritonUser(_TritonUser):
 
     def on_start(self):
         self.client = grpcclient.InferenceServerClient(os.environ.get("LT_GRPC", "127.0.0.1:8001"))
-        self.request = self._inputs(grpcclient)
+        self.request = triton_inputs(grpcclient, ONE)
         if SCENARIO.decoupled:
             self.done = gevent.event.AsyncResult()
             self.client.start_stream(callback=self._on_response, stream_timeout=None)

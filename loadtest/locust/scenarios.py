@@ -98,6 +98,36 @@ def _subgraph() -> dict:
             "EDGE_TYPE": rng.integers(0, 7, e), "TARGETS": np.arange(8, dtype=np.int64)}
 
 
+def json_safe(array: np.ndarray) -> bool:
+    """Whether the v2 JSON body can carry this tensor: BYTES elements only as UTF-8 text. A file (`iqa`'s PNG) cannot,
+    so HTTP users send such a tensor in the binary extension, as any client has to."""
+    if array.dtype != object:
+        return True
+    try:
+        for item in array.ravel():
+            if isinstance(item, bytes):
+                item.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def triton_inputs(client_module, arrays: dict[str, np.ndarray], json: bool = False) -> list:
+    """One request's tensors for `tritonclient.http` or `tritonclient.grpc`. `json` (HTTP only): JSON tensors, except
+    one JSON cannot carry (`json_safe`), which goes in the binary extension."""
+    from tritonclient.utils import np_to_triton_dtype
+
+    tensors = []
+    for name, array in arrays.items():
+        tensor = client_module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        if json:
+            tensor.set_data_from_numpy(array, binary_data=not json_safe(array))
+        else:
+            tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    return tensors
+
+
 def served_name(name: str) -> str:
     """Table keys may alias a version of a served model (digits_cnn_v1 -> digits_cnn)."""
     return "digits_cnn" if name == "digits_cnn_v1" else name

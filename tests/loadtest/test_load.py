@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtest.locust.scenarios import SCENARIOS, available, served_name
+from loadtest.locust.scenarios import SCENARIOS, available, json_safe, served_name, triton_inputs
 from loadtest.suite import by_level, histogram_delta, run_locust, saturation, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,6 +147,35 @@ def test_naive_grpc_side_answers_like_its_http_side(naive):
     with pytest.raises(InferenceServerException) as e:
         client.infer("digits_cnn", [bad])
     assert e.value.status() == "StatusCode.INVALID_ARGUMENT"
+
+
+def test_every_scenario_builds_the_request_its_users_send():
+    """The users' own tensors for every scenario, on both protocols. An HTTP user sends JSON, which carries BYTES only as
+    UTF-8 text: `iqa`'s PNG goes binary, or building its request fails and no HTTP user of it ever sends one."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    for name, sc in SCENARIOS.items():
+        one = sc.factory(1)
+        assert len(triton_inputs(grpcclient, one)) == len(one), name
+        if sc.http:
+            assert len(triton_inputs(httpclient, one, json=True)) == len(one), name
+    assert not json_safe(SCENARIOS["iqa"].factory(1)["IMAGE"])
+    assert json_safe(SCENARIOS["caption_match"].factory(1)["text"])  # a caption is text: JSON carries it
+    assert json_safe(np.array([[b"text"]], dtype=object)) and json_safe(np.zeros((1, 2), np.float32))
+
+
+def test_a_locust_run_that_sent_no_request_is_an_error(tmp_path, monkeypatch):
+    """Every user failed while building its request: the rows file is written, empty. That is no measurement."""
+    import loadtest.suite as suite
+
+    def locust_whose_users_all_failed(cmd, env, stdout, **_):
+        Path(env["LT_RAW"]).write_text("time,protocol,model,latency_ms,code,users\n")
+        stdout.write("InferenceServerException: Failed to encode ... using UTF-8\n")
+
+    monkeypatch.setattr(suite.subprocess, "run", locust_whose_users_all_failed)
+    with pytest.raises(RuntimeError, match="sent no request for platform_iqa_http_steady(.|\n)*UTF-8"):
+        run_locust(tmp_path, "platform_iqa_http_steady", "iqa", "http", "steady", 8, 1, "127.0.0.1:1", "127.0.0.1:1")
 
 
 def test_locust_spike_against_naive_server(naive, tmp_path):
