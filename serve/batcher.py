@@ -103,8 +103,7 @@ class DynamicBatcher:
         # A worker is woken only when what it waits for may have changed: the queue was empty (it is idle), or the
         # batch forming is full; not at every arrival, which would cost a task switch and a timer per request.
         if self._waiters and (len(self.queue) == 1 or self._rows >= self.max_rows or self._nobody_coming()):
-            for waiter in self._waiters:
-                _wake(waiter)
+            self._wake_workers()
         if not self._workers:
             self._workers = [asyncio.create_task(self._work()) for _ in range(self.instance_count)]
         return await future  # cancelled by the caller: the entry stays queued but is skipped when a batch forms
@@ -192,8 +191,11 @@ class DynamicBatcher:
         """A request on its way left without being submitted (its preprocess refused it): the forming batch may have
         no one left to wait for."""
         if self._waiters and self._nobody_coming():
-            for waiter in self._waiters:
-                _wake(waiter)
+            self._wake_workers()
+
+    def _wake_workers(self) -> None:
+        for waiter in self._waiters:
+            _wake(waiter)
 
 
 def _wake(waiter: asyncio.Future) -> None:

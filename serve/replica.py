@@ -156,18 +156,18 @@ class ModelWorker:
 
     async def _infer(self, inputs: dict[str, np.ndarray], timeout_s: float | None = None, admitted: bool = False):
         """`admitted`: a later step of a rollout already accepted, which the queue policy must not refuse halfway."""
+        batcher = self._batcher()
         if self.preprocesses:  # per request, so one undecodable input fails alone, not the batch it joins
-            batcher = self._batcher()
             self.preprocessing += 1
             try:
                 inputs = await self._preprocess(inputs)
-            except BaseException:
+            except BaseException:  # refused or cancelled: it will not join the batch that may be waiting for it
                 self.preprocessing -= 1
                 batcher.backlog_changed()
                 raise
             self.preprocessing -= 1
         rows = _batch_rows(inputs) if self.spec.max_batch_size > 0 and inputs else 1
-        outputs = await self._batcher().submit(inputs, rows, timeout_s, admitted)
+        outputs = await batcher.submit(inputs, rows, timeout_s, admitted)
         self._observe(outputs)
         return outputs
 
